@@ -1,0 +1,25 @@
+# Two commands set everything up: `make train` and `make test`.
+# Both create .venv when missing and (re)install the project with its dev extras only when
+# pyproject.toml changed since the last install.
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: train test install clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+train: $(STAMP)
+	$(VENV)/bin/python experiments/train.py
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis
