@@ -1,0 +1,561 @@
+"""InversionCallback: tags read back from the event files, foreign modules, resume, DDP, failures.
+
+Everything is tiny (8×8 images, 4-image probes, ≤ 30 solver iterations) so the file runs in well
+under a minute on two cores; the DDP test runs a two-process script in a subprocess with a timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+import lbinv.callbacks as callbacks_module
+from lbinv.callbacks import DEFAULT_ALPHA_GRID, InversionCallback, InversionWarning, select_alpha
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:.*does not have many workers.*"),
+    pytest.mark.filterwarnings("ignore:.*number of training batches.*"),
+    pytest.mark.filterwarnings("ignore:.*GPU available but not used.*"),
+]
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny convolutions on a shared two-core machine: intra-op threads only spin (1000× slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+SIZE = 8
+LEVELS = (0.0, 0.1)
+
+
+# ---------------------------------------------------------------------- a foreign module
+def images(n: int, seed: int) -> torch.Tensor:
+    """Piecewise-constant 8×8 images in [0, 1]: a bright rectangle on a dim background."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.full((n, 1, SIZE, SIZE), 0.1)
+    for i in range(n):
+        r0, c0 = torch.randint(0, SIZE // 2, (2,), generator=g).tolist()
+        h, w = torch.randint(2, SIZE // 2 + 1, (2,), generator=g).tolist()
+        x[i, 0, r0 : r0 + h, c0 : c0 + w] = 0.6 + 0.4 * torch.rand((), generator=g)
+    return x
+
+
+class PlainImages(Dataset):
+    """A dataset whose items are bare tensors (batches are tensors, not tuples)."""
+
+    def __init__(self, x: torch.Tensor) -> None:
+        self.x = x
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.x[i]
+
+
+class Foreign(L.LightningModule):
+    """Not an lbinv model: its own names, LeakyReLU, AvgPool2d and BatchNorm in the encoder."""
+
+    def __init__(self, maxpool: bool = False) -> None:
+        super().__init__()
+        pool = nn.MaxPool2d(2) if maxpool else nn.AvgPool2d(2)
+        self.enc = nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1),
+            nn.BatchNorm2d(4),
+            nn.LeakyReLU(0.1),
+            pool,
+            nn.Flatten(),
+            nn.Linear(4 * (SIZE // 2) ** 2, 12),
+            nn.ReLU(),
+        )
+        self.dec = nn.Sequential(nn.Linear(12, SIZE * SIZE), nn.Sigmoid(), nn.Unflatten(1, (1, SIZE, SIZE)))
+        self.trained_steps = 0
+
+    @staticmethod
+    def _x(batch):
+        return batch[0] if isinstance(batch, (tuple, list)) else batch
+
+    def training_step(self, batch, batch_idx):
+        self.trained_steps += 1
+        x = self._x(batch)
+        return F.mse_loss(self.dec(self.enc(x)), x)
+
+    def validation_step(self, batch, batch_idx):
+        x = self._x(batch)
+        self.log("val_loss", F.mse_loss(self.dec(self.enc(x)), x))
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=1e-2)
+
+
+TRAIN_X = images(32, seed=1)
+VAL_X = images(24, seed=2)
+
+
+def train_loader() -> DataLoader:
+    return DataLoader(TensorDataset(TRAIN_X, torch.zeros(len(TRAIN_X))), batch_size=8)
+
+
+def val_loader(x: torch.Tensor = VAL_X, batch_size: int = 4, tuples: bool = False) -> DataLoader:
+    data = TensorDataset(x, torch.zeros(len(x))) if tuples else PlainImages(x)
+    return DataLoader(data, batch_size=batch_size)
+
+
+def make_callback(**kwargs) -> InversionCallback:
+    options = dict(
+        noise_levels=LEVELS,
+        alpha=1e-2,
+        num_samples=4,
+        max_iter=30,
+        encoder="enc",
+        decoder="dec",
+        solver_options={"bounds": (0.0, 1.0), "check_every": 10},
+    )
+    options.update(kwargs)
+    return InversionCallback(**options)
+
+
+def make_trainer(tmp_path: Path, callbacks: list, max_epochs: int = 1, logger="tb", **kwargs) -> L.Trainer:
+    if logger == "tb":
+        logger = TensorBoardLogger(str(tmp_path), name="tb", version=0)
+    options = dict(
+        max_epochs=max_epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=logger,
+        callbacks=callbacks,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        limit_train_batches=2,
+        limit_val_batches=2,
+        num_sanity_val_steps=1,
+        log_every_n_steps=1,
+        default_root_dir=str(tmp_path),
+    )
+    options.update(kwargs)
+    return L.Trainer(**options)
+
+
+def events(tmp_path: Path) -> EventAccumulator:
+    accumulator = EventAccumulator(str(tmp_path / "tb" / "version_0"), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
+    accumulator.Reload()
+    return accumulator
+
+
+def inversion_tags(decoder: bool = True) -> list[str]:
+    names = ["psnr_inverted", "delta2", "delta2_bregman", "alpha", "iterations"] + (["psnr_decoded"] if decoder else [])
+    return [f"inversion/{name}/sigma_{s:g}" for s in LEVELS for name in names] + ["inversion/seconds"]
+
+
+def scalar_steps(acc: EventAccumulator, tag: str) -> list[int]:
+    return [e.step for e in acc.Scalars(tag)]
+
+
+# ---------------------------------------------------------------------- constructor
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"noise_levels": ()}, "noise_levels.*empty"),
+        ({"noise_levels": (0.0, -0.1)}, "noise level must be a finite float >= 0.*-0.1"),
+        ({"noise_levels": (0.1, 0.1)}, "distinct"),
+        ({"noise_levels": 0.1}, "noise_levels.*sequence"),
+        ({"num_samples": 0}, "num_samples.*>= 1.*0"),
+        ({"every_n_epochs": 0}, "every_n_epochs.*>= 1"),
+        ({"alpha": 0.0}, "alpha.*> 0.*0.0"),
+        ({"alpha": -1e-3}, "alpha.*> 0"),
+        ({"alpha": (1e-2,)}, "one value per noise level \\(5\\), got 1"),
+        ({"alpha": "morozov"}, "alpha.*discrepancy.*oracle.*morozov"),
+        ({"alpha_grid": (1e-3, 0.0)}, "alpha_grid.*> 0"),
+        ({"data_range": (1.0, 0.0)}, "data_range.*lo < hi"),
+        ({"data_range": (0.0, 0.0)}, "data_range.*lo < hi"),
+        ({"method": "newton"}, "method.*lifted.*newton"),
+        ({"max_iter": 0}, "max_iter.*>= 1"),
+        ({"tol": -1.0}, "tol.*>= 0"),
+        ({"encoder": ""}, "encoder.*attribute name"),
+        ({"encoder": None}, "encoder.*attribute name"),
+        ({"input_shape": (1, 0, 8)}, "input_shape.*ints > 0"),
+        ({"solver_options": {"alpha": 1.0}}, "solver_options.*alpha"),
+        ({"eta": 0.0}, "eta.*> 0"),
+        ({"solver_options": {"stepsize": 1.0}}, "solver_options.*'stepsize'.*valid"),
+        ({"method": "landweber", "alpha": "oracle"}, "landweber.*ignores alpha"),
+    ],
+)
+def test_bad_arguments_raise_in_init(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        InversionCallback(**kwargs)
+
+
+def test_defaults_match_the_issue():
+    cb = InversionCallback()
+    assert cb.noise_levels == (0.0, 0.05, 0.1, 0.2, 0.33)
+    assert cb.alpha == 1e-2 and cb.num_samples == 16 and cb.every_n_epochs == 1
+    assert (cb.method, cb.max_iter, cb.tol) == ("lifted", 1500, 1e-5)
+    assert (cb.encoder, cb.decoder, cb.input_shape, cb.data_range) == ("encoder", "decoder", None, (0.0, 1.0))
+    assert cb.alpha_grid == DEFAULT_ALPHA_GRID and cb.alpha_grid[0] == 1e-4 and cb.alpha_grid[-1] == 1e-1
+
+
+def test_lightning_cli_parses_it_under_an_inversion_key():
+    from lightning.pytorch.cli import LightningArgumentParser
+
+    parser = LightningArgumentParser(exit_on_error=False)
+    parser.add_lightning_class_args(InversionCallback, "inversion")
+    config = parser.parse_string(
+        "inversion:\n  noise_levels: [0.0, 0.2]\n  alpha: oracle\n  num_samples: 8\n"
+        "  solver_options: {bounds: [0.0, 1.0]}\n"
+    )
+    cb = parser.instantiate_classes(config).inversion
+    assert isinstance(cb, InversionCallback)
+    assert cb.noise_levels == (0.0, 0.2) and cb.alpha == "oracle" and cb.num_samples == 8
+    assert cb.solver_options == {"bounds": [0.0, 1.0]}
+    per_level = parser.instantiate_classes(parser.parse_string("inversion:\n  noise_levels: [0.0, 0.2]\n  alpha: [0.001, 0.01]\n"))
+    assert per_level.inversion.alpha == (1e-3, 1e-2)
+
+
+# ---------------------------------------------------------------------- α rules
+def test_select_alpha_rules():
+    # 2 levels, 3 samples, grid of 3 ascending α
+    psnr = torch.tensor([[[10.0, 12.0, 11.0]] * 3, [[9.0, 8.0, 7.0]] * 3])
+    residual = torch.tensor([[[0.1, 0.2, 0.3]] * 3, [[0.1, 0.5, 0.9]] * 3])
+    delta = torch.tensor([[0.0, 0.0, 0.0], [0.5, 0.5, 0.5]])
+    assert select_alpha("fixed", psnr, residual, delta).tolist() == [0, 0]
+    assert select_alpha("oracle", psnr, residual, delta).tolist() == [1, 0]
+    # σ = 0 → smallest α; level 1: residual 0.5 ≤ η·δ = 0.5 → index 1, 0.9 > 0.5
+    assert select_alpha("discrepancy", psnr, residual, delta).tolist() == [0, 1]
+    assert select_alpha("discrepancy", psnr, residual, delta, eta=2.0).tolist() == [0, 2]
+    assert select_alpha("discrepancy", psnr, residual, delta, eta=0.1).tolist() == [0, 0]
+    broken = residual.clone()
+    broken[1, 0, 1] = float("nan")  # a NaN never satisfies the discrepancy test
+    assert select_alpha("discrepancy", psnr, broken, delta).tolist() == [0, 0]
+    psnr_nan = psnr.clone()
+    psnr_nan[0, :, 1] = float("nan")
+    assert select_alpha("oracle", psnr_nan, residual, delta).tolist() == [2, 0]
+
+
+# ---------------------------------------------------------------------- logging
+def test_fit_logs_every_tag_at_the_right_epochs(tmp_path, monkeypatch):
+    calls = []
+    real_invert = callbacks_module.invert
+
+    def spy(*args, **kwargs):
+        calls.append(args[1].shape[0])
+        return real_invert(*args, **kwargs)
+
+    monkeypatch.setattr(callbacks_module, "invert", spy)
+    cb = make_callback(every_n_epochs=2)
+    trainer = make_trainer(tmp_path, [cb], max_epochs=4, num_sanity_val_steps=2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(Foreign(), train_loader(), val_loader())
+    ours = [w for w in caught if issubclass(w.category, InversionWarning) or "lbinv" in w.filename]
+    assert not ours, [str(w.message) for w in ours]  # e.g. no "y outside the domain" from invert: clipped first
+
+    assert calls == [len(LEVELS) * 4] * 2  # epochs 1 and 3 only: not the sanity check, not off-interval
+    torch.testing.assert_close(cb.probe, VAL_X[:4])
+    acc = events(tmp_path)
+    scalars = acc.Tags()["scalars"]
+    for tag in inversion_tags():
+        assert tag in scalars, tag
+        assert scalar_steps(acc, tag) == [1, 3], tag
+    for s in LEVELS:
+        for e in acc.Scalars(f"inversion/psnr_inverted/sigma_{s:g}") + acc.Scalars(f"inversion/psnr_decoded/sigma_{s:g}"):
+            assert math.isfinite(e.value) and 0 < e.value < 60
+        for e in acc.Scalars(f"inversion/iterations/sigma_{s:g}"):
+            assert 1 <= e.value <= 30
+        assert [e.value for e in acc.Scalars(f"inversion/alpha/sigma_{s:g}")] == pytest.approx([1e-2, 1e-2])
+    assert [e.value for e in acc.Scalars("inversion/delta2/sigma_0")] == [0.0, 0.0]
+    assert all(abs(e.value) < 1e-5 for e in acc.Scalars("inversion/delta2_bregman/sigma_0"))
+    # B_Ψ(y^δ, z) ≥ ½‖y^δ − σ(z)‖² = ½δ² (MATH.md §2)
+    for b, d in zip(acc.Scalars("inversion/delta2_bregman/sigma_0.1"), acc.Scalars("inversion/delta2/sigma_0.1")):
+        assert b.value >= 0.5 * d.value * (1 - 1e-5) > 0
+    # ‖y^δ − y‖² for a 12-dim ReLU code with σ = 0.1: positive, at most about 12·σ²
+    assert all(0 < e.value < 0.5 for e in acc.Scalars("inversion/delta2/sigma_0.1"))
+    assert all(e.value > 0 for e in acc.Scalars("inversion/seconds"))
+
+    image_tags = acc.Tags()["images"]
+    for s in LEVELS:
+        shots = acc.Images(f"inversion/images/sigma_{s:g}")
+        assert [im.step for im in shots] == [1, 3]
+        # rows truth / decoder / inversion of 4 tiles, 8×8 with 1-pixel padding
+        assert (shots[0].height, shots[0].width) == (3 * SIZE + 4, 4 * SIZE + 5)
+    assert "inversion/psnr_vs_sigma" in image_tags
+    assert [im.step for im in acc.Images("inversion/psnr_vs_sigma")] == [1, 3]
+    assert "custom_scalars__config__" in acc.Tags()["tensors"]
+
+
+def test_callables_and_no_decoder(tmp_path):
+    cb = make_callback(encoder=lambda m: m.enc, decoder=None)
+    trainer = make_trainer(tmp_path, [cb])
+    trainer.fit(Foreign(), train_loader(), val_loader(tuples=True))
+    acc = events(tmp_path)
+    scalars = acc.Tags()["scalars"]
+    for tag in inversion_tags(decoder=False):
+        assert scalar_steps(acc, tag) == [0], tag
+    assert not any("psnr_decoded" in tag for tag in scalars)
+    shot = acc.Images("inversion/images/sigma_0.1")[0]
+    assert shot.height == 2 * SIZE + 3  # truth and inversion rows only
+
+
+def test_decoder_callable_returning_a_function(tmp_path):
+    cb = make_callback(encoder=lambda m: m.enc, decoder=lambda m: m.dec.forward, log_images=False)
+    trainer = make_trainer(tmp_path, [cb])
+    trainer.fit(Foreign(), train_loader(), val_loader())
+    acc = events(tmp_path)
+    assert scalar_steps(acc, "inversion/psnr_decoded/sigma_0.1") == [0]
+    assert acc.Tags()["images"] == []
+
+
+class ModeSpy(Callback):
+    """Before the inversion: put the encoder in train mode and remember its BN statistics.
+    After it: the mode must be back and the statistics untouched."""
+
+    def __init__(self, role: str, shared: dict) -> None:
+        self.role, self.shared = role, shared
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        bn = pl_module.enc[1]
+        if self.role == "before":
+            pl_module.enc.train()
+            self.shared["mean"] = bn.running_mean.clone()
+            self.shared["inference"] = torch.is_inference_mode_enabled()
+        else:
+            self.shared["training_after"] = pl_module.enc.training and bn.training
+            self.shared["mean_after"] = bn.running_mean.clone()
+            pl_module.enc.eval()
+
+
+def test_validate_under_inference_mode_restores_mode_and_leaves_no_gradient(tmp_path):
+    shared: dict = {}
+    cb = make_callback()
+    model = Foreign()
+    trainer = make_trainer(tmp_path, [ModeSpy("before", shared), cb, ModeSpy("after", shared)], inference_mode=True)
+    trainer.validate(model, val_loader())
+    assert shared["inference"] is True
+    assert shared["training_after"] is True
+    torch.testing.assert_close(shared["mean_after"], shared["mean"])
+    assert all(p.grad is None for p in model.parameters())
+    assert cb.probe is not None and not cb.probe.is_inference()
+    acc = events(tmp_path)
+    for tag in inversion_tags():
+        assert scalar_steps(acc, tag) == [0], tag
+
+
+@pytest.mark.parametrize("method", ["sequential", "gradient"])
+def test_other_methods_under_validate(tmp_path, method):
+    options = {"bounds": (0.0, 1.0)} if method == "gradient" else {"bounds": (0.0, 1.0), "check_every": 10}
+    cb = make_callback(method=method, solver_options=options, log_images=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        make_trainer(tmp_path, [cb], inference_mode=True).validate(Foreign(), val_loader())
+    assert not [w for w in caught if issubclass(w.category, InversionWarning)], [str(w.message) for w in caught]
+    acc = events(tmp_path)
+    assert all(0 < e.value < 60 for e in acc.Scalars("inversion/psnr_inverted/sigma_0.1"))
+
+
+def test_without_tensorboard_logs_through_pl_module_log_and_warns_once(tmp_path):
+    cb = make_callback()
+    trainer = make_trainer(tmp_path, [cb], max_epochs=2, logger=CSVLogger(str(tmp_path)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(Foreign(), train_loader(), val_loader())
+    no_tb = [w for w in caught if issubclass(w.category, InversionWarning) and "TensorBoardLogger" in str(w.message)]
+    assert len(no_tb) == 1
+    for tag in inversion_tags():
+        assert tag in trainer.logged_metrics, tag
+    assert float(trainer.logged_metrics["inversion/psnr_inverted/sigma_0"]) > 0
+
+
+# ---------------------------------------------------------------------- bad encoders, failures
+@pytest.mark.parametrize(
+    "maxpool, encoder, input_shape, match",
+    [
+        (False, "encoder", None, "has no attribute 'encoder'"),
+        (True, "enc", (1, SIZE, SIZE), "MaxPool2d.*AvgPool2d"),
+        (True, "enc", None, "MaxPool2d.*AvgPool2d"),
+    ],
+)
+def test_bad_encoder_fails_at_fit_start(tmp_path, maxpool, encoder, input_shape, match):
+    model = Foreign(maxpool=maxpool)
+    cb = make_callback(encoder=encoder, input_shape=input_shape)
+    trainer = make_trainer(tmp_path, [cb], max_epochs=1)
+    with pytest.raises(ValueError, match=match):
+        trainer.fit(model, train_loader(), val_loader())
+    assert model.trained_steps == 0
+
+
+def test_solver_exception_warns_and_training_goes_on(tmp_path, monkeypatch):
+    def boom(*args, **kwargs):
+        raise RuntimeError("solver exploded")
+
+    monkeypatch.setattr(callbacks_module, "invert", boom)
+    cb = make_callback()
+    trainer = make_trainer(tmp_path, [cb], max_epochs=2)
+    model = Foreign()
+    with pytest.warns(InversionWarning, match="RuntimeError: solver exploded"):
+        trainer.fit(model, train_loader(), val_loader())
+    assert trainer.current_epoch == 2 and model.trained_steps == 4
+    acc = events(tmp_path)
+    assert not [tag for tag in acc.Tags()["scalars"] if tag.startswith("inversion/")]
+
+
+def test_nan_result_warns_and_logs_the_rest(tmp_path, monkeypatch):
+    real_invert = callbacks_module.invert
+
+    def nan_invert(*args, **kwargs):
+        result = real_invert(*args, **kwargs)
+        result.x = torch.full_like(result.x, float("nan"))
+        return result
+
+    monkeypatch.setattr(callbacks_module, "invert", nan_invert)
+    cb = make_callback()
+    trainer = make_trainer(tmp_path, [cb], max_epochs=1)
+    with pytest.warns(InversionWarning, match="non-finite.*sigma=0.1: 4/4"):
+        trainer.fit(Foreign(), train_loader(), val_loader())
+    tags = events(tmp_path).Tags()["scalars"]
+    assert "inversion/psnr_decoded/sigma_0.1" in tags and "inversion/delta2/sigma_0.1" in tags
+    assert "inversion/psnr_inverted/sigma_0.1" not in tags
+
+
+# ---------------------------------------------------------------------- probe
+def test_resume_from_checkpoint_keeps_the_probe(tmp_path):
+    ckpt_dir = tmp_path / "ckpt"
+    first = make_callback()
+    trainer = make_trainer(
+        tmp_path, [first, ModelCheckpoint(dirpath=str(ckpt_dir), save_last=True)], max_epochs=1, enable_checkpointing=True
+    )
+    trainer.fit(Foreign(), train_loader(), val_loader())
+    torch.testing.assert_close(first.probe, VAL_X[:4])
+    saved = torch.load(ckpt_dir / "last.ckpt", weights_only=False)["callbacks"][first.state_key]
+    torch.testing.assert_close(saved["probe"], VAL_X[:4])
+
+    second = make_callback()
+    trainer = make_trainer(tmp_path, [second], max_epochs=2, enable_checkpointing=True)
+    other_images = images(24, seed=99)  # the resumed run validates on different images
+    trainer.fit(Foreign(), train_loader(), val_loader(other_images), ckpt_path=str(ckpt_dir / "last.ckpt"))
+    torch.testing.assert_close(second.probe, VAL_X[:4])
+    assert scalar_steps(events(tmp_path), "inversion/psnr_inverted/sigma_0.1") == [0, 1]
+
+
+def test_num_samples_larger_than_the_validation_batch(tmp_path):
+    cb = make_callback(num_samples=7)
+    trainer = make_trainer(tmp_path, [cb], limit_val_batches=None)
+    trainer.fit(Foreign(), train_loader(), val_loader(batch_size=3))
+    torch.testing.assert_close(cb.probe, VAL_X[:7])
+    assert events(tmp_path).Images("inversion/images/sigma_0")[0].width == 7 * SIZE + 8
+
+
+def test_num_samples_larger_than_the_validation_set_warns(tmp_path):
+    cb = make_callback(num_samples=30, every_n_epochs=2)  # probe only, no inversion this epoch
+    trainer = make_trainer(tmp_path, [cb], limit_val_batches=None)
+    with pytest.warns(InversionWarning, match="num_samples=30.*only 24"):
+        trainer.fit(Foreign(), train_loader(), val_loader(batch_size=5))
+    torch.testing.assert_close(cb.probe, VAL_X)
+
+
+def test_oracle_picks_the_best_grid_value_and_discrepancy_a_grid_value(tmp_path):
+    grid = (1e-3, 1e-2, 1e-1)
+    model = Foreign()
+    results = {}
+    for name, alpha in [("oracle", "oracle"), ("discrepancy", "discrepancy")] + [(f"fixed{a:g}", a) for a in grid]:
+        logger = TensorBoardLogger(str(tmp_path), name=name, version=0)
+        cb = make_callback(alpha=alpha, alpha_grid=grid, log_images=False)
+        make_trainer(tmp_path, [cb], logger=logger).validate(model, val_loader())
+        acc = EventAccumulator(str(tmp_path / name / "version_0"), size_guidance={"scalars": 0})
+        acc.Reload()
+        results[name] = {tag: acc.Scalars(tag)[0].value for tag in acc.Tags()["scalars"] if tag.startswith("inversion/")}
+    for s in LEVELS:
+        best = max(results[f"fixed{a:g}"][f"inversion/psnr_inverted/sigma_{s:g}"] for a in grid)
+        assert results["oracle"][f"inversion/psnr_inverted/sigma_{s:g}"] == pytest.approx(best, abs=1e-3)
+        assert results["oracle"][f"inversion/alpha/sigma_{s:g}"] == pytest.approx(
+            [a for a in grid if results[f"fixed{a:g}"][f"inversion/psnr_inverted/sigma_{s:g}"] == pytest.approx(best, abs=1e-3)][0]
+        )
+        assert any(results["discrepancy"][f"inversion/alpha/sigma_{s:g}"] == pytest.approx(a) for a in grid)
+    assert results["discrepancy"]["inversion/alpha/sigma_0"] == pytest.approx(grid[0])  # σ = 0: the smallest α
+
+
+# ---------------------------------------------------------------------- DDP
+DDP_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+    import torch
+    import lightning as L
+    from lightning.pytorch.loggers import TensorBoardLogger
+    sys.path.insert(0, {tests!r})
+    import test_callbacks as T
+    import lbinv.callbacks as C
+
+    out = Path({out!r})
+    calls = []
+    real_invert = C.invert
+
+    def spy(*args, **kwargs):
+        calls.append(args[1].shape[0])
+        if len(calls) == 2 and torch.distributed.get_rank() == 1:
+            raise RuntimeError("rank 1 only")  # at epoch 1, on one rank: nobody may hang
+        return real_invert(*args, **kwargs)
+
+    C.invert = spy
+
+    if __name__ == "__main__":
+        torch.manual_seed(0)
+        cb = T.make_callback(num_samples=5)
+        trainer = L.Trainer(
+            max_epochs=3, accelerator="cpu", devices=2, strategy="ddp",
+            logger=TensorBoardLogger(str(out), name="tb", version=0), callbacks=[cb],
+            enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+            limit_train_batches=2, limit_val_batches=2, num_sanity_val_steps=1,
+        )
+        trainer.fit(T.Foreign(), T.train_loader(), T.val_loader(batch_size=4))
+        rank = trainer.global_rank
+        (out / f"rank{{rank}}.json").write_text(json.dumps({{"calls": calls, "probe": cb.probe.tolist()}}))
+    """
+)
+
+
+def test_ddp_two_cpu_processes(tmp_path):
+    script = tmp_path / "ddp_run.py"
+    script.write_text(DDP_SCRIPT.format(tests=str(REPO / "tests"), out=str(tmp_path)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    # the 5 probe images are split 3 + 3 (one padded copy): each rank inverts its share only
+    assert ranks[0]["calls"] == ranks[1]["calls"] == [len(LEVELS) * 3] * 3
+    assert "rank 1 only" in proc.stderr  # the failing rank warned; the run went on
+    # each rank saw every other validation image; the merged probe is the same on both ranks
+    torch.testing.assert_close(torch.tensor(ranks[0]["probe"]), VAL_X[:5])
+    torch.testing.assert_close(torch.tensor(ranks[1]["probe"]), VAL_X[:5])
+    logdir = tmp_path / "tb" / "version_0"
+    event_files = [f for f in logdir.iterdir() if f.name.startswith("events.out")]
+    with_inversion = []
+    for f in event_files:
+        acc = EventAccumulator(str(f), size_guidance={"scalars": 0})
+        acc.Reload()
+        if any(tag.startswith("inversion/") for tag in acc.Tags()["scalars"]):
+            with_inversion.append(acc)
+    assert len(with_inversion) == 1  # written once, by rank 0
+    acc = with_inversion[0]
+    for tag in inversion_tags():
+        assert scalar_steps(acc, tag) == [0, 2], tag  # epoch 1 failed on rank 1: skipped on every rank
+    assert acc.Images("inversion/images/sigma_0.1")[0].width == 5 * SIZE + 6
