@@ -1,0 +1,298 @@
+"""``invert``: batched lifted-Bregman inversion of a network's output, and the baselines.
+
+Methods (MATH.md §3–8):
+
+- ``"lifted"``: PDHG (§5) for a one-layer network, coordinate descent (§6) for several;
+- ``"sequential"``: layer-wise inversion from the output down (§7, Remark 2);
+- ``"landweber"``: Landweber with the discrepancy principle (§8), one-layer networks;
+- ``"gradient"``: Adam through the network on ``½‖N(x) − y‖² + α TV_ε(x)``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from lbinv.lifted import LiftedNetwork
+from lbinv.regularizers import TotalVariation, check_bounds
+from lbinv.solvers.common import STEP_RULES, LoopResult, iterate
+from lbinv.solvers.coordinate_descent import HIDDEN_INITS, CoordinateDescent
+from lbinv.solvers.gradient import AdamInversion
+from lbinv.solvers.landweber import Landweber
+from lbinv.solvers.pdhg import PDHG
+from lbinv.solvers.sequential import LayerFISTA
+
+__all__ = ["invert", "InversionResult", "METHODS", "REGULARIZERS"]
+
+METHODS = ("lifted", "sequential", "landweber", "gradient")
+REGULARIZERS = ("tv", "tv-aniso", None)
+
+#: Default primal/dual balance ``τ_z‖α∇‖`` of the "balanced" step rule (see README, "Step sizes").
+DEFAULT_BALANCE = 1.0
+
+#: The options each method accepts beyond invert's own arguments, with their defaults.
+OPTIONS: dict[str, dict[str, Any]] = {
+    "lifted": {"step_rule": "balanced", "balance": DEFAULT_BALANCE, "x_init": None, "hidden_init": "forward", "record_history": False},
+    "sequential": {"step_rule": "balanced", "balance": DEFAULT_BALANCE, "record_history": False},
+    "landweber": {"discrepancy_tau": 1.0, "x_init": None, "record_history": False},
+    "gradient": {"lr": 1e-2, "betas": (0.9, 0.999), "tv_smoothing": 1e-2, "x_init": None, "record_history": False},
+}
+
+
+@dataclass
+class InversionResult:
+    """What :func:`invert` returns; every per-sample field has leading dimension ``B``.
+
+    Attributes
+    ----------
+    x : (B, *input_shape) the recovered inputs.
+    iterations : (B,) iterations (sweeps for coordinate descent) each sample ran.
+    converged : (B,) whether the sample's stopping test held before ``max_iter``.
+    objective : (B,) the method's objective at ``x`` (for "landweber": ``½‖N(x) − y‖²``).
+    history : with ``record_history=True``: ``{"iteration": [k, …], "objective": (checks, B)}``.
+    hidden : the auxiliary variables ``x_1 … x_{L−1}`` of coordinate descent, else None.
+    dual : the TV dual variable ``z`` (shape of ``∇x``) of the lifted methods, else None.
+    """
+
+    x: Tensor
+    iterations: Tensor
+    converged: Tensor
+    objective: Tensor
+    history: dict[str, Any] | None = None
+    hidden: list[Tensor] | None = None
+    dual: Tensor | None = None
+
+
+def invert(
+    model: nn.Module | LiftedNetwork,
+    y: Tensor,
+    *,
+    alpha: float | Tensor | None = None,
+    input_shape: Sequence[int] | None = None,
+    method: str = "lifted",
+    regularizer: str | None = "tv",
+    bounds: tuple[float, float] | None = None,
+    max_iter: int = 1500,
+    tol: float = 1e-5,
+    noise_level: float | Tensor | None = None,
+    check_every: int = 10,
+    **options: Any,
+) -> InversionResult:
+    """Recover inputs ``x`` with ``model(x) ≈ y`` for a batch of outputs ``y``.
+
+    Parameters
+    ----------
+    model : an ``nn.Sequential`` of supported layers (or one layer), or a :class:`LiftedNetwork`.
+    y : (B, *output_shape) or (B, m) network outputs, finite; clipped into the last activation's
+        domain with a warning (the paper clips negative noisy ReLU codes to 0).
+    alpha : regularisation weight, a float or a (B,) tensor of positive values (one per sample);
+        required by the regularised methods, ignored by "landweber".
+    input_shape : shape of one input, e.g. ``(1, 28, 28)``; needed unless the model starts with
+        ``nn.Linear`` (then ``(in_features,)``) — TV needs an image shape ``(..., H, W)``.
+    method : "lifted" | "sequential" | "landweber" | "gradient".
+    regularizer : "tv" (isotropic) | "tv-aniso" | None.
+    bounds : optional box ``(lo, hi)`` on x, e.g. ``(0.0, 1.0)`` for images.
+    max_iter, tol, check_every : at most ``max_iter`` iterations; every ``check_every`` iterations
+        each sample whose blocks all moved less than ``tol`` (Euclidean norm) stops.
+    noise_level : δ = ‖y^δ − y‖ per sample or scalar, for the discrepancy principle of "landweber".
+    options : per method — lifted: ``step_rule`` ("balanced" | "paper" | "adaptive"), ``balance``,
+        ``x_init``, ``hidden_init`` ("forward" | "zeros"), ``record_history``; sequential:
+        ``step_rule``, ``balance``, ``record_history``; landweber: ``discrepancy_tau`` (η ≥ 1),
+        ``x_init``, ``record_history``; gradient: ``lr``, ``betas``, ``tv_smoothing``, ``x_init``,
+        ``record_history``.
+    """
+    method, tv = _check_method(method, regularizer)
+    opts = _check_options(method, options)
+    _check_positive_int("max_iter", max_iter)
+    _check_positive_int("check_every", check_every)
+    if not (isinstance(tol, (int, float)) and tol >= 0 and math.isfinite(tol)):
+        raise ValueError(f"tol: expected a finite number >= 0, got {tol!r}")
+    bounds = check_bounds(bounds)
+    net = _as_network(model, input_shape)
+    if tv is not None and len(net.input_shape) < 2:
+        raise ValueError(
+            f"regularizer={regularizer!r} needs an image input_shape (..., H, W); the network's input shape is "
+            f"{net.input_shape}: pass input_shape=(1, H, W), or regularizer=None"
+        )
+    y = _check_data(y, net)
+    batch = y.shape[0]
+    needs_alpha = method != "landweber" and (tv is not None or method == "sequential")
+    alpha_t = _per_sample("alpha", alpha, batch, y, positive=True, required=needs_alpha)
+    delta = _per_sample("noise_level", noise_level, batch, y, positive=False, required=False)
+    x_init = _check_init(opts.get("x_init"), batch, net, y)
+    loop = dict(batch=batch, device=y.device, max_iter=max_iter, check_every=check_every, record_history=opts["record_history"])
+
+    if method == "gradient":
+        with torch.inference_mode(False), torch.enable_grad():
+            y, alpha_t, x_init = y.clone(), alpha_t.clone(), x_init.clone()
+            solver = AdamInversion(net, y, alpha_t, tv, bounds, tol, x_init, opts["lr"], tuple(opts["betas"]), opts["tv_smoothing"])
+            return _result(solver, iterate(solver, **loop))
+    with torch.no_grad():
+        if method == "landweber":
+            if len(net.layers) != 1:
+                raise ValueError(
+                    f"method='landweber': supports one-layer networks, got {len(net.layers)} layers; "
+                    "use method='lifted' or method='gradient'"
+                )
+            if opts["discrepancy_tau"] < 1:
+                raise ValueError(f"discrepancy_tau: expected eta >= 1, got {opts['discrepancy_tau']!r}")
+            solver = Landweber(net.layers[0], y, delta, opts["discrepancy_tau"], bounds, tol, x_init)
+            return _result(solver, iterate(solver, **loop))
+        if method == "sequential":
+            return _sequential(net, y, alpha_t, tv, bounds, tol, opts, loop)
+        if len(net.layers) == 1:
+            solver = PDHG(net.layers[0], y, alpha_t, tv, bounds, tol, x_init, opts["step_rule"], opts["balance"])
+            on_check = solver.adapt if opts["step_rule"] == "adaptive" else None
+            return _result(solver, iterate(solver, on_check=on_check, **loop), dual=solver.z)
+        solver = CoordinateDescent(net, y, alpha_t, tv, bounds, tol, x_init, opts["step_rule"], opts["balance"], opts["hidden_init"])
+        return _result(solver, iterate(solver, **loop), hidden=solver.hidden, dual=solver.z)
+
+
+def _sequential(net, y, alpha, tv, bounds, tol, opts, loop) -> InversionResult:
+    """Remark 2: FISTA layer by layer from the output down, then the single-layer TV problem."""
+    data = y
+    iterations = torch.zeros(y.shape[0], dtype=torch.long, device=y.device)
+    converged = torch.ones(y.shape[0], dtype=torch.bool, device=y.device)
+    hidden_loop = {**loop, "record_history": False}
+    for l in range(len(net.layers) - 1, 0, -1):
+        stage = LayerFISTA(net.layers[l], data, net.layers[l - 1].activation, alpha, tol)
+        out = iterate(stage, **hidden_loop)
+        iterations += out.iterations
+        converged &= out.converged
+        data = stage.x
+    x0 = y.new_zeros((y.shape[0], *net.input_shape))
+    solver = PDHG(net.layers[0], data, alpha, tv, bounds, tol, x0, opts["step_rule"], opts["balance"])
+    out = iterate(solver, **loop)
+    final = LoopResult(iterations + out.iterations, converged & out.converged, out.history)
+    return _result(solver, final, dual=solver.z)
+
+
+def _result(solver, loop: LoopResult, hidden=None, dual=None) -> InversionResult:
+    history = loop.history
+    if history is not None:
+        history = {"iteration": history["iteration"], "objective": torch.stack(history["objective"])}
+    return InversionResult(
+        x=solver.x.detach(),
+        iterations=loop.iterations,
+        converged=loop.converged,
+        objective=solver.objective().detach(),
+        history=history,
+        hidden=hidden,
+        dual=dual,
+    )
+
+
+def _check_method(method: str, regularizer: str | None) -> tuple[str, TotalVariation | None]:
+    if method not in METHODS:
+        raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
+    if regularizer not in REGULARIZERS:
+        raise ValueError(f"regularizer: expected one of {REGULARIZERS}, got {regularizer!r}")
+    return method, None if regularizer is None else TotalVariation(isotropic=regularizer == "tv")
+
+
+def _check_options(method: str, options: dict[str, Any]) -> dict[str, Any]:
+    allowed = OPTIONS[method]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise TypeError(f"invert(method={method!r}) got unknown option(s) {unknown}; valid options: {sorted(allowed)}")
+    opts = {**allowed, **options}
+    if "step_rule" in opts and opts["step_rule"] not in STEP_RULES:
+        raise ValueError(f"step_rule: expected one of {STEP_RULES}, got {opts['step_rule']!r}")
+    if "balance" in opts and not (isinstance(opts["balance"], (int, float)) and opts["balance"] > 0):
+        raise ValueError(f"balance: expected a number > 0, got {opts['balance']!r}")
+    if "hidden_init" in opts and opts["hidden_init"] not in HIDDEN_INITS:
+        raise ValueError(f"hidden_init: expected one of {HIDDEN_INITS}, got {opts['hidden_init']!r}")
+    for name in ("lr", "tv_smoothing"):
+        if name in opts and not (isinstance(opts[name], (int, float)) and opts[name] > 0):
+            raise ValueError(f"{name}: expected a number > 0, got {opts[name]!r}")
+    return opts
+
+
+def _check_positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
+
+
+def _as_network(model: nn.Module | LiftedNetwork, input_shape: Sequence[int] | None) -> LiftedNetwork:
+    if isinstance(model, LiftedNetwork):
+        if input_shape is not None and tuple(input_shape) != tuple(model.input_shape):
+            raise ValueError(
+                f"input_shape: the LiftedNetwork takes inputs of shape {tuple(model.input_shape)}, got {tuple(input_shape)}"
+            )
+        return model
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected an nn.Module or a LiftedNetwork, got {type(model).__name__}")
+    return LiftedNetwork.from_module(model, input_shape=None if input_shape is None else tuple(input_shape))
+
+
+def _check_data(y: Any, net: LiftedNetwork) -> Tensor:
+    """Validate shape, dtype, device and finiteness; reshape (B, m) to (B, *output_shape); clip
+    into the last activation's domain with a warning."""
+    if not isinstance(y, Tensor):
+        raise TypeError(f"y: expected a torch.Tensor of shape (B, *{tuple(net.output_shape)}), got {type(y).__name__}")
+    out_shape = tuple(net.output_shape)
+    size = math.prod(out_shape)
+    if y.dim() >= 1 and tuple(y.shape[1:]) == out_shape:
+        pass
+    elif y.dim() == 2 and y.shape[1] == size:
+        y = y.reshape(y.shape[0], *out_shape)
+    else:
+        raise ValueError(
+            f"y: expected shape (B, {', '.join(map(str, out_shape))}) or (B, {size}) for this network's output, got {tuple(y.shape)}"
+        )
+    if y.shape[0] == 0:
+        raise ValueError("y: expected a batch of at least one sample, got an empty batch")
+    if not y.is_floating_point():
+        raise ValueError(f"y: expected a floating-point tensor, got dtype {y.dtype}")
+    if y.dtype != net.dtype or y.device != net.device:
+        raise ValueError(
+            f"y: expected dtype {net.dtype} on {net.device} like the network's parameters, got {y.dtype} on {y.device}; "
+            "convert one to the other (e.g. y.to(model_parameter))"
+        )
+    if not bool(torch.isfinite(y).all()):
+        raise ValueError(f"y: expected finite values, got {int((~torch.isfinite(y)).sum())} NaN/inf entries")
+    activation = net.layers[-1].activation
+    clipped = activation.project_data(y)
+    if not torch.equal(clipped, y):
+        warnings.warn(
+            f"y: {int((clipped != y).sum())} entries lie outside the domain {activation.domain} of the last activation "
+            f"({activation!r}); clipped into it",
+            stacklevel=3,
+        )
+    return clipped
+
+
+def _per_sample(name: str, value: Any, batch: int, like: Tensor, positive: bool, required: bool) -> Tensor | None:
+    """A float or (B,) tensor as a (B,) tensor on ``like``'s device and dtype, validated."""
+    if value is None:
+        if required:
+            raise ValueError(f"{name}: required by this method and regularizer, got None")
+        return torch.zeros(batch, dtype=like.dtype, device=like.device) if name == "alpha" else None
+    try:
+        t = torch.as_tensor(value, dtype=like.dtype, device=like.device)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"{name}: expected a float or a tensor of shape ({batch},), got {value!r}") from None
+    if t.dim() == 0:
+        t = t.expand(batch).clone()
+    elif tuple(t.shape) != (batch,):
+        raise ValueError(f"{name}: expected a float or a tensor of shape ({batch},), got shape {tuple(t.shape)}")
+    bad = ~torch.isfinite(t) | ((t <= 0) if positive else (t < 0))
+    if bool(bad.any()):
+        rule = "> 0" if positive else ">= 0"
+        raise ValueError(f"{name}: expected finite values {rule}, got {t[bad][:5].tolist()}")
+    return t
+
+
+def _check_init(x_init: Any, batch: int, net: LiftedNetwork, like: Tensor) -> Tensor:
+    shape = (batch, *net.input_shape)
+    if x_init is None:
+        return like.new_zeros(shape)
+    if not isinstance(x_init, Tensor) or tuple(x_init.shape) != shape:
+        got = tuple(x_init.shape) if isinstance(x_init, Tensor) else type(x_init).__name__
+        raise ValueError(f"x_init: expected a tensor of shape {shape}, got {got}")
+    return x_init.to(dtype=like.dtype, device=like.device)

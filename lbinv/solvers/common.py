@@ -1,0 +1,137 @@
+"""What every solver shares: per-sample views and norms, step sizes, and the masked iteration loop.
+
+Every solver is batched: tensors are ``(B, ...)`` and each sample has its own step sizes, its own
+stopping test and its own iteration count. Inside an iteration nothing leaves the device; the
+loop synchronises with the host only every ``check_every`` iterations, to test convergence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import torch
+from torch import Tensor
+
+from lbinv.regularizers import TotalVariation
+
+#: Power iteration may underestimate ‖W‖₂ slightly; operator norms are inflated by this factor
+#: before they enter a step-size bound, so the bound still holds.
+OPNORM_SAFETY = 1.01
+
+#: ‖∇‖₂ ≤ √8 for forward differences (MATH.md §4).
+TV_NORM_BOUND = TotalVariation.NORM_BOUND
+
+
+def per_sample(t: Tensor, like: Tensor) -> Tensor:
+    """Reshape a ``(B,)`` tensor to ``(B, 1, ..., 1)`` so it broadcasts against ``like``."""
+    return t.reshape(-1, *([1] * (like.dim() - 1)))
+
+
+def sample_norm(x: Tensor) -> Tensor:
+    """Euclidean norm of each sample, shape ``(B,)``."""
+    return x.flatten(1).norm(dim=1)
+
+
+def masked(active: Tensor, new: Tensor, old: Tensor) -> Tensor:
+    """``new`` where the sample is active, ``old`` where it has stopped (finished samples stay put)."""
+    return torch.where(per_sample(active, new), new, old)
+
+
+def lipschitz(opnorm: float) -> float:
+    """Lipschitz constant ``‖W‖₂²`` of ``x ↦ Wᵀ(σ(Wx + b) − y)`` (σ is a prox, so 1-Lipschitz)."""
+    return (OPNORM_SAFETY * opnorm) ** 2
+
+
+STEP_RULES = ("balanced", "paper", "adaptive")
+
+
+def pdhg_step_sizes(
+    lip: float, alpha: Tensor, k_norm: float, rule: str, balance: float | Tensor
+) -> tuple[Tensor, Tensor]:
+    """Primal and dual step sizes ``(τ_x, τ_z)``, each ``(B,)``, for PDHG with smooth part of
+    Lipschitz constant ``lip`` and coupling operator ``K = α∇`` with ``‖∇‖ ≤ k_norm`` (MATH.md §5).
+
+    Condat–Vũ convergence needs ``1/τ_x − τ_z ‖K‖² ≥ lip / 2``.
+
+    - ``"paper"``: ``τ_z = 1/(8α)``, ``τ_x = 1/lip`` (valid while ``α ≤ lip/2``).
+    - ``"balanced"`` / ``"adaptive"`` (initial value): ``τ_z ‖K‖ = balance`` and the condition
+      with equality, ``1/τ_x = lip/2 + balance·‖K‖``. ``balance`` weighs the dual step against the
+      primal one; the paper's rule is ``balance = 1/√8`` with a primal step below the bound.
+    """
+    k = alpha * k_norm
+    if rule == "paper":
+        tau_z = 1.0 / (k_norm**2 * alpha)
+        tau_x = torch.full_like(alpha, 1.0 / lip)
+    else:
+        tau_z = balance / k
+        tau_x = 1.0 / (0.5 * lip + balance * k)
+    return tau_x, tau_z
+
+
+def primal_dual_steps(
+    lip: float, alpha: Tensor, tv_enabled: bool, rule: str, balance: float | Tensor
+) -> tuple[Tensor, Tensor]:
+    """Step sizes for a PDHG block: :func:`pdhg_step_sizes` with TV, else gradient descent with
+    ``τ_x = 1/lip`` (and no dual step)."""
+    if tv_enabled:
+        return pdhg_step_sizes(lip, alpha, TV_NORM_BOUND, rule, balance)
+    return torch.full_like(alpha, 1.0 / lip), torch.zeros_like(alpha)
+
+
+class Iterative(Protocol):
+    """One solver's state and update; :func:`iterate` drives it."""
+
+    def step(self, active: Tensor, measure: bool) -> Tensor:
+        """Update the active samples; return the mask of samples actually updated. With
+        ``measure`` the step also records what :meth:`done` needs."""
+
+    def done(self) -> Tensor:
+        """``(B,)`` bool: samples whose stopping test holds after the last measured step."""
+
+    def objective(self) -> Tensor:
+        """``(B,)`` objective at the current iterate."""
+
+
+@dataclass
+class LoopResult:
+    iterations: Tensor
+    converged: Tensor
+    history: dict[str, list] | None = field(default=None)
+
+
+def iterate(
+    solver: Iterative,
+    batch: int,
+    device: torch.device,
+    max_iter: int,
+    check_every: int,
+    record_history: bool = False,
+    on_check: Callable[[Tensor], None] | None = None,
+) -> LoopResult:
+    """Run ``solver.step`` up to ``max_iter`` times with per-sample stopping masks.
+
+    Every ``check_every`` iterations (and at the last one) the stopping test is evaluated;
+    samples that pass stop changing, and the loop ends once none is active. ``on_check`` is
+    called with the active mask at each check (used by adaptive step sizes).
+    """
+    active = torch.ones(batch, dtype=torch.bool, device=device)
+    converged = torch.zeros_like(active)
+    iterations = torch.zeros(batch, dtype=torch.long, device=device)
+    history: dict[str, list] | None = {"iteration": [], "objective": []} if record_history else None
+    for k in range(max_iter):
+        measure = (k + 1) % check_every == 0 or k + 1 == max_iter
+        iterations += solver.step(active, measure)
+        if not measure:
+            continue
+        done = solver.done() & active
+        converged |= done
+        active &= ~done
+        if history is not None:
+            history["iteration"].append(k + 1)
+            history["objective"].append(solver.objective())
+        if on_check is not None:
+            on_check(active)
+        if not bool(active.any()):
+            break
+    return LoopResult(iterations, converged, history)

@@ -1,0 +1,54 @@
+"""Landweber iteration with Morozov's discrepancy principle (MATH.md §8), the paper's baseline.
+
+    x^{k+1} = x^k − ω Wᵀ(σ(Wx^k + b) − y^δ),   x⁰ = 0,   ω = 1/‖W‖₂²
+
+(PDHG of §5 with α = 0). Each sample stops at the first k with ``‖σ(Wx^k + b) − y^δ‖ ≤ η δ``;
+without a noise level it runs until ``‖x^{k+1} − x^k‖ ≤ tol``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from lbinv.lifted import LiftedLayer
+from lbinv.regularizers import project_box
+from lbinv.solvers.common import lipschitz, masked, sample_norm
+
+
+class Landweber:
+    def __init__(
+        self,
+        layer: LiftedLayer,
+        y: Tensor,
+        noise_level: Tensor | None,
+        discrepancy_tau: float,
+        bounds: tuple[float, float] | None,
+        tol: float,
+        x_init: Tensor,
+    ) -> None:
+        self.layer, self.y, self.bounds, self.tol = layer, y, bounds, tol
+        self.omega = 1.0 / lipschitz(layer.affine.opnorm())
+        self.threshold = None if noise_level is None else discrepancy_tau * noise_level
+        self.x = x_init
+        self.met = torch.zeros(y.shape[0], dtype=torch.bool, device=y.device)
+        self.last_change = torch.full((y.shape[0],), float("inf"), dtype=y.dtype, device=y.device)
+
+    def step(self, active: Tensor, measure: bool) -> Tensor:
+        residual = self.layer.activation(self.layer.affine.forward(self.x)) - self.y
+        if self.threshold is not None:
+            self.met |= sample_norm(residual) <= self.threshold
+        update = active & ~self.met
+        new = project_box(self.x - self.omega * self.layer.affine.adjoint(residual), self.bounds)
+        new = masked(update, new, self.x)
+        if measure:
+            self.last_change = sample_norm(new - self.x)
+        self.x = new
+        return update
+
+    def done(self) -> Tensor:
+        return self.met if self.threshold is not None else self.last_change <= self.tol
+
+    def objective(self) -> Tensor:
+        """The data misfit ``½‖σ(Wx + b) − y‖²``."""
+        return 0.5 * sample_norm(self.layer.activation(self.layer.affine.forward(self.x)) - self.y) ** 2

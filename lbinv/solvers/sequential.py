@@ -1,0 +1,54 @@
+"""Sequential layer-wise inversion (MATH.md §7, the paper's Remark 2).
+
+From the output down, each hidden variable is the solution of a convex problem
+
+    x_{l−1} = argmin_x B_{Ψ_l}(x_l, W_l x + b_l) + α Ψ_{l−1}(x),   x_L := y,
+
+solved by FISTA (gradient ``W_lᵀ(σ_l(W_l x + b_l) − x_l)``, step ``1/‖W_l‖²``, prox of
+``τ α Ψ_{l−1}``; for ReLU the projection onto ``x ≥ 0``); the input is then the single-layer
+TV problem with data ``x_1`` (PDHG, §5).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from lbinv.lifted import LiftedLayer
+from lbinv.proximal import ProxActivation
+from lbinv.solvers.common import lipschitz, masked, per_sample, sample_norm
+from lbinv.solvers.pdhg import bregman_gradient
+
+
+class LayerFISTA:
+    """FISTA on ``B_{Ψ_l}(data, W_l x + b_l) + α Ψ_prev(x)`` for one layer, batched."""
+
+    def __init__(self, layer: LiftedLayer, data: Tensor, prior: ProxActivation, alpha: Tensor, tol: float) -> None:
+        self.layer, self.data, self.prior, self.tol = layer, data, prior, tol
+        self.tau = 1.0 / lipschitz(layer.affine.opnorm())
+        self.x = data.new_zeros((data.shape[0], *layer.affine.in_shape))
+        self.momentum_point = self.x
+        self.alpha = alpha
+        self.prox_t = per_sample(self.tau * alpha, self.x)
+        self.t = 1.0
+        self.last_change = torch.full_like(alpha, float("inf"))
+
+    def step(self, active: Tensor, measure: bool) -> Tensor:
+        u = self.momentum_point
+        new = self.prior.prox(u - self.tau * bregman_gradient(self.layer, u, self.data), self.prox_t)
+        new = masked(active, new, self.x)
+        t_next = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * self.t**2))
+        self.momentum_point = masked(active, new + ((self.t - 1.0) / t_next) * (new - self.x), self.x)
+        if measure:
+            self.last_change = sample_norm(new - self.x)
+        self.x, self.t = new, t_next
+        return active
+
+    def done(self) -> Tensor:
+        return self.last_change <= self.tol
+
+    def objective(self) -> Tensor:
+        fit = self.layer.activation.bregman(self.data, self.layer.affine.forward(self.x))
+        return fit + self.alpha * self.prior.psi(self.x)
