@@ -16,9 +16,14 @@ which is convex in ``z`` with ``∇_z B_Ψ(y, z) = σ(z) − y`` and satisfies
               = Σ_i ½(y_i − s_i)² + [Ψ(y_i) − Ψ(s_i) − (z_i − s_i)(y_i − s_i)],   s = σ(z),
 
 the bracket being the Bregman distance of Ψ with subgradient ``z − s ∈ ∂Ψ(s)``. Every class
-below evaluates B_Ψ from a closed form in which each term is non-negative (or, for sigmoid and
+evaluates B_Ψ from a closed form in which each term is non-negative (or, for sigmoid and
 tanh, as a Bernoulli Kullback–Leibler divergence), so it neither overflows for large ``|z|`` nor
 loses the ``B_Ψ(σ(z), z) = 0`` property to cancellation.
+
+This module is the public entry point. It holds the piecewise-linear activations and the
+torch module → :class:`ProxActivation` mapping; the base class lives in
+:mod:`lbinv.proximal_base`, the smooth activations (sigmoid, tanh: prox by Newton) in
+:mod:`lbinv.proximal_smooth`. Import all of them from here.
 
 Supported torch modules (see :func:`proximal_activation`): ReLU, LeakyReLU (slope in [0, 1]),
 Hardtanh and ReLU6 (clamp), Sigmoid, Tanh, Softshrink, Identity.
@@ -30,12 +35,13 @@ and :meth:`ProxActivation.bregman` sum over every dimension but the first and re
 from __future__ import annotations
 
 import math
-import numbers
-from typing import Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from lbinv.proximal_base import ProxActivation, StepSize, check_step, clamp, is_unit_step
+from lbinv.proximal_smooth import SigmoidProx, TanhProx
 
 __all__ = [
     "ProxActivation",
@@ -52,142 +58,14 @@ __all__ = [
     "SUPPORTED_ACTIVATIONS",
 ]
 
-StepSize = Union[float, Tensor]
-
-_INF = math.inf
-_LOG2 = math.log(2.0)
-
 SUPPORTED_ACTIVATIONS = (
     "ReLU, LeakyReLU (negative_slope in [0, 1]), ReLU6, Hardtanh, Sigmoid, Tanh, Softshrink, Identity"
 )
 
 
 # --------------------------------------------------------------------------------------------
-# helpers
+# piecewise-linear activations (the smooth ones, sigmoid and tanh, are in proximal_smooth)
 # --------------------------------------------------------------------------------------------
-def _softplus(x: Tensor) -> Tensor:
-    """log(1 + eˣ) without overflow and with the exact derivative sigmoid(x) (also at 0)."""
-    return torch.logaddexp(x, x.new_zeros(()))
-
-
-def _logcosh(z: Tensor) -> Tensor:
-    """log cosh z = |z| + softplus(−2|z|) − log 2, finite for every finite z."""
-    a = z.abs()
-    return a + _softplus(-2.0 * a) - _LOG2
-
-
-def _per_sample(x: Tensor) -> Tensor:
-    """Sum over all dimensions but the first: (B, ...) -> (B,)."""
-    if x.dim() == 0:
-        raise ValueError("expected a batched tensor of shape (B, ...), got a 0-dimensional tensor")
-    return x.reshape(x.shape[0], -1).sum(dim=1)
-
-
-def _check_t(t: StepSize) -> None:
-    """Validate a Python step size (tensors are not checked: that would synchronise)."""
-    if isinstance(t, Tensor):
-        return
-    if not isinstance(t, numbers.Real) or isinstance(t, bool):
-        raise TypeError(f"t: expected a float > 0 or a tensor, got {type(t).__name__}")
-    t = float(t)
-    if not t > 0 or not math.isfinite(t):
-        raise ValueError(f"t: expected a finite step size > 0, got {t}")
-
-
-def _is_one(t: StepSize) -> bool:
-    return not isinstance(t, Tensor) and t == 1.0
-
-
-# --------------------------------------------------------------------------------------------
-# base class
-# --------------------------------------------------------------------------------------------
-class ProxActivation:
-    r"""An elementwise activation σ = prox_Ψ together with Ψ, prox_{tΨ} and B_Ψ (MATH.md §2).
-
-    Attributes
-    ----------
-    domain : tuple[float, float]
-        Closed interval ``(lo, hi)`` containing ``dom Ψ`` (bounds may be ±inf). Data ``y``
-        passed to :meth:`bregman` must lie in it; :meth:`project_data` clips into it.
-
-    Notes
-    -----
-    Subclasses implement ``prox`` and the elementwise ``_psi_elem`` (Ψ on its domain),
-    ``_phi_elem`` (Φ = (½(·)² + Ψ)^*) and, for stability, ``_bregman_elem``. The generic
-    ``_bregman_elem`` is ``½y² + Ψ(y) + Φ(z) − yz``.
-    """
-
-    domain: tuple[float, float] = (-_INF, _INF)
-
-    # -- public API -------------------------------------------------------------------------
-    def __call__(self, z: Tensor) -> Tensor:
-        """σ(z) = prox_Ψ(z), the activation itself."""
-        return self.prox(z, 1.0)
-
-    def prox(self, v: Tensor, t: StepSize = 1.0) -> Tensor:
-        r"""prox_{tΨ}(v) = argmin_u ½(u − v)² + tΨ(u), elementwise.
-
-        Parameters
-        ----------
-        v : Tensor
-            Any shape.
-        t : float or Tensor
-            Step size > 0; a tensor must broadcast against ``v`` (e.g. ``(B, 1, ..., 1)``).
-        """
-        raise NotImplementedError
-
-    def psi(self, u: Tensor) -> Tensor:
-        r"""Ψ(u) summed per sample, shape ``(B,)``; ``+inf`` for a sample with entries outside dom Ψ."""
-        inside = self._inside(u)
-        val = self._psi_elem(self.project_data(u))
-        return _per_sample(torch.where(inside, val, torch.full_like(val, _INF)))
-
-    def bregman(self, y: Tensor, z: Tensor) -> Tensor:
-        r"""B_Ψ(y, z) summed per sample, shape ``(B,)``.
-
-        ``B_Ψ(y, z) = Σ ½y² + Ψ(y) + Φ(z) − yz ≥ ½‖y − σ(z)‖²``, ``∇_z B_Ψ = σ(z) − y``
-        (MATH.md §2). Samples with an entry of ``y`` outside :attr:`domain` get ``+inf``
-        (Ψ(y) = ∞ there); clip data with :meth:`project_data` first. NaN propagates.
-        """
-        inside = self._inside(y)
-        val = self._bregman_elem(self.project_data(y), z)
-        return _per_sample(torch.where(inside, val, torch.full_like(val, _INF)))
-
-    def project_data(self, y: Tensor) -> Tensor:
-        """Clip ``y`` into :attr:`domain` (returns ``y`` itself when the domain is ℝ)."""
-        lo, hi = self.domain
-        if lo == -_INF and hi == _INF:
-            return y
-        return torch.clamp(y, min=None if lo == -_INF else lo, max=None if hi == _INF else hi)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
-
-    # -- elementwise pieces --------------------------------------------------------------------
-    def _inside(self, y: Tensor) -> Tensor:
-        lo, hi = self.domain
-        # written so that NaN counts as "inside" and propagates instead of becoming inf
-        return ~((y < lo) | (y > hi))
-
-    def _psi_elem(self, u: Tensor) -> Tensor:
-        raise NotImplementedError
-
-    def _phi_elem(self, z: Tensor) -> Tensor:
-        raise NotImplementedError
-
-    def _bregman_elem(self, y: Tensor, z: Tensor) -> Tensor:
-        return 0.5 * y * y + self._psi_elem(y) + self._phi_elem(z) - y * z
-
-
-# --------------------------------------------------------------------------------------------
-# piecewise-linear activations
-# --------------------------------------------------------------------------------------------
-def _clamp_bregman(y: Tensor, z: Tensor, lo: float, hi: float) -> Tensor:
-    # s = clamp(z), p = z − s ∈ N_[lo,hi](s);  B = ½(y − s)² + p(s − y), both terms ≥ 0 for y ∈ [lo, hi]
-    s = torch.clamp(z, min=None if lo == -_INF else lo, max=None if hi == _INF else hi)
-    return 0.5 * (y - s) ** 2 + (z - s) * (s - y)
-
-
 class ReLUProx(ProxActivation):
     r"""ReLU = prox of the indicator of [0, ∞) (MATH.md §2).
 
@@ -195,13 +73,10 @@ class ReLUProx(ProxActivation):
     ``B(y, z) = ½‖y − max(z, 0)‖² + ⟨y, max(−z, 0)⟩`` for y ≥ 0.
     """
 
-    domain = (0.0, _INF)
-
-    def __call__(self, z: Tensor) -> Tensor:
-        return torch.relu(z)
+    domain = (0.0, math.inf)
 
     def prox(self, v: Tensor, t: StepSize = 1.0) -> Tensor:
-        _check_t(t)
+        check_step(t)
         return torch.relu(v)
 
     def _psi_elem(self, u: Tensor) -> Tensor:
@@ -231,30 +106,35 @@ class ClampProx(ProxActivation):
         if math.isnan(lo) or math.isnan(hi) or lo > hi:
             raise ValueError(f"ClampProx: expected lo <= hi, got lo={lo}, hi={hi}")
         self.lo, self.hi = lo, hi
-        self.domain = (lo, hi)
 
-    def _clamp(self, v: Tensor) -> Tensor:
-        return torch.clamp(v, min=None if self.lo == -_INF else self.lo, max=None if self.hi == _INF else self.hi)
-
-    def __call__(self, z: Tensor) -> Tensor:
-        return self._clamp(z)
+    @property
+    def domain(self) -> tuple[float, float]:
+        return (self.lo, self.hi)
 
     def prox(self, v: Tensor, t: StepSize = 1.0) -> Tensor:
-        _check_t(t)
-        return self._clamp(v)
+        check_step(t)
+        return clamp(v, self.lo, self.hi)
 
     def _psi_elem(self, u: Tensor) -> Tensor:
         return torch.zeros_like(u)
 
     def _phi_elem(self, z: Tensor) -> Tensor:
-        c = self._clamp(z)
+        c = clamp(z, self.lo, self.hi)
         return z * c - 0.5 * c * c
 
     def _bregman_elem(self, y: Tensor, z: Tensor) -> Tensor:
-        return _clamp_bregman(y, z, self.lo, self.hi)
+        # s = clamp(z), p = z − s ∈ N_[lo,hi](s): B = ½(y − s)² + p(s − y), both terms ≥ 0 for y ∈ [lo, hi]
+        s = clamp(z, self.lo, self.hi)
+        return 0.5 * (y - s) ** 2 + (z - s) * (s - y)
 
-    def __repr__(self) -> str:
-        return f"ClampProx(lo={self.lo}, hi={self.hi})"
+
+def _leaky_slope_problem(a: float) -> str | None:
+    """Why LeakyReLU with slope ``a`` is not a proximal map; None for a slope in [0, 1]."""
+    if a > 1.0:
+        return "a slope above 1 is expansive"
+    if not a >= 0.0:
+        return "a negative slope is not monotone"
+    return None
 
 
 class LeakyReLUProx(ProxActivation):
@@ -272,22 +152,18 @@ class LeakyReLUProx(ProxActivation):
     def __init__(self, negative_slope: float = 0.01) -> None:
         a = float(negative_slope)
         if not (0.0 < a <= 1.0):
-            if a == 0.0:
+            why = _leaky_slope_problem(a)
+            if why is None:
                 why = "slope 0 is ReLU: use ReLUProx / nn.ReLU"
-            elif a > 1.0:
-                why = "a slope above 1 is expansive, so it is not a proximal map"
             else:
-                why = "a negative slope is not monotone, so it is not a proximal map"
+                why += ", so it is not a proximal map"
             raise ValueError(f"LeakyReLUProx: negative_slope must lie in (0, 1], got {negative_slope}; {why}")
         self.negative_slope = a
         self._c = (1.0 - a) / a
 
-    def __call__(self, z: Tensor) -> Tensor:
-        return F.leaky_relu(z, self.negative_slope)
-
     def prox(self, v: Tensor, t: StepSize = 1.0) -> Tensor:
-        _check_t(t)
-        if _is_one(t):
+        check_step(t)
+        if is_unit_step(t):
             return F.leaky_relu(v, self.negative_slope)
         return torch.where(v >= 0, v, v / (1.0 + t * self._c))
 
@@ -306,9 +182,6 @@ class LeakyReLUProx(ProxActivation):
             + self._c * (-ms) * torch.relu(y)
         )
 
-    def __repr__(self) -> str:
-        return f"LeakyReLUProx(negative_slope={self.negative_slope})"
-
 
 class SoftshrinkProx(ProxActivation):
     r"""Soft-thresholding at λ ≥ 0 = prox of λ|·| (MATH.md §2).
@@ -323,11 +196,8 @@ class SoftshrinkProx(ProxActivation):
             raise ValueError(f"SoftshrinkProx: lambd must be a finite number >= 0, got {lambd}")
         self.lambd = lam
 
-    def __call__(self, z: Tensor) -> Tensor:
-        return F.softshrink(z, self.lambd)
-
     def prox(self, v: Tensor, t: StepSize = 1.0) -> Tensor:
-        _check_t(t)
+        check_step(t)
         if not isinstance(t, Tensor):
             return F.softshrink(v, float(t) * self.lambd)
         return torch.sign(v) * torch.relu(v.abs() - t * self.lambd)
@@ -343,18 +213,12 @@ class SoftshrinkProx(ProxActivation):
         s = z - p
         return 0.5 * (y - s) ** 2 + (self.lambd * y.abs() - y * p)
 
-    def __repr__(self) -> str:
-        return f"SoftshrinkProx(lambd={self.lambd})"
-
 
 class IdentityProx(ProxActivation):
     r"""Identity = prox of Ψ = 0: Φ(z) = ½z², prox_{tΨ}(v) = v, B(y, z) = ½‖y − z‖² (MATH.md §2)."""
 
-    def __call__(self, z: Tensor) -> Tensor:
-        return z
-
     def prox(self, v: Tensor, t: StepSize = 1.0) -> Tensor:
-        _check_t(t)
+        check_step(t)
         return v
 
     def _psi_elem(self, u: Tensor) -> Tensor:
@@ -367,137 +231,6 @@ class IdentityProx(ProxActivation):
         return 0.5 * (y - z) ** 2
 
 
-# --------------------------------------------------------------------------------------------
-# smooth activations: prox_{tΨ} by safeguarded Newton
-# --------------------------------------------------------------------------------------------
-class _SmoothProx(ProxActivation):
-    r"""σ smooth, strictly increasing, with range (r_lo, r_hi) = interior of dom Ψ.
-
-    Since u + Ψ'(u) = σ⁻¹(u), the optimality condition of prox_{tΨ}(v) is
-    (1 − t)u + t·σ⁻¹(u) = v. Substituting u = σ(w) gives the scalar equation
-
-        h(w) = (1 − t)·σ(w) + t·w − v = 0,   h'(w) = (1 − t)σ'(w) + t > 0,
-
-    which never evaluates σ⁻¹ (no log(0) or atanh(±1) at the edges of the domain) and whose
-    root lies in the bracket [(v − max((1−t)r))/t, (v − min((1−t)r))/t], r ∈ {r_lo, r_hi}.
-    It is solved elementwise by Newton's method safeguarded by bisection on that bracket,
-    started at clamp(v, bracket) (exact for t = 1), for a fixed number of steps (no
-    synchronisation with the device). The result is returned as u = σ(w), which is exact
-    at the domain edges (σ saturates to r_lo / r_hi).
-    """
-
-    newton_steps: int = 20
-    _r: tuple[float, float] = (0.0, 1.0)
-
-    def _sigma(self, w: Tensor) -> Tensor:
-        raise NotImplementedError
-
-    def _dsigma(self, s: Tensor) -> Tensor:
-        """σ'(w) expressed through s = σ(w)."""
-        raise NotImplementedError
-
-    def __call__(self, z: Tensor) -> Tensor:
-        return self._sigma(z)
-
-    def prox(self, v: Tensor, t: StepSize = 1.0) -> Tensor:
-        _check_t(t)
-        if _is_one(t):
-            return self._sigma(v)
-        r_lo, r_hi = self._r
-        with torch.no_grad():
-            vd, td = v.detach(), t.detach() if isinstance(t, Tensor) else float(t)
-            a = 1.0 - td
-            m1, m2 = a * r_lo, a * r_hi
-            if isinstance(a, Tensor):
-                m_lo, m_hi = torch.minimum(m1, m2), torch.maximum(m1, m2)
-            else:
-                m_lo, m_hi = min(m1, m2), max(m1, m2)
-            lo = (vd - m_hi) / td
-            hi = (vd - m_lo) / td
-            w = torch.minimum(torch.maximum(vd, lo), hi)
-            for _ in range(self.newton_steps):
-                s = self._sigma(w)
-                h = a * s + td * w - vd
-                dh = a * self._dsigma(s) + td
-                pos = h > 0
-                hi = torch.where(pos, w, hi)
-                lo = torch.where(pos, lo, w)
-                wn = w - h / dh
-                w = torch.where((wn >= lo) & (wn <= hi), wn, 0.5 * (lo + hi))
-        if torch.is_grad_enabled() and (v.requires_grad or (isinstance(t, Tensor) and t.requires_grad)):
-            # one more Newton step with live inputs: its value equals w (h(w) ≈ 0) and its
-            # derivative is the implicit one, dw/dv = 1/h'(w), dw/dt = −∂_t h/h'(w).
-            s = self._sigma(w)
-            w = w - ((1.0 - t) * s + t * w - v) / ((1.0 - td) * self._dsigma(s) + td)
-        return self._sigma(w)
-
-
-class SigmoidProx(_SmoothProx):
-    r"""Logistic sigmoid = prox of the Fermi–Dirac entropy minus ½u² (MATH.md §2, derived).
-
-    Ψ(u) = u log u + (1 − u) log(1 − u) − u²/2 on [0, 1], Φ(z) = softplus(z);
-    prox_{tΨ}(v) is the root of (1 − t)u + t·logit(u) = v (sigmoid(v) for t = 1).
-    B_Ψ is the Bernoulli Kullback–Leibler divergence KL(y ‖ sigmoid(z)):
-
-    ``B(y, z) = y log y + (1−y) log(1−y) + y·softplus(−z) + (1−y)·softplus(z)``.
-    """
-
-    domain = (0.0, 1.0)
-    _r = (0.0, 1.0)
-
-    def _sigma(self, w: Tensor) -> Tensor:
-        return torch.sigmoid(w)
-
-    def _dsigma(self, s: Tensor) -> Tensor:
-        return s * (1.0 - s)
-
-    def _psi_elem(self, u: Tensor) -> Tensor:
-        q = 1.0 - u
-        return torch.xlogy(u, u) + torch.xlogy(q, q) - 0.5 * u * u
-
-    def _phi_elem(self, z: Tensor) -> Tensor:
-        return _softplus(z)
-
-    def _bregman_elem(self, y: Tensor, z: Tensor) -> Tensor:
-        q = 1.0 - y
-        return torch.xlogy(y, y) + torch.xlogy(q, q) + y * _softplus(-z) + q * _softplus(z)
-
-
-class TanhProx(_SmoothProx):
-    r"""tanh = prox of Ψ(u) = ½(1+u)log(1+u) + ½(1−u)log(1−u) − ½u² on [−1, 1] (MATH.md §2).
-
-    (Equivalently u·artanh u + ½(log(1 − u²) − u²).) Φ(z) = log cosh z, computed as
-    |z| + softplus(−2|z|) − log 2. prox_{tΨ}(v) is the root of (1 − t)u + t·artanh(u) = v
-    (tanh(v) for t = 1). With p = (1 + y)/2, q = (1 − y)/2 and tanh z = 2·sigmoid(2z) − 1,
-    B_Ψ is the Bernoulli KL divergence KL(p ‖ sigmoid(2z)):
-
-    ``B(y, z) = p log p + q log q + p·softplus(−2z) + q·softplus(2z)``,
-
-    which equals ½(1+y)log(1+y) + ½(1−y)log(1−y) + log cosh z − yz exactly (the two log 2
-    terms cancel) but has no cancellation between |z| and yz when |z| is large.
-    """
-
-    domain = (-1.0, 1.0)
-    _r = (-1.0, 1.0)
-
-    def _sigma(self, w: Tensor) -> Tensor:
-        return torch.tanh(w)
-
-    def _dsigma(self, s: Tensor) -> Tensor:
-        return 1.0 - s * s
-
-    def _psi_elem(self, u: Tensor) -> Tensor:
-        p, q = 1.0 + u, 1.0 - u
-        return 0.5 * (torch.xlogy(p, p) + torch.xlogy(q, q)) - 0.5 * u * u
-
-    def _phi_elem(self, z: Tensor) -> Tensor:
-        return _logcosh(z)
-
-    def _bregman_elem(self, y: Tensor, z: Tensor) -> Tensor:
-        p, q = 0.5 * (1.0 + y), 0.5 * (1.0 - y)
-        return torch.xlogy(p, p) + torch.xlogy(q, q) + p * _softplus(-2.0 * z) + q * _softplus(2.0 * z)
-
-
 IDENTITY = IdentityProx()
 
 
@@ -505,6 +238,10 @@ IDENTITY = IdentityProx()
 # torch module -> ProxActivation
 # --------------------------------------------------------------------------------------------
 _NOT_MONOTONE = "it is not monotone, so it is not the proximal map of any convex function"
+_NO_CLOSED_FORM = (
+    "it is a proximal map in principle (nondecreasing, 1-Lipschitz) but lbinv has no closed form "
+    "for its Ψ and Bregman loss"
+)
 _NOT_PROX: dict[str, str] = {
     "GELU": _NOT_MONOTONE,
     "SiLU": _NOT_MONOTONE,
@@ -525,13 +262,12 @@ _NOT_PROX: dict[str, str] = {
         "its slope is random during training; in eval mode it equals "
         "nn.LeakyReLU((lower + upper) / 2): use that instead"
     ),
-    # proximal maps in principle (nondecreasing and nonexpansive), but no closed form here
-    "Softplus": "it is a proximal map in principle (nondecreasing, 1-Lipschitz) but lbinv has no closed form for its Ψ and Bregman loss",
-    "CELU": "it is a proximal map in principle (nondecreasing, 1-Lipschitz) but lbinv has no closed form for its Ψ and Bregman loss",
-    "Softsign": "it is a proximal map in principle (nondecreasing, 1-Lipschitz) but lbinv has no closed form for its Ψ and Bregman loss",
-    "Tanhshrink": "it is a proximal map in principle (nondecreasing, 1-Lipschitz) but lbinv has no closed form for its Ψ and Bregman loss",
-    "LogSigmoid": "it is a proximal map in principle (nondecreasing, 1-Lipschitz) but lbinv has no closed form for its Ψ and Bregman loss",
-    "Hardsigmoid": "it is a proximal map in principle (nondecreasing, 1-Lipschitz) but lbinv has no closed form for its Ψ and Bregman loss",
+    "Softplus": _NO_CLOSED_FORM,
+    "CELU": _NO_CLOSED_FORM,
+    "Softsign": _NO_CLOSED_FORM,
+    "Tanhshrink": _NO_CLOSED_FORM,
+    "LogSigmoid": _NO_CLOSED_FORM,
+    "Hardsigmoid": _NO_CLOSED_FORM,
     "Softmax": (
         "it is the proximal map of a negative entropy on the simplex, but it couples the entries "
         "along a dimension and lbinv supports elementwise activations only"
@@ -542,15 +278,11 @@ _NOT_PROX: dict[str, str] = {
     ),
 }
 
-_ACTIVATION_TYPES: tuple[type, ...] = tuple(
-    getattr(nn, name)
-    for name in (
-        "Threshold", "ReLU", "RReLU", "Hardtanh", "ReLU6", "Sigmoid", "Hardsigmoid", "Tanh", "SiLU",
-        "Mish", "Hardswish", "ELU", "CELU", "SELU", "GLU", "GELU", "Hardshrink", "LeakyReLU",
-        "LogSigmoid", "Softplus", "Softshrink", "PReLU", "Softsign", "Tanhshrink", "Softmin",
-        "Softmax", "Softmax2d", "LogSoftmax",
-    )
-    if hasattr(nn, name)
+_ACTIVATION_TYPES = (
+    nn.Threshold, nn.ReLU, nn.RReLU, nn.Hardtanh, nn.ReLU6, nn.Sigmoid, nn.Hardsigmoid, nn.Tanh,
+    nn.SiLU, nn.Mish, nn.Hardswish, nn.ELU, nn.CELU, nn.SELU, nn.GLU, nn.GELU, nn.Hardshrink,
+    nn.LeakyReLU, nn.LogSigmoid, nn.Softplus, nn.Softshrink, nn.PReLU, nn.Softsign, nn.Tanhshrink,
+    nn.Softmin, nn.Softmax, nn.Softmax2d, nn.LogSoftmax,
 )
 
 
@@ -598,9 +330,9 @@ def proximal_activation(module: nn.Module) -> ProxActivation:
             return ReLUProx()
         if 0.0 < a <= 1.0:
             return LeakyReLUProx(a)
-        why = "a slope above 1 is expansive" if a > 1.0 else "a negative slope is not monotone"
         raise ValueError(
-            f"{name}(negative_slope={a}) is not a proximal map ({why}); LeakyReLU needs a slope in [0, 1]. "
+            f"{name}(negative_slope={a}) is not a proximal map ({_leaky_slope_problem(a)}); "
+            "LeakyReLU needs a slope in [0, 1]. "
             f"Supported activations: {SUPPORTED_ACTIVATIONS}"
         )
     if _plain(module, nn.ReLU):
@@ -622,10 +354,7 @@ def proximal_activation(module: nn.Module) -> ProxActivation:
         if alpha > 1.0:
             why = f"its slope alpha={alpha} > 1 just below 0 makes it expansive, so it is not a proximal map"
         else:
-            why = (
-                "with alpha <= 1 it is a proximal map in principle (nondecreasing, 1-Lipschitz) but "
-                "lbinv has no closed form for its Ψ and Bregman loss"
-            )
+            why = "with alpha <= 1 " + _NO_CLOSED_FORM
     else:
         base = next((c.__name__ for c in type(module).__mro__ if c.__name__ in _NOT_PROX), None)
         if base is not None:

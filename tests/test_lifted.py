@@ -19,14 +19,6 @@ ADJ_TOL = 1e-10
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one thread is much faster than several on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 DEVICES = [
     "cpu",
     pytest.param(
@@ -311,12 +303,12 @@ def test_float32_and_dtype_casting():
     assert net.dtype == torch.float32
     for layer in net.layers:
         assert adjoint_error(layer.affine) <= 1e-5
-    x = torch.rand(2, 1, 28, 28)
+    x = torch.rand(2, 1, 28, 28, dtype=torch.float32)
     assert torch.equal(net(x), module(x))
     # inputs are cast to the parameters' dtype
     net64 = LiftedNetwork.from_module(_init(paper_conv_encoder()), input_shape=(1, 28, 28))
     assert net64(x).dtype == F64
-    assert net64.layers[0].affine.adjoint(torch.rand(2, 8, 14, 14)).dtype == F64
+    assert net64.layers[0].affine.adjoint(torch.rand(2, 8, 14, 14, dtype=torch.float32)).dtype == F64
 
 
 # ------------------------------------------------------------------------------ LiftedNetwork

@@ -1,0 +1,333 @@
+"""Elementary affine operators: one torch module seen as x ↦ W x + b (MATH.md §1).
+
+Internal to :mod:`lbinv.lifted`, whose :class:`~lbinv.lifted.AffineMap` composes these ops.
+:func:`affine_op` maps a module to its op. Every op offers ``forward`` (exact module
+semantics, eval mode), ``linear`` (W x, no bias), ``adjoint`` (Wᵀ y: explicit transposed
+operators, ``torch.func.vjp`` only where no clean closed form exists) and ``tensors`` (the
+parameters and buffers it reads). Shapes exclude the batch dimension; ``set_shapes`` is
+called once, after a dry forward, so that ops can precompute what their adjoint needs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["Op", "IdentityOp", "ReshapeOp", "LinearOp", "affine_op", "Shape", "SUPPORTED_AFFINE_LAYERS"]
+
+Shape = tuple[int, ...]
+
+SUPPORTED_AFFINE_LAYERS = (
+    "Linear, Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d, AvgPool1d, AvgPool2d, "
+    "AdaptiveAvgPool1d, AdaptiveAvgPool2d, Flatten, Unflatten, BatchNorm1d/BatchNorm2d "
+    "(eval mode), Dropout, Identity"
+)
+
+_CONV = {1: F.conv1d, 2: F.conv2d}
+_CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d}
+
+
+def _tuple(v: int | Sequence[int], n: int) -> tuple[int, ...]:
+    return tuple(v) if isinstance(v, (tuple, list)) else (int(v),) * n
+
+
+class Op:
+    """One affine module. ``where`` names it in error messages."""
+
+    isometry = False  # True when W is the identity or a reshape, so that ‖W‖ = 1
+    in_shape: Shape
+    out_shape: Shape
+
+    def __init__(self, module: nn.Module, where: str) -> None:
+        self.module, self.where = module, where
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.linear(x)
+
+    def linear(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def adjoint(self, y: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def set_shapes(self, in_shape: Shape, out_shape: Shape) -> None:
+        """Called once after the dry forward; ops that need the shapes precompute here."""
+        self.in_shape, self.out_shape = in_shape, out_shape
+
+    def check_input(self, in_shape: Shape) -> None:
+        """Raise a ValueError if ``in_shape`` cannot be this op's input (before the dry run)."""
+
+    def tensors(self) -> list[Tensor]:
+        return list(self.module.parameters()) + list(self.module.buffers())
+
+
+class IdentityOp(Op):
+    """nn.Identity and Dropout (eval semantics): W = I."""
+
+    isometry = True
+
+    def linear(self, x: Tensor) -> Tensor:
+        return x
+
+    def adjoint(self, y: Tensor) -> Tensor:
+        return y
+
+
+class ReshapeOp(Op):
+    """Flatten / Unflatten: a permutation-free reshape, adjoint = reshape back."""
+
+    isometry = True
+
+    def linear(self, x: Tensor) -> Tensor:
+        return self.module(x)
+
+    def adjoint(self, y: Tensor) -> Tensor:
+        return y.reshape(y.shape[0], *self.in_shape)
+
+
+class LinearOp(Op):
+    """nn.Linear on the last dim: W x + b; adjoint y ↦ y W."""
+
+    def check_input(self, in_shape: Shape) -> None:
+        n = self.module.in_features
+        if len(in_shape) == 0 or in_shape[-1] != n:
+            raise ValueError(
+                f"{self.where} expects inputs whose last dimension is in_features={n} "
+                f"(e.g. input_shape ({n},)), but got shape {tuple(in_shape)}"
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.module.weight, self.module.bias)
+
+    def linear(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.module.weight)
+
+    def adjoint(self, y: Tensor) -> Tensor:
+        return torch.matmul(y, self.module.weight)
+
+
+class _ConvBase(Op):
+    """What ConvNd and ConvTransposeNd share: zeros padding only, the input check, and
+    forward / linear as one call with or without the bias."""
+
+    def __init__(self, module: nn.modules.conv._ConvNd, where: str) -> None:
+        if module.padding_mode != "zeros":
+            raise ValueError(
+                f"{where} has padding_mode='{module.padding_mode}'; only padding_mode='zeros' "
+                "is supported (it keeps the layer affine with an exact transposed adjoint), "
+                "use padding_mode='zeros'"
+            )
+        super().__init__(module, where)
+        self.dim = len(module.kernel_size)
+
+    def check_input(self, in_shape: Shape) -> None:
+        d, c = self.dim, self.module.in_channels
+        if len(in_shape) != d + 1 or in_shape[0] != c:
+            spatial = "H, W" if d == 2 else "L"
+            raise ValueError(
+                f"{self.where} expects input_shape (in_channels={c}, {spatial}) (no batch "
+                f"dimension), but got shape {tuple(in_shape)}"
+            )
+
+    def _apply(self, x: Tensor, bias: Tensor | None) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._apply(x, self.module.bias)
+
+    def linear(self, x: Tensor) -> Tensor:
+        return self._apply(x, None)
+
+
+class _ConvOp(_ConvBase):
+    """ConvNd. Adjoint: conv_transposeNd with the output_padding that restores the input
+    size (asymmetric 'same' padding: transpose without padding, then crop)."""
+
+    def _apply(self, x: Tensor, bias: Tensor | None) -> Tensor:
+        m = self.module
+        return _CONV[self.dim](x, m.weight, bias, m.stride, m.padding, m.dilation, m.groups)
+
+    def set_shapes(self, in_shape: Shape, out_shape: Shape) -> None:
+        super().set_shapes(in_shape, out_shape)
+        m, d = self.module, self.dim
+        k, s, dil = _tuple(m.kernel_size, d), _tuple(m.stride, d), _tuple(m.dilation, d)
+        if m.padding == "valid":
+            left = right = (0,) * d
+        elif m.padding == "same":  # total dil*(k-1), the extra one on the right (as ATen does)
+            total = [dl * (kk - 1) for dl, kk in zip(dil, k)]
+            left = tuple(t // 2 for t in total)
+            right = tuple(t - t // 2 for t in total)
+        else:
+            left = right = _tuple(m.padding, d)
+        self.symmetric, self.left = left == right, left
+        # symmetric: transpose with the same padding; otherwise without, then crop
+        self.t_padding = left if self.symmetric else (0,) * d
+        n_in, n_out, pad = in_shape[1:], out_shape[1:], self.t_padding
+        full = [n_in[i] + (0 if self.symmetric else left[i] + right[i]) for i in range(d)]
+        self.t_output_padding = tuple(
+            full[i] - ((n_out[i] - 1) * s[i] - 2 * pad[i] + dil[i] * (k[i] - 1) + 1) for i in range(d)
+        )
+
+    def adjoint(self, y: Tensor) -> Tensor:
+        m = self.module
+        x = _CONV_T[self.dim](
+            y, m.weight, None, m.stride, self.t_padding, self.t_output_padding, m.groups, m.dilation
+        )
+        if not self.symmetric:
+            x = x[(Ellipsis,) + tuple(slice(lf, lf + n) for lf, n in zip(self.left, self.in_shape[1:]))]
+        return x
+
+
+class _ConvTransposeOp(_ConvBase):
+    """ConvTransposeNd. Adjoint: convNd with the same stride/padding/dilation/groups,
+    cropped to the input size (needed only when output_padding ≥ stride)."""
+
+    def _apply(self, x: Tensor, bias: Tensor | None) -> Tensor:
+        m = self.module
+        return _CONV_T[self.dim](
+            x, m.weight, bias, m.stride, m.padding, m.output_padding, m.groups, m.dilation
+        )
+
+    def adjoint(self, y: Tensor) -> Tensor:
+        m = self.module
+        x = _CONV[self.dim](y, m.weight, None, m.stride, m.padding, m.dilation, m.groups)
+        return x[(Ellipsis,) + tuple(slice(0, n) for n in self.in_shape[1:])]
+
+
+class _AvgPoolOp(Op):
+    """AvgPoolNd without ceil_mode and without excluded padding: a per-channel convolution
+    with the constant kernel 1/divisor. Adjoint: conv_transposeNd with that kernel."""
+
+    def __init__(self, module: nn.Module, where: str) -> None:
+        super().__init__(module, where)
+        self.dim = 1 if isinstance(module, nn.AvgPool1d) else 2
+
+    def linear(self, x: Tensor) -> Tensor:
+        return self.module(x)
+
+    def set_shapes(self, in_shape: Shape, out_shape: Shape) -> None:
+        super().set_shapes(in_shape, out_shape)
+        m, d = self.module, self.dim
+        self.k = _tuple(m.kernel_size, d)
+        self.s = _tuple(m.stride if m.stride is not None else m.kernel_size, d)
+        self.p = _tuple(m.padding, d)
+        self.scale = 1.0 / (getattr(m, "divisor_override", None) or math.prod(self.k))
+        n_in, n_out = in_shape[-d:], out_shape[-d:]
+        self.t_output_padding = tuple(
+            n_in[i] - ((n_out[i] - 1) * self.s[i] - 2 * self.p[i] + self.k[i]) for i in range(d)
+        )
+
+    def adjoint(self, y: Tensor) -> Tensor:
+        d = self.dim
+        kernel = torch.full((1, 1, *self.k), self.scale, dtype=y.dtype, device=y.device)
+        yy = y.reshape(-1, 1, *y.shape[-d:])
+        x = _CONV_T[d](yy, kernel, None, self.s, self.p, self.t_output_padding)
+        return x.reshape(y.shape[0], *self.in_shape)
+
+
+class _VjpOp(Op):
+    """A parameter-free linear module without a clean closed-form adjoint (AvgPool with
+    ceil_mode or count_include_pad=False, adaptive average pooling): Wᵀ y by torch.func.vjp.
+    Works under torch.no_grad() and torch.inference_mode() callers."""
+
+    def linear(self, x: Tensor) -> Tensor:
+        return self.module(x)
+
+    def adjoint(self, y: Tensor) -> Tensor:
+        with torch.inference_mode(False), torch.enable_grad():
+            if y.is_inference():
+                y = y.clone()  # a normal tensor, usable by autograd
+            x0 = torch.zeros((y.shape[0], *self.in_shape), dtype=y.dtype, device=y.device)
+            _, pullback = torch.func.vjp(self.module, x0)
+            (x,) = pullback(y)
+        return x
+
+
+def _avg_pool_op(module: nn.Module, where: str) -> Op:
+    """Average pooling is a fixed convolution unless ceil_mode or excluded padding makes the
+    divisor vary at the borders: then the adjoint comes from vjp."""
+    if module.ceil_mode or (not module.count_include_pad and any(_tuple(module.padding, 1))):
+        return _VjpOp(module, where)
+    return _AvgPoolOp(module, where)
+
+
+class _BatchNormOp(Op):
+    """BatchNorm in eval mode: per-channel x ↦ s·x + (β − s·μ), s = γ / sqrt(σ² + ε).
+    Self-adjoint linear part (a diagonal scaling)."""
+
+    def __init__(self, module: nn.modules.batchnorm._BatchNorm, where: str) -> None:
+        if module.training:
+            raise ValueError(
+                f"{where} is in training mode, where it normalises with batch statistics and "
+                "is not a fixed affine map; call .eval() on the module (or the whole encoder) "
+                "first so its running statistics are used"
+            )
+        if module.running_mean is None or module.running_var is None:
+            raise ValueError(
+                f"{where} has track_running_stats=False, so it always uses batch statistics and "
+                "is not an affine map; use a BatchNorm with track_running_stats=True, in eval mode"
+            )
+        super().__init__(module, where)
+
+    def check_input(self, in_shape: Shape) -> None:
+        m = self.module
+        dims, want = ((1, 2), "(C,) or (C, L)") if isinstance(m, nn.BatchNorm1d) else ((3,), "(C, H, W)")
+        if len(in_shape) not in dims or in_shape[0] != m.num_features:
+            raise ValueError(
+                f"{self.where} expects input_shape {want} with C = num_features = {m.num_features} "
+                f"(no batch dimension), but got shape {tuple(in_shape)}"
+            )
+
+    def _scale(self) -> Tensor:
+        m = self.module
+        s = torch.rsqrt(m.running_var + m.eps)
+        if m.weight is not None:
+            s = m.weight * s
+        return s.reshape(-1, *([1] * (len(self.in_shape) - 1)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        m = self.module
+        return F.batch_norm(x, m.running_mean, m.running_var, m.weight, m.bias, False, 0.0, m.eps)
+
+    def linear(self, x: Tensor) -> Tensor:
+        return x * self._scale()
+
+    def adjoint(self, y: Tensor) -> Tensor:
+        return y * self._scale()
+
+
+# The supported affine module types (SUPPORTED_AFFINE_LAYERS in words) and their ops.
+_OPS: dict[type[nn.Module], Callable[[nn.Module, str], Op]] = {
+    nn.Identity: IdentityOp,
+    nn.Dropout: IdentityOp,
+    nn.Dropout1d: IdentityOp,
+    nn.Dropout2d: IdentityOp,
+    nn.AlphaDropout: IdentityOp,
+    nn.Linear: LinearOp,
+    nn.Flatten: ReshapeOp,
+    nn.Unflatten: ReshapeOp,
+    nn.Conv1d: _ConvOp,
+    nn.Conv2d: _ConvOp,
+    nn.ConvTranspose1d: _ConvTransposeOp,
+    nn.ConvTranspose2d: _ConvTransposeOp,
+    nn.AvgPool1d: _avg_pool_op,
+    nn.AvgPool2d: _avg_pool_op,
+    nn.AdaptiveAvgPool1d: _VjpOp,
+    nn.AdaptiveAvgPool2d: _VjpOp,
+    nn.BatchNorm1d: _BatchNormOp,
+    nn.BatchNorm2d: _BatchNormOp,
+}
+
+
+def affine_op(module: nn.Module, where: str) -> Op | None:
+    """The op of an affine module, None if the module is not affine (or is a subclass of an
+    affine type that overrides forward()). Raises ValueError for refused configurations of
+    affine types (BatchNorm in training mode, padding_mode other than 'zeros')."""
+    base = next((t for t in _OPS if isinstance(module, t)), None)
+    if base is None or type(module).forward is not base.forward:
+        return None
+    return _OPS[base](module, where)

@@ -1,0 +1,118 @@
+r"""The base class of proximal activations and the helpers its subclasses share.
+
+Internal to :mod:`lbinv.proximal`, the public entry point, which also explains the
+mathematics (MATH.md §2).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Union
+
+import torch
+from torch import Tensor
+
+__all__ = ["ProxActivation", "StepSize", "check_step", "is_unit_step", "clamp"]
+
+StepSize = Union[float, Tensor]
+
+
+def clamp(x: Tensor, lo: float, hi: float) -> Tensor:
+    """Clip ``x`` into ``[lo, hi]``; an infinite bound is no bound."""
+    return torch.clamp(x, min=None if lo == -math.inf else lo, max=None if hi == math.inf else hi)
+
+
+def check_step(t: StepSize) -> None:
+    """Validate a Python step size (tensors are not checked: that would synchronise)."""
+    if isinstance(t, Tensor):
+        return
+    if not isinstance(t, numbers.Real) or isinstance(t, bool):
+        raise TypeError(f"t: expected a float > 0 or a tensor, got {type(t).__name__}")
+    t = float(t)
+    if not t > 0 or not math.isfinite(t):
+        raise ValueError(f"t: expected a finite step size > 0, got {t}")
+
+
+def is_unit_step(t: StepSize) -> bool:
+    """t is the Python number 1, where prox_{tΨ} is the activation itself."""
+    return not isinstance(t, Tensor) and t == 1.0
+
+
+class ProxActivation:
+    r"""An elementwise activation σ = prox_Ψ together with Ψ, prox_{tΨ} and B_Ψ (MATH.md §2).
+
+    Attributes
+    ----------
+    domain : tuple[float, float]
+        Closed interval ``(lo, hi)`` containing ``dom Ψ`` (bounds may be ±inf). Data ``y``
+        passed to :meth:`bregman` must lie in it; :meth:`project_data` clips into it.
+
+    Notes
+    -----
+    Subclasses implement ``prox`` and the elementwise ``_psi_elem`` (Ψ on its domain),
+    ``_phi_elem`` (Φ = (½(·)² + Ψ)^*) and, for stability, ``_bregman_elem``. The generic
+    ``_bregman_elem`` is ``½y² + Ψ(y) + Φ(z) − yz``. Subclasses with parameters store them
+    as public attributes named like the constructor's arguments (they make the ``repr``).
+    """
+
+    domain: tuple[float, float] = (-math.inf, math.inf)
+
+    # -- public API -------------------------------------------------------------------------
+    def __call__(self, z: Tensor) -> Tensor:
+        """σ(z) = prox_Ψ(z), the activation itself."""
+        return self.prox(z, 1.0)
+
+    def prox(self, v: Tensor, t: StepSize = 1.0) -> Tensor:
+        r"""prox_{tΨ}(v) = argmin_u ½(u − v)² + tΨ(u), elementwise.
+
+        Parameters
+        ----------
+        v : Tensor
+            Any shape.
+        t : float or Tensor
+            Step size > 0; a tensor must broadcast against ``v`` (e.g. ``(B, 1, ..., 1)``).
+        """
+        raise NotImplementedError
+
+    def psi(self, u: Tensor) -> Tensor:
+        r"""Ψ(u) summed per sample, shape ``(B,)``; ``+inf`` for a sample with entries outside dom Ψ."""
+        return self._sum_in_domain(u, self._psi_elem(self.project_data(u)))
+
+    def bregman(self, y: Tensor, z: Tensor) -> Tensor:
+        r"""B_Ψ(y, z) summed per sample, shape ``(B,)``.
+
+        ``B_Ψ(y, z) = Σ ½y² + Ψ(y) + Φ(z) − yz ≥ ½‖y − σ(z)‖²``, ``∇_z B_Ψ = σ(z) − y``
+        (MATH.md §2). Samples with an entry of ``y`` outside :attr:`domain` get ``+inf``
+        (Ψ(y) = ∞ there); clip data with :meth:`project_data` first. NaN propagates.
+        """
+        return self._sum_in_domain(y, self._bregman_elem(self.project_data(y), z))
+
+    def project_data(self, y: Tensor) -> Tensor:
+        """Clip ``y`` into :attr:`domain` (returns ``y`` itself when the domain is ℝ)."""
+        if self.domain == (-math.inf, math.inf):
+            return y
+        return clamp(y, *self.domain)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({args})"
+
+    # -- elementwise pieces --------------------------------------------------------------------
+    def _sum_in_domain(self, y: Tensor, val: Tensor) -> Tensor:
+        """Sum ``val`` per sample, (B, ...) -> (B,), with +inf where ``y`` leaves the domain."""
+        lo, hi = self.domain
+        inside = ~((y < lo) | (y > hi))  # written so that NaN counts as inside and propagates
+        val = torch.where(inside, val, torch.full_like(val, math.inf))
+        if val.dim() == 0:
+            raise ValueError("expected a batched tensor of shape (B, ...), got a 0-dimensional tensor")
+        return val.reshape(val.shape[0], -1).sum(dim=1)
+
+    def _psi_elem(self, u: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _phi_elem(self, z: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _bregman_elem(self, y: Tensor, z: Tensor) -> Tensor:
+        return 0.5 * y * y + self._psi_elem(y) + self._phi_elem(z) - y * z
