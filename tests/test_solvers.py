@@ -10,7 +10,15 @@ from torch import nn
 from lbinv import LiftedNetwork, invert
 from lbinv.regularizers import TotalVariation
 
-torch.set_default_dtype(torch.float64)
+
+
+@pytest.fixture(autouse=True)
+def float64_default():
+    """These tests compare against double-precision references; restore the default afterwards."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
 
 
 def difference_matrices(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
@@ -215,12 +223,12 @@ def test_clips_data_into_the_domain_with_a_warning():
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
-        (dict(y=torch.full((1, 20), float("nan"))), ValueError, "y: expected finite"),
+        (dict(y=torch.full((1, 20), float("nan"), dtype=torch.float64)), ValueError, "y: expected finite"),
         (dict(alpha=0.0), ValueError, "alpha: expected finite values > 0"),
         (dict(alpha=-1.0), ValueError, "alpha"),
         (dict(alpha=torch.ones(3)), ValueError, r"alpha: expected a float or a tensor of shape \(1,\)"),
         (dict(alpha=None), ValueError, "alpha: required"),
-        (dict(y=torch.zeros(1, 21)), ValueError, r"y: expected shape \(B, 20\)"),
+        (dict(y=torch.zeros(1, 21, dtype=torch.float64)), ValueError, r"y: expected shape \(B, 20\)"),
         (dict(y=torch.zeros(1, 20, dtype=torch.float32)), ValueError, "y: expected dtype"),
         (dict(method="newton"), ValueError, "method: expected one of"),
         (dict(regularizer="l1"), ValueError, "regularizer: expected one of"),
