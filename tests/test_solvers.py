@@ -67,7 +67,7 @@ def small_problem(activation: str, seed: int = 0, h: int = 6, w: int = 6, m: int
 
 
 @pytest.mark.parametrize("activation", ["relu", "identity"])
-@pytest.mark.parametrize("step_rule", ["balanced", "adaptive"])
+@pytest.mark.parametrize("step_rule", ["balanced", "paper"])
 def test_single_layer_pdhg_matches_cvxpy(activation, step_rule):
     module, layer, y, (h, w) = small_problem(activation)
     alpha = 0.05

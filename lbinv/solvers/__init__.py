@@ -33,7 +33,7 @@ METHODS = ("lifted", "sequential", "landweber", "gradient")
 REGULARIZERS = ("tv", "tv-aniso", None)
 
 #: Default primal/dual balance ``τ_z‖α∇‖`` of the "balanced" step rule (see README, "Step sizes").
-DEFAULT_BALANCE = 1.0
+DEFAULT_BALANCE = 32.0
 
 #: The options each method accepts beyond invert's own arguments, with their defaults.
 OPTIONS: dict[str, dict[str, Any]] = {
@@ -100,7 +100,7 @@ def invert(
     max_iter, tol, check_every : at most ``max_iter`` iterations; every ``check_every`` iterations
         each sample whose blocks all moved less than ``tol`` (Euclidean norm) stops.
     noise_level : δ = ‖y^δ − y‖ per sample or scalar, for the discrepancy principle of "landweber".
-    options : per method — lifted: ``step_rule`` ("balanced" | "paper" | "adaptive"), ``balance``,
+    options : per method — lifted: ``step_rule`` ("balanced" | "paper"), ``balance``,
         ``x_init``, ``hidden_init`` ("forward" | "zeros"), ``record_history``; sequential:
         ``step_rule``, ``balance``, ``record_history``; landweber: ``discrepancy_tau`` (η ≥ 1),
         ``x_init``, ``record_history``; gradient: ``lr``, ``betas``, ``tv_smoothing``, ``x_init``,
@@ -147,8 +147,7 @@ def invert(
             return _sequential(net, y, alpha_t, tv, bounds, tol, opts, loop)
         if len(net.layers) == 1:
             solver = PDHG(net.layers[0], y, alpha_t, tv, bounds, tol, x_init, opts["step_rule"], opts["balance"])
-            on_check = solver.adapt if opts["step_rule"] == "adaptive" else None
-            return _result(solver, iterate(solver, on_check=on_check, **loop), dual=solver.z)
+            return _result(solver, iterate(solver, **loop), dual=solver.z)
         solver = CoordinateDescent(net, y, alpha_t, tv, bounds, tol, x_init, opts["step_rule"], opts["balance"], opts["hidden_init"])
         return _result(solver, iterate(solver, **loop), hidden=solver.hidden, dual=solver.z)
 

@@ -8,7 +8,7 @@ loop synchronises with the host only every ``check_every`` iterations, to test c
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 import torch
 from torch import Tensor
@@ -43,7 +43,7 @@ def lipschitz(opnorm: float) -> float:
     return (OPNORM_SAFETY * opnorm) ** 2
 
 
-STEP_RULES = ("balanced", "paper", "adaptive")
+STEP_RULES = ("balanced", "paper")
 
 
 def pdhg_step_sizes(
@@ -55,7 +55,7 @@ def pdhg_step_sizes(
     Condat–Vũ convergence needs ``1/τ_x − τ_z ‖K‖² ≥ lip / 2``.
 
     - ``"paper"``: ``τ_z = 1/(8α)``, ``τ_x = 1/lip`` (valid while ``α ≤ lip/2``).
-    - ``"balanced"`` / ``"adaptive"`` (initial value): ``τ_z ‖K‖ = balance`` and the condition
+    - ``"balanced"``: ``τ_z ‖K‖ = balance`` and the condition
       with equality, ``1/τ_x = lip/2 + balance·‖K‖``. ``balance`` weighs the dual step against the
       primal one; the paper's rule is ``balance = 1/√8`` with a primal step below the bound.
     """
@@ -107,13 +107,11 @@ def iterate(
     max_iter: int,
     check_every: int,
     record_history: bool = False,
-    on_check: Callable[[Tensor], None] | None = None,
 ) -> LoopResult:
     """Run ``solver.step`` up to ``max_iter`` times with per-sample stopping masks.
 
     Every ``check_every`` iterations (and at the last one) the stopping test is evaluated;
-    samples that pass stop changing, and the loop ends once none is active. ``on_check`` is
-    called with the active mask at each check (used by adaptive step sizes).
+    samples that pass stop changing, and the loop ends once none is active.
     """
     active = torch.ones(batch, dtype=torch.bool, device=device)
     converged = torch.zeros_like(active)
@@ -130,8 +128,6 @@ def iterate(
         if history is not None:
             history["iteration"].append(k + 1)
             history["objective"].append(solver.objective())
-        if on_check is not None:
-            on_check(active)
         if not bool(active.any()):
             break
     return LoopResult(iterations, converged, history)

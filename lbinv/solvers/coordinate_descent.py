@@ -12,8 +12,9 @@ Variables: the input ``x_0``, the TV dual ``z`` and one auxiliary ``x_l`` per hi
 
   (the prox of ``τ(½‖·‖² + Ψ_l)`` after a gradient step on the smooth ``B_{l+1}`` term).
 
-The problem is convex in each block, not jointly. Stopping test: every block (``x_0``, ``z`` and
-each ``x_l``) moved less than ``tol`` in the last sweep.
+The problem is convex in each block, not jointly. Stopping test: every block (``x_0``, ``z`` as
+in :meth:`~lbinv.solvers.pdhg.PrimalDualStep.change`, and each ``x_l``) moved less than ``tol`` in
+the last sweep.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from torch import Tensor
 from lbinv.lifted import LiftedNetwork
 from lbinv.regularizers import TotalVariation
 from lbinv.solvers.common import lipschitz, masked, primal_dual_steps, sample_norm
-from lbinv.solvers.pdhg import PrimalDualStep, bregman_gradient, change, initial_dual
+from lbinv.solvers.pdhg import PrimalDualStep, bregman_gradient, initial_dual
 
 HIDDEN_INITS = ("forward", "zeros")
 
@@ -66,7 +67,7 @@ class CoordinateDescent:
         layers = self.net.layers
         x_old, z_old = self.x, self.z
         self.x, self.z = self.input_step(x_old, z_old, bregman_gradient(layers[0], x_old, self._data(1)), active)
-        moved = torch.maximum(sample_norm(self.x - x_old), change(self.z, z_old)) if measure else None
+        moved = self.input_step.change(self.x, x_old, self.z, z_old) if measure else None
         below = self.x
         for l in range(1, len(layers)):
             x_l, tau = self.hidden[l - 1], self.hidden_steps[l - 1]
