@@ -35,15 +35,6 @@ pytestmark = [
 ]
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions on a shared two-core machine: intra-op threads only spin (1000× slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 SIZE = 8
 LEVELS = (0.0, 0.1)
 

@@ -1,0 +1,133 @@
+"""How the inversion callback reaches into any LightningModule and its validation batches: the
+encoder and decoder accessors, the encoder check, the input images of a batch, eval mode, and the
+device and dtype to invert on. Nothing here knows :mod:`lbinv.models`.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Mapping
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Optional
+
+import torch
+from lightning.pytorch import LightningModule
+from torch import Tensor, nn
+
+from lbinv.lifted import LiftedNetwork
+
+#: Keys under which a dict batch may hold the input images, in order of preference.
+INPUT_KEYS = ("x", "image", "images", "input", "inputs")
+
+
+def accessor_name(spec: Any) -> Optional[str]:
+    """The attribute name of an encoder/decoder accessor, or the callable's name."""
+    if spec is None or isinstance(spec, str):
+        return spec
+    return getattr(spec, "__qualname__", None) or repr(spec)
+
+
+def _resolve(name: str, spec: Any, pl_module: LightningModule) -> Any:
+    if isinstance(spec, str):
+        try:
+            return operator.attrgetter(spec)(pl_module)
+        except AttributeError:
+            raise ValueError(
+                f"InversionCallback: `{name}={spec!r}` but {type(pl_module).__name__} has no attribute {spec!r}; pass "
+                f"`{name}=` the attribute name of the {name} or a callable `pl_module -> {name}`."
+            ) from None
+    return spec(pl_module)
+
+
+def resolve_encoder(spec: Any, pl_module: LightningModule) -> nn.Module:
+    encoder = _resolve("encoder", spec, pl_module)
+    if not isinstance(encoder, nn.Module):
+        raise ValueError(
+            f"InversionCallback: `encoder` must resolve to a torch.nn.Module, got {type(encoder).__name__} "
+            f"from {accessor_name(spec)!r} on {type(pl_module).__name__}."
+        )
+    return encoder
+
+
+def resolve_decoder(spec: Any, pl_module: LightningModule) -> Optional[Callable[[Tensor], Tensor]]:
+    if spec is None:
+        return None
+    decoder = _resolve("decoder", spec, pl_module)
+    if not callable(decoder):
+        raise ValueError(
+            f"InversionCallback: `decoder` must resolve to an nn.Module or a callable, got "
+            f"{type(decoder).__name__} from {accessor_name(spec)!r} on {type(pl_module).__name__}."
+        )
+    return decoder
+
+
+def check_encoder(
+    pl_module: LightningModule,
+    encoder_spec: Any,
+    decoder_spec: Any,
+    input_shape: Optional[tuple[int, ...]],
+    defer_if_shape_unknown: bool,
+) -> bool:
+    """Resolve encoder and decoder and build the lifted network: a missing attribute or an
+    unsupported layer raises ``ValueError``. Returns ``False`` when the check has to wait: without
+    a known input shape (and with ``defer_if_shape_unknown``) a network that needs one is checked
+    again at the first validation batch, whose shape is then known; that batch comes before the
+    first training epoch when a sanity check runs."""
+    encoder = resolve_encoder(encoder_spec, pl_module)
+    resolve_decoder(decoder_spec, pl_module)
+    with eval_mode(encoder):
+        try:
+            LiftedNetwork.from_module(encoder, input_shape)
+        except ValueError as err:
+            # without a shape only the "input_shape is required" failure can wait for a batch;
+            # an unsupported layer or a missing attribute fails now
+            if input_shape is None and defer_if_shape_unknown and "input_shape" in str(err):
+                return False
+            raise ValueError(
+                f"InversionCallback: cannot invert the encoder {accessor_name(encoder_spec)!r} of "
+                f"{type(pl_module).__name__}: {err}"
+            ) from err
+    return True
+
+
+def batch_inputs(batch: Any) -> Tensor:
+    """The input images of a validation batch: a tensor, the first item of a tuple/list, or
+    ``batch[key]`` for the first of :data:`INPUT_KEYS` in a mapping."""
+    if isinstance(batch, Tensor):
+        x = batch
+    elif isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], Tensor):
+        x = batch[0]
+    elif isinstance(batch, Mapping) and (key := next((k for k in INPUT_KEYS if k in batch), None)):
+        x = batch[key]
+    else:
+        raise ValueError(
+            "InversionCallback: cannot find the input images in the validation batch: expected a tensor, a tuple/list "
+            "whose first item is a tensor, or a dict with key 'x', 'image', 'images', 'input' or 'inputs'; got "
+            f"{type(batch).__name__}."
+        )
+    if not isinstance(x, Tensor) or x.dim() < 2:
+        raise ValueError(f"InversionCallback: the validation inputs must be a batched tensor (B, ...), got {x!r:.80}.")
+    return x
+
+
+@contextmanager
+def eval_mode(*modules: Any) -> Iterator[None]:
+    """Put the given modules (and their children) in eval mode; restore each one's mode after."""
+    saved = [(m, m.training) for module in modules if isinstance(module, nn.Module) for m in module.modules()]
+    try:
+        for module in modules:
+            if isinstance(module, nn.Module):
+                module.eval()
+        yield
+    finally:
+        for m, training in saved:
+            m.training = training
+
+
+def device_dtype(encoder: nn.Module, pl_module: LightningModule) -> tuple[torch.device, torch.dtype]:
+    """Where and in which floating dtype to invert: the encoder's first parameter's, else the module's
+    device and the default dtype."""
+    param = next(iter(encoder.parameters()), None)
+    if param is not None:
+        return param.device, param.dtype if param.dtype.is_floating_point else torch.get_default_dtype()
+    return pl_module.device, torch.get_default_dtype()

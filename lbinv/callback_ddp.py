@@ -1,0 +1,67 @@
+"""The inversion callback's collectives. Every rank calls each of these, in the same order, with
+tensors of the same shapes: a rank that skipped them would hang the others."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from lightning.pytorch import LightningModule, Trainer
+from torch import Tensor
+
+
+def placeholder(levels: int, k: int, grid: int, input_shape: tuple[int, ...], decoder: bool) -> dict[str, Tensor]:
+    """NaN results of the right shapes, so a rank whose inversion failed still joins the gathers."""
+    nan = float("nan")
+    out = {
+        "x_inv": torch.full((levels, k, grid, *input_shape), nan),
+        "psnr_inv": torch.full((levels, k, grid), nan),
+        "residual": torch.full((levels, k, grid), nan),
+        "iterations": torch.full((levels, k, grid), nan),
+        "delta": torch.full((levels, k), nan),
+        "bregman_delta": torch.full((levels, k), nan),
+        "seconds": torch.zeros(1),
+        "ok": torch.zeros(1),
+    }
+    if decoder:
+        out["x_dec"] = torch.full((levels, k, *input_shape), nan)
+        out["psnr_dec"] = torch.full((levels, k), nan)
+    return out
+
+
+def gather(trainer: Trainer, tensor: Tensor, n: int, sample_dim: Optional[int]) -> Tensor:
+    """All-gather over ranks. ``sample_dim``: the per-rank shares along that dim are concatenated
+    in rank order and cut to the ``n`` probe images; ``None``: ranks are concatenated along dim 0."""
+    gathered = trainer.strategy.all_gather(tensor.contiguous())  # (world, *tensor.shape)
+    if sample_dim is None:
+        return gathered.reshape(-1, *tensor.shape[1:])
+    gathered = gathered.movedim(0, sample_dim)  # (..., world, k, ...)
+    shape = list(tensor.shape)
+    shape[sample_dim] = -1
+    return gathered.reshape(shape).narrow(sample_dim, 0, n)
+
+
+def gather_probe(trainer: Trainer, pl_module: LightningModule, local: Optional[Tensor], num_samples: int) -> Optional[Tensor]:
+    """Every rank's captured images, interleaved (rank 0's first, rank 1's first, …), on every rank."""
+    device = pl_module.device
+    header = torch.zeros(9, dtype=torch.long, device=device)  # count, ndim, up to 7 dims
+    if local is not None:
+        if local.dim() > 7:
+            raise ValueError(f"InversionCallback: inputs with more than 6 dims are not supported, got {tuple(local.shape)}.")
+        header[0], header[1] = local.shape[0], local.dim()
+        header[2 : 2 + local.dim()] = torch.tensor(local.shape, device=device)
+    headers = trainer.strategy.all_gather(header).reshape(-1, 9).cpu()
+    counts = headers[:, 0]
+    m = int(counts.max())
+    if m == 0:
+        return None
+    ref = headers[int(counts.argmax())]
+    shape = tuple(int(d) for d in ref[2 : 2 + int(ref[1])])
+    buffer = torch.zeros((m, *shape[1:]), device=device, dtype=local.dtype if local is not None else torch.float32)
+    if local is not None:
+        buffer[: local.shape[0]] = local.to(device)
+    gathered = trainer.strategy.all_gather(buffer).reshape(-1, m, *shape[1:]).cpu()  # (world, m, ...)
+    valid = torch.arange(m).unsqueeze(0) < counts.unsqueeze(1)  # (world, m)
+    images = gathered.transpose(0, 1).reshape(-1, *shape[1:])[valid.t().reshape(-1)]
+    with torch.inference_mode(False):
+        return images[:num_samples].clone()

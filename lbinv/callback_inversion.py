@@ -1,0 +1,180 @@
+"""What the inversion callback computes, in plain PyTorch (no Lightning): noisy codes of the probe
+images, their batched inversion, per-sample measurements, and the per-level summary (α rule included).
+
+Shapes: ``levels`` noise levels × ``k`` probe images (this rank's share of ``n``) × ``G`` α values
+(G = 1 for a fixed α); the solver sees all of them as one batch of ``levels * k * G``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from typing import Any, Callable, Optional
+
+import torch
+from torch import Tensor, nn
+from torchmetrics.functional.image import peak_signal_noise_ratio
+
+from lbinv.lifted import LiftedNetwork
+from lbinv.solvers import InversionResult
+
+#: Data-driven α rules; each solves the whole α grid in the same batch and picks one α per level.
+ALPHA_RULES = ("discrepancy", "oracle")
+#: α grid of the data-driven rules: 10 values log-spaced in [1e-4, 1e-1].
+DEFAULT_ALPHA_GRID = tuple(float(f"{10.0 ** (-4 + 3 * i / 9):.3g}") for i in range(10))
+
+#: :func:`lbinv.invert` with the callback's settings bound (method, max_iter, tol, solver options);
+#: called as ``solve(net, data, alpha=..., input_shape=..., noise_level=...)``.
+Solve = Callable[..., InversionResult]
+
+
+def code_noise(seed: int, levels: int, n: int, code_shape: tuple[int, ...], start: int, stop: int) -> Tensor:
+    """Samples ``start:stop`` of the fixed standard-normal code noise ``(levels, n, *code_shape)``
+    drawn from ``seed`` on the CPU; indices past ``n`` (padding) repeat the last sample. The
+    noise of each probe image is the same at every epoch and for any number of processes."""
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.randn((levels, n, *code_shape), generator=generator)
+    index = torch.arange(start, stop).clamp(max=n - 1)
+    return noise[:, index]
+
+
+def invert_probe(
+    encoder: nn.Module,
+    decoder: Optional[Callable[[Tensor], Tensor]],
+    x: Tensor,
+    *,
+    noise_levels: Sequence[float],
+    alphas: Tensor,
+    seed: int,
+    offset: int,
+    n: int,
+    data_range: tuple[float, float],
+    solve: Solve,
+) -> dict[str, Tensor]:
+    """Everything one rank computes for its share ``x`` (k images, from index ``offset`` of the ``n``
+    probe images) at every noise level and every α of ``alphas`` ``(levels, G)``."""
+    k, input_shape = x.shape[0], tuple(x.shape[1:])
+    levels, grid = alphas.shape
+    net = LiftedNetwork.from_module(encoder, input_shape)  # rebuilt: parameters/BN statistics change
+    y = encoder(x)
+    code_shape = tuple(y.shape[1:])
+    noise = code_noise(seed, levels, n, code_shape, offset, offset + k).to(y.device, y.dtype)
+    sigma = torch.tensor(noise_levels, device=y.device, dtype=y.dtype).reshape(levels, 1, *[1] * len(code_shape))
+    code_activation = net.layers[-1].activation
+    y_delta = code_activation.project_data(y.unsqueeze(0) + sigma * noise)  # (levels, k, *code)
+    delta = (y_delta - y.unsqueeze(0)).flatten(2).norm(dim=2)  # (levels, k)
+    # the noise measured by the data term: B_Ψ_L(y^δ, W_L x_{L-1} + b_L) of the clean input
+    pre_activation = net.layers[-1].affine.forward(net.forward_all(x)[-2] if len(net) > 1 else x)
+    bregman = code_activation.bregman(
+        y_delta.reshape(levels * k, *code_shape),
+        pre_activation.unsqueeze(0).expand(levels, *pre_activation.shape).reshape(levels * k, *code_shape),
+    ).reshape(levels, k)
+
+    batch = levels * k * grid
+    data = y_delta.unsqueeze(2).expand(levels, k, grid, *code_shape).reshape(batch, *code_shape)
+    alpha = alphas.to(y.device, y.dtype).reshape(levels, 1, grid).expand(levels, k, grid).reshape(batch)
+    noise_level = delta.unsqueeze(2).expand(levels, k, grid).reshape(batch)  # used by "landweber"
+    _synchronize(y.device)
+    start = time.perf_counter()
+    result = solve(net, data, alpha=alpha, input_shape=input_shape, noise_level=noise_level)
+    _synchronize(y.device)
+    seconds = time.perf_counter() - start
+
+    x_inv = result.x.reshape(batch, *input_shape)
+    truth = x.unsqueeze(0).unsqueeze(2).expand(levels, k, grid, *input_shape).reshape(batch, *input_shape)
+    out = {
+        "x_inv": x_inv.reshape(levels, k, grid, *input_shape),
+        "psnr_inv": per_sample_psnr(x_inv, truth, data_range).reshape(levels, k, grid),
+        "residual": (net(x_inv) - data).flatten(1).norm(dim=1).reshape(levels, k, grid),
+        "iterations": result.iterations.to(y.dtype).reshape(levels, k, grid),
+        "delta": delta,
+        "bregman_delta": bregman,
+        "seconds": torch.tensor([seconds], device=y.device, dtype=y.dtype),
+    }
+    if decoder is not None:
+        decoded = decoder(y_delta.reshape(levels * k, *code_shape))
+        if decoded.numel() != levels * k * x[0].numel():
+            raise ValueError(
+                f"the decoder maps codes of shape {code_shape} to outputs of shape {tuple(decoded.shape[1:])}, "
+                f"which cannot be compared with inputs of shape {input_shape}"
+            )
+        decoded = decoded.reshape(levels * k, *input_shape).to(x.dtype)
+        out["x_dec"] = decoded.reshape(levels, k, *input_shape)
+        truth = x.unsqueeze(0).expand(levels, *x.shape).reshape(levels * k, *input_shape)
+        out["psnr_dec"] = per_sample_psnr(decoded, truth, data_range).reshape(levels, k)
+    return {key: value.to(y.dtype) for key, value in out.items()}
+
+
+def per_sample_psnr(preds: Tensor, target: Tensor, data_range: tuple[float, float]) -> Tensor:
+    """Per-sample PSNR in dB (torchmetrics, ``data_range`` clamps both)."""
+    dims = tuple(range(1, preds.dim()))
+    return peak_signal_noise_ratio(preds, target, data_range=data_range, reduction="none", dim=dims)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def select_alpha(rule: str, psnr: Tensor, residual: Tensor, delta: Tensor, eta: float = 1.0) -> Tensor:
+    r"""Index of the chosen α per noise level, shape ``(levels,)``, from per-sample results.
+
+    ``psnr`` and ``residual`` are ``(levels, n, G)`` over an ascending α grid, ``delta`` is
+    ``(levels, n)``. ``"fixed"`` (or G = 1) picks index 0. ``"oracle"``: the best mean PSNR
+    (non-finite PSNRs count as −∞). ``"discrepancy"``: the largest α whose stacked residual
+    :math:`(\sum_i r_i^2)^{1/2}` is at most :math:`\eta (\sum_i \delta_i^2)^{1/2}`; the smallest α
+    when none is, or when δ = 0. Non-finite residuals never qualify.
+    """
+    levels, _, grid = psnr.shape
+    if rule == "fixed" or grid == 1:
+        return torch.zeros(levels, dtype=torch.long)
+    if rule == "oracle":
+        score = torch.where(torch.isnan(psnr), torch.full_like(psnr, -math.inf), psnr).mean(dim=1)
+        score = torch.nan_to_num(score, nan=-math.inf)  # +inf and -inf PSNRs of one α average to NaN
+        return score.argmax(dim=1)
+    if rule == "discrepancy":
+        r = residual.pow(2).sum(dim=1).sqrt()  # (levels, G)
+        d = delta.pow(2).sum(dim=1).sqrt()  # (levels,)
+        ok = torch.isfinite(r) & (r <= eta * d.unsqueeze(1)) & (d.unsqueeze(1) > 0)
+        positions = torch.arange(grid).expand(levels, grid)
+        return torch.where(ok, positions, torch.zeros_like(positions)).max(dim=1).values
+    raise ValueError(f"select_alpha: `rule` must be 'fixed', 'oracle' or 'discrepancy', got {rule!r}.")
+
+
+def summarize(
+    out: dict[str, Tensor], alphas: Tensor, noise_levels: Sequence[float], rule: str, eta: float
+) -> dict[str, Any]:
+    """Pick α per level with ``rule`` and reduce the per-sample results ``out`` to per-level numbers.
+
+    Returns ``index`` (the chosen α per level, ``(levels,)``), ``finite`` (``(levels, n)``: the
+    samples whose result at that α is finite; the others are left out of the numbers), ``seconds``
+    (the slowest rank's solver time) and ``levels``: one dict per noise level of CPU floats, ``None``
+    where no sample is left.
+    """
+    psnr = out["psnr_inv"].double().cpu()
+    residual = out["residual"].double().cpu()
+    delta = out["delta"].double().cpu()
+    finite = torch.isfinite(out["x_inv"].flatten(3)).all(dim=3).cpu()  # (levels, n, G)
+    finite &= torch.isfinite(psnr) | (psnr == math.inf)  # a perfect inversion has an infinite PSNR
+    index = select_alpha(rule, psnr, residual, delta, eta)
+    chosen_finite = finite[torch.arange(len(noise_levels)), :, index]  # (levels, n)
+    levels = []
+    for i, s in enumerate(noise_levels):
+        ok = chosen_finite[i]
+        kept = bool(ok.any())
+        level: dict[str, Optional[float]] = {
+            "sigma": s,
+            "delta2": float(delta[i].pow(2).mean()),
+            "delta2_bregman": float(out["bregman_delta"][i].double().mean()),
+            "alpha": float(alphas[i, index[i]]) if kept else None,
+            "psnr_inverted": float(psnr[i, ok, index[i]].mean()) if kept else None,
+            "iterations": float(out["iterations"][i, :, index[i]].double().cpu()[ok].mean()) if kept else None,
+            "psnr_decoded": None,
+        }
+        if "psnr_dec" in out:
+            decoded = out["psnr_dec"][i].double().cpu()
+            decoded = decoded[~torch.isnan(decoded)]
+            level["psnr_decoded"] = float(decoded.mean()) if decoded.numel() else None
+        levels.append(level)
+    return {"index": index, "finite": chosen_finite, "levels": levels, "seconds": float(out["seconds"].max())}

@@ -1,0 +1,100 @@
+"""What the inversion callback shows in TensorBoard: scalar tags, the custom-scalars layout, the
+image grids and the PSNR-vs-σ figure. Every tag the callback writes is named here; where and when
+they are written (TensorBoard or ``pl_module.log``, rank zero) is the callback's business.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Optional
+
+import torch
+from torch import Tensor
+
+#: Per-level numbers of the summary, logged as ``inversion/{name}/sigma_{s:g}``.
+LEVEL_SCALARS = ("psnr_inverted", "psnr_decoded", "delta2", "delta2_bregman", "alpha", "iterations")
+FIGURE_TAG = "inversion/psnr_vs_sigma"
+
+
+def scalars(summary: dict[str, Any]) -> dict[str, float]:
+    """The scalar tags and values of a summary (see :func:`lbinv.callback_summary.summarize`);
+    numbers that are ``None`` (no finite sample) are left out."""
+    values: dict[str, float] = {}
+    for level in summary["levels"]:
+        for name in LEVEL_SCALARS:
+            if level[name] is not None:
+                values[f"inversion/{name}/sigma_{level['sigma']:g}"] = level[name]
+    values["inversion/seconds"] = summary["seconds"]
+    return values
+
+
+def custom_scalars_layout(has_decoder: bool) -> dict[str, Any]:
+    """Charts of the "CUSTOM SCALARS" tab: one line per noise level in each."""
+    charts = {
+        "PSNR inverted (dB)": ["Multiline", [r"inversion/psnr_inverted/.*"]],
+        "PSNR decoded (dB)": ["Multiline", [r"inversion/psnr_decoded/.*"]],
+        "PSNR inverted vs decoded (dB)": ["Multiline", [r"inversion/psnr_(inverted|decoded)/.*"]],
+        "delta^2 = |y_delta - y|^2": ["Multiline", [r"inversion/delta2/.*"]],
+        "delta^2 as B_Psi(y_delta, W x + b)": ["Multiline", [r"inversion/delta2_bregman/.*"]],
+        "alpha": ["Multiline", [r"inversion/alpha/.*"]],
+        "iterations": ["Multiline", [r"inversion/iterations/.*"]],
+    }
+    if not has_decoder:
+        del charts["PSNR decoded (dB)"], charts["PSNR inverted vs decoded (dB)"]
+    return {"inversion": charts}
+
+
+def image_grids(
+    probe: Tensor,
+    out: dict[str, Tensor],
+    index: Tensor,
+    noise_levels: Sequence[float],
+    data_range: tuple[float, float],
+) -> Optional[dict[str, Tensor]]:
+    """Per noise level, a grid whose rows are truth / decoder / inversion at the chosen α
+    (``index``), drawn with the fixed ``data_range`` (NaN pixels as its low end); ``None`` when the
+    inputs are not images: ``(H, W)`` or ``(C, H, W)`` with C in (1, 3)."""
+    from torchvision.utils import make_grid
+
+    shape = tuple(probe.shape[1:])
+    if not (len(shape) == 2 or (len(shape) == 3 and shape[0] in (1, 3))):
+        return None
+    lo, hi = data_range
+    grids = {}
+    for i, s in enumerate(noise_levels):
+        rows = [probe.float()]
+        if "x_dec" in out:
+            rows.append(out["x_dec"][i].float().cpu())
+        rows.append(out["x_inv"][i, :, index[i]].float().cpu())
+        tiles = torch.cat(rows).nan_to_num(nan=lo)
+        if len(shape) == 2:
+            tiles = tiles.unsqueeze(1)  # one channel
+        grid = make_grid(tiles, nrow=probe.shape[0], padding=1, normalize=True, value_range=(lo, hi), pad_value=1.0)
+        grids[f"inversion/images/sigma_{s:g}"] = grid
+    return grids
+
+
+def psnr_figure(summary: dict[str, Any], has_decoder: bool) -> Any:
+    """Mean PSNR of the inversion (and of the decoder) against the noise level σ."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(4.5, 3.2), dpi=100)
+    FigureCanvasAgg(figure)
+    ax = figure.add_subplot()
+    levels = summary["levels"]
+    sigma = [level["sigma"] for level in levels]
+
+    def curve(name: str) -> list[float]:
+        return [math.nan if level[name] is None else level[name] for level in levels]
+
+    ax.plot(sigma, curve("psnr_inverted"), "o-", label="inversion")
+    if has_decoder:
+        ax.plot(sigma, curve("psnr_decoded"), "s--", label="decoder")
+    ax.set_xlabel("noise std σ on the code")
+    ax.set_ylabel("PSNR (dB)")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    figure.tight_layout()
+    return figure
