@@ -20,6 +20,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, RichProgre
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from lbinv import InversionCallback
 from lbinv.data import MNISTDataModule
 from lbinv.models import AutoencoderModule
 
@@ -28,14 +29,16 @@ MODELS = ("dense", "conv")
 
 
 class TrainCLI(LightningCLI):
-    """LightningCLI with ``num_threads``, a checkpoint callback (``checkpoint.*``), a rich progress bar
-    and a TensorBoard logger named after the model; extra callbacks get their own keys here."""
+    """LightningCLI with ``num_threads``, a checkpoint callback (``checkpoint.*``), the lifted-Bregman
+    :class:`~lbinv.InversionCallback` (``inversion.*``), a rich progress bar and a TensorBoard logger
+    named after the model."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--num_threads", type=int | None, default=None,
                             help="torch CPU threads (torch.set_num_threads); default: torch's choice")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.monitor": "val/loss", "checkpoint.save_last": True})
+        parser.add_lightning_class_args(InversionCallback, "inversion")
 
     def before_instantiate_classes(self) -> None:
         if self.config.num_threads is not None:

@@ -8,6 +8,9 @@ from pathlib import Path
 import torch
 import yaml
 
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from lbinv import InversionCallback
 from lbinv.models import AutoencoderModule
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +49,8 @@ def test_one_config_with_overrides(tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "set_num_threads", threads.append)
     args = ["--config", str(ROOT / "experiments" / "configs" / "conv.yaml"), *QUICK,
             f"--trainer.default_root_dir={tmp_path}", "--model.code_dim=16", "--model.lr=0.05",
-            "--model.optimizer=adam", "--data.batch_size=8", "--num_threads=2", "--checkpoint.save_last=false"]
+            "--model.optimizer=adam", "--data.batch_size=8", "--num_threads=2", "--checkpoint.save_last=false",
+            "--inversion.every_n_epochs=1", "--inversion.max_iter=20", "--inversion.num_samples=4"]
     (trainer,) = train.main(args)
     model, data = trainer.lightning_module, trainer.datamodule
     assert isinstance(model, AutoencoderModule) and model.hparams.net == "conv"
@@ -54,6 +58,10 @@ def test_one_config_with_overrides(tmp_path, monkeypatch):
     assert data.hparams.batch_size == 8 and trainer.max_epochs == 1 and threads == [2]
     run = tmp_path / "lightning_logs" / "conv" / "version_0"
     assert trainer.log_dir == str(run) and list(run.glob("events.out.tfevents.*"))
+    (inversion,) = [c for c in trainer.callbacks if isinstance(c, InversionCallback)]
+    assert inversion.alpha == 9e-3 and inversion.max_iter == 20  # the config's α, the override's budget
+    events = EventAccumulator(str(run)).Reload()
+    assert {f"inversion/psnr_inverted/sigma_{s:g}" for s in inversion.noise_levels} <= set(events.Tags()["scalars"])
     (checkpoint,) = (run / "checkpoints").glob("*.ckpt")
     reloaded = AutoencoderModule.load_from_checkpoint(checkpoint)
     assert reloaded.hparams.code_dim == 16 and reloaded.encode(torch.rand(2, 1, 28, 28)).shape == (2, 16)
