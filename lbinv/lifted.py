@@ -172,7 +172,8 @@ class AffineMap:
                     y = op.forward(x)
                 except (RuntimeError, ValueError, IndexError) as err:
                     raise ValueError(
-                        f"{op.where} cannot take inputs of shape {shape} (no batch dimension): {err}"
+                        f"{op.where} cannot take inputs of shape {shape} (no batch dimension), the shape "
+                        f"that input_shape and the layers before it give: {err}"
                     ) from err
                 if y.dim() == 0 or y.shape[0] != 2:
                     raise ValueError(
@@ -242,6 +243,15 @@ class AffineMap:
         for op in reversed(self._ops):
             y = op.adjoint(y)
         return y
+
+    def nonfinite_modules(self) -> list[str]:
+        """Where (index and type, as in error messages) each module with a NaN/inf parameter or
+        buffer sits; ``[]`` when all are finite. One host synchronisation."""
+        checks = [(op.where, t) for op in self._ops for t in op.tensors() if t.is_floating_point() and t.numel()]
+        if not checks:
+            return []
+        finite = torch.stack([torch.isfinite(t).all() for _, t in checks]).tolist()
+        return list(dict.fromkeys(where for (where, _), ok in zip(checks, finite) if not ok))
 
     # -- cached quantities ------------------------------------------------------------
     def _cached(self, name: str, compute: Callable[[], Any]) -> Any:

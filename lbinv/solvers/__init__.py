@@ -51,7 +51,8 @@ class InversionResult:
     Attributes
     ----------
     x : (B, *input_shape) the recovered inputs.
-    iterations : (B,) iterations (sweeps for coordinate descent) each sample ran.
+    iterations : (B,) iterations (sweeps for coordinate descent) each sample ran; for "sequential"
+        the sum over its per-layer stages.
     converged : (B,) whether the sample's stopping test held before ``max_iter``.
     objective : (B,) the method's objective at ``x`` (for "landweber": ``½‖N(x) − y‖²``).
     history : with ``record_history=True``: ``{"iteration": [k, …], "objective": (checks, B)}``.
@@ -98,7 +99,9 @@ def invert(
     regularizer : "tv" (isotropic) | "tv-aniso" | None.
     bounds : optional box ``(lo, hi)`` on x, e.g. ``(0.0, 1.0)`` for images.
     max_iter, tol, check_every : at most ``max_iter`` iterations; every ``check_every`` iterations
-        each sample whose blocks all moved less than ``tol`` (Euclidean norm) stops.
+        each sample whose blocks all moved less than ``tol`` (Euclidean norm) stops. "sequential"
+        solves one problem per layer, each with at most ``max_iter`` iterations, so its reported
+        ``iterations`` (their sum) is at most ``L · max_iter`` for an L-layer network.
     noise_level : δ = ‖y^δ − y‖ per sample or scalar, for the discrepancy principle of "landweber".
     options : per method — lifted: ``step_rule`` ("balanced" | "paper"), ``balance``,
         ``x_init``, ``hidden_init`` ("forward" | "zeros"), ``record_history``; sequential:
@@ -114,6 +117,12 @@ def invert(
         raise ValueError(f"tol: expected a finite number >= 0, got {tol!r}")
     bounds = check_bounds(bounds)
     net = _as_network(model, input_shape)
+    bad = [where for layer in net.layers for where in layer.affine.nonfinite_modules()]
+    if bad:
+        raise ValueError(
+            f"model: {', '.join(bad)} has NaN/inf parameters or buffers (a diverged training?); "
+            "the inversion would return NaN. Load finite weights"
+        )
     if tv is not None and len(net.input_shape) < 2:
         raise ValueError(
             f"regularizer={regularizer!r} needs an image input_shape (..., H, W); the network's input shape is "
@@ -248,7 +257,7 @@ def _check_data(y: Any, net: LiftedNetwork) -> Tensor:
         raise ValueError("y: expected a batch of at least one sample, got an empty batch")
     if not y.is_floating_point():
         raise ValueError(f"y: expected a floating-point tensor, got dtype {y.dtype}")
-    if y.dtype != net.dtype or y.device != net.device:
+    if net.dtype is not None and (y.dtype != net.dtype or y.device != net.device):  # None: no parameters
         raise ValueError(
             f"y: expected dtype {net.dtype} on {net.device} like the network's parameters, got {y.dtype} on {y.device}; "
             "convert one to the other (e.g. y.to(model_parameter))"
@@ -294,4 +303,9 @@ def _check_init(x_init: Any, batch: int, net: LiftedNetwork, like: Tensor) -> Te
     if not isinstance(x_init, Tensor) or tuple(x_init.shape) != shape:
         got = tuple(x_init.shape) if isinstance(x_init, Tensor) else type(x_init).__name__
         raise ValueError(f"x_init: expected a tensor of shape {shape}, got {got}")
-    return x_init.to(dtype=like.dtype, device=like.device)
+    if x_init.is_complex():
+        raise ValueError(f"x_init: expected a real tensor, got dtype {x_init.dtype}")
+    x_init = x_init.to(dtype=like.dtype, device=like.device)
+    if not bool(torch.isfinite(x_init).all()):
+        raise ValueError(f"x_init: expected finite values, got {int((~torch.isfinite(x_init)).sum())} NaN/inf entries")
+    return x_init

@@ -39,8 +39,14 @@ def masked(active: Tensor, new: Tensor, old: Tensor) -> Tensor:
 
 
 def lipschitz(opnorm: float) -> float:
-    """Lipschitz constant ``‖W‖₂²`` of ``x ↦ Wᵀ(σ(Wx + b) − y)`` (σ is a prox, so 1-Lipschitz)."""
-    return (OPNORM_SAFETY * opnorm) ** 2
+    """Lipschitz constant ``‖W‖₂²`` of ``x ↦ Wᵀ(σ(Wx + b) − y)`` (σ is a prox, so 1-Lipschitz).
+
+    A zero map (all-zero weights, BatchNorm with γ = 0; or ‖W‖² below the smallest float) makes
+    that gradient vanish, so every step size is valid: 1 is returned instead of 0, whose step
+    ``1/0`` would fail.
+    """
+    lip = (OPNORM_SAFETY * opnorm) ** 2
+    return lip if lip > 0.0 else 1.0
 
 
 STEP_RULES = ("balanced", "paper")
