@@ -20,6 +20,7 @@ def placeholder(levels: int, k: int, grid: int, input_shape: tuple[int, ...], de
         "iterations": torch.full((levels, k, grid), nan),
         "delta": torch.full((levels, k), nan),
         "bregman_delta": torch.full((levels, k), nan),
+        "bregman_sym": torch.full((levels, k, grid), nan),
         "seconds": torch.zeros(1),
         "ok": torch.zeros(1),
     }

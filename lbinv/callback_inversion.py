@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from lbinv.lifted import LiftedNetwork
+from lbinv.metrics import dual_subgradient, single_layer_subgradient, symmetric_bregman_tv
 from lbinv.solvers import InversionResult
 
 #: Data-driven α rules; each solves the whole α grid in the same batch and picks one α per level.
@@ -51,9 +52,14 @@ def invert_probe(
     n: int,
     data_range: tuple[float, float],
     solve: Solve,
+    subgradient: Optional[str] = None,
 ) -> dict[str, Tensor]:
     """Everything one rank computes for its share ``x`` (k images, from index ``offset`` of the ``n``
-    probe images) at every noise level and every α of ``alphas`` ``(levels, G)``."""
+    probe images) at every noise level and every α of ``alphas`` ``(levels, G)``.
+
+    ``out["bregman_sym"]`` ``(levels, k, G)`` is ``D^sym_TV(x_α(y^δ), x_α(y))`` (see
+    :func:`bregman_sym`) for a one-layer encoder when ``subgradient`` is ``"optimality"`` or
+    ``"dual"``, else NaN; its reference solves join the same batch."""
     k, input_shape = x.shape[0], tuple(x.shape[1:])
     levels, grid = alphas.shape
     net = LiftedNetwork.from_module(encoder, input_shape)  # rebuilt: parameters/BN statistics change
@@ -75,19 +81,30 @@ def invert_probe(
     data = y_delta.unsqueeze(2).expand(levels, k, grid, *code_shape).reshape(batch, *code_shape)
     alpha = alphas.to(y.device, y.dtype).reshape(levels, 1, grid).expand(levels, k, grid).reshape(batch)
     noise_level = delta.unsqueeze(2).expand(levels, k, grid).reshape(batch)  # used by "landweber"
+    with_reference = subgradient is not None and len(net) == 1
+    if with_reference:  # the noise-free references x_α(y), one per image and distinct α, in the same batch
+        unique, which = torch.unique(alphas, return_inverse=True)  # which: (levels, G)
+        data = torch.cat([data, y.unsqueeze(1).expand(k, len(unique), *code_shape).reshape(-1, *code_shape)])
+        alpha = torch.cat([alpha, unique.to(y.device, y.dtype).expand(k, -1).reshape(-1)])
+        noise_level = torch.cat([noise_level, noise_level.new_zeros(k * len(unique))])
     _synchronize(y.device)
     start = time.perf_counter()
     result = solve(net, data, alpha=alpha, input_shape=input_shape, noise_level=noise_level)
     _synchronize(y.device)
     seconds = time.perf_counter() - start
 
-    x_inv = result.x.reshape(batch, *input_shape)
+    x_inv = result.x[:batch].reshape(batch, *input_shape)
+    if with_reference:
+        bsym = bregman_sym(net, result, data, alpha, subgradient, batch, which.to(y.device), (levels, k, grid))
+    else:
+        bsym = torch.full((levels, k, grid), math.nan, device=y.device, dtype=y.dtype)
     truth = x.unsqueeze(0).unsqueeze(2).expand(levels, k, grid, *input_shape).reshape(batch, *input_shape)
     out = {
         "x_inv": x_inv.reshape(levels, k, grid, *input_shape),
         "psnr_inv": per_sample_psnr(x_inv, truth, data_range).reshape(levels, k, grid),
-        "residual": (net(x_inv) - data).flatten(1).norm(dim=1).reshape(levels, k, grid),
-        "iterations": result.iterations.to(y.dtype).reshape(levels, k, grid),
+        "residual": (net(x_inv) - data[:batch]).flatten(1).norm(dim=1).reshape(levels, k, grid),
+        "iterations": result.iterations[:batch].to(y.dtype).reshape(levels, k, grid),
+        "bregman_sym": bsym,
         "delta": delta,
         "bregman_delta": bregman,
         "seconds": torch.tensor([seconds], device=y.device, dtype=y.dtype),
@@ -104,6 +121,33 @@ def invert_probe(
         truth = x.unsqueeze(0).expand(levels, *x.shape).reshape(levels * k, *input_shape)
         out["psnr_dec"] = per_sample_psnr(decoded, truth, data_range).reshape(levels, k)
     return {key: value.to(y.dtype) for key, value in out.items()}
+
+
+def bregman_sym(
+    net: LiftedNetwork, result: InversionResult, data: Tensor, alpha: Tensor, subgradient: str,
+    batch: int, which: Tensor, shape: tuple[int, int, int],
+) -> Tensor:
+    r"""Symmetric Bregman distance of TV between each noisy inversion and its noise-free reference.
+
+    ``result`` holds the ``batch = levels·k·G`` noisy inversions followed by ``k × U`` references
+    ``x† := x_α(y)``: the inversion of the clean code at the same α (U distinct α values, ``which``
+    ``(levels, G)`` the index of each). Such an x† satisfies the source condition of Theorem 2 by
+    construction (p† = Wᵀ(y − σ(Wx† + b))/α), so this is the paper's error measure (MATH.md §10)
+    with the noise as its only source: 0 at σ = 0, and ``αD ≤ ‖y^δ − y‖·‖W(x_α − x†)‖``.
+    Subgradients: ``"optimality"`` ``p = −Wᵀ(σ(Wx + b) − y)/α`` (no box constraint); ``"dual"``
+    ``p = −div z`` of the solver's dual (with a box, whose normal cone enters the optimality condition).
+    Returns ``shape = (levels, k, G)``.
+    """
+    levels, k, grid = shape
+    if subgradient == "dual":
+        p = dual_subgradient(result.dual)
+    else:
+        p = single_layer_subgradient(net, result.x, data, alpha)
+    x_ref = result.x[batch:].reshape(k, -1, *result.x.shape[1:])[:, which]  # (k, levels, G, ...)
+    p_ref = p[batch:].reshape(k, -1, *p.shape[1:])[:, which]
+    x_ref = x_ref.transpose(0, 1).reshape(batch, *result.x.shape[1:])
+    p_ref = p_ref.transpose(0, 1).reshape(batch, *p.shape[1:])
+    return symmetric_bregman_tv(result.x[:batch], x_ref, p[:batch], p_ref).reshape(levels, k, grid)
 
 
 def per_sample_psnr(preds: Tensor, target: Tensor, data_range: tuple[float, float]) -> Tensor:
@@ -171,7 +215,12 @@ def summarize(
             "psnr_inverted": float(psnr[i, ok, index[i]].mean()) if kept else None,
             "iterations": float(out["iterations"][i, :, index[i]].double().cpu()[ok].mean()) if kept else None,
             "psnr_decoded": None,
+            "bregman_sym": None,
         }
+        if "bregman_sym" in out:
+            bsym = out["bregman_sym"][i, :, index[i]].double().cpu()[ok]
+            bsym = bsym[~torch.isnan(bsym)]
+            level["bregman_sym"] = float(bsym.mean()) if bsym.numel() else None
         if "psnr_dec" in out:
             decoded = out["psnr_dec"][i].double().cpu()
             decoded = decoded[~torch.isnan(decoded)]

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 #: Per-level numbers of the summary, logged as ``inversion/{name}/sigma_{s:g}``.
-LEVEL_SCALARS = ("psnr_inverted", "psnr_decoded", "delta2", "delta2_bregman", "alpha", "iterations")
+LEVEL_SCALARS = ("psnr_inverted", "psnr_decoded", "delta2", "delta2_bregman", "alpha", "iterations", "bregman_sym")
 FIGURE_TAG = "inversion/psnr_vs_sigma"
 
 
@@ -39,6 +39,7 @@ def custom_scalars_layout(has_decoder: bool) -> dict[str, Any]:
         "delta^2 as B_Psi(y_delta, W x + b)": ["Multiline", [r"inversion/delta2_bregman/.*"]],
         "alpha": ["Multiline", [r"inversion/alpha/.*"]],
         "iterations": ["Multiline", [r"inversion/iterations/.*"]],
+        "symmetric Bregman distance of TV (one-layer encoders)": ["Multiline", [r"inversion/bregman_sym/.*"]],
     }
     if not has_decoder:
         del charts["PSNR decoded (dB)"], charts["PSNR inverted vs decoded (dB)"]

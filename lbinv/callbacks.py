@@ -136,6 +136,12 @@ class InversionCallback(Callback):
       input: the noise as the data term measures it; an addition to the issue's list), ``inversion/alpha/sigma_{s}``
       (α used), ``inversion/iterations/sigma_{s}`` (mean iterations), ``inversion/seconds``
       (wall time of the solver call, slowest rank);
+    - for a one-layer encoder (e.g. the dense autoencoder) and method "lifted"/"sequential" with TV:
+      ``inversion/bregman_sym/sigma_{s}``, the mean symmetric Bregman distance of TV (the paper's error
+      measure, MATH.md §10) between the inversion x_α(y^δ) and the noise-free inversion x_α(y) at the same
+      α, each with its subgradient from the optimality condition (from the TV dual variable when
+      ``bounds`` are set). x_α(y) satisfies the source condition of Theorem 2 by construction; it is
+      solved in the same batch (one extra sample per probe image and distinct α). 0 at σ = 0;
     - images ``inversion/images/sigma_{s}``: rows truth / decoder / inversion;
     - figure ``inversion/psnr_vs_sigma``; a custom-scalars layout (tab "CUSTOM SCALARS").
     """
@@ -336,6 +342,7 @@ class InversionCallback(Callback):
                     n=n,
                     data_range=self.data_range,
                     solve=partial(invert, method=self.method, max_iter=self.max_iter, tol=self.tol, **self.solver_options),
+                    subgradient=self._subgradient_rule(),
                 )
             out["ok"] = torch.ones(1, device=device, dtype=out["delta"].dtype)
         except Exception as err:  # a solver failure must not stop the training
@@ -374,6 +381,14 @@ class InversionCallback(Callback):
                 stacklevel=2,
             )
         self._log(trainer, pl_module, summary, probe, out)
+
+    def _subgradient_rule(self) -> Optional[str]:
+        """How ``inversion/bregman_sym`` gets its TV subgradients (used for one-layer encoders only):
+        the optimality condition, or the dual variable when a box makes the optimality condition carry
+        a normal-cone term; ``None`` (no tag) for methods without a TV dual."""
+        if self.method not in ("lifted", "sequential") or self.solver_options.get("regularizer", "tv") is None:
+            return None
+        return "dual" if self.solver_options.get("bounds") is not None else "optimality"
 
     # ------------------------------------------------------------------ logging
     def _log(

@@ -550,3 +550,46 @@ def test_ddp_two_cpu_processes(tmp_path):
     for tag in inversion_tags():
         assert scalar_steps(acc, tag) == [0, 2], tag  # epoch 1 failed on rank 1: skipped on every rank
     assert acc.Images("inversion/images/sigma_0.1")[0].width == 5 * SIZE + 6
+
+
+# ---------------------------------------------------------------------- symmetric Bregman distance
+class OneLayer(Foreign):
+    """A dense one-layer encoder Flatten → Linear(64, 12) → ReLU, like the paper's dense autoencoder."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.enc = nn.Sequential(nn.Flatten(), nn.Linear(SIZE * SIZE, 12), nn.ReLU())
+
+
+@pytest.mark.parametrize("bounds", [None, (0.0, 1.0)])
+def test_bregman_sym_tag_for_one_layer_encoders_only(tmp_path, monkeypatch, bounds):
+    batches = []
+    real_invert = callbacks_module.invert
+
+    def spy(*args, **kwargs):
+        batches.append(args[1].shape[0])
+        return real_invert(*args, **kwargs)
+
+    monkeypatch.setattr(callbacks_module, "invert", spy)
+    options = {"check_every": 10} if bounds is None else {"bounds": bounds, "check_every": 10}
+    for name, module in (("one", OneLayer()), ("deep", Foreign())):
+        cb = make_callback(solver_options=options, max_iter=200, log_images=False)
+        logger = TensorBoardLogger(str(tmp_path), name=name, version=0)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            make_trainer(tmp_path, [cb], logger=logger).validate(module, val_loader())
+        assert not [w for w in caught if issubclass(w.category, InversionWarning)], [str(w.message) for w in caught]
+    # one layer: the 4 noise-free references x_α(y) (one α) join the batch of 2 levels × 4 images
+    assert batches == [len(LEVELS) * 4 + 4, len(LEVELS) * 4]
+    one = EventAccumulator(str(tmp_path / "one" / "version_0"), size_guidance={"scalars": 0})
+    one.Reload()
+    deep = EventAccumulator(str(tmp_path / "deep" / "version_0"), size_guidance={"scalars": 0})
+    deep.Reload()
+    for s in LEVELS:
+        assert f"inversion/bregman_sym/sigma_{s:g}" in one.Tags()["scalars"]
+    assert not any("bregman_sym" in tag for tag in deep.Tags()["scalars"])
+    assert "inversion/psnr_inverted/sigma_0.1" in deep.Tags()["scalars"]
+    # σ = 0: the noisy inversion is its own reference
+    assert abs(one.Scalars("inversion/bregman_sym/sigma_0")[0].value) < 1e-6
+    assert one.Scalars("inversion/bregman_sym/sigma_0.1")[0].value > 1e-4
