@@ -14,7 +14,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["TotalVariation", "project_box", "check_bounds"]
+__all__ = ["TotalVariation", "project_box", "project_box_", "check_bounds"]
 
 
 class TotalVariation:
@@ -69,10 +69,15 @@ class TotalVariation:
 
         Isotropic: ``p_ij / max(1, ‖p_ij‖₂)``; anisotropic: clamp each entry to [−1, 1].
         """
+        return self.project_dual_(p.clone())
+
+    def project_dual_(self, p: Tensor) -> Tensor:
+        """:meth:`project_dual` in place, for a tensor the caller owns (a solver's fresh iterate);
+        returns ``p``."""
         if self.isotropic:
-            norm = torch.sqrt(p[:, 0] ** 2 + p[:, 1] ** 2).clamp_min(1.0)
-            return p / norm.unsqueeze(1)
-        return p.clamp(-1.0, 1.0)
+            norm = (p[:, 0].square() + p[:, 1].square()).sqrt_().clamp_min_(1.0)
+            return p.div_(norm.unsqueeze(1))
+        return p.clamp_(-1.0, 1.0)
 
 
 def check_bounds(bounds: tuple[float, float] | None) -> tuple[float, float] | None:
@@ -94,3 +99,11 @@ def project_box(x: Tensor, bounds: tuple[float, float] | None) -> Tensor:
         return x
     lo, hi = bounds
     return x.clamp(min=None if math.isinf(lo) else lo, max=None if math.isinf(hi) else hi)
+
+
+def project_box_(x: Tensor, bounds: tuple[float, float] | None) -> Tensor:
+    """:func:`project_box` in place, for a tensor the caller owns; returns ``x``."""
+    if bounds is None:
+        return x
+    lo, hi = bounds
+    return x.clamp_(min=None if math.isinf(lo) else lo, max=None if math.isinf(hi) else hi)

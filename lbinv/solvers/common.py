@@ -33,8 +33,11 @@ def sample_norm(x: Tensor) -> Tensor:
     return x.flatten(1).norm(dim=1)
 
 
-def masked(active: Tensor, new: Tensor, old: Tensor) -> Tensor:
-    """``new`` where the sample is active, ``old`` where it has stopped (finished samples stay put)."""
+def masked(active: Tensor | None, new: Tensor, old: Tensor) -> Tensor:
+    """``new`` where the sample is active, ``old`` where it has stopped (finished samples stay put).
+    ``active=None`` means every sample is active: ``new`` itself, without a pass over the data."""
+    if active is None:
+        return new
     return torch.where(per_sample(active, new), new, old)
 
 
@@ -86,9 +89,14 @@ def primal_dual_steps(
 
 
 class Iterative(Protocol):
-    """One solver's state and update; :func:`iterate` drives it."""
+    """One solver's state and update; :func:`iterate` drives it.
 
-    def step(self, active: Tensor, measure: bool) -> Tensor:
+    A solver whose class sets ``accepts_all_active = True`` is passed ``active=None`` while every
+    sample is still active (the loop knows it from its last check), so that it can skip the
+    masking passes; it then returns None as well (every sample was updated).
+    """
+
+    def step(self, active: Tensor | None, measure: bool) -> Tensor | None:
         """Update the active samples; return the mask of samples actually updated. With
         ``measure`` the step also records what :meth:`done` needs."""
 
@@ -123,9 +131,11 @@ def iterate(
     converged = torch.zeros_like(active)
     iterations = torch.zeros(batch, dtype=torch.long, device=device)
     history: dict[str, list] | None = {"iteration": [], "objective": []} if record_history else None
+    everyone = getattr(solver, "accepts_all_active", False)  # all active, and the solver may be told so
     for k in range(max_iter):
         measure = (k + 1) % check_every == 0 or k + 1 == max_iter
-        iterations += solver.step(active, measure)
+        updated = solver.step(None if everyone else active, measure)
+        iterations += 1 if updated is None else updated
         if not measure:
             continue
         done = solver.done() & active
@@ -134,6 +144,8 @@ def iterate(
         if history is not None:
             history["iteration"].append(k + 1)
             history["objective"].append(solver.objective())
-        if not bool(active.any()):
+        remaining = int(active.sum())  # the loop's one host synchronisation per check
+        if remaining == 0:
             break
+        everyone = everyone and remaining == batch
     return LoopResult(iterations, converged, history)

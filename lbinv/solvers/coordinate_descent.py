@@ -25,13 +25,15 @@ from torch import Tensor
 from lbinv.lifted import LiftedNetwork
 from lbinv.regularizers import TotalVariation
 from lbinv.solvers.common import lipschitz, masked, primal_dual_steps, sample_norm
-from lbinv.solvers.pdhg import PrimalDualStep, bregman_gradient, initial_dual
+from lbinv.solvers.pdhg import PrimalDualStep, initial_dual
 
 HIDDEN_INITS = ("forward", "zeros")
 
 
 class CoordinateDescent:
     """State ``x`` (= x_0), ``hidden`` (= [x_1, …, x_{L−1}]) and ``z``."""
+
+    accepts_all_active = True  # see lbinv.solvers.common.Iterative
 
     def __init__(
         self,
@@ -58,25 +60,32 @@ class CoordinateDescent:
         self.input_step = PrimalDualStep(alpha, tau_x, tau_z, tv, bounds, x_init)
         self.hidden_steps = [1.0 / lipschitz(layer.affine.opnorm()) for layer in net.layers[1:]]
         self.last_change = torch.full_like(alpha, float("inf"))
+        # pre[l] = W_{l+1} x_l + b_{l+1} at the current x_l (x_0 = x): each is computed once, right
+        # after x_l is updated, and serves both the update of x_{l+1} in this sweep and the gradient
+        # of x_l in the next one, so a sweep costs one forward and one adjoint per layer
+        inputs = [self.x, *self.hidden]
+        self.pre = [layer.affine.forward(inp) for layer, inp in zip(net.layers, inputs)]
 
     def _data(self, l: int) -> Tensor:
         """Target of layer ``l`` (1-based): ``x_l``, or ``y`` for the last layer."""
         return self.y if l == len(self.net.layers) else self.hidden[l - 1]
 
-    def step(self, active: Tensor, measure: bool) -> Tensor:
-        layers = self.net.layers
+    def step(self, active: Tensor | None, measure: bool) -> Tensor | None:
+        layers, pre = self.net.layers, self.pre
         x_old, z_old = self.x, self.z
-        self.x, self.z = self.input_step(x_old, z_old, bregman_gradient(layers[0], x_old, self._data(1)), active)
+        grad = layers[0].affine.adjoint(layers[0].activation(pre[0]) - self._data(1))
+        self.x, self.z = self.input_step(x_old, z_old, grad, active)
         moved = self.input_step.change(self.x, x_old, self.z, z_old) if measure else None
-        below = self.x
+        pre[0] = layers[0].affine.forward(self.x)
         for l in range(1, len(layers)):
             x_l, tau = self.hidden[l - 1], self.hidden_steps[l - 1]
-            g = bregman_gradient(layers[l], x_l, self._data(l + 1))
-            v = (x_l + tau * (layers[l - 1].affine.forward(below) - g)) / (1.0 + tau)
+            g = layers[l].affine.adjoint(layers[l].activation(pre[l]) - self._data(l + 1))
+            v = torch.sub(pre[l - 1], g).mul_(tau / (1.0 + tau)).add_(x_l, alpha=1.0 / (1.0 + tau))
             new = masked(active, layers[l - 1].activation.prox(v, tau / (1.0 + tau)), x_l)
             if measure:
                 moved = torch.maximum(moved, sample_norm(new - x_l))
-            self.hidden[l - 1] = below = new
+            self.hidden[l - 1] = new
+            pre[l] = layers[l].affine.forward(new)
         if measure:
             self.last_change = moved
         return active

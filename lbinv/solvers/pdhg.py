@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from lbinv.lifted import LiftedLayer
-from lbinv.regularizers import TotalVariation, project_box
+from lbinv.regularizers import TotalVariation, project_box_
 from lbinv.solvers.common import lipschitz, masked, per_sample, primal_dual_steps, sample_norm
 
 
@@ -51,6 +51,8 @@ class PrimalDualStep:
         self.tau_z = per_sample(tau_z, like)
         if tv is not None:
             self.dual_scale = 1.0 / (TotalVariation.NORM_BOUND**2 * alpha * tau_z)
+            self.primal_tv = self.tau_x * self.alpha  # τ_x α, per sample
+            self.dual_tv = (self.tau_z * self.alpha).unsqueeze(1)  # τ_z α, per sample, against ∇x
 
     def change(self, x_new: Tensor, x_old: Tensor, z_new: Tensor | None, z_old: Tensor | None) -> Tensor:
         """Per-sample size of the last step, ``max(‖Δx‖, ‖Δz‖ / (8ατ_z))``."""
@@ -59,13 +61,16 @@ class PrimalDualStep:
             return dx
         return torch.maximum(dx, sample_norm(z_new - z_old) * self.dual_scale)
 
-    def __call__(self, x: Tensor, z: Tensor | None, grad_f: Tensor, active: Tensor) -> tuple[Tensor, Tensor | None]:
+    def __call__(self, x: Tensor, z: Tensor | None, grad_f: Tensor, active: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        # fused: every in-place operation acts on a tensor created here, never on x, z or grad_f
+        # (x is the caller's x_init at the first step)
+        x_new = torch.addcmul(x, self.tau_x, grad_f, value=-1.0)  # x − τ_x ∇f
         if self.tv is None:
-            return masked(active, project_box(x - self.tau_x * grad_f, self.bounds), x), None
-        x_new = project_box(x - self.tau_x * (grad_f - self.alpha * self.tv.div(z)), self.bounds)
+            return masked(active, project_box_(x_new, self.bounds), x), None
+        x_new = project_box_(x_new.addcmul_(self.primal_tv, self.tv.div(z)), self.bounds)  # + τ_x α div z
         x_new = masked(active, x_new, x)
-        ascent = (self.tau_z * self.alpha).unsqueeze(1) * self.tv.grad(2.0 * x_new - x)
-        z_new = masked(active, self.tv.project_dual(z + ascent), z)
+        z_new = torch.addcmul(z, self.dual_tv, self.tv.grad(torch.lerp(x, x_new, 2.0)))  # z + τ_z α ∇(2x⁺ − x)
+        z_new = masked(active, self.tv.project_dual_(z_new), z)
         return x_new, z_new
 
 
@@ -80,6 +85,8 @@ class PDHG:
     Stopping test: :meth:`PrimalDualStep.change` ``≤ tol`` (the paper's ``‖Δx‖, ‖Δz‖ < tol`` with
     the dual change measured per paper-sized dual step).
     """
+
+    accepts_all_active = True  # see lbinv.solvers.common.Iterative
 
     def __init__(
         self,
@@ -102,7 +109,7 @@ class PDHG:
         self.update = PrimalDualStep(alpha, tau_x, tau_z, tv, bounds, x_init)
         self.last_change = torch.full_like(alpha, float("inf"))
 
-    def step(self, active: Tensor, measure: bool) -> Tensor:
+    def step(self, active: Tensor | None, measure: bool) -> Tensor | None:
         x_old, z_old = self.x, self.z
         self.x, self.z = self.update(x_old, z_old, bregman_gradient(self.layer, x_old, self.y), active)
         if measure:
