@@ -58,7 +58,8 @@ def gather_probe(trainer: Trainer, pl_module: LightningModule, local: Optional[T
         return None
     ref = headers[int(counts.argmax())]
     shape = tuple(int(d) for d in ref[2 : 2 + int(ref[1])])
-    buffer = torch.zeros((m, *shape[1:]), device=device, dtype=local.dtype if local is not None else torch.float32)
+    # one dtype on every rank (a rank without images has none to copy): the module's
+    buffer = torch.zeros((m, *shape[1:]), device=device, dtype=pl_module.dtype)
     if local is not None:
         buffer[: local.shape[0]] = local.to(device)
     gathered = trainer.strategy.all_gather(buffer).reshape(-1, m, *shape[1:]).cpu()  # (world, m, ...)
