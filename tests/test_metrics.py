@@ -115,8 +115,9 @@ def test_symmetric_bregman_is_nonnegative_on_random_cases(isotropic):
     g = torch.Generator().manual_seed(0)
     x1, x2 = random_piecewise(64, g), random_piecewise(64, g)
     (p1, q1), (p2, q2) = random_subgradient(x1, g, isotropic), random_subgradient(x2, g, isotropic)
-    gap = subgradient_gap(p1, x1, q1, isotropic=isotropic, max_iter=0)
-    assert gap.epsilon.abs().max() < 1e-12 and gap.residual.max() < 1e-12
+    for p, x, q in ((p1, x1, q1), (p2, x2, q2)):  # both are exact subgradients
+        gap = subgradient_gap(p, x, q, isotropic=isotropic, max_iter=0)
+        assert gap.epsilon.abs().max() < 1e-12 and gap.residual.max() < 1e-12
     d = symmetric_bregman_tv(x1, x2, p1, p2)
     assert d.min() >= -1e-10 and d.max() > 1.0
     # it is the sum of the two Bregman distances, each ≥ 0
