@@ -9,11 +9,8 @@ modules: Linear, convolutions, average pooling, reshapes, BatchNorm in eval mode
 each σ_l a :class:`~lbinv.proximal.ProxActivation`. :class:`LiftedNetwork.from_module`
 splits an ``nn.Sequential`` into such :class:`LiftedLayer` s.
 
-Every affine map offers ``forward`` (W x + b), ``linear`` (W x), ``adjoint`` (Wᵀ y, explicit
-transposed operators, ``torch.func.vjp`` only where no clean closed form exists; one op per
-module, see :mod:`lbinv.affine_ops`), ``bias`` (b = forward(0)) and ``opnorm`` (‖W‖₂ by power
-iteration, cached while the parameters are unchanged). All methods are batched: tensors are
-``(B, *shape)``.
+The affine maps themselves (forward, linear, adjoint, bias, opnorm) live in
+:mod:`lbinv.affine_map`; :class:`AffineMap` and :func:`operator_norm` are re-exported here.
 
 The lifted view reads the modules *live* (an optimiser step is seen at once) and always uses
 eval semantics: BatchNorm with its running statistics, Dropout as the identity.
@@ -22,14 +19,13 @@ eval semantics: BatchNorm with its running statistics, Dropout as the identity.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import chain
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from lbinv.affine_map import AffineMap, as_shape, flatten_modules, is_plain_sequential, operator_norm, where_in_sequential
 from lbinv.affine_ops import SUPPORTED_AFFINE_LAYERS, IdentityOp, LinearOp, Op, ReshapeOp, Shape, affine_op
 from lbinv.proximal import (
     IDENTITY,
@@ -55,248 +51,6 @@ _MAXPOOL_ALTERNATIVE = {
     nn.LPPool1d: "nn.AvgPool1d",
     nn.LPPool2d: "nn.AvgPool2d",
 }
-
-
-# --------------------------------------------------------------------------------------
-# Power iteration
-# --------------------------------------------------------------------------------------
-
-
-def operator_norm(
-    forward: Callable[[Tensor], Tensor],
-    adjoint: Callable[[Tensor], Tensor],
-    in_shape: Sequence[int],
-    *,
-    dtype: torch.dtype | None = None,
-    device: torch.device | str | None = None,
-    n_vectors: int = 4,
-    max_iter: int = 500,
-    rtol: float = 1e-5,
-    check_every: int = 10,
-    seed: int = 0,
-) -> float:
-    """‖A‖₂ of a linear map (not squared) by block power iteration on AᵀA.
-
-    ``n_vectors`` seeded random vectors are iterated in one batch, V ← orth(AᵀA V); every
-    ``check_every`` iterations the Rayleigh–Ritz estimate λ = max eig((AV)(AV)ᵀ) is taken,
-    and the loop stops once it changes by less than ``rtol`` (relative) or after
-    ``max_iter`` iterations. Returns sqrt(λ).
-
-    The estimate errs on the LOW side: λ is a Ritz value of AᵀA on an orthonormal subspace,
-    hence ≤ ‖A‖₂² (up to rounding); callers multiply by a safety factor (e.g. 1.01).
-    """
-    dtype = dtype or torch.float64
-    in_shape = tuple(in_shape)
-    n = math.prod(in_shape)
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    k = max(1, min(n_vectors, n))
-    with torch.no_grad():
-        v = torch.randn(k, n, generator=gen, dtype=torch.float64).to(dtype=dtype, device=device)
-        v = torch.linalg.qr(v.T).Q.T
-        est_prev, est = -1.0, 0.0
-        for it in range(1, max_iter + 1):
-            av = forward(v.reshape(k, *in_shape))
-            avf = av.reshape(k, -1)
-            if it % check_every == 0 or it == max_iter:
-                gram = avf @ avf.T
-                est = float(torch.linalg.eigvalsh(0.5 * (gram + gram.T)).max().clamp_min(0.0))
-                if not math.isfinite(est):
-                    raise ValueError("power iteration produced non-finite values: check the weights")
-                if est == 0.0 or abs(est - est_prev) <= rtol * est:
-                    break
-                est_prev = est
-            w = adjoint(av).reshape(k, -1)
-            v = torch.linalg.qr(w.T).Q.T
-    return math.sqrt(est)
-
-
-# --------------------------------------------------------------------------------------
-# AffineMap
-# --------------------------------------------------------------------------------------
-
-
-class AffineMap:
-    """x ↦ W x + b for a run of consecutive affine modules (MATH.md §1).
-
-    Parameters
-    ----------
-    modules : an affine module or a sequence of them (nested plain ``nn.Sequential`` are
-        flattened); an empty sequence is the identity.
-    in_shape : input shape without the batch dimension.
-    context : optional further modules whose parameters give ``dtype``/``device`` when these
-        modules have none (used by :class:`LiftedNetwork` for parameter-free runs).
-
-    ``out_shape`` is found once by a dry forward of zeros. Computation happens in the
-    parameters' dtype and on their device (inputs are cast); a map without any parameters
-    (pooling, reshapes) computes in the input's dtype and reports ``dtype``/``device`` None.
-    """
-
-    def __init__(
-        self,
-        modules: nn.Module | Sequence[nn.Module],
-        in_shape: Sequence[int],
-        *,
-        context: Sequence[nn.Module] = (),
-    ) -> None:
-        if isinstance(modules, nn.Module):
-            modules = list(modules) if _is_plain_sequential(modules) else [modules]
-        ops = []
-        for i, (path, m) in enumerate(_flatten_modules(list(modules))):
-            where = _where(i, path, m)
-            op = affine_op(m, where)
-            if op is None:
-                raise ValueError(
-                    f"{where} is not an affine module; AffineMap takes only: {SUPPORTED_AFFINE_LAYERS}"
-                )
-            ops.append(op)
-        self._init_ops(ops, in_shape, context)
-
-    @classmethod
-    def _from_ops(cls, ops: list[Op], in_shape: Sequence[int], context: Sequence[nn.Module]) -> AffineMap:
-        self = cls.__new__(cls)
-        self._init_ops(ops, in_shape, context)
-        return self
-
-    def _init_ops(self, ops: list[Op], in_shape: Sequence[int], context: Sequence[nn.Module]) -> None:
-        self._ops = ops
-        self.modules: list[nn.Module] = [op.module for op in ops]
-        self._context = list(context)
-        self.in_shape: Shape = _as_shape(in_shape)
-        self._cache: dict[str, tuple[tuple, Any]] = {}
-        # dry forward of zeros (batch of 2: catches modules that would mix the batch dim)
-        shape, x = self.in_shape, self._zeros(2)
-        with torch.no_grad():
-            for op in ops:
-                op.check_input(shape)
-                try:
-                    y = op.forward(x)
-                except (RuntimeError, ValueError, IndexError) as err:
-                    raise ValueError(
-                        f"{op.where} cannot take inputs of shape {shape} (no batch dimension), the shape "
-                        f"that input_shape and the layers before it give: {err}"
-                    ) from err
-                if y.dim() == 0 or y.shape[0] != 2:
-                    raise ValueError(
-                        f"{op.where} changes the batch dimension (input (B, *{shape}) gave "
-                        f"{tuple(y.shape)} for B = 2); it must act on dims 1.. only"
-                    )
-                op.set_shapes(shape, tuple(y.shape[1:]))
-                shape, x = tuple(y.shape[1:]), y
-        self.out_shape: Shape = shape
-
-    # -- dtype / device ---------------------------------------------------------------
-    def _tensors(self) -> list[Tensor]:
-        return [t for op in self._ops for t in op.tensors()]
-
-    def _ref_tensor(self) -> Tensor | None:
-        """The first floating-point parameter or buffer: of these modules, else of the context."""
-        context = (t for m in self._context for t in chain(m.parameters(), m.buffers()))
-        return next((t for t in chain(self._tensors(), context) if t.is_floating_point()), None)
-
-    @property
-    def dtype(self) -> torch.dtype | None:
-        """Dtype of the parameters (computations happen in it); None if there are none."""
-        ref = self._ref_tensor()
-        return None if ref is None else ref.dtype
-
-    @property
-    def device(self) -> torch.device | None:
-        """Device of the parameters; None if there are none."""
-        ref = self._ref_tensor()
-        return None if ref is None else ref.device
-
-    def _zeros(self, batch: int) -> Tensor:
-        """Zeros of shape (batch, *in_shape) in the parameters' dtype and device (else the defaults)."""
-        return torch.zeros((batch, *self.in_shape), dtype=self.dtype, device=self.device)
-
-    def _cast(self, x: Tensor, shape: Shape, name: str) -> Tensor:
-        if tuple(x.shape[1:]) != shape or x.dim() != len(shape) + 1:
-            raise ValueError(
-                f"AffineMap.{name} expects a batched tensor of shape (B, *{shape}), "
-                f"got {tuple(x.shape)}"
-            )
-        ref = self._ref_tensor()
-        if ref is not None and (x.dtype != ref.dtype or x.device != ref.device):
-            x = x.to(dtype=ref.dtype, device=ref.device)
-        return x
-
-    # -- the operators ----------------------------------------------------------------
-    def forward(self, x: Tensor) -> Tensor:
-        """W x + b, exactly as the modules compute it (eval semantics). x: (B, *in_shape)."""
-        x = self._cast(x, self.in_shape, "forward")
-        for op in self._ops:
-            x = op.forward(x)
-        return x
-
-    __call__ = forward
-
-    def linear(self, x: Tensor) -> Tensor:
-        """W x (no bias), by the modules' ops without their bias terms. x: (B, *in_shape)."""
-        x = self._cast(x, self.in_shape, "linear")
-        for op in self._ops:
-            x = op.linear(x)
-        return x
-
-    def adjoint(self, y: Tensor) -> Tensor:
-        """Wᵀ y: explicit transposed ops composed in reverse order. y: (B, *out_shape)."""
-        y = self._cast(y, self.out_shape, "adjoint")
-        for op in reversed(self._ops):
-            y = op.adjoint(y)
-        return y
-
-    def nonfinite_modules(self) -> list[str]:
-        """Where (index and type, as in error messages) each module with a NaN/inf parameter or
-        buffer sits; ``[]`` when all are finite. One host synchronisation."""
-        checks = [(op.where, t) for op in self._ops for t in op.tensors() if t.is_floating_point() and t.numel()]
-        if not checks:
-            return []
-        finite = torch.stack([torch.isfinite(t).all() for _, t in checks]).tolist()
-        return list(dict.fromkeys(where for (where, _), ok in zip(checks, finite) if not ok))
-
-    # -- cached quantities ------------------------------------------------------------
-    def _cached(self, name: str, compute: Callable[[], Any]) -> Any:
-        """compute(), cached while no parameter or buffer involved changes. The key is the
-        (id, version) of each of them, so in-place updates (optimiser steps) invalidate it."""
-        key = _version_key(self._tensors())
-        if key is not None and name in self._cache and self._cache[name][0] == key:
-            return self._cache[name][1]
-        value = compute()
-        if key is not None:
-            self._cache[name] = (key, value)
-        return value
-
-    @property
-    def bias(self) -> Tensor:
-        """b = forward(0), shape ``out_shape`` (detached; cached while parameters are unchanged)."""
-
-        def compute() -> Tensor:
-            with torch.inference_mode(False), torch.no_grad():  # a normal tensor, no graph
-                return self.forward(self._zeros(1))[0]
-
-        return self._cached("bias", compute)
-
-    def opnorm(self) -> float:
-        """‖W‖₂ (spectral norm, NOT squared) by power iteration on WᵀW (see
-        :func:`operator_norm`): accurate to well within 1%, and errs on the LOW side, so
-        step sizes should use a safety factor. Cached while the parameters are unchanged."""
-
-        def compute() -> float:
-            if all(op.isometry for op in self._ops):
-                return 1.0  # identities and reshapes (or no op at all): ‖W‖ = 1
-            return operator_norm(
-                self.linear, self.adjoint, self.in_shape, dtype=self.dtype, device=self.device
-            )
-
-        return self._cached("opnorm", compute)
-
-    def __repr__(self) -> str:
-        names = ", ".join(type(m).__name__ for m in self.modules)
-        return f"AffineMap([{names}], in_shape={self.in_shape}, out_shape={self.out_shape})"
-
-
-# --------------------------------------------------------------------------------------
-# Lifted layers and networks
-# --------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -350,9 +104,9 @@ class LiftedNetwork:
         a row, BatchNorm in training mode, other modules, and inconsistent ``input_shape``.
         """
         if isinstance(module, LiftedNetwork):
-            if input_shape is not None and _as_shape(input_shape) != module.input_shape:
+            if input_shape is not None and as_shape(input_shape) != module.input_shape:
                 raise ValueError(
-                    f"input_shape {tuple(_as_shape(input_shape))} does not match the "
+                    f"input_shape {tuple(as_shape(input_shape))} does not match the "
                     f"LiftedNetwork's input_shape {module.input_shape}"
                 )
             return module
@@ -433,8 +187,8 @@ def _leaf_modules(module: nn.Module) -> list[tuple[str, nn.Module]]:
     """(dotted path, module) of the layers of a plain nn.Sequential, or of a single layer."""
     if not isinstance(module, nn.Module):
         raise ValueError(f"module must be an nn.Module, got {type(module).__name__}")
-    if _is_plain_sequential(module):
-        items = _flatten_modules(module)
+    if is_plain_sequential(module):
+        items = flatten_modules(module)
         if not items:
             raise ValueError("the nn.Sequential is empty: nothing to invert")
         return items
@@ -454,7 +208,7 @@ def _segments(items: list[tuple[str, nn.Module]]) -> list[tuple[list[Op], ProxAc
     run: list[Op] = []
     prev_act = ""  # where of the activation that closed the last segment
     for i, (path, m) in enumerate(items):
-        where = _where(i, path, m)
+        where = where_in_sequential(i, path, m)
         alt = next((a for t, a in _MAXPOOL_ALTERNATIVE.items() if isinstance(m, t)), None)
         if alt is not None:
             raise ValueError(
@@ -496,7 +250,7 @@ def _input_shape(input_shape: Sequence[int] | int | None, first: Op | None) -> S
             f"nn.Linear, but the first layer is {what}; pass input_shape without the "
             "batch dimension, e.g. input_shape=(1, 28, 28)"
         )
-    shape = _as_shape(input_shape)
+    shape = as_shape(input_shape)
     if isinstance(first, LinearOp):
         n = first.module.in_features
         if shape[-1] != n and (len(shape) == 1 or math.prod(shape) != n):
@@ -506,26 +260,6 @@ def _input_shape(input_shape: Sequence[int] | int | None, first: Op | None) -> S
                 f"input_shape {shape}"
             )
     return shape
-
-
-def _as_shape(input_shape: Sequence[int] | int) -> Shape:
-    if isinstance(input_shape, int):
-        input_shape = (input_shape,)
-    try:
-        shape = tuple(int(s) for s in input_shape)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"input_shape must be a tuple of positive ints (no batch dimension), got {input_shape!r}"
-        ) from None
-    if not shape or any(s <= 0 for s in shape):
-        raise ValueError(
-            f"input_shape must be a non-empty tuple of positive ints (no batch dimension), got {shape}"
-        )
-    return shape
-
-
-def _is_plain_sequential(module: nn.Module) -> bool:
-    return isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward
 
 
 def _is_leaf_layer(module: nn.Module) -> bool:
@@ -538,40 +272,3 @@ def _is_leaf_layer(module: nn.Module) -> bool:
     except ValueError:
         return True  # a known affine type with a refused configuration: report it later
     return is_activation(module)
-
-
-def _flatten_modules(
-    module: nn.Module | Iterable[nn.Module], prefix: str = ""
-) -> list[tuple[str, nn.Module]]:
-    """(dotted path, module) for every leaf of nested plain nn.Sequentials."""
-    items = module.named_children() if isinstance(module, nn.Module) else (
-        (str(i), m) for i, m in enumerate(module))
-    out: list[tuple[str, nn.Module]] = []
-    for name, child in items:
-        path = f"{prefix}{name}"
-        if _is_plain_sequential(child):
-            out.extend(_flatten_modules(child, prefix=path + "."))
-        else:
-            out.append((path, child))
-    return out
-
-
-def _where(index: int, path: str, module: nn.Module) -> str:
-    """Human-readable location of a module in the flattened Sequential."""
-    name = type(module).__name__
-    if not path or path == str(index):
-        return f"module {index} ({name})"
-    return f"module {index} ({name}, at '{path}' of the nested nn.Sequential)"
-
-
-def _version_key(tensors: Iterable[Tensor]) -> tuple | None:
-    """(id, version, data_ptr, dtype, device) of every tensor; None if one has no version
-    counter (inference tensors), meaning "do not cache"."""
-    key = []
-    for t in tensors:
-        try:
-            v = t._version
-        except RuntimeError:
-            return None
-        key.append((id(t), v, t.data_ptr(), t.dtype, t.device))
-    return tuple(key)

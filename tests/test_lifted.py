@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-import lbinv.lifted as lifted
+import lbinv.affine_map as affine_map
 from lbinv.lifted import AffineMap, LiftedLayer, LiftedNetwork, operator_norm
 from lbinv.proximal import IDENTITY, ProxActivation
 
@@ -233,7 +233,7 @@ def test_opnorm_deterministic_and_cached(monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("opnorm was recomputed although nothing changed")
 
-    monkeypatch.setattr(lifted, "operator_norm", boom)
+    monkeypatch.setattr(affine_map, "operator_norm", boom)
     assert A.opnorm() == first
     monkeypatch.undo()
 
