@@ -24,8 +24,8 @@ from torch import Tensor
 
 from lbinv.lifted import LiftedNetwork
 from lbinv.regularizers import TotalVariation
-from lbinv.solvers.common import lipschitz, masked, primal_dual_steps, sample_norm
-from lbinv.solvers.pdhg import PrimalDualStep, initial_dual
+from lbinv.solvers.common import lipschitz, masked, sample_norm
+from lbinv.solvers.pdhg import PrimalDualStep
 
 HIDDEN_INITS = ("forward", "zeros")
 
@@ -50,14 +50,12 @@ class CoordinateDescent:
     ) -> None:
         self.net, self.y, self.alpha, self.tv, self.tol = net, y, alpha, tv, tol
         self.x = x_init
-        self.z = initial_dual(tv, x_init)
+        self.input_step = PrimalDualStep(net.layers[0], alpha, tv, bounds, x_init, step_rule, balance)
+        self.z = self.input_step.initial_dual(x_init)
         if hidden_init == "forward":
             self.hidden = net.forward_all(x_init)[:-1]
         else:
             self.hidden = [x_init.new_zeros((y.shape[0], *layer.affine.out_shape)) for layer in net.layers[:-1]]
-        lip0 = lipschitz(net.layers[0].affine.opnorm())
-        tau_x, tau_z = primal_dual_steps(lip0, alpha, tv is not None, step_rule, balance)
-        self.input_step = PrimalDualStep(alpha, tau_x, tau_z, tv, bounds, x_init)
         self.hidden_steps = [1.0 / lipschitz(layer.affine.opnorm()) for layer in net.layers[1:]]
         self.last_change = torch.full_like(alpha, float("inf"))
         # pre[l] = W_{l+1} x_l + b_{l+1} at the current x_l (x_0 = x): each is computed once, right

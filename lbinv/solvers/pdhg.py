@@ -38,13 +38,16 @@ class PrimalDualStep:
 
     def __init__(
         self,
+        layer: LiftedLayer,
         alpha: Tensor,
-        tau_x: Tensor,
-        tau_z: Tensor,
         tv: TotalVariation | None,
         bounds: tuple[float, float] | None,
         like: Tensor,
+        step_rule: str,
+        balance: float,
     ) -> None:
+        """Step sizes for the smooth term ``B_Ψ(data, Wx + b)`` of ``layer`` (Lipschitz ``‖W‖²``)."""
+        tau_x, tau_z = primal_dual_steps(lipschitz(layer.affine.opnorm()), alpha, tv is not None, step_rule, balance)
         self.tv, self.bounds = tv, bounds
         self.alpha = per_sample(alpha, like)
         self.tau_x = per_sample(tau_x, like)
@@ -53,6 +56,10 @@ class PrimalDualStep:
             self.dual_scale = 1.0 / (TotalVariation.NORM_BOUND**2 * alpha * tau_z)
             self.primal_tv = self.tau_x * self.alpha  # τ_x α, per sample
             self.dual_tv = (self.tau_z * self.alpha).unsqueeze(1)  # τ_z α, per sample, against ∇x
+
+    def initial_dual(self, x: Tensor) -> Tensor | None:
+        """``z⁰ = 0`` with the shape of ``∇x`` (or None without TV)."""
+        return None if self.tv is None else x.new_zeros((x.shape[0], 2, *x.shape[1:]))
 
     def change(self, x_new: Tensor, x_old: Tensor, z_new: Tensor | None, z_old: Tensor | None) -> Tensor:
         """Per-sample size of the last step, ``max(‖Δx‖, ‖Δz‖ / (8ατ_z))``."""
@@ -74,9 +81,6 @@ class PrimalDualStep:
         return x_new, z_new
 
 
-def initial_dual(tv: TotalVariation | None, x: Tensor) -> Tensor | None:
-    """``z⁰ = 0`` with the shape of ``∇x`` (or None without TV)."""
-    return None if tv is None else x.new_zeros((x.shape[0], 2, *x.shape[1:]))
 
 
 class PDHG:
@@ -103,10 +107,8 @@ class PDHG:
         self.layer, self.y, self.tv, self.tol = layer, y, tv, tol
         self.alpha = alpha
         self.x = x_init
-        self.z = initial_dual(tv, x_init)
-        lip = lipschitz(layer.affine.opnorm())
-        tau_x, tau_z = primal_dual_steps(lip, alpha, tv is not None, step_rule, balance)
-        self.update = PrimalDualStep(alpha, tau_x, tau_z, tv, bounds, x_init)
+        self.update = PrimalDualStep(layer, alpha, tv, bounds, x_init, step_rule, balance)
+        self.z = self.update.initial_dual(x_init)
         self.last_change = torch.full_like(alpha, float("inf"))
 
     def step(self, active: Tensor | None, measure: bool) -> Tensor | None:
