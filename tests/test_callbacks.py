@@ -244,15 +244,22 @@ def test_select_alpha_rules():
 
 
 # ---------------------------------------------------------------------- logging
-def test_fit_logs_every_tag_at_the_right_epochs(tmp_path, monkeypatch):
-    calls = []
+@pytest.fixture
+def invert_batches(monkeypatch):
+    """The batch size of every call the callback makes to ``invert`` (which still runs)."""
+    sizes = []
     real_invert = callbacks_module.invert
 
     def spy(*args, **kwargs):
-        calls.append(args[1].shape[0])
+        sizes.append(args[1].shape[0])
         return real_invert(*args, **kwargs)
 
     monkeypatch.setattr(callbacks_module, "invert", spy)
+    return sizes
+
+
+def test_fit_logs_every_tag_at_the_right_epochs(tmp_path, invert_batches):
+    calls = invert_batches
     cb = make_callback(every_n_epochs=2)
     trainer = make_trainer(tmp_path, [cb], max_epochs=4, num_sanity_val_steps=2)
     with warnings.catch_warnings(record=True) as caught:
@@ -563,15 +570,8 @@ class OneLayer(Foreign):
 
 
 @pytest.mark.parametrize("bounds", [None, (0.0, 1.0)])
-def test_bregman_sym_tag_for_one_layer_encoders_only(tmp_path, monkeypatch, bounds):
-    batches = []
-    real_invert = callbacks_module.invert
-
-    def spy(*args, **kwargs):
-        batches.append(args[1].shape[0])
-        return real_invert(*args, **kwargs)
-
-    monkeypatch.setattr(callbacks_module, "invert", spy)
+def test_bregman_sym_tag_for_one_layer_encoders_only(tmp_path, bounds, invert_batches):
+    batches = invert_batches
     options = {"check_every": 10} if bounds is None else {"bounds": bounds, "check_every": 10}
     for name, module in (("one", OneLayer()), ("deep", Foreign())):
         cb = make_callback(solver_options=options, max_iter=200, log_images=False)
