@@ -4,7 +4,7 @@ in-place updates that never touch the caller's tensors."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 from pathlib import Path
 
 import pytest
@@ -203,12 +203,11 @@ def test_lifted_network_from_encoder_keeps_working_after_optimizer_steps():
     torch.testing.assert_close(after, fresh, rtol=0, atol=0)
 
 
-def test_sweep_equals_the_sweep_before_the_speed_work():
+def test_sweep_equals_the_sweep_before_the_speed_work(monkeypatch):
     """The reused forwards, fused updates and skipped masks change no number: the benchmark's
     LegacyCoordinateDescent (the sweep as it was, its baseline) gives the same iterates."""
-    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "benchmarks" / "run.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    bench = importlib.import_module("solver_speed")
     encoder = _conv_encoder(F64)
     net = LiftedNetwork.from_module(encoder, (1, 16, 16))
     g = torch.Generator().manual_seed(3)
