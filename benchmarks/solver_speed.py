@@ -13,7 +13,7 @@ from timing import conv_problem, interleaved
 import lbinv.affine_ops as affine_ops
 from lbinv import invert
 from lbinv.regularizers import TotalVariation, project_box
-from lbinv.solvers.common import iterate, masked, sample_norm
+from lbinv.solvers.common import Problem, iterate, masked, sample_norm
 from lbinv.solvers.coordinate_descent import CoordinateDescent
 from lbinv.solvers.pdhg import bregman_gradient
 
@@ -93,7 +93,7 @@ def bench_overhead(device: torch.device, sweeps: int, rounds: int, batches: tupl
                 affine_ops.CONV_ADJOINT = adjoint
                 try:
                     with torch.no_grad():
-                        solver = cls(net, y, alpha, tv, None, 0.0, torch.zeros_like(x), "balanced", 32.0, "forward")
+                        solver = cls(net, Problem(y, alpha, tv, None, 0.0, torch.zeros_like(x)), "balanced", 32.0, "forward")
                         if not mask_skip:
                             solver.accepts_all_active = False
                         if sweeps:
@@ -150,7 +150,8 @@ def bench_compile(device: torch.device, sweeps: int, rounds: int) -> dict[str, A
     _, net, x, y = conv_problem(64, device)
     alpha = torch.full((64,), 9e-3, device=device)
     with torch.no_grad():
-        solver = CoordinateDescent(net, y, alpha, TotalVariation(), None, 0.0, torch.zeros_like(x), "balanced", 32.0, "forward")
+        problem = Problem(y, alpha, TotalVariation(), None, 0.0, torch.zeros_like(x))
+        solver = CoordinateDescent(net, problem, "balanced", 32.0, "forward")
         eager = solver.step
         start = time.perf_counter()
         compiled = torch.compile(solver.step)

@@ -15,7 +15,7 @@ import lbinv.affine_ops as affine_ops
 from lbinv import LiftedNetwork, invert
 from lbinv.lifted import AffineMap
 from lbinv.regularizers import TotalVariation
-from lbinv.solvers.common import iterate
+from lbinv.solvers.common import Problem, iterate
 from lbinv.solvers.coordinate_descent import CoordinateDescent
 
 F64 = torch.float64
@@ -217,8 +217,8 @@ def test_sweep_equals_the_sweep_before_the_speed_work(monkeypatch):
     runs = {}
     for cls in (CoordinateDescent, bench.LegacyCoordinateDescent):
         with torch.no_grad():
-            solver = cls(net, y, alpha, TotalVariation(), (0.0, 1.0), 1e-4, torch.zeros(4, 1, 16, 16, dtype=F64),
-                         "balanced", 32.0, "forward")
+            problem = Problem(y, alpha, TotalVariation(), (0.0, 1.0), 1e-4, torch.zeros(4, 1, 16, 16, dtype=F64))
+            solver = cls(net, problem, "balanced", 32.0, "forward")
             out = iterate(solver, 4, torch.device("cpu"), 300, 5)
         runs[cls.__name__] = (solver, out)
     (new, new_out), (old, old_out) = runs.values()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 import torch
@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from lbinv.lifted import LiftedNetwork
 from lbinv.regularizers import TotalVariation, check_bounds
-from lbinv.solvers.common import STEP_RULES, LoopResult, iterate
+from lbinv.solvers.common import STEP_RULES, LoopResult, Problem, iterate
 from lbinv.solvers.coordinate_descent import HIDDEN_INITS, CoordinateDescent
 from lbinv.solvers.gradient import AdamInversion
 from lbinv.solvers.landweber import Landweber
@@ -138,9 +138,10 @@ def invert(
 
     if method == "gradient":
         with torch.inference_mode(False), torch.enable_grad():
-            y, alpha_t, x_init = y.clone(), alpha_t.clone(), x_init.clone()
-            solver = AdamInversion(net, y, alpha_t, tv, bounds, tol, x_init, opts["lr"], tuple(opts["betas"]), opts["tv_smoothing"])
+            problem = Problem(y.clone(), alpha_t.clone(), tv, bounds, tol, x_init.clone())
+            solver = AdamInversion(net, problem, opts["lr"], tuple(opts["betas"]), opts["tv_smoothing"])
             return _result(solver, iterate(solver, **loop))
+    problem = Problem(y, alpha_t, tv, bounds, tol, x_init)
     with torch.no_grad():
         if method == "landweber":
             if len(net.layers) != 1:
@@ -150,31 +151,32 @@ def invert(
                 )
             if opts["discrepancy_tau"] < 1:
                 raise ValueError(f"discrepancy_tau: expected eta >= 1, got {opts['discrepancy_tau']!r}")
-            solver = Landweber(net.layers[0], y, delta, opts["discrepancy_tau"], bounds, tol, x_init)
+            solver = Landweber(net.layers[0], problem, delta, opts["discrepancy_tau"])
             return _result(solver, iterate(solver, **loop))
         if method == "sequential":
-            return _sequential(net, y, alpha_t, tv, bounds, tol, opts, loop)
+            return _sequential(net, problem, opts, loop)
         if len(net.layers) == 1:
-            solver = PDHG(net.layers[0], y, alpha_t, tv, bounds, tol, x_init, opts["step_rule"], opts["balance"])
+            solver = PDHG(net.layers[0], problem, opts["step_rule"], opts["balance"])
             return _result(solver, iterate(solver, **loop), dual=solver.z)
-        solver = CoordinateDescent(net, y, alpha_t, tv, bounds, tol, x_init, opts["step_rule"], opts["balance"], opts["hidden_init"])
+        solver = CoordinateDescent(net, problem, opts["step_rule"], opts["balance"], opts["hidden_init"])
         return _result(solver, iterate(solver, **loop), hidden=solver.hidden, dual=solver.z)
 
 
-def _sequential(net, y, alpha, tv, bounds, tol, opts, loop) -> InversionResult:
-    """Remark 2: FISTA layer by layer from the output down, then the single-layer TV problem."""
-    data = y
-    iterations = torch.zeros(y.shape[0], dtype=torch.long, device=y.device)
-    converged = torch.ones(y.shape[0], dtype=torch.bool, device=y.device)
+def _sequential(net: LiftedNetwork, problem: Problem, opts: dict[str, Any], loop: dict[str, Any]) -> InversionResult:
+    """Remark 2: FISTA layer by layer from the output down, then the single-layer TV problem
+    (from x = 0) with the recovered ``x_1`` as its data."""
+    data, batch, device = problem.y, problem.y.shape[0], problem.y.device
+    iterations = torch.zeros(batch, dtype=torch.long, device=device)
+    converged = torch.ones(batch, dtype=torch.bool, device=device)
     hidden_loop = {**loop, "record_history": False}
     for l in range(len(net.layers) - 1, 0, -1):
-        stage = LayerFISTA(net.layers[l], data, net.layers[l - 1].activation, alpha, tol)
+        stage = LayerFISTA(net.layers[l], data, net.layers[l - 1].activation, problem.alpha, problem.tol)
         out = iterate(stage, **hidden_loop)
         iterations += out.iterations
         converged &= out.converged
         data = stage.x
-    x0 = y.new_zeros((y.shape[0], *net.input_shape))
-    solver = PDHG(net.layers[0], data, alpha, tv, bounds, tol, x0, opts["step_rule"], opts["balance"])
+    input_problem = replace(problem, y=data, x_init=torch.zeros_like(problem.x_init))
+    solver = PDHG(net.layers[0], input_problem, opts["step_rule"], opts["balance"])
     out = iterate(solver, **loop)
     final = LoopResult(iterations + out.iterations, converged & out.converged, out.history)
     return _result(solver, final, dual=solver.z)

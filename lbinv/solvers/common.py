@@ -52,6 +52,23 @@ def lipschitz(opnorm: float) -> float:
     return lip if lip > 0.0 else 1.0
 
 
+@dataclass(frozen=True)
+class Problem:
+    """One batch of regularised inversion problems, as :func:`lbinv.solvers.invert` validated it.
+
+    ``y``: (B, ...) data the network (or layer) should produce; ``alpha``: (B,) regularisation
+    weights; ``tv``: the regulariser, or None; ``bounds``: a box ``(lo, hi)`` on x, or None; ``tol``:
+    the stopping tolerance; ``x_init``: (B, *input_shape) starting point.
+    """
+
+    y: Tensor
+    alpha: Tensor
+    tv: TotalVariation | None
+    bounds: tuple[float, float] | None
+    tol: float
+    x_init: Tensor
+
+
 STEP_RULES = ("balanced", "paper")
 
 

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from lbinv.lifted import LiftedNetwork
 from lbinv.regularizers import TotalVariation
-from lbinv.solvers.common import lipschitz, masked, sample_norm
+from lbinv.solvers.common import Problem, lipschitz, masked, sample_norm
 from lbinv.solvers.pdhg import PrimalDualStep
 
 HIDDEN_INITS = ("forward", "zeros")
@@ -35,29 +35,17 @@ class CoordinateDescent:
 
     accepts_all_active = True  # see lbinv.solvers.common.Iterative
 
-    def __init__(
-        self,
-        net: LiftedNetwork,
-        y: Tensor,
-        alpha: Tensor,
-        tv: TotalVariation | None,
-        bounds: tuple[float, float] | None,
-        tol: float,
-        x_init: Tensor,
-        step_rule: str,
-        balance: float,
-        hidden_init: str,
-    ) -> None:
-        self.net, self.y, self.alpha, self.tv, self.tol = net, y, alpha, tv, tol
-        self.x = x_init
-        self.input_step = PrimalDualStep(net.layers[0], alpha, tv, bounds, x_init, step_rule, balance)
+    def __init__(self, net: LiftedNetwork, problem: Problem, step_rule: str, balance: float, hidden_init: str) -> None:
+        self.net, self.y, self.alpha, self.tv, self.tol = net, problem.y, problem.alpha, problem.tv, problem.tol
+        self.x = x_init = problem.x_init
+        self.input_step = PrimalDualStep(net.layers[0], problem, step_rule, balance)
         self.z = self.input_step.initial_dual(x_init)
         if hidden_init == "forward":
             self.hidden = net.forward_all(x_init)[:-1]
         else:
-            self.hidden = [x_init.new_zeros((y.shape[0], *layer.affine.out_shape)) for layer in net.layers[:-1]]
+            self.hidden = [x_init.new_zeros((x_init.shape[0], *layer.affine.out_shape)) for layer in net.layers[:-1]]
         self.hidden_steps = [1.0 / lipschitz(layer.affine.opnorm()) for layer in net.layers[1:]]
-        self.last_change = torch.full_like(alpha, float("inf"))
+        self.last_change = torch.full_like(self.alpha, float("inf"))
         # pre[l] = W_{l+1} x_l + b_{l+1} at the current x_l (x_0 = x): each is computed once, right
         # after x_l is updated, and serves both the update of x_{l+1} in this sweep and the gradient
         # of x_l in the next one, so a sweep costs one forward and one adjoint per layer

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from lbinv.lifted import LiftedNetwork
 from lbinv.regularizers import TotalVariation, project_box
-from lbinv.solvers.common import masked, sample_norm
+from lbinv.solvers.common import Problem, masked, sample_norm
 
 
 def smoothed_tv(tv: TotalVariation, x: Tensor, eps: float) -> Tensor:
@@ -27,25 +27,16 @@ class AdamInversion:
     """Per-sample Adam (elementwise, so one batch holds independent problems)."""
 
     def __init__(
-        self,
-        net: LiftedNetwork,
-        y: Tensor,
-        alpha: Tensor,
-        tv: TotalVariation | None,
-        bounds: tuple[float, float] | None,
-        tol: float,
-        x_init: Tensor,
-        lr: float,
-        betas: tuple[float, float],
-        tv_smoothing: float,
+        self, net: LiftedNetwork, problem: Problem, lr: float, betas: tuple[float, float], tv_smoothing: float
     ) -> None:
-        self.net, self.y, self.alpha, self.tv, self.bounds, self.tol = net, y, alpha, tv, bounds, tol
+        self.net, self.y, self.alpha, self.tv = net, problem.y, problem.alpha, problem.tv
+        self.bounds, self.tol = problem.bounds, problem.tol
         self.lr, (self.beta1, self.beta2), self.eps = lr, betas, tv_smoothing
-        self.x = x_init
-        self.m = torch.zeros_like(x_init)
-        self.v = torch.zeros_like(x_init)
+        self.x = problem.x_init
+        self.m = torch.zeros_like(self.x)
+        self.v = torch.zeros_like(self.x)
         self.k = 0
-        self.last_change = torch.full_like(alpha, float("inf"))
+        self.last_change = torch.full_like(self.alpha, float("inf"))
 
     def smooth_objective(self, x: Tensor) -> Tensor:
         value = 0.5 * sample_norm(self.net(x) - self.y) ** 2

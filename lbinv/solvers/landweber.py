@@ -13,26 +13,20 @@ from torch import Tensor
 
 from lbinv.lifted import LiftedLayer
 from lbinv.regularizers import project_box
-from lbinv.solvers.common import lipschitz, masked, sample_norm
+from lbinv.solvers.common import Problem, lipschitz, masked, sample_norm
 
 
 class Landweber:
-    def __init__(
-        self,
-        layer: LiftedLayer,
-        y: Tensor,
-        noise_level: Tensor | None,
-        discrepancy_tau: float,
-        bounds: tuple[float, float] | None,
-        tol: float,
-        x_init: Tensor,
-    ) -> None:
-        self.layer, self.y, self.bounds, self.tol = layer, y, bounds, tol
+    """Ignores ``problem.alpha`` and ``problem.tv``: the iteration count is the regularisation."""
+
+    def __init__(self, layer: LiftedLayer, problem: Problem, noise_level: Tensor | None, discrepancy_tau: float) -> None:
+        self.layer, self.y, self.bounds, self.tol = layer, problem.y, problem.bounds, problem.tol
         self.omega = 1.0 / lipschitz(layer.affine.opnorm())
         self.threshold = None if noise_level is None else discrepancy_tau * noise_level
-        self.x = x_init
-        self.met = torch.zeros(y.shape[0], dtype=torch.bool, device=y.device)
-        self.last_change = torch.full((y.shape[0],), float("inf"), dtype=y.dtype, device=y.device)
+        self.x = problem.x_init
+        batch = problem.y.shape[0]
+        self.met = torch.zeros(batch, dtype=torch.bool, device=problem.y.device)
+        self.last_change = problem.y.new_full((batch,), float("inf"))
 
     def step(self, active: Tensor, measure: bool) -> Tensor:
         residual = self.layer.activation(self.layer.affine.forward(self.x)) - self.y

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from lbinv.lifted import LiftedLayer
 from lbinv.regularizers import TotalVariation, project_box_
-from lbinv.solvers.common import lipschitz, masked, per_sample, primal_dual_steps, sample_norm
+from lbinv.solvers.common import Problem, lipschitz, masked, per_sample, primal_dual_steps, sample_norm
 
 
 def bregman_gradient(layer: LiftedLayer, x: Tensor, data: Tensor) -> Tensor:
@@ -36,19 +36,11 @@ class PrimalDualStep:
     ``z`` move more per iteration in flat regions, where it does not affect ``x``).
     """
 
-    def __init__(
-        self,
-        layer: LiftedLayer,
-        alpha: Tensor,
-        tv: TotalVariation | None,
-        bounds: tuple[float, float] | None,
-        like: Tensor,
-        step_rule: str,
-        balance: float,
-    ) -> None:
+    def __init__(self, layer: LiftedLayer, problem: Problem, step_rule: str, balance: float) -> None:
         """Step sizes for the smooth term ``B_Ψ(data, Wx + b)`` of ``layer`` (Lipschitz ``‖W‖²``)."""
+        alpha, tv, like = problem.alpha, problem.tv, problem.x_init
         tau_x, tau_z = primal_dual_steps(lipschitz(layer.affine.opnorm()), alpha, tv is not None, step_rule, balance)
-        self.tv, self.bounds = tv, bounds
+        self.tv, self.bounds = tv, problem.bounds
         self.alpha = per_sample(alpha, like)
         self.tau_x = per_sample(tau_x, like)
         self.tau_z = per_sample(tau_z, like)
@@ -81,8 +73,6 @@ class PrimalDualStep:
         return x_new, z_new
 
 
-
-
 class PDHG:
     """Single-layer TV-regularised lifted-Bregman inversion; state ``x``, ``z``.
 
@@ -92,24 +82,12 @@ class PDHG:
 
     accepts_all_active = True  # see lbinv.solvers.common.Iterative
 
-    def __init__(
-        self,
-        layer: LiftedLayer,
-        y: Tensor,
-        alpha: Tensor,
-        tv: TotalVariation | None,
-        bounds: tuple[float, float] | None,
-        tol: float,
-        x_init: Tensor,
-        step_rule: str,
-        balance: float,
-    ) -> None:
-        self.layer, self.y, self.tv, self.tol = layer, y, tv, tol
-        self.alpha = alpha
-        self.x = x_init
-        self.update = PrimalDualStep(layer, alpha, tv, bounds, x_init, step_rule, balance)
-        self.z = self.update.initial_dual(x_init)
-        self.last_change = torch.full_like(alpha, float("inf"))
+    def __init__(self, layer: LiftedLayer, problem: Problem, step_rule: str, balance: float) -> None:
+        self.layer, self.y, self.alpha, self.tv, self.tol = layer, problem.y, problem.alpha, problem.tv, problem.tol
+        self.x = problem.x_init
+        self.update = PrimalDualStep(layer, problem, step_rule, balance)
+        self.z = self.update.initial_dual(self.x)
+        self.last_change = torch.full_like(self.alpha, float("inf"))
 
     def step(self, active: Tensor | None, measure: bool) -> Tensor | None:
         x_old, z_old = self.x, self.z
