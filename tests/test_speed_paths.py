@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 import lbinv.affine_ops as affine_ops
+from lbinv.conv_polyphase import PolyphaseConvAdjoint
 from lbinv import LiftedNetwork, invert
 from lbinv.lifted import AffineMap
 from lbinv.regularizers import TotalVariation
@@ -77,8 +78,8 @@ def test_auto_uses_polyphase_for_float32_on_the_cpu(batch, conv_adjoint, monkeyp
     A = _map("paper-2", torch.float32)
     y = torch.randn(batch, *A.out_shape)
     calls = []
-    original = affine_ops._Polyphase.__call__
-    monkeypatch.setattr(affine_ops._Polyphase, "__call__", lambda self, *a: calls.append(1) or original(self, *a))
+    original = PolyphaseConvAdjoint.__call__
+    monkeypatch.setattr(PolyphaseConvAdjoint, "__call__", lambda self, *a: calls.append(1) or original(self, *a))
     conv_adjoint("auto")
     got = A.adjoint(y)
     assert calls, "auto should take the polyphase path for float32 on the CPU"
