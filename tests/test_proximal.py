@@ -32,10 +32,6 @@ from lbinv.proximal import (
 )
 
 DTYPES = [torch.float32, torch.float64]
-DEVICES = [
-    "cpu",
-    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")),
-]
 TOL = {torch.float32: dict(rtol=2e-5, atol=2e-6), torch.float64: dict(rtol=1e-11, atol=1e-12)}
 
 
@@ -245,7 +241,6 @@ def _close(actual: torch.Tensor, expected, dtype, scale=1.0):
 # ---------------------------------------------------------------------------------------------
 # σ = prox_Ψ equals the torch activation
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_call_and_prox_t1_equal_torch_activation(spec, dtype, device):
     act = _act(spec)
@@ -261,7 +256,6 @@ def test_call_and_prox_t1_equal_torch_activation(spec, dtype, device):
 # ---------------------------------------------------------------------------------------------
 # prox of tΨ
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("t", T_VALUES)
 def test_prox_matches_reference(spec, dtype, device, t):
@@ -424,7 +418,6 @@ def test_generic_fallback_formula_uses_the_right_phi(spec):
     _close(generic, 0.5 * yn**2 + spec.psi(yn) + spec.phi(zn) - yn * zn, torch.float64, scale=50.0)
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_bregman_vanishes_at_sigma(spec, dtype, device):
     act = _act(spec)
@@ -439,7 +432,6 @@ def test_bregman_vanishes_at_sigma(spec, dtype, device):
     torch.testing.assert_close(b.cpu(), torch.zeros(z.shape[0], dtype=dtype), rtol=0, atol=atol)
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_bregman_lower_bound(spec, dtype, device):
     """B_Ψ(y, z) ≥ ½‖y − σ(z)‖² ≥ 0 on random y ∈ dom Ψ (edges included)."""
@@ -454,7 +446,6 @@ def test_bregman_lower_bound(spec, dtype, device):
         assert bool((bound >= 0).all())
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_bregman_gradient_in_z_is_sigma_minus_y(spec, device):
     act = _act(spec)
     y = _y_in_domain(spec, torch.float64, device)

@@ -1,0 +1,159 @@
+"""Every method of ``invert`` and the callback give on a CUDA GPU the numbers they give on the CPU,
+and the solver loop synchronises with the host only at its checks.
+
+Each comparison solves one float64 problem on the CPU and on ``device`` with a fixed number of
+iterations (``tol=0``), so both runs take the same path and must agree to round-off. On the CPU
+the two runs are the same computation: that case checks the test itself and what stays on the
+device; the CUDA case (skipped without a GPU) is the real check.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.loggers import CSVLogger
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from conftest import CUDA
+from lbinv import LiftedNetwork, invert
+from lbinv.callbacks import InversionCallback
+from lbinv.regularizers import TotalVariation
+from lbinv.solvers.common import Problem, iterate
+from lbinv.solvers.coordinate_descent import CoordinateDescent
+
+F64 = torch.float64
+SIZE = 8
+ITERATIONS = 200
+#: float64 round-off grows over the iterations, but stays far below this (GPU kernels sum in
+#: another order than CPU ones)
+ATOL = 1e-8
+
+
+def images(n: int, seed: int = 0) -> torch.Tensor:
+    """Bright rectangles on a dim background, (n, 1, 8, 8) in [0, 1]."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.full((n, 1, SIZE, SIZE), 0.1, dtype=F64)
+    for i in range(n):
+        r, c = torch.randint(0, SIZE // 2, (2,), generator=g).tolist()
+        x[i, 0, r : r + 4, c : c + 3] = 0.8
+    return x
+
+
+def dense() -> nn.Sequential:
+    return nn.Sequential(nn.Flatten(), nn.Linear(SIZE * SIZE, 48), nn.ReLU())
+
+
+def conv() -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 4, stride=2, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * (SIZE // 2) ** 2, 32), nn.ReLU()
+    )
+
+
+#: method name -> (encoder, invert's options): PDHG, coordinate descent, the sequential, Landweber
+#: and gradient baselines
+CASES = {
+    "pdhg": (dense, dict(method="lifted", alpha=1e-2, bounds=(0.0, 1.0))),
+    "coordinate_descent": (conv, dict(method="lifted", alpha=1e-2)),
+    "sequential": (conv, dict(method="sequential", alpha=1e-2)),
+    "landweber": (dense, dict(method="landweber", noise_level=0.05)),
+    "gradient": (conv, dict(method="gradient", alpha=1e-2, bounds=(0.0, 1.0))),
+}
+
+
+def noisy_codes(encoder: nn.Module, x: torch.Tensor, sigma: float = 0.02) -> torch.Tensor:
+    with torch.no_grad():
+        y = encoder(x)
+        return (y + sigma * torch.randn(y.shape, generator=torch.Generator().manual_seed(1), dtype=F64)).clamp_min(0.0)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_invert_on_the_device_gives_the_cpu_numbers(case, device):
+    build, options = CASES[case]
+    torch.manual_seed(0)
+    encoder = build().double()
+    y = noisy_codes(encoder, images(6))
+    common = dict(input_shape=(1, SIZE, SIZE), max_iter=ITERATIONS, tol=0.0, **options)
+    on_cpu = invert(encoder, y, **common)
+    on_device = invert(copy.deepcopy(encoder).to(device), y.to(device), **common)
+
+    for name in ("x", "objective", "iterations", "converged", "dual"):
+        value, reference = getattr(on_device, name), getattr(on_cpu, name)
+        if reference is None:
+            assert value is None, name
+            continue
+        assert value.device.type == device and value.dtype == reference.dtype, name
+        torch.testing.assert_close(value.cpu(), reference, rtol=0, atol=ATOL, msg=lambda m: f"{case} {name}: {m}")
+    for value, reference in zip(on_device.hidden or [], on_cpu.hidden or [], strict=True):
+        assert value.device.type == device
+        torch.testing.assert_close(value.cpu(), reference, rtol=0, atol=ATOL)
+    assert on_cpu.iterations.tolist() == on_device.iterations.tolist()
+    if case != "landweber":  # Landweber stops by the discrepancy principle, the others ran them all
+        stages = 2 if case == "sequential" else 1  # one per layer of the conv encoder
+        assert (on_cpu.iterations == stages * ITERATIONS).all()
+
+
+@CUDA
+def test_the_solver_loop_synchronises_only_at_its_checks():
+    """``iterate`` reads one number from the device per check (how many samples are still active),
+    and nothing else: CUDA's sync debug mode reports every synchronising call."""
+    torch.manual_seed(0)
+    encoder, x = conv().double(), images(6)
+    y = noisy_codes(encoder, x).cuda()
+    encoder, x = encoder.cuda(), x.cuda()
+    net = LiftedNetwork.from_module(encoder, (1, SIZE, SIZE))
+    alpha = torch.full((6,), 1e-2, dtype=F64, device="cuda")
+    with torch.no_grad():
+        solver = CoordinateDescent(net, Problem(y, alpha, TotalVariation(), (0.0, 1.0), 0.0, torch.zeros_like(x)),
+                                   "balanced", 32.0, "forward")  # set-up may synchronise (operator norms)
+        torch.cuda.synchronize()
+        previous = torch.cuda.get_sync_debug_mode()
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                iterate(solver, 6, torch.device("cuda"), max_iter=100, check_every=10)
+        finally:
+            torch.cuda.set_sync_debug_mode(previous)
+    syncs = [w for w in caught if "synchroniz" in str(w.message)]
+    assert len(syncs) == 10, [str(w.message) for w in syncs]
+
+
+class TinyAutoencoder(L.LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.encoder = conv()
+        self.decoder = nn.Sequential(nn.Linear(32, SIZE * SIZE), nn.Sigmoid(), nn.Unflatten(1, (1, SIZE, SIZE)))
+
+    def validation_step(self, batch, batch_idx):
+        (x,) = batch
+        self.log("val_loss", F.mse_loss(self.decoder(self.encoder(x)), x))
+
+
+def test_the_callback_logs_on_the_device_what_it_logs_on_the_cpu(device, tmp_path):
+    """``trainer.validate`` in float64 with the callback on ``accelerator`` vs on the CPU: the same
+    PSNRs, iterations and noise sizes (the code noise is drawn on the CPU, the same everywhere)."""
+    logged = {}
+    for accelerator in ("cpu", "gpu" if device == "cuda" else "cpu"):
+        module = TinyAutoencoder()
+        callback = InversionCallback(noise_levels=(0.0, 0.1), alpha=1e-2, num_samples=4, max_iter=100, tol=0.0,
+                                     solver_options={"bounds": (0.0, 1.0)}, log_images=False)
+        trainer = L.Trainer(accelerator=accelerator, devices=1, precision="64-true", callbacks=[callback],
+                            logger=CSVLogger(str(tmp_path / f"{accelerator}{len(logged)}")), enable_progress_bar=False,
+                            enable_model_summary=False, enable_checkpointing=False)
+        loader = DataLoader(TensorDataset(images(8, seed=3).float()), batch_size=4)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # no TensorBoard logger: the callback says so once
+            trainer.validate(module, loader)
+        scalars = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("inversion/") and "seconds" not in k}
+        logged[len(logged)] = scalars
+    cpu, other = logged[0], logged[1]
+    assert len(cpu) == 12 and set(cpu) == set(other)  # 6 per noise level (a deep encoder: no bregman_sym)
+    for tag in cpu:  # Lightning keeps logged scalars in float32: equal up to its rounding
+        assert other[tag] == pytest.approx(cpu[tag], rel=1e-6, abs=1e-9), tag
