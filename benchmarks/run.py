@@ -21,10 +21,12 @@ in ``details``. Keys (see the README, "Performance"):
   conv training run; ``details.callback`` adds its seconds per epoch, what ``every_n_epochs``,
   ``num_samples`` and warm starts (``x_init``) buy.
 - ``memory_1024``: peak memory of a batch of 1,024 conv-AE inversions (a fresh subprocess).
-- ``speed_changes``: sweep time with each speed change of issue 10 switched off, one at a time.
+- ``speed_changes``: sweep time with each speed change of issue 10 switched off, one at a time; on
+  CUDA also ``tf32_convolutions`` (IEEE float32 convolutions / cuDNN's default TF32 ones) and
+  ``cuda_graph`` (10 sweeps launched one kernel at a time / replayed as one CUDA graph).
 
 ``--threads`` (default 1: with these small iterations one thread is fastest on a shared CPU).
-The sections live beside this file: ``solver_speed.py`` (batched, overhead, compile),
+The sections live beside this file: ``solver_speed.py`` (batched, overhead, compile, CUDA graph),
 ``references.py`` (Clarabel, paper steps), ``callback_cost.py`` and ``memory.py``; ``timing.py``
 holds what they share.
 """
@@ -46,7 +48,7 @@ from timing import log, machine  # first: it puts the repository on sys.path
 from callback_cost import bench_callback
 from memory import bench_memory
 from references import bench_clarabel, bench_paper_steps
-from solver_speed import bench_batched, bench_compile, bench_overhead
+from solver_speed import bench_batched, bench_compile, bench_cuda_graph, bench_overhead
 
 GOALS = {
     "batched_speedup": ">= 8 (CPU), >= 50 (GPU)",
@@ -65,7 +67,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--with-compile", action="store_true", help="also measure torch.compile of a sweep (minutes)")
-    parser.add_argument("--skip", nargs="*", default=[], help="sections to skip (batched overhead clarabel circle callback memory)")
+    parser.add_argument("--skip", nargs="*", default=[], help="sections to skip (batched overhead graph clarabel circle callback memory)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -90,6 +92,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             log("torch.compile")
             details["compile"] = bench_compile(device, sweeps=20, rounds=5)
             results.setdefault("speed_changes", {})["torch_compile"] = details["compile"]["gain"]
+        if device.type == "cuda" and "graph" not in args.skip:
+            log("CUDA graph of 10 sweeps vs eager")
+            try:  # not run on a GPU before: a failure is recorded, the other sections still run
+                details["cuda_graph"] = bench_cuda_graph(device, sweeps=100 if q else 500, rounds=5 if q else 9)
+                results.setdefault("speed_changes", {})["cuda_graph"] = details["cuda_graph"]["gain"]
+            except Exception as err:
+                details["cuda_graph"] = {"error": f"{type(err).__name__}: {err}"}
         if "clarabel" not in args.skip:
             log("CVXPY/Clarabel vs invert")
             details["clarabel"] = bench_clarabel(device, rounds=3 if q else 5, batch=8 if q else 32)

@@ -87,10 +87,10 @@ def bench_overhead(device: torch.device, sweeps: int, rounds: int, batches: tupl
         alpha = torch.full((batch,), 9e-3, device=device)
         tv = TotalVariation()
 
-        def sweep(cls=CoordinateDescent, adjoint="auto", mask_skip=True, sweeps=sweeps):
+        def sweep(cls=CoordinateDescent, adjoint="auto", mask_skip=True, sweeps=sweeps, tf32=True):
             def run():
-                previous = affine_ops.CONV_ADJOINT
-                affine_ops.CONV_ADJOINT = adjoint
+                previous = affine_ops.CONV_ADJOINT, torch.backends.cudnn.allow_tf32
+                affine_ops.CONV_ADJOINT, torch.backends.cudnn.allow_tf32 = adjoint, tf32
                 try:
                     with torch.no_grad():
                         solver = cls(net, Problem(y, alpha, tv, None, 0.0, torch.zeros_like(x)), "balanced", 32.0, "forward")
@@ -99,7 +99,7 @@ def bench_overhead(device: torch.device, sweeps: int, rounds: int, batches: tupl
                         if sweeps:
                             iterate(solver, batch, device, sweeps, 10)
                 finally:
-                    affine_ops.CONV_ADJOINT = previous
+                    affine_ops.CONV_ADJOINT, torch.backends.cudnn.allow_tf32 = previous
 
             return run
 
@@ -125,6 +125,8 @@ def bench_overhead(device: torch.device, sweeps: int, rounds: int, batches: tupl
         }
         if device.type != "cpu":  # the polyphase adjoint is a CPU/float32 change; measure it there too
             fns["sweep_polyphase_adjoint"] = sweep(adjoint="polyphase")
+        if device.type == "cuda":  # cuDNN's default TF32 convolutions against IEEE float32 ones
+            fns["sweep_ieee_float32"] = sweep(tf32=False)
         t = interleaved(fns, device, rounds)
         setup = t.pop("setup")
         per = {name: (seconds if name == "floor" else seconds - setup) / sweeps for name, seconds in t.items()}
@@ -142,6 +144,8 @@ def bench_overhead(device: torch.device, sweeps: int, rounds: int, batches: tupl
         }
         if "sweep_polyphase_adjoint" in per:  # > 1: the polyphase adjoint would pay on this device too
             out[f"batch_{batch}"]["gain"]["polyphase_if_enabled_here"] = per["sweep"] / per["sweep_polyphase_adjoint"]
+        if "sweep_ieee_float32" in per:  # what exact float32 convolutions cost against TF32 ones
+            out[f"batch_{batch}"]["gain"]["tf32_convolutions"] = per["sweep_ieee_float32"] / per["sweep"]
     return out
 
 
@@ -170,3 +174,64 @@ def bench_compile(device: torch.device, sweeps: int, rounds: int) -> dict[str, A
         t = interleaved({"eager": loop(eager), "compiled": loop(compiled)}, device, rounds)
     return {"compile_seconds": compile_seconds, "seconds_per_sweep": {k: v / sweeps for k, v in t.items()},
             "gain": t["eager"] / t["compiled"]}
+
+
+def bench_cuda_graph(device: torch.device, sweeps: int, rounds: int, chunk: int = 10) -> dict[str, Any]:
+    """CUDA only: ``chunk`` coordinate-descent sweeps captured in one CUDA graph and replayed, against
+    the same sweeps launched one kernel at a time. A gain > 1 says a CUDA-graph path for fixed-size
+    loops would pay (lbinv has none yet). The graph advances the solver state in place: it runs
+    ``chunk`` sweeps from the static state tensors and copies the result back into them."""
+    _, net, x, y = conv_problem(64, device)
+    alpha = torch.full((64,), 9e-3, device=device)
+    with torch.no_grad():
+        solver = CoordinateDescent(net, Problem(y, alpha, TotalVariation(), None, 0.0, torch.zeros_like(x)),
+                                   "balanced", 32.0, "forward")
+        n_hidden = len(solver.hidden)
+
+        def state() -> list[torch.Tensor]:
+            return [solver.x, solver.z, *solver.hidden, *solver.pre]
+
+        def load(tensors: list[torch.Tensor]) -> None:
+            solver.x, solver.z = tensors[0], tensors[1]
+            solver.hidden, solver.pre = list(tensors[2 : 2 + n_hidden]), list(tensors[2 + n_hidden :])
+
+        def sweep(n: int) -> None:
+            for _ in range(n):
+                solver.step(None, False)
+
+        start_state = [t.clone() for t in state()]
+        static = [t.clone() for t in start_state]
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):  # warm-up off the capture stream, as torch.cuda.graph asks
+            load(static)
+            sweep(3)
+        torch.cuda.current_stream(device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        load(static)
+        with torch.cuda.graph(graph):
+            sweep(chunk)
+            for target, value in zip(static, state()):
+                target.copy_(value)
+
+        # the graph computes what the eager sweeps compute
+        load([t.clone() for t in start_state])
+        sweep(chunk)
+        eager_x = solver.x.clone()
+        for target, value in zip(static, start_state):
+            target.copy_(value)
+        graph.replay()
+        torch.cuda.synchronize(device)
+        difference = float((static[0] - eager_x).abs().max())
+
+        def eager():
+            load([t.clone() for t in start_state])
+            sweep(sweeps)
+
+        def graphed():
+            for _ in range(sweeps // chunk):
+                graph.replay()
+
+        t = interleaved({"eager": eager, "graphed": graphed}, device, rounds)
+    return {"sweeps": sweeps, "sweeps_per_graph": chunk, "seconds_per_sweep": {k: v / sweeps for k, v in t.items()},
+            "max_difference_after_one_graph": difference, "gain": t["eager"] / t["graphed"]}
