@@ -1,10 +1,12 @@
 """How the inversion callback reaches into any LightningModule and its validation batches: the
-encoder and decoder accessors, the encoder check, the input images of a batch, eval mode, and the
-device and dtype to invert on. Nothing here knows :mod:`lbinv.models`.
+encoder and decoder accessors, the encoder check, the input images of a batch, eval mode, the
+device and dtype to invert on, and the float32 view of a half-precision encoder. Nothing here knows
+:mod:`lbinv.models`.
 """
 
 from __future__ import annotations
 
+import copy
 import operator
 from collections.abc import Mapping
 from contextlib import contextmanager
@@ -15,6 +17,7 @@ from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 
 from lbinv.lifted import LiftedNetwork
+from lbinv.solvers import HALF_PRECISION
 
 #: Keys under which a dict batch may hold the input images, in order of preference.
 INPUT_KEYS = ("x", "image", "images", "input", "inputs")
@@ -131,3 +134,17 @@ def device_dtype(encoder: nn.Module, pl_module: LightningModule) -> tuple[torch.
     if param is not None:
         return param.device, param.dtype if param.dtype.is_floating_point else torch.get_default_dtype()
     return pl_module.device, torch.get_default_dtype()
+
+
+def full_precision(
+    encoder: nn.Module, decoder: Optional[Callable[[Tensor], Tensor]]
+) -> tuple[nn.Module, Optional[Callable[[Tensor], Tensor]]]:
+    """The encoder and decoder to invert with. A half-precision encoder (Lightning's "16-true" or
+    "bf16-true") is inverted as a float32 copy, which :func:`lbinv.invert` requires; the decoder
+    then gets the noisy codes in the encoder's own dtype. Others are returned as they are."""
+    param = next(iter(encoder.parameters()), None)
+    if param is None or param.dtype not in HALF_PRECISION:
+        return encoder, decoder
+    low = param.dtype
+    wrapped = None if decoder is None else (lambda codes: decoder(codes.to(low)))
+    return copy.deepcopy(encoder).float(), wrapped

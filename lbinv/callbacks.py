@@ -42,6 +42,7 @@ from lbinv.callback_access import (
     check_encoder,
     device_dtype,
     eval_mode,
+    full_precision,
     resolve_decoder,
     resolve_encoder,
 )
@@ -62,7 +63,7 @@ from lbinv.callback_validation import (
     validate_shape,
     validate_solver_options,
 )
-from lbinv.solvers import invert
+from lbinv.solvers import HALF_PRECISION, invert
 
 __all__ = ["InversionCallback", "InversionWarning", "select_alpha", "ALPHA_RULES", "DEFAULT_ALPHA_GRID"]
 
@@ -329,8 +330,9 @@ class InversionCallback(Callback):
         try:
             encoder = resolve_encoder(self.encoder, pl_module)
             decoder = resolve_decoder(self.decoder, pl_module)
-            device, dtype = device_dtype(encoder, pl_module)
             with torch.no_grad(), eval_mode(encoder, decoder):
+                encoder, decoder = full_precision(encoder, decoder)
+                device, dtype = device_dtype(encoder, pl_module)
                 out = invert_probe(
                     encoder,
                     decoder,
@@ -354,6 +356,7 @@ class InversionCallback(Callback):
                 stacklevel=2,
             )
             dtype = pl_module.dtype if isinstance(pl_module.dtype, torch.dtype) and pl_module.dtype.is_floating_point else probe.dtype
+            dtype = torch.float32 if dtype in HALF_PRECISION else dtype  # as the ranks that succeeded (full_precision)
             out = placeholder(len(self.noise_levels), per_rank, alphas.shape[1], tuple(probe.shape[1:]), self.decoder is not None)
             out = {k: v.to(pl_module.device, dtype) for k, v in out.items()}
 

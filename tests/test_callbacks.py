@@ -370,6 +370,33 @@ def test_other_methods_under_validate(tmp_path, method):
     assert all(0 < e.value < 60 for e in acc.Scalars("inversion/psnr_inverted/sigma_0.1"))
 
 
+@pytest.mark.parametrize("precision, dtype", [("bf16-true", torch.bfloat16), ("16-true", torch.float16)])
+def test_half_precision_module_is_inverted_as_a_float32_copy(tmp_path, precision, dtype):
+    """Under "bf16-true"/"16-true" the callback inverts a float32 copy of the encoder: the numbers equal
+    those of a float32 run of the same (rounded) weights and images; only the decoder runs in half."""
+    half = Foreign()
+    full = Foreign()
+    full.load_state_dict({k: v.to(dtype).to(v.dtype) for k, v in half.state_dict().items()})
+    x = VAL_X.to(dtype).float()  # images the half run sees unchanged
+    logged = {}
+    for name, module, run_precision in (("half", half, precision), ("full", full, "32-true")):
+        cb = make_callback(log_images=False)
+        trainer = make_trainer(tmp_path / name, [cb], precision=run_precision, logger=CSVLogger(str(tmp_path / name)))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            trainer.validate(module, val_loader(x))
+        assert not [w for w in caught if "failed" in str(w.message)], [str(w.message) for w in caught]
+        logged[name] = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("inversion/")}
+    assert next(half.parameters()).dtype == dtype  # the user's module is left in its precision
+    for tag, value in logged["full"].items():
+        if "seconds" in tag:
+            continue
+        if "psnr_decoded" in tag:  # the decoder ran in half precision
+            assert logged["half"][tag] == pytest.approx(value, abs=0.5), tag
+        else:
+            assert logged["half"][tag] == pytest.approx(value, rel=1e-6, abs=1e-9), tag
+
+
 def test_without_tensorboard_logs_through_pl_module_log_and_warns_once(tmp_path):
     cb = make_callback()
     trainer = make_trainer(tmp_path, [cb], max_epochs=2, logger=CSVLogger(str(tmp_path)))

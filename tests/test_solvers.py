@@ -251,6 +251,13 @@ def test_bad_inputs_raise_clear_errors(kwargs, error, match):
         invert(module, args.pop("y"), **args)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_is_refused_with_what_to_do(dtype):
+    module, _, y, (h, w) = small_problem("relu")
+    with pytest.raises(ValueError, match=rf"y: expected float32 or float64, got {dtype}.*float\(\)"):
+        invert(module.to(dtype), y.to(dtype), alpha=0.05, input_shape=(1, h, w))
+
+
 def test_landweber_refuses_deep_networks():
     with pytest.raises(ValueError, match="landweber"):
         invert(deep_net(), torch.zeros(1, 128), input_shape=(1, 4, 4), method="landweber", regularizer=None)

@@ -32,6 +32,9 @@ __all__ = ["invert", "InversionResult", "METHODS", "REGULARIZERS"]
 METHODS = ("lifted", "sequential", "landweber", "gradient")
 REGULARIZERS = ("tv", "tv-aniso", None)
 
+#: Dtypes ``invert`` refuses (the callback inverts a float32 copy of such encoders).
+HALF_PRECISION = (torch.float16, torch.bfloat16)
+
 #: Default primal/dual balance ``τ_z‖α∇‖`` of the "balanced" step rule (see README, "Step sizes").
 DEFAULT_BALANCE = 32.0
 
@@ -259,6 +262,11 @@ def _check_data(y: Any, net: LiftedNetwork) -> Tensor:
         raise ValueError("y: expected a batch of at least one sample, got an empty batch")
     if not y.is_floating_point():
         raise ValueError(f"y: expected a floating-point tensor, got dtype {y.dtype}")
+    if y.dtype in HALF_PRECISION:
+        raise ValueError(
+            f"y: expected float32 or float64, got {y.dtype}: half precision is too coarse for the solvers' step "
+            "sizes and stopping tests; invert a float32 copy (copy.deepcopy(model).float(), y.float())"
+        )
     if net.dtype is not None and (y.dtype != net.dtype or y.device != net.device):  # None: no parameters
         raise ValueError(
             f"y: expected dtype {net.dtype} on {net.device} like the network's parameters, got {y.dtype} on {y.device}; "
