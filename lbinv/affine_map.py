@@ -284,6 +284,13 @@ def is_plain_sequential(module: nn.Module) -> bool:
     return isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward
 
 
+def uncompiled(module: nn.Module) -> nn.Module:
+    """The module that a ``torch.compile`` wrapper (``OptimizedModule``) runs, sharing its
+    parameters; any other module itself."""
+    original = getattr(module, "_orig_mod", None)
+    return original if isinstance(original, nn.Module) else module
+
+
 def flatten_modules(
     module: nn.Module | Iterable[nn.Module], prefix: str = ""
 ) -> list[tuple[str, nn.Module]]:
@@ -292,7 +299,7 @@ def flatten_modules(
         (str(i), m) for i, m in enumerate(module))
     out: list[tuple[str, nn.Module]] = []
     for name, child in items:
-        path = f"{prefix}{name}"
+        path, child = f"{prefix}{name}", uncompiled(child)
         if is_plain_sequential(child):
             out.extend(flatten_modules(child, prefix=path + "."))
         else:

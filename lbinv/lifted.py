@@ -25,7 +25,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from lbinv.affine_map import AffineMap, as_shape, flatten_modules, is_plain_sequential, operator_norm, where_in_sequential
+from lbinv.affine_map import (
+    AffineMap,
+    as_shape,
+    flatten_modules,
+    is_plain_sequential,
+    operator_norm,
+    uncompiled,
+    where_in_sequential,
+)
 from lbinv.affine_ops import SUPPORTED_AFFINE_LAYERS, IdentityOp, LinearOp, Op, ReshapeOp, Shape, affine_op
 from lbinv.proximal import (
     IDENTITY,
@@ -187,6 +195,7 @@ def _leaf_modules(module: nn.Module) -> list[tuple[str, nn.Module]]:
     """(dotted path, module) of the layers of a plain nn.Sequential, or of a single layer."""
     if not isinstance(module, nn.Module):
         raise ValueError(f"module must be an nn.Module, got {type(module).__name__}")
+    module = uncompiled(module)
     if is_plain_sequential(module):
         items = flatten_modules(module)
         if not items:

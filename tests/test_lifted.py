@@ -533,6 +533,23 @@ def test_refusal_of_non_proximal_activation_reuses_proximal_message():
     assert "module 1 (SiLU" in str(info_net.value)
 
 
+def test_torch_compile_wrappers_are_seen_through():
+    """An encoder compiled for training (torch.compile returns an OptimizedModule), or with a
+    compiled part, is lifted as the module it wraps: same layers, same parameters (a live view)."""
+    plain = _init(paper_conv_encoder(final_relu=True), dtype=F64)
+    whole = torch.compile(plain)
+    part = nn.Sequential(torch.compile(plain[:2]), plain[2:])
+    x = torch.rand(2, 1, 28, 28, dtype=F64)
+    reference = LiftedNetwork.from_module(plain, (1, 28, 28))
+    for module in (whole, part):
+        net = LiftedNetwork.from_module(module, (1, 28, 28))
+        assert len(net) == len(reference)
+        torch.testing.assert_close(net(x), plain(x), rtol=0, atol=0)
+    with torch.no_grad():
+        plain[0].weight.mul_(2.0)
+    torch.testing.assert_close(LiftedNetwork.from_module(whole, (1, 28, 28))(x), plain(x), rtol=0, atol=0)
+
+
 # ------------------------------------------------------------------------------ devices
 
 
