@@ -136,15 +136,21 @@ def device_dtype(encoder: nn.Module, pl_module: LightningModule) -> tuple[torch.
     return pl_module.device, torch.get_default_dtype()
 
 
+def solve_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the callback inverts a module of ``dtype`` in: float32 for half precision
+    (Lightning's "16-true" and "bf16-true"), which :func:`lbinv.invert` refuses; else ``dtype``."""
+    return torch.float32 if dtype in HALF_PRECISION else dtype
+
+
 def full_precision(
     encoder: nn.Module, decoder: Optional[Callable[[Tensor], Tensor]]
 ) -> tuple[nn.Module, Optional[Callable[[Tensor], Tensor]]]:
-    """The encoder and decoder to invert with. A half-precision encoder (Lightning's "16-true" or
-    "bf16-true") is inverted as a float32 copy, which :func:`lbinv.invert` requires; the decoder
-    then gets the noisy codes in the encoder's own dtype. Others are returned as they are."""
+    """The encoder and decoder to invert with: a half-precision encoder is inverted as a copy in
+    :func:`solve_dtype`, and its decoder then gets the noisy codes in the encoder's own dtype.
+    Others are returned as they are."""
     param = next(iter(encoder.parameters()), None)
-    if param is None or param.dtype not in HALF_PRECISION:
+    if param is None or solve_dtype(param.dtype) == param.dtype:
         return encoder, decoder
     low = param.dtype
     wrapped = None if decoder is None else (lambda codes: decoder(codes.to(low)))
-    return copy.deepcopy(encoder).float(), wrapped
+    return copy.deepcopy(encoder).to(solve_dtype(low)), wrapped

@@ -45,6 +45,7 @@ from lbinv.callback_access import (
     full_precision,
     resolve_decoder,
     resolve_encoder,
+    solve_dtype,
 )
 from lbinv.callback_ddp import gather, gather_probe, placeholder
 from lbinv.callback_inversion import ALPHA_RULES, DEFAULT_ALPHA_GRID, invert_probe, select_alpha, summarize
@@ -63,7 +64,7 @@ from lbinv.callback_validation import (
     validate_shape,
     validate_solver_options,
 )
-from lbinv.solvers import HALF_PRECISION, invert
+from lbinv.solvers import invert
 
 __all__ = ["InversionCallback", "InversionWarning", "select_alpha", "ALPHA_RULES", "DEFAULT_ALPHA_GRID"]
 
@@ -356,7 +357,7 @@ class InversionCallback(Callback):
                 stacklevel=2,
             )
             dtype = pl_module.dtype if isinstance(pl_module.dtype, torch.dtype) and pl_module.dtype.is_floating_point else probe.dtype
-            dtype = torch.float32 if dtype in HALF_PRECISION else dtype  # as the ranks that succeeded (full_precision)
+            dtype = solve_dtype(dtype)  # as on the ranks that succeeded
             out = placeholder(len(self.noise_levels), per_rank, alphas.shape[1], tuple(probe.shape[1:]), self.decoder is not None)
             out = {k: v.to(pl_module.device, dtype) for k, v in out.items()}
 
