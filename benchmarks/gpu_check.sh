@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU check in one call, for a CUDA machine without internet access whose python3 already has
-# PyTorch, Lightning, TensorBoard, torchmetrics, matplotlib, pytest and hypothesis (any recent
+# PyTorch, Lightning, TensorBoard, torchmetrics, matplotlib and pytest (any recent
 # versions; lbinv is used from this checkout, not installed).
 #
 #   bash benchmarks/gpu_check.sh fetch        # with pip access: the wheels that machine lacks, into .whl/
