@@ -124,6 +124,26 @@ class Iterative(Protocol):
         """``(B,)`` objective at the current iterate."""
 
 
+class SingleBlock:
+    """For solvers whose state is one block ``x``: the masked move and the step-size stopping test
+    ``‖x⁺ − x‖ ≤ tol``. Subclasses set ``x``, ``tol`` and ``last_change`` (``+inf`` at the start)."""
+
+    x: Tensor
+    tol: float
+    last_change: Tensor
+
+    def move_to(self, new: Tensor, active: Tensor | None, measure: bool) -> None:
+        """``x ← new`` for the active samples (finished ones stay put); with ``measure`` record
+        the step's size for :meth:`done`."""
+        new = masked(active, new, self.x)
+        if measure:
+            self.last_change = sample_norm(new - self.x)
+        self.x = new
+
+    def done(self) -> Tensor:
+        return self.last_change <= self.tol
+
+
 @dataclass
 class LoopResult:
     iterations: Tensor

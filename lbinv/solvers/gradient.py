@@ -12,7 +12,7 @@ from torch import Tensor
 
 from lbinv.lifted import LiftedNetwork
 from lbinv.regularizers import TotalVariation, project_box
-from lbinv.solvers.common import Problem, masked, sample_norm
+from lbinv.solvers.common import Problem, SingleBlock, masked, sample_norm
 
 
 def smoothed_tv(tv: TotalVariation, x: Tensor, eps: float) -> Tensor:
@@ -23,7 +23,7 @@ def smoothed_tv(tv: TotalVariation, x: Tensor, eps: float) -> Tensor:
     return torch.sqrt(g**2 + eps**2).flatten(1).sum(1)
 
 
-class AdamInversion:
+class AdamInversion(SingleBlock):
     """Per-sample Adam (elementwise, so one batch holds independent problems)."""
 
     def __init__(
@@ -51,15 +51,8 @@ class AdamInversion:
         self.v = masked(active, self.beta2 * self.v + (1 - self.beta2) * grad**2, self.v)
         m_hat = self.m / (1 - self.beta1**self.k)
         v_hat = self.v / (1 - self.beta2**self.k)
-        new = project_box(self.x - self.lr * m_hat / (v_hat.sqrt() + 1e-8), self.bounds)
-        new = masked(active, new, self.x)
-        if measure:
-            self.last_change = sample_norm(new - self.x)
-        self.x = new
+        self.move_to(project_box(self.x - self.lr * m_hat / (v_hat.sqrt() + 1e-8), self.bounds), active, measure)
         return active
-
-    def done(self) -> Tensor:
-        return self.last_change <= self.tol
 
     def objective(self) -> Tensor:
         """``½‖N(x) − y‖² + α TV(x)`` (unsmoothed TV) per sample."""

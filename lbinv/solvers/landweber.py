@@ -13,10 +13,10 @@ from torch import Tensor
 
 from lbinv.lifted import LiftedLayer
 from lbinv.regularizers import project_box
-from lbinv.solvers.common import Problem, lipschitz, masked, sample_norm
+from lbinv.solvers.common import Problem, SingleBlock, lipschitz, sample_norm
 
 
-class Landweber:
+class Landweber(SingleBlock):
     """Ignores ``problem.alpha`` and ``problem.tv``: the iteration count is the regularisation."""
 
     def __init__(self, layer: LiftedLayer, problem: Problem, noise_level: Tensor | None, discrepancy_tau: float) -> None:
@@ -33,15 +33,11 @@ class Landweber:
         if self.threshold is not None:
             self.met |= sample_norm(residual) <= self.threshold
         update = active & ~self.met
-        new = project_box(self.x - self.omega * self.layer.affine.adjoint(residual), self.bounds)
-        new = masked(update, new, self.x)
-        if measure:
-            self.last_change = sample_norm(new - self.x)
-        self.x = new
+        self.move_to(project_box(self.x - self.omega * self.layer.affine.adjoint(residual), self.bounds), update, measure)
         return update
 
     def done(self) -> Tensor:
-        return self.met if self.threshold is not None else self.last_change <= self.tol
+        return self.met if self.threshold is not None else super().done()
 
     def objective(self) -> Tensor:
         """The data misfit ``½‖σ(Wx + b) − y‖²``."""

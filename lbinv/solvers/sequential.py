@@ -18,11 +18,11 @@ from torch import Tensor
 
 from lbinv.lifted import LiftedLayer
 from lbinv.proximal import ProxActivation
-from lbinv.solvers.common import lipschitz, masked, per_sample, sample_norm
+from lbinv.solvers.common import SingleBlock, lipschitz, masked, per_sample
 from lbinv.solvers.pdhg import bregman_gradient
 
 
-class LayerFISTA:
+class LayerFISTA(SingleBlock):
     """FISTA on ``B_{Ψ_l}(data, W_l x + b_l) + α Ψ_prev(x)`` for one layer, batched."""
 
     def __init__(self, layer: LiftedLayer, data: Tensor, prior: ProxActivation, alpha: Tensor, tol: float) -> None:
@@ -37,17 +37,13 @@ class LayerFISTA:
 
     def step(self, active: Tensor, measure: bool) -> Tensor:
         u = self.momentum_point
-        new = self.prior.prox(u - self.tau * bregman_gradient(self.layer, u, self.data), self.prox_t)
-        new = masked(active, new, self.x)
+        x_old = self.x
+        step = self.prior.prox(u - self.tau * bregman_gradient(self.layer, u, self.data), self.prox_t)
+        self.move_to(step, active, measure)
         t_next = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * self.t**2))
-        self.momentum_point = masked(active, new + ((self.t - 1.0) / t_next) * (new - self.x), self.x)
-        if measure:
-            self.last_change = sample_norm(new - self.x)
-        self.x, self.t = new, t_next
+        self.momentum_point = masked(active, self.x + ((self.t - 1.0) / t_next) * (self.x - x_old), x_old)
+        self.t = t_next
         return active
-
-    def done(self) -> Tensor:
-        return self.last_change <= self.tol
 
     def objective(self) -> Tensor:
         fit = self.layer.activation.bregman(self.data, self.layer.affine.forward(self.x))
