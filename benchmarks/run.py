@@ -62,7 +62,7 @@ GOALS = {
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="smaller budgets: under 10 minutes on a 2-core CPU")
+    parser.add_argument("--quick", action="store_true", help="smaller budgets: about 2 minutes on a 2-core CPU")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
