@@ -1,10 +1,8 @@
 """Every method of ``invert`` and the callback give on a CUDA GPU the numbers they give on the CPU,
-and the solver loop synchronises with the host only at its checks.
+and the solver loop synchronises with the host only at its checks (all skipped without a GPU).
 
-Each comparison solves one float64 problem on the CPU and on ``device`` with a fixed number of
-iterations (``tol=0``), so both runs take the same path and must agree to round-off. On the CPU
-the two runs are the same computation: that case checks the test itself and what stays on the
-device; the CUDA case (skipped without a GPU) is the real check.
+Each comparison solves one float64 problem on the CPU and on the GPU with a fixed number of
+iterations (``tol=0``), so both runs take the same path and must agree to round-off.
 """
 
 from __future__ import annotations
@@ -15,12 +13,12 @@ import warnings
 import lightning as L
 import pytest
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from conftest import CUDA
+from test_callbacks import SIZE, VAL_X, Foreign, images
 from lbinv import LiftedNetwork, invert
 from lbinv.callbacks import InversionCallback
 from lbinv.regularizers import TotalVariation
@@ -28,21 +26,10 @@ from lbinv.solvers.common import Problem, iterate
 from lbinv.solvers.coordinate_descent import CoordinateDescent
 
 F64 = torch.float64
-SIZE = 8
 ITERATIONS = 200
 #: float64 round-off grows over the iterations, but stays far below this (GPU kernels sum in
 #: another order than CPU ones)
 ATOL = 1e-8
-
-
-def images(n: int, seed: int = 0) -> torch.Tensor:
-    """Bright rectangles on a dim background, (n, 1, 8, 8) in [0, 1]."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.full((n, 1, SIZE, SIZE), 0.1, dtype=F64)
-    for i in range(n):
-        r, c = torch.randint(0, SIZE // 2, (2,), generator=g).tolist()
-        x[i, 0, r : r + 4, c : c + 3] = 0.8
-    return x
 
 
 def dense() -> nn.Sequential:
@@ -72,25 +59,26 @@ def noisy_codes(encoder: nn.Module, x: torch.Tensor, sigma: float = 0.02) -> tor
         return (y + sigma * torch.randn(y.shape, generator=torch.Generator().manual_seed(1), dtype=F64)).clamp_min(0.0)
 
 
+@CUDA
 @pytest.mark.parametrize("case", CASES)
-def test_invert_on_the_device_gives_the_cpu_numbers(case, device):
+def test_invert_on_the_gpu_gives_the_cpu_numbers(case):
     build, options = CASES[case]
     torch.manual_seed(0)
     encoder = build().double()
-    y = noisy_codes(encoder, images(6))
+    y = noisy_codes(encoder, images(6, seed=0).double())
     common = dict(input_shape=(1, SIZE, SIZE), max_iter=ITERATIONS, tol=0.0, **options)
     on_cpu = invert(encoder, y, **common)
-    on_device = invert(copy.deepcopy(encoder).to(device), y.to(device), **common)
+    on_device = invert(copy.deepcopy(encoder).cuda(), y.cuda(), **common)
 
     for name in ("x", "objective", "iterations", "converged", "dual"):
         value, reference = getattr(on_device, name), getattr(on_cpu, name)
         if reference is None:
             assert value is None, name
             continue
-        assert value.device.type == device and value.dtype == reference.dtype, name
+        assert value.device.type == "cuda" and value.dtype == reference.dtype, name
         torch.testing.assert_close(value.cpu(), reference, rtol=0, atol=ATOL, msg=lambda m: f"{case} {name}: {m}")
     for value, reference in zip(on_device.hidden or [], on_cpu.hidden or [], strict=True):
-        assert value.device.type == device
+        assert value.device.type == "cuda"
         torch.testing.assert_close(value.cpu(), reference, rtol=0, atol=ATOL)
     assert on_cpu.iterations.tolist() == on_device.iterations.tolist()
     if case != "landweber":  # Landweber stops by the discrepancy principle, the others ran them all
@@ -103,7 +91,7 @@ def test_the_solver_loop_synchronises_only_at_its_checks():
     """``iterate`` reads one number from the device per check (how many samples are still active),
     and nothing else: CUDA's sync debug mode reports every synchronising call."""
     torch.manual_seed(0)
-    encoder, x = conv().double(), images(6)
+    encoder, x = conv().double(), images(6, seed=0).double()
     y = noisy_codes(encoder, x).cuda()
     encoder, x = encoder.cuda(), x.cuda()
     net = LiftedNetwork.from_module(encoder, (1, SIZE, SIZE))
@@ -124,36 +112,24 @@ def test_the_solver_loop_synchronises_only_at_its_checks():
     assert len(syncs) == 10, [str(w.message) for w in syncs]
 
 
-class TinyAutoencoder(L.LightningModule):
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.encoder = conv()
-        self.decoder = nn.Sequential(nn.Linear(32, SIZE * SIZE), nn.Sigmoid(), nn.Unflatten(1, (1, SIZE, SIZE)))
-
-    def validation_step(self, batch, batch_idx):
-        (x,) = batch
-        self.log("val_loss", F.mse_loss(self.decoder(self.encoder(x)), x))
-
-
-def test_the_callback_logs_on_the_device_what_it_logs_on_the_cpu(device, tmp_path):
-    """``trainer.validate`` in float64 with the callback on ``accelerator`` vs on the CPU: the same
-    PSNRs, iterations and noise sizes (the code noise is drawn on the CPU, the same everywhere)."""
+@CUDA
+def test_the_callback_logs_on_the_gpu_what_it_logs_on_the_cpu(tmp_path):
+    """``trainer.validate`` in float64 with the callback on the GPU and on the CPU: the same PSNRs,
+    iterations and noise sizes (the code noise is drawn on the CPU, the same everywhere)."""
     logged = {}
-    for accelerator in ("cpu", "gpu" if device == "cuda" else "cpu"):
-        module = TinyAutoencoder()
+    for accelerator in ("cpu", "gpu"):
         callback = InversionCallback(noise_levels=(0.0, 0.1), alpha=1e-2, num_samples=4, max_iter=100, tol=0.0,
-                                     solver_options={"bounds": (0.0, 1.0)}, log_images=False)
+                                     encoder="enc", decoder="dec", solver_options={"bounds": (0.0, 1.0)}, log_images=False)
         trainer = L.Trainer(accelerator=accelerator, devices=1, precision="64-true", callbacks=[callback],
-                            logger=CSVLogger(str(tmp_path / f"{accelerator}{len(logged)}")), enable_progress_bar=False,
+                            logger=CSVLogger(str(tmp_path / accelerator)), enable_progress_bar=False,
                             enable_model_summary=False, enable_checkpointing=False)
-        loader = DataLoader(TensorDataset(images(8, seed=3).float()), batch_size=4)
+        torch.manual_seed(0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # no TensorBoard logger: the callback says so once
-            trainer.validate(module, loader)
-        scalars = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("inversion/") and "seconds" not in k}
-        logged[len(logged)] = scalars
-    cpu, other = logged[0], logged[1]
-    assert len(cpu) == 12 and set(cpu) == set(other)  # 6 per noise level (a deep encoder: no bregman_sym)
+            trainer.validate(Foreign(), DataLoader(TensorDataset(VAL_X[:8]), batch_size=4))
+        logged[accelerator] = {k: float(v) for k, v in trainer.callback_metrics.items()
+                               if k.startswith("inversion/") and "seconds" not in k}
+    cpu, gpu = logged["cpu"], logged["gpu"]
+    assert len(cpu) == 12 and set(cpu) == set(gpu)  # 6 per noise level (a deep encoder: no bregman_sym)
     for tag in cpu:  # Lightning keeps logged scalars in float32: equal up to its rounding
-        assert other[tag] == pytest.approx(cpu[tag], rel=1e-6, abs=1e-9), tag
+        assert gpu[tag] == pytest.approx(cpu[tag], rel=1e-6, abs=1e-9), tag

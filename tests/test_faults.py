@@ -24,6 +24,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from test_callbacks import images
+
 import lbinv.callbacks as callbacks_module
 from lbinv.callbacks import InversionCallback, InversionWarning
 
@@ -38,15 +40,6 @@ pytestmark = [
 SIZE = 8
 LEVELS = (0.0, 0.2)
 PSNR = "inversion/psnr_inverted/sigma_0.2"
-
-
-def images(n: int, seed: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    x = torch.full((n, 1, SIZE, SIZE), 0.1)
-    for i in range(n):
-        r, c = torch.randint(0, SIZE // 2, (2,), generator=g).tolist()
-        x[i, 0, r : r + 3, c : c + 3] = 0.5 + 0.5 * torch.rand((), generator=g)
-    return x
 
 
 class Tiny(L.LightningModule):
