@@ -127,30 +127,26 @@ def eval_mode(*modules: Any) -> Iterator[None]:
             m.training = training
 
 
-def device_dtype(encoder: nn.Module, pl_module: LightningModule) -> tuple[torch.device, torch.dtype]:
-    """Where and in which floating dtype to invert: the encoder's first parameter's, else the module's
-    device and the default dtype."""
+def inversion_target(encoder: nn.Module, pl_module: LightningModule) -> tuple[torch.device, torch.dtype]:
+    """Where and in which dtype the callback inverts: the device and floating dtype of the encoder's
+    first parameter (without one: the module's device and the default dtype), with half precision
+    (Lightning's "16-true", "bf16-true") raised to float32, since :func:`lbinv.invert` refuses it."""
     param = next(iter(encoder.parameters()), None)
-    if param is not None:
-        return param.device, param.dtype if param.dtype.is_floating_point else torch.get_default_dtype()
-    return pl_module.device, torch.get_default_dtype()
+    if param is None:
+        return pl_module.device, torch.get_default_dtype()
+    dtype = param.dtype if param.dtype.is_floating_point else torch.get_default_dtype()
+    return param.device, torch.float32 if dtype in HALF_PRECISION else dtype
 
 
-def solve_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The dtype the callback inverts a module of ``dtype`` in: float32 for half precision
-    (Lightning's "16-true" and "bf16-true"), which :func:`lbinv.invert` refuses; else ``dtype``."""
-    return torch.float32 if dtype in HALF_PRECISION else dtype
-
-
-def full_precision(
-    encoder: nn.Module, decoder: Optional[Callable[[Tensor], Tensor]]
+def at_precision(
+    encoder: nn.Module, decoder: Optional[Callable[[Tensor], Tensor]], dtype: torch.dtype
 ) -> tuple[nn.Module, Optional[Callable[[Tensor], Tensor]]]:
-    """The encoder and decoder to invert with: a half-precision encoder is inverted as a copy in
-    :func:`solve_dtype`, and its decoder then gets the noisy codes in the encoder's own dtype.
-    Others are returned as they are."""
+    """The encoder and decoder to invert with in ``dtype``: an encoder with floating parameters of
+    another dtype (half precision) is inverted as a copy in ``dtype``, and its decoder then gets the
+    noisy codes in the encoder's own dtype. Otherwise both are returned as they are."""
     param = next(iter(encoder.parameters()), None)
-    if param is None or solve_dtype(param.dtype) == param.dtype:
+    if param is None or not param.dtype.is_floating_point or param.dtype == dtype:
         return encoder, decoder
-    low = param.dtype
-    wrapped = None if decoder is None else (lambda codes: decoder(codes.to(low)))
-    return copy.deepcopy(encoder).to(solve_dtype(low)), wrapped
+    own = param.dtype
+    wrapped = None if decoder is None else (lambda codes: decoder(codes.to(own)))
+    return copy.deepcopy(encoder).to(dtype), wrapped

@@ -42,8 +42,9 @@ def gather(trainer: Trainer, tensor: Tensor, n: int, sample_dim: Optional[int]) 
     return gathered.reshape(shape).narrow(sample_dim, 0, n)
 
 
-def gather_probe(trainer: Trainer, pl_module: LightningModule, local: Optional[Tensor], num_samples: int) -> Optional[Tensor]:
-    """Every rank's captured images, interleaved (rank 0's first, rank 1's first, …), on every rank."""
+def gather_probe(trainer: Trainer, pl_module: LightningModule, local: Optional[Tensor]) -> Optional[Tensor]:
+    """Every rank's captured images, interleaved (rank 0's first, rank 1's first, …), on every rank
+    (the caller keeps the first ``num_samples``)."""
     device = pl_module.device
     header = torch.zeros(9, dtype=torch.long, device=device)  # count, ndim, up to 7 dims
     if local is not None:
@@ -64,6 +65,4 @@ def gather_probe(trainer: Trainer, pl_module: LightningModule, local: Optional[T
         buffer[: local.shape[0]] = local.to(device)
     gathered = trainer.strategy.all_gather(buffer).reshape(-1, m, *shape[1:]).cpu()  # (world, m, ...)
     valid = torch.arange(m).unsqueeze(0) < counts.unsqueeze(1)  # (world, m)
-    images = gathered.transpose(0, 1).reshape(-1, *shape[1:])[valid.t().reshape(-1)]
-    with torch.inference_mode(False):
-        return images[:num_samples].clone()
+    return gathered.transpose(0, 1).reshape(-1, *shape[1:])[valid.t().reshape(-1)]

@@ -15,8 +15,10 @@ from torch import nn
 from lbinv.callback_inversion import ALPHA_RULES, DEFAULT_ALPHA_GRID
 from lbinv.solvers import METHODS, OPTIONS
 
-#: ``solver_options`` keys the callback sets itself.
-_RESERVED_OPTIONS = ("model", "y", "alpha", "input_shape", "method", "max_iter", "tol", "noise_level")
+#: invert() arguments that come from the callback's own arguments or its probe.
+_OWN_ARGUMENTS = ("alpha", "input_shape", "method", "max_iter", "tol")
+#: ``solver_options`` keys the callback sets itself (noise_level: the measured δ of each code).
+_RESERVED_OPTIONS = ("model", "y", *_OWN_ARGUMENTS, "noise_level")
 
 
 def validate_noise_levels(noise_levels: Any) -> tuple[float, ...]:
@@ -152,7 +154,7 @@ def validate_solver_options(options: Any, method: str) -> dict[str, Any]:
     if reserved:
         raise ValueError(
             f"InversionCallback: `solver_options` must not set {reserved}: use the callback's own arguments "
-            f"({', '.join(_RESERVED_OPTIONS[2:-1])}; noise_level is the measured delta of each noisy code)."
+            f"({', '.join(_OWN_ARGUMENTS)}; noise_level is the measured delta of each noisy code)."
         )
     allowed = {"regularizer", "bounds", "check_every", *OPTIONS[method]}
     unknown = sorted(set(options) - allowed)

@@ -38,14 +38,13 @@ from typing_extensions import override
 from lbinv import callback_logging
 from lbinv.callback_access import (
     accessor_name,
+    at_precision,
     batch_inputs,
     check_encoder,
-    device_dtype,
     eval_mode,
-    full_precision,
+    inversion_target,
     resolve_decoder,
     resolve_encoder,
-    solve_dtype,
 )
 from lbinv.callback_ddp import gather, gather_probe, placeholder
 from lbinv.callback_inversion import ALPHA_RULES, DEFAULT_ALPHA_GRID, invert_probe, select_alpha, summarize
@@ -135,7 +134,7 @@ class InversionCallback(Callback):
     - scalars ``inversion/psnr_inverted/sigma_{s}``, ``inversion/psnr_decoded/sigma_{s}``,
       ``inversion/delta2/sigma_{s}`` (mean ‖y^δ − y‖² over the probe),
       ``inversion/delta2_bregman/sigma_{s}`` (mean :math:`B_{\Psi_L}(y^\delta, W_L x_{L-1} + b_L)` of the clean
-      input: the noise as the data term measures it; an addition to the issue's list), ``inversion/alpha/sigma_{s}``
+      input: the noise as the data term measures it), ``inversion/alpha/sigma_{s}``
       (α used), ``inversion/iterations/sigma_{s}`` (mean iterations), ``inversion/seconds``
       (wall time of the solver call, slowest rank);
     - for a one-layer encoder (e.g. the dense autoencoder) and method "lifted"/"sequential" with TV:
@@ -215,10 +214,9 @@ class InversionCallback(Callback):
 
     # ------------------------------------------------------------------ skipping
     def _should_skip(self, trainer: Trainer) -> bool:
-        """True when no inversion runs at this validation epoch end: sanity check, a stage other than
-        fit/validate, or an epoch off the ``every_n_epochs`` interval during fit."""
-        if trainer.sanity_checking:
-            return True
+        """True when no inversion runs at this validation epoch end (after the sanity check, which
+        never inverts): a stage other than fit/validate, or an epoch off the ``every_n_epochs``
+        interval during fit."""
         fn = trainer.state.fn
         if fn == TrainerFn.VALIDATING:
             return False
@@ -297,7 +295,7 @@ class InversionCallback(Callback):
         local = torch.cat(self._pending) if self._pending else None
         self._pending = []
         if trainer.world_size > 1:
-            local = gather_probe(trainer, pl_module, local, self.num_samples)
+            local = gather_probe(trainer, pl_module, local)
         if local is None or local.shape[0] == 0:
             return
         if local.shape[0] < self.num_samples:
@@ -328,12 +326,13 @@ class InversionCallback(Callback):
         local_x = padded[rank * per_rank : (rank + 1) * per_rank]
         alphas = self._alphas()
 
+        device, dtype = pl_module.device, torch.get_default_dtype()  # if the encoder cannot even be resolved
         try:
             encoder = resolve_encoder(self.encoder, pl_module)
             decoder = resolve_decoder(self.decoder, pl_module)
+            device, dtype = inversion_target(encoder, pl_module)
             with torch.no_grad(), eval_mode(encoder, decoder):
-                encoder, decoder = full_precision(encoder, decoder)
-                device, dtype = device_dtype(encoder, pl_module)
+                encoder, decoder = at_precision(encoder, decoder, dtype)
                 out = invert_probe(
                     encoder,
                     decoder,
@@ -347,7 +346,7 @@ class InversionCallback(Callback):
                     solve=partial(invert, method=self.method, max_iter=self.max_iter, tol=self.tol, **self.solver_options),
                     subgradient=self._subgradient_rule(),
                 )
-            out["ok"] = torch.ones(1, device=device, dtype=out["delta"].dtype)
+            out["ok"] = torch.ones(1)
         except Exception as err:  # a solver failure must not stop the training
             warnings.warn(
                 f"InversionCallback: the inversion failed at epoch {trainer.current_epoch} "
@@ -356,10 +355,8 @@ class InversionCallback(Callback):
                 InversionWarning,
                 stacklevel=2,
             )
-            dtype = pl_module.dtype if isinstance(pl_module.dtype, torch.dtype) and pl_module.dtype.is_floating_point else probe.dtype
-            dtype = solve_dtype(dtype)  # as on the ranks that succeeded
             out = placeholder(len(self.noise_levels), per_rank, alphas.shape[1], tuple(probe.shape[1:]), self.decoder is not None)
-            out = {k: v.to(pl_module.device, dtype) for k, v in out.items()}
+        out = {k: v.to(device, dtype) for k, v in out.items()}  # the same on every rank, failed or not
 
         if world > 1:  # collectives on every rank, never rank-guarded
             # same keys in the same order on every rank, whether its inversion succeeded or not

@@ -26,6 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 import lbinv.callbacks as callbacks_module
+from lbinv.callback_access import inversion_target
 from lbinv.callbacks import DEFAULT_ALPHA_GRID, InversionCallback, InversionWarning, select_alpha
 
 pytestmark = [
@@ -395,6 +396,18 @@ def test_half_precision_module_is_inverted_as_a_float32_copy(tmp_path, precision
             assert logged["half"][tag] == pytest.approx(value, abs=0.5), tag
         else:
             assert logged["half"][tag] == pytest.approx(value, rel=1e-6, abs=1e-9), tag
+
+
+def test_one_inversion_dtype_rule_for_success_and_failure():
+    """The callback inverts, and sends its failure placeholders to the DDP gather, in one dtype: the
+    encoder's (not the module's, which may differ), half precision raised to float32, the default
+    dtype without parameters."""
+    module = Foreign()
+    module.enc.double()  # a float64 encoder inside a module Lightning reports as float32
+    assert module.dtype == torch.float32
+    assert inversion_target(module.enc, module) == (torch.device("cpu"), torch.float64)
+    assert inversion_target(module.enc.to(torch.bfloat16), module)[1] == torch.float32
+    assert inversion_target(nn.Sequential(nn.Flatten(), nn.ReLU()), module)[1] == torch.get_default_dtype()
 
 
 def test_without_tensorboard_logs_through_pl_module_log_and_warns_once(tmp_path):
