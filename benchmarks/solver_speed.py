@@ -47,9 +47,7 @@ def bench_batched(device: torch.device, sweeps: int, rounds: int) -> dict[str, A
 class LegacyCoordinateDescent(CoordinateDescent):
     """The sweep as it was before issue 10's speed work, for the ``speed_changes`` comparison:
     every forward recomputed (5 instead of 3 per sweep on the conv AE), the unfused PDHG update and
-    masks applied at every step."""
-
-    accepts_all_active = False
+    masks applied at every step (time it with ``skip_masks=False``)."""
 
     def _input_update(self, x, z, grad_f, active):
         u, tv = self.input_step, self.tv
@@ -94,10 +92,8 @@ def bench_overhead(device: torch.device, sweeps: int, rounds: int, batches: tupl
                 try:
                     with torch.no_grad():
                         solver = cls(net, Problem(y, alpha, tv, None, 0.0, torch.zeros_like(x)), "balanced", 32.0, "forward")
-                        if not mask_skip:
-                            solver.accepts_all_active = False
                         if sweeps:
-                            iterate(solver, batch, device, sweeps, 10)
+                            iterate(solver, batch, device, sweeps, 10, skip_masks=mask_skip)
                 finally:
                     affine_ops.CONV_ADJOINT, torch.backends.cudnn.allow_tf32 = previous
 
@@ -120,8 +116,8 @@ def bench_overhead(device: torch.device, sweeps: int, rounds: int, batches: tupl
             "floor": floor,
             "sweep_conv_transpose_adjoint": sweep(adjoint="transpose"),
             "sweep_without_mask_skip": sweep(mask_skip=False),
-            "sweep_legacy_update": sweep(cls=LegacyCoordinateDescent),
-            "sweep_before_issue_10": sweep(cls=LegacyCoordinateDescent, adjoint="transpose"),
+            "sweep_legacy_update": sweep(cls=LegacyCoordinateDescent, mask_skip=False),
+            "sweep_before_issue_10": sweep(cls=LegacyCoordinateDescent, adjoint="transpose", mask_skip=False),
         }
         if device.type != "cpu":  # the polyphase adjoint is a CPU/float32 change; measure it there too
             fns["sweep_polyphase_adjoint"] = sweep(adjoint="polyphase")

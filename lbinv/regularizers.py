@@ -88,7 +88,7 @@ def check_bounds(bounds: tuple[float, float] | None) -> tuple[float, float] | No
         lo, hi = (float(b) for b in bounds)  # exactly two numbers
     except (TypeError, ValueError):
         raise ValueError(f"bounds: expected None or a pair (lo, hi) of numbers, got {bounds!r}") from None
-    if not lo < hi or math.isnan(lo) or math.isnan(hi):
+    if not lo < hi:  # also false when either is NaN
         raise ValueError(f"bounds: expected lo < hi, got ({lo}, {hi})")
     return lo, hi
 

@@ -166,8 +166,6 @@ def test_in_place_updates_leave_the_callers_tensors_alone(network):
 
 def test_loop_tells_the_solver_when_every_sample_is_active():
     class Recorder:
-        accepts_all_active = True
-
         def __init__(self):
             self.seen, self.k = [], 0
 

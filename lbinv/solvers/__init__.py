@@ -102,7 +102,9 @@ def invert(
     regularizer : "tv" (isotropic) | "tv-aniso" | None.
     bounds : optional box ``(lo, hi)`` on x, e.g. ``(0.0, 1.0)`` for images.
     max_iter, tol, check_every : at most ``max_iter`` iterations; every ``check_every`` iterations
-        each sample whose blocks all moved less than ``tol`` (Euclidean norm) stops. "sequential"
+        each sample whose last step was at most ``tol`` stops: every block's Euclidean change, the
+        TV dual's measured per paper-sized dual step (``‖Δz‖/(8ατ_z)``); "landweber" with a
+        ``noise_level`` stops by the discrepancy principle instead. "sequential"
         solves one problem per layer, each with at most ``max_iter`` iterations, so its reported
         ``iterations`` (their sum) is at most ``L · max_iter`` for an L-layer network.
     noise_level : δ = ‖y^δ − y‖ per sample or scalar, for the discrepancy principle of "landweber".
@@ -116,7 +118,7 @@ def invert(
     opts = _check_options(method, options)
     _check_positive_int("max_iter", max_iter)
     _check_positive_int("check_every", check_every)
-    if not (isinstance(tol, (int, float)) and tol >= 0 and math.isfinite(tol)):
+    if not (_finite_number(tol) and tol >= 0):
         raise ValueError(f"tol: expected a finite number >= 0, got {tol!r}")
     bounds = check_bounds(bounds)
     net = _as_network(model, input_shape)
@@ -135,6 +137,8 @@ def invert(
     batch = y.shape[0]
     needs_alpha = method != "landweber" and (tv is not None or method == "sequential")
     alpha_t = _per_sample("alpha", alpha, batch, y, positive=True, required=needs_alpha)
+    if alpha_t is None:  # not used by this method and regularizer
+        alpha_t = y.new_zeros(batch)
     delta = _per_sample("noise_level", noise_level, batch, y, positive=False, required=False)
     x_init = _check_init(opts.get("x_init"), batch, net, y)
     loop = dict(batch=batch, device=y.device, max_iter=max_iter, check_every=check_every, record_history=opts["record_history"])
@@ -152,8 +156,6 @@ def invert(
                     f"method='landweber': supports one-layer networks, got {len(net.layers)} layers; "
                     "use method='lifted' or method='gradient'"
                 )
-            if opts["discrepancy_tau"] < 1:
-                raise ValueError(f"discrepancy_tau: expected eta >= 1, got {opts['discrepancy_tau']!r}")
             solver = Landweber(net.layers[0], problem, delta, opts["discrepancy_tau"])
             return _result(solver, iterate(solver, **loop))
         if method == "sequential":
@@ -178,7 +180,7 @@ def _sequential(net: LiftedNetwork, problem: Problem, opts: dict[str, Any], loop
         iterations += out.iterations
         converged &= out.converged
         data = stage.x
-    input_problem = replace(problem, y=data, x_init=torch.zeros_like(problem.x_init))
+    input_problem = replace(problem, y=data)  # x_init: zeros, "sequential" takes none
     solver = PDHG(net.layers[0], input_problem, opts["step_rule"], opts["balance"])
     out = iterate(solver, **loop)
     final = LoopResult(iterations + out.iterations, converged & out.converged, out.history)
@@ -216,14 +218,19 @@ def _check_options(method: str, options: dict[str, Any]) -> dict[str, Any]:
     opts = {**allowed, **options}
     if "step_rule" in opts and opts["step_rule"] not in STEP_RULES:
         raise ValueError(f"step_rule: expected one of {STEP_RULES}, got {opts['step_rule']!r}")
-    if "balance" in opts and not (isinstance(opts["balance"], (int, float)) and opts["balance"] > 0):
-        raise ValueError(f"balance: expected a number > 0, got {opts['balance']!r}")
     if "hidden_init" in opts and opts["hidden_init"] not in HIDDEN_INITS:
         raise ValueError(f"hidden_init: expected one of {HIDDEN_INITS}, got {opts['hidden_init']!r}")
-    for name in ("lr", "tv_smoothing"):
-        if name in opts and not (isinstance(opts[name], (int, float)) and opts[name] > 0):
-            raise ValueError(f"{name}: expected a number > 0, got {opts[name]!r}")
+    for name in ("balance", "lr", "tv_smoothing"):
+        if name in opts and not (_finite_number(opts[name]) and opts[name] > 0):
+            raise ValueError(f"{name}: expected a finite number > 0, got {opts[name]!r}")
+    eta = opts.get("discrepancy_tau", 1.0)
+    if not (_finite_number(eta) and eta >= 1):
+        raise ValueError(f"discrepancy_tau: expected a finite number eta >= 1, got {eta!r}")
     return opts
+
+
+def _finite_number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def _check_positive_int(name: str, value: Any) -> None:
@@ -290,7 +297,7 @@ def _per_sample(name: str, value: Any, batch: int, like: Tensor, positive: bool,
     if value is None:
         if required:
             raise ValueError(f"{name}: required by this method and regularizer, got None")
-        return torch.zeros(batch, dtype=like.dtype, device=like.device) if name == "alpha" else None
+        return None
     try:
         t = torch.as_tensor(value, dtype=like.dtype, device=like.device)
     except (TypeError, ValueError, RuntimeError):

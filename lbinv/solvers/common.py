@@ -108,14 +108,13 @@ def primal_dual_steps(
 class Iterative(Protocol):
     """One solver's state and update; :func:`iterate` drives it.
 
-    A solver whose class sets ``accepts_all_active = True`` is passed ``active=None`` while every
-    sample is still active (the loop knows it from its last check), so that it can skip the
-    masking passes; it then returns None as well (every sample was updated).
+    While every sample is still active (the loop knows it from its last check) the solver is
+    passed ``active=None``, so that it can skip the masking passes (:func:`masked`).
     """
 
     def step(self, active: Tensor | None, measure: bool) -> Tensor | None:
-        """Update the active samples; return the mask of samples actually updated. With
-        ``measure`` the step also records what :meth:`done` needs."""
+        """Update the active samples; return the mask of samples actually updated (None: every
+        sample). With ``measure`` the step also records what :meth:`done` needs."""
 
     def done(self) -> Tensor:
         """``(B,)`` bool: samples whose stopping test holds after the last measured step."""
@@ -124,13 +123,21 @@ class Iterative(Protocol):
         """``(B,)`` objective at the current iterate."""
 
 
-class SingleBlock:
-    """For solvers whose state is one block ``x``: the masked move and the step-size stopping test
-    ``‖x⁺ − x‖ ≤ tol``. Subclasses set ``x``, ``tol`` and ``last_change`` (``+inf`` at the start)."""
+class StepTest:
+    """The stopping test of every lifted solver and baseline: the last measured step was at most
+    ``tol`` (its size, ``last_change``, as each solver measures it: ``+inf`` before the first)."""
 
-    x: Tensor
     tol: float
     last_change: Tensor
+
+    def done(self) -> Tensor:
+        return self.last_change <= self.tol
+
+
+class SingleBlock(StepTest):
+    """For solvers whose state is one block ``x``: the masked move, measured by ``‖x⁺ − x‖``."""
+
+    x: Tensor
 
     def move_to(self, new: Tensor, active: Tensor | None, measure: bool) -> None:
         """``x ← new`` for the active samples (finished ones stay put); with ``measure`` record
@@ -139,9 +146,6 @@ class SingleBlock:
         if measure:
             self.last_change = sample_norm(new - self.x)
         self.x = new
-
-    def done(self) -> Tensor:
-        return self.last_change <= self.tol
 
 
 @dataclass
@@ -158,17 +162,19 @@ def iterate(
     max_iter: int,
     check_every: int,
     record_history: bool = False,
+    skip_masks: bool = True,
 ) -> LoopResult:
     """Run ``solver.step`` up to ``max_iter`` times with per-sample stopping masks.
 
     Every ``check_every`` iterations (and at the last one) the stopping test is evaluated;
-    samples that pass stop changing, and the loop ends once none is active.
+    samples that pass stop changing, and the loop ends once none is active. ``skip_masks=False``
+    passes the mask even while every sample is active (to measure what skipping it saves).
     """
     active = torch.ones(batch, dtype=torch.bool, device=device)
     converged = torch.zeros_like(active)
     iterations = torch.zeros(batch, dtype=torch.long, device=device)
     history: dict[str, list] | None = {"iteration": [], "objective": []} if record_history else None
-    everyone = getattr(solver, "accepts_all_active", False)  # all active, and the solver may be told so
+    everyone = skip_masks  # every sample is active, and the solver is told so
     for k in range(max_iter):
         measure = (k + 1) % check_every == 0 or k + 1 == max_iter
         updated = solver.step(None if everyone else active, measure)

@@ -24,16 +24,14 @@ from torch import Tensor
 
 from lbinv.lifted import LiftedNetwork
 from lbinv.regularizers import TotalVariation
-from lbinv.solvers.common import Problem, lipschitz, masked, sample_norm
+from lbinv.solvers.common import Problem, StepTest, lipschitz, masked, sample_norm
 from lbinv.solvers.pdhg import PrimalDualStep
 
 HIDDEN_INITS = ("forward", "zeros")
 
 
-class CoordinateDescent:
+class CoordinateDescent(StepTest):
     """State ``x`` (= x_0), ``hidden`` (= [x_1, …, x_{L−1}]) and ``z``."""
-
-    accepts_all_active = True  # see lbinv.solvers.common.Iterative
 
     def __init__(self, net: LiftedNetwork, problem: Problem, step_rule: str, balance: float, hidden_init: str) -> None:
         self.net, self.y, self.alpha, self.tv, self.tol = net, problem.y, problem.alpha, problem.tv, problem.tol
@@ -75,9 +73,6 @@ class CoordinateDescent:
         if measure:
             self.last_change = moved
         return active
-
-    def done(self) -> Tensor:
-        return self.last_change <= self.tol
 
     def objective(self) -> Tensor:
         return lifted_objective(self.net, self.x, self.hidden, self.y, self.alpha, self.tv)

@@ -42,7 +42,7 @@ class AdamInversion(SingleBlock):
         value = 0.5 * sample_norm(self.net(x) - self.y) ** 2
         return value if self.tv is None else value + self.alpha * smoothed_tv(self.tv, x, self.eps)
 
-    def step(self, active: Tensor, measure: bool) -> Tensor:
+    def step(self, active: Tensor | None, measure: bool) -> Tensor | None:
         with torch.enable_grad():
             x = self.x.detach().requires_grad_(True)
             (grad,) = torch.autograd.grad(self.smooth_objective(x).sum(), x)

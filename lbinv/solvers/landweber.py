@@ -1,6 +1,6 @@
 """Landweber iteration with Morozov's discrepancy principle (MATH.md §8), the paper's baseline.
 
-    x^{k+1} = x^k − ω Wᵀ(σ(Wx^k + b) − y^δ),   x⁰ = 0,   ω = 1/‖W‖₂²
+    x^{k+1} = Proj_box( x^k − ω Wᵀ(σ(Wx^k + b) − y^δ) ),   x⁰ = x_init (default 0),   ω = 1/‖W‖₂²
 
 (PDHG of §5 with α = 0). Each sample stops at the first k with ``‖σ(Wx^k + b) − y^δ‖ ≤ η δ``;
 without a noise level it runs until ``‖x^{k+1} − x^k‖ ≤ tol``.
@@ -28,11 +28,11 @@ class Landweber(SingleBlock):
         self.met = torch.zeros(batch, dtype=torch.bool, device=problem.y.device)
         self.last_change = problem.y.new_full((batch,), float("inf"))
 
-    def step(self, active: Tensor, measure: bool) -> Tensor:
+    def step(self, active: Tensor | None, measure: bool) -> Tensor:
         residual = self.layer.activation(self.layer.affine.forward(self.x)) - self.y
         if self.threshold is not None:
             self.met |= sample_norm(residual) <= self.threshold
-        update = active & ~self.met
+        update = ~self.met if active is None else active & ~self.met
         self.move_to(project_box(self.x - self.omega * self.layer.affine.adjoint(residual), self.bounds), update, measure)
         return update
 

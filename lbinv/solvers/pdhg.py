@@ -16,7 +16,7 @@ from torch import Tensor
 
 from lbinv.lifted import LiftedLayer
 from lbinv.regularizers import TotalVariation, project_box_
-from lbinv.solvers.common import Problem, lipschitz, masked, per_sample, primal_dual_steps, sample_norm
+from lbinv.solvers.common import Problem, StepTest, lipschitz, masked, per_sample, primal_dual_steps, sample_norm
 
 
 def bregman_gradient(layer: LiftedLayer, x: Tensor, data: Tensor) -> Tensor:
@@ -73,14 +73,12 @@ class PrimalDualStep:
         return x_new, z_new
 
 
-class PDHG:
+class PDHG(StepTest):
     """Single-layer TV-regularised lifted-Bregman inversion; state ``x``, ``z``.
 
     Stopping test: :meth:`PrimalDualStep.change` ``≤ tol`` (the paper's ``‖Δx‖, ‖Δz‖ < tol`` with
     the dual change measured per paper-sized dual step).
     """
-
-    accepts_all_active = True  # see lbinv.solvers.common.Iterative
 
     def __init__(self, layer: LiftedLayer, problem: Problem, step_rule: str, balance: float) -> None:
         self.layer, self.y, self.alpha, self.tv, self.tol = layer, problem.y, problem.alpha, problem.tv, problem.tol
@@ -95,9 +93,6 @@ class PDHG:
         if measure:
             self.last_change = self.update.change(self.x, x_old, self.z, z_old)
         return active
-
-    def done(self) -> Tensor:
-        return self.last_change <= self.tol
 
     def objective(self) -> Tensor:
         return single_layer_objective(self.layer, self.x, self.y, self.alpha, self.tv)

@@ -35,7 +35,7 @@ class LayerFISTA(SingleBlock):
         self.t = 1.0
         self.last_change = torch.full_like(alpha, float("inf"))
 
-    def step(self, active: Tensor, measure: bool) -> Tensor:
+    def step(self, active: Tensor | None, measure: bool) -> Tensor | None:
         u = self.momentum_point
         x_old = self.x
         step = self.prior.prox(u - self.tau * bregman_gradient(self.layer, u, self.data), self.prox_t)
