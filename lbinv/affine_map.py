@@ -10,7 +10,7 @@ Also the helpers that walk an ``nn.Sequential``, shared with :mod:`lbinv.lifted`
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import chain
 from typing import Any
 
@@ -150,8 +150,8 @@ class AffineMap:
         self.out_shape: Shape = shape
 
     # -- dtype / device ---------------------------------------------------------------
-    def _tensors(self) -> list[Tensor]:
-        return [t for op in self._ops for t in op.tensors()]
+    def _tensors(self) -> Iterator[Tensor]:
+        return (t for op in self._ops for t in op.tensors())
 
     def _ref_tensor(self) -> Tensor | None:
         """The first floating-point parameter or buffer: of these modules, else of the context."""

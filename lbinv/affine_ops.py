@@ -1,6 +1,6 @@
 """Elementary affine operators: one torch module seen as x ↦ W x + b (MATH.md §1).
 
-Internal to :mod:`lbinv.lifted`, whose :class:`~lbinv.lifted.AffineMap` composes these ops.
+Internal to :mod:`lbinv.affine_map`, whose :class:`~lbinv.affine_map.AffineMap` composes these ops.
 :func:`affine_op` maps a module to its op. Every op offers ``forward`` (exact module
 semantics, eval mode), ``linear`` (W x, no bias), ``adjoint`` (Wᵀ y: explicit transposed
 operators, ``torch.func.vjp`` only where no clean closed form exists) and ``tensors`` (the

@@ -83,11 +83,10 @@ class LiftedNetwork:
     updates are seen at once, shapes are fixed at construction.
     """
 
-    def __init__(self, layers: Sequence[LiftedLayer], module: nn.Module | None = None) -> None:
+    def __init__(self, layers: Sequence[LiftedLayer]) -> None:
         if not layers:
             raise ValueError("a LiftedNetwork needs at least one layer")
         self.layers: list[LiftedLayer] = list(layers)
-        self.module = module
 
     # -- construction -----------------------------------------------------------------
     @classmethod
@@ -132,7 +131,7 @@ class LiftedNetwork:
             affine = AffineMap._from_ops(ops, shape, context)
             layers.append(LiftedLayer(affine, act))
             shape = affine.out_shape
-        return cls(layers, module)
+        return cls(layers)
 
     # -- evaluation -------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:

@@ -289,7 +289,7 @@ _ACTIVATION_TYPES = (
 def is_activation(module: nn.Module) -> bool:
     """True for torch activation modules (``torch.nn`` activations, supported or not).
 
-    ``nn.Identity`` is not an activation here: it is affine (see :mod:`lbinv.lifted`), although
+    ``nn.Identity`` is not an activation here: it is affine (see :mod:`lbinv.affine_ops`), although
     :func:`proximal_activation` maps it to :data:`IDENTITY`.
     """
     return isinstance(module, _ACTIVATION_TYPES)
