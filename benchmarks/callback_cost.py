@@ -24,10 +24,10 @@ def bench_callback(device: torch.device, epochs: int, quick: bool, work: Path) -
     from lightning.pytorch import Callback, Trainer
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    import lbinv.callbacks as callbacks
-    from lbinv.callback_inversion import invert_probe
-    from lbinv.data import MNISTDataModule
-    from lbinv.models import AutoencoderModule
+    import lbinv.lightning.callback.callback as callbacks
+    from lbinv.probe import invert_probe
+    from lbinv.lightning.data import MNISTDataModule
+    from lbinv.lightning.models import AutoencoderModule
 
     solve_seconds: list[float] = []
     real_invert = callbacks.invert

@@ -10,10 +10,10 @@ import torch
 
 from timing import conv_problem, interleaved
 
-import lbinv.affine_ops as affine_ops
 from lbinv import invert
+from lbinv.operators import conv_adjoint
 from lbinv.regularizers import TotalVariation, project_box
-from lbinv.solvers.common import Problem, iterate, masked, sample_norm
+from lbinv.solvers.loop import Problem, iterate, masked, sample_norm
 from lbinv.solvers.coordinate_descent import CoordinateDescent
 from lbinv.solvers.pdhg import bregman_gradient
 
@@ -50,7 +50,7 @@ class LegacyCoordinateDescent(CoordinateDescent):
     masks applied at every step (time it with ``skip_masks=False``)."""
 
     def _input_update(self, x, z, grad_f, active):
-        u, tv = self.input_step, self.tv
+        u, tv = self.primal_dual, self.tv
         x_new = project_box(x - u.tau_x * (grad_f - u.alpha * tv.div(z)), u.bounds)
         x_new = masked(active, x_new, x)
         ascent = (u.tau_z * u.alpha).unsqueeze(1) * tv.grad(2.0 * x_new - x)
@@ -62,7 +62,7 @@ class LegacyCoordinateDescent(CoordinateDescent):
         layers = self.net.layers
         x_old, z_old = self.x, self.z
         self.x, self.z = self._input_update(x_old, z_old, bregman_gradient(layers[0], x_old, self._data(1)), active)
-        moved = self.input_step.change(self.x, x_old, self.z, z_old) if measure else None
+        moved = self.primal_dual.change(self.x, x_old, self.z, z_old) if measure else None
         below = self.x
         for l in range(1, len(layers)):
             x_l, tau = self.hidden[l - 1], self.hidden_steps[l - 1]
@@ -87,15 +87,15 @@ def bench_overhead(device: torch.device, sweeps: int, rounds: int, batches: tupl
 
         def sweep(cls=CoordinateDescent, adjoint="auto", mask_skip=True, sweeps=sweeps, tf32=True):
             def run():
-                previous = affine_ops.CONV_ADJOINT, torch.backends.cudnn.allow_tf32
-                affine_ops.CONV_ADJOINT, torch.backends.cudnn.allow_tf32 = adjoint, tf32
+                previous = torch.backends.cudnn.allow_tf32
+                torch.backends.cudnn.allow_tf32 = tf32
                 try:
-                    with torch.no_grad():
+                    with torch.no_grad(), conv_adjoint(adjoint):
                         solver = cls(net, Problem(y, alpha, tv, None, 0.0, torch.zeros_like(x)), "balanced", 32.0, "forward")
                         if sweeps:
                             iterate(solver, batch, device, sweeps, 10, skip_masks=mask_skip)
                 finally:
-                    affine_ops.CONV_ADJOINT, torch.backends.cudnn.allow_tf32 = previous
+                    torch.backends.cudnn.allow_tf32 = previous
 
             return run
 

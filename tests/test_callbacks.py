@@ -25,9 +25,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-import lbinv.callbacks as callbacks_module
-from lbinv.callback_access import inversion_target
-from lbinv.callbacks import DEFAULT_ALPHA_GRID, InversionCallback, InversionWarning, select_alpha
+import lbinv.lightning.callback.callback as callbacks_module
+from lbinv.lightning.callback.access import inversion_target
+from lbinv.lightning.callback import InversionCallback, InversionWarning
+from lbinv.probe import DEFAULT_ALPHA_GRID, select_alpha
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:.*does not have many workers.*"),
@@ -169,7 +170,7 @@ def scalar_steps(acc: EventAccumulator, tag: str) -> list[int]:
     "kwargs, match",
     [
         ({"noise_levels": ()}, "noise_levels.*empty"),
-        ({"noise_levels": (0.0, -0.1)}, "noise level must be a finite float >= 0.*-0.1"),
+        ({"noise_levels": (0.0, -0.1)}, "InversionCallback: every noise level: expected a finite number >= 0, got -0.1"),
         ({"noise_levels": (0.1, 0.1)}, "distinct"),
         ({"noise_levels": 0.1}, "noise_levels.*sequence"),
         ({"num_samples": 0}, "num_samples.*>= 1.*0"),
@@ -186,11 +187,13 @@ def scalar_steps(acc: EventAccumulator, tag: str) -> list[int]:
         ({"tol": -1.0}, "tol.*>= 0"),
         ({"encoder": ""}, "encoder.*attribute name"),
         ({"encoder": None}, "encoder.*attribute name"),
-        ({"input_shape": (1, 0, 8)}, "input_shape.*ints > 0"),
+        ({"input_shape": (1, 0, 8)}, "input_shape.*positive ints"),
         ({"solver_options": {"alpha": 1.0}}, "solver_options.*alpha"),
         ({"eta": 0.0}, "eta.*> 0"),
         ({"solver_options": {"stepsize": 1.0}}, "solver_options.*'stepsize'.*valid"),
         ({"method": "landweber", "alpha": "oracle"}, "landweber.*ignores alpha"),
+        ({"method": "landweber", "eta": 0.5}, "eta: expected a finite number >= 1, got 0.5"),
+        ({"method": "landweber", "solver_options": {"eta": 2.0}}, "solver_options.*eta.*own arguments"),
     ],
 )
 def test_bad_arguments_raise_in_init(kwargs, match):
@@ -541,7 +544,7 @@ DDP_SCRIPT = textwrap.dedent(
     from lightning.pytorch.loggers import TensorBoardLogger
     sys.path.insert(0, {tests!r})
     import test_callbacks as T
-    import lbinv.callbacks as C
+    import lbinv.lightning.callback.callback as C
 
     out = Path({out!r})
     calls = []
@@ -641,3 +644,16 @@ def test_bregman_sym_tag_for_one_layer_encoders_only(tmp_path, bounds, invert_ba
     # σ = 0: the noisy inversion is its own reference
     assert abs(one.Scalars("inversion/bregman_sym/sigma_0")[0].value) < 1e-6
     assert one.Scalars("inversion/bregman_sym/sigma_0.1")[0].value > 1e-4
+
+
+def test_landweber_stops_by_the_callbacks_eta(tmp_path):
+    """The callback's η is Landweber's too (it stops at ‖N(x) − y^δ‖ ≤ η δ): a larger η stops earlier."""
+    iterations = {}
+    for eta in (1.0, 4.0):
+        cb = make_callback(method="landweber", eta=eta, max_iter=300, noise_levels=(0.2,), solver_options={"check_every": 1})
+        trainer = make_trainer(tmp_path / str(eta), [cb])
+        trainer.validate(OneLayer(), val_loader())
+        acc = EventAccumulator(str(tmp_path / str(eta) / "tb" / "version_0"))
+        acc.Reload()
+        iterations[eta] = acc.Scalars("inversion/iterations/sigma_0.2")[0].value
+    assert iterations[4.0] < iterations[1.0]

@@ -88,8 +88,8 @@ def test_lbinv_lightning_checkpoints_load_weights_only(tmp_path):
     from lightning.pytorch.callbacks import ModelCheckpoint
     from torch.utils.data import DataLoader, TensorDataset
 
-    from lbinv.callbacks import InversionCallback
-    from lbinv.models import AutoencoderModule
+    from lbinv.lightning.callback import InversionCallback
+    from lbinv.lightning.models import AutoencoderModule
 
     data = DataLoader(TensorDataset(torch.rand(4, 1, 28, 28), torch.zeros(4)), batch_size=2)
 

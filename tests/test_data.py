@@ -7,8 +7,8 @@ import pytest
 import torch
 from torchvision.datasets import MNIST
 
-from lbinv import data
-from lbinv.data import MNIST_FILES, MNISTDataModule, make_shapes
+from lbinv.lightning import data
+from lbinv.lightning.data import MNIST_FILES, MNISTDataModule, make_shapes
 
 
 @pytest.fixture(autouse=True)
@@ -105,7 +105,7 @@ def test_mnist_reads_files_and_auto_prefers_them(tmp_path, caplog):
     got = torch.cat([dm.train_set.images, dm.val_set.images]).flatten(1)
     assert {bytes(r.numpy()) for r in got} == {bytes(r.numpy()) for r in train.flatten(1)}
 
-    caplog.set_level(logging.INFO, logger="lbinv.data")
+    caplog.set_level(logging.INFO, logger="lbinv.lightning.data")
     auto = loaded(dataset="auto", data_dir=tmp_path, batch_size=4, val_fraction=0.2)
     assert auto.dataset_used == "mnist"
     assert torch.equal(auto.val_set.images, dm.val_set.images)
@@ -138,7 +138,7 @@ def test_corrupt_mnist_gives_clear_error(tmp_path):
 
 def test_auto_falls_back_to_mnist_5k_and_says_why(tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(data, "mnist_reachable", lambda timeout=3.0: False)
-    caplog.set_level(logging.INFO, logger="lbinv.data")
+    caplog.set_level(logging.INFO, logger="lbinv.lightning.data")
     dm = loaded(dataset="auto", data_dir=tmp_path)
     assert dm.dataset_used == "mnist-5k" and len(dm.train_set) + len(dm.val_set) == 5000
     assert len(caplog.records) == 1

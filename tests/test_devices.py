@@ -20,9 +20,9 @@ from torch.utils.data import DataLoader, TensorDataset
 from conftest import CUDA
 from test_callbacks import SIZE, VAL_X, Foreign, images
 from lbinv import LiftedNetwork, invert
-from lbinv.callbacks import InversionCallback
+from lbinv.lightning.callback import InversionCallback
 from lbinv.regularizers import TotalVariation
-from lbinv.solvers.common import Problem, iterate
+from lbinv.solvers.loop import Problem, iterate
 from lbinv.solvers.coordinate_descent import CoordinateDescent
 
 F64 = torch.float64

@@ -6,7 +6,7 @@
   resuming from that checkpoint keeps the probe and logs the same tags, at the same epochs and
   with the same values, as a run that was never interrupted.
 
-The solver is replaced through ``lbinv.callbacks.invert`` (the name the callback calls).
+The solver is replaced through ``lbinv.lightning.callback.callback.invert`` (the name the callback calls).
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from test_callbacks import images
 
-import lbinv.callbacks as callbacks_module
-from lbinv.callbacks import InversionCallback, InversionWarning
+import lbinv.lightning.callback.callback as callbacks_module
+from lbinv.lightning.callback import InversionCallback, InversionWarning
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:.*does not have many workers.*"),

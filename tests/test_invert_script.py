@@ -14,8 +14,8 @@ import torch
 from lightning.pytorch import Callback, Trainer
 
 from lbinv.checkpoints import load_checkpoint
-from lbinv.data import MNISTDataModule
-from lbinv.models import AutoencoderModule
+from lbinv.lightning.data import MNISTDataModule
+from lbinv.lightning.models import AutoencoderModule
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "experiments" / "invert.py"

@@ -9,8 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-import lbinv.affine_map as affine_map
-from lbinv.lifted import AffineMap, LiftedLayer, LiftedNetwork, operator_norm
+import lbinv.operators.affine_map as affine_map
+from lbinv.lifted import LiftedLayer, LiftedNetwork
+from lbinv.operators import AffineMap, operator_norm
 from lbinv.proximal import IDENTITY, ProxActivation
 
 F64 = torch.float64
@@ -510,7 +511,7 @@ REFUSALS = {
     "flatten-batch": (
         nn.Sequential(nn.Flatten(0)), (2, 3), r"module 0 \(Flatten.*batch dimension",
     ),
-    "bad-input-shape": (nn.Sequential(nn.ReLU()), (0, 3), r"input_shape must be"),
+    "bad-input-shape": (nn.Sequential(nn.ReLU()), (0, 3), r"input_shape: expected a non-empty tuple of positive ints"),
     "empty": (nn.Sequential(), (3,), r"empty"),
 }
 

@@ -5,9 +5,9 @@ import torch
 from lightning.pytorch import Trainer
 from torch import nn
 
-from lbinv.data import MNISTDataModule
+from lbinv.lightning.data import MNISTDataModule
 from lbinv.lifted import LiftedNetwork
-from lbinv.models import AutoencoderModule, ConvAutoencoder, DenseAutoencoder
+from lbinv.lightning.models import AutoencoderModule, ConvAutoencoder, DenseAutoencoder
 
 PAPER_LAYERS = {
     "dense": (

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from lbinv.metrics import psnr, relative_error, tv_anisotropic, tv_isotropic
-from lbinv.regularizers import TotalVariation, check_bounds, project_box
+from lbinv._checks import check_interval
+from lbinv.regularizers import TotalVariation, project_box
 
 
 @pytest.mark.parametrize("shape", [(3, 1, 7, 5), (2, 3, 4, 6), (4, 9, 8)])
@@ -80,12 +81,12 @@ def test_tv_is_support_function_of_projected_set():
 def test_box_projection_and_validation():
     x = torch.linspace(-2, 2, 9)
     assert project_box(x, None) is x
-    assert project_box(x, check_bounds((0, 1))).tolist() == x.clamp(0, 1).tolist()
-    assert project_box(x, check_bounds((0, float("inf")))).tolist() == x.clamp(min=0).tolist()
+    assert project_box(x, check_interval("bounds", (0, 1))).tolist() == x.clamp(0, 1).tolist()
+    assert project_box(x, check_interval("bounds", (0, float("inf")))).tolist() == x.clamp(min=0).tolist()
     with pytest.raises(ValueError, match="bounds: expected lo < hi"):
-        check_bounds((1.0, 0.0))
+        check_interval("bounds", (1.0, 0.0))
     with pytest.raises(ValueError, match="bounds: expected None or a pair"):
-        check_bounds((0.0, 1.0, 2.0))
+        check_interval("bounds", (0.0, 1.0, 2.0))
 
 
 def test_psnr_and_relative_error():

@@ -168,7 +168,7 @@ def test_landweber_stops_at_first_iterate_meeting_discrepancy():
     module, layer, y, (h, w) = small_problem("relu", seed=3, m=40)
     delta = torch.tensor([0.5])
     res = invert(module, y, input_shape=(1, h, w), method="landweber", regularizer=None, noise_level=delta,
-                 max_iter=5000, discrepancy_tau=1.0)
+                 max_iter=5000, eta=1.0)
     # an independent run of the iteration of MATH.md §8
     W, b = layer.weight.detach(), layer.bias.detach()
     omega = 1.0 / (1.01 * torch.linalg.matrix_norm(W, ord=2)) ** 2
@@ -233,7 +233,7 @@ def test_clips_data_into_the_domain_with_a_warning():
         (dict(bounds=(1, 0)), ValueError, "bounds"),
         (dict(step_rule="fast"), ValueError, "step_rule: expected one of"),
         (dict(speed=3), TypeError, "unknown option"),
-        (dict(method="landweber", discrepancy_tau=0.5, noise_level=0.1), ValueError, "discrepancy_tau"),
+        (dict(method="landweber", eta=0.5, noise_level=0.1), ValueError, "eta"),
         (dict(method="landweber", noise_level=-0.1), ValueError, "noise_level"),
     ],
 )

@@ -11,12 +11,12 @@ import pytest
 import torch
 from torch import nn
 
-import lbinv.affine_ops as affine_ops
-from lbinv.conv_polyphase import PolyphaseConvAdjoint
+from lbinv.operators import adjointness_test, conv_adjoint
+from lbinv.operators.conv_polyphase import PolyphaseConvAdjoint
 from lbinv import LiftedNetwork, invert
-from lbinv.lifted import AffineMap
+from lbinv.operators import AffineMap
 from lbinv.regularizers import TotalVariation
-from lbinv.solvers.common import Problem, iterate
+from lbinv.solvers.loop import Problem, iterate
 from lbinv.solvers.coordinate_descent import CoordinateDescent
 
 F64 = torch.float64
@@ -35,18 +35,6 @@ CONVS = {
 }
 
 
-@pytest.fixture
-def conv_adjoint():
-    """Set affine_ops.CONV_ADJOINT for one test and restore it."""
-    previous = affine_ops.CONV_ADJOINT
-
-    def set_(value: str) -> None:
-        affine_ops.CONV_ADJOINT = value
-
-    yield set_
-    affine_ops.CONV_ADJOINT = previous
-
-
 def _map(name: str, dtype=F64) -> AffineMap:
     factory, shape = CONVS[name]
     torch.manual_seed(0)
@@ -56,44 +44,40 @@ def _map(name: str, dtype=F64) -> AffineMap:
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")
 @pytest.mark.parametrize("name", list(CONVS))
 @torch.no_grad()
-def test_polyphase_adjoint_equals_conv_transpose_and_passes_the_adjoint_test(name, conv_adjoint):
+def test_polyphase_adjoint_equals_conv_transpose_and_passes_the_adjoint_test(name):
     A = _map(name)
     assert A._ops[0].polyphase is not None
     g = torch.Generator().manual_seed(1)
     x = torch.randn(3, *A.in_shape, generator=g, dtype=F64)
     y = torch.randn(3, *A.out_shape, generator=g, dtype=F64)
-    conv_adjoint("transpose")
-    reference = A.adjoint(y)
-    conv_adjoint("polyphase")
-    got = A.adjoint(y)
+    with conv_adjoint("transpose"):
+        reference = A.adjoint(y)
+    with conv_adjoint("polyphase"):
+        got = A.adjoint(y)
+        assert float(adjointness_test(A, x, y).max()) <= 1e-10
     assert got.shape == reference.shape
     torch.testing.assert_close(got, reference, rtol=1e-12, atol=1e-12)
-    lhs, rhs = (A.linear(x) * y).flatten(1).sum(1), (x * got).flatten(1).sum(1)
-    scale = A.opnorm() * x.flatten(1).norm(dim=1) * y.flatten(1).norm(dim=1)
-    assert float(((lhs - rhs).abs() / scale).max()) <= 1e-10
 
 
 @pytest.mark.parametrize("batch", [1, 700])  # below and above the strided-interleave threshold
-def test_auto_uses_polyphase_for_float32_on_the_cpu(batch, conv_adjoint, monkeypatch):
+def test_auto_uses_polyphase_for_float32_on_the_cpu(batch, monkeypatch):
     A = _map("paper-2", torch.float32)
     y = torch.randn(batch, *A.out_shape)
     calls = []
     original = PolyphaseConvAdjoint.__call__
     monkeypatch.setattr(PolyphaseConvAdjoint, "__call__", lambda self, *a: calls.append(1) or original(self, *a))
-    conv_adjoint("auto")
-    got = A.adjoint(y)
+    got = A.adjoint(y)  # "auto" outside any conv_adjoint block
     assert calls, "auto should take the polyphase path for float32 on the CPU"
-    conv_adjoint("transpose")
-    torch.testing.assert_close(got, A.adjoint(y), rtol=1e-5, atol=1e-5)
-    conv_adjoint("auto")
+    with conv_adjoint("transpose"):
+        torch.testing.assert_close(got, A.adjoint(y), rtol=1e-5, atol=1e-5)
     calls.clear()
     A64 = _map("paper-2")
     A64.adjoint(y.double())
     assert not calls, "float64 keeps conv_transpose2d (faster there)"
 
 
-def test_polyphase_kernel_follows_weight_updates(conv_adjoint):
-    conv_adjoint("polyphase")
+@conv_adjoint("polyphase")
+def test_polyphase_kernel_follows_weight_updates():
     A = _map("paper-1")
     y = torch.randn(2, *A.out_shape, dtype=F64)
     first = A.adjoint(y)
@@ -102,23 +86,35 @@ def test_polyphase_kernel_follows_weight_updates(conv_adjoint):
     torch.testing.assert_close(A.adjoint(y), -2.0 * first)
     with torch.no_grad():
         A.modules[0].weight = nn.Parameter(torch.ones_like(A.modules[0].weight))  # a new tensor
-    conv_adjoint("transpose")
-    expected = A.adjoint(y)
-    conv_adjoint("polyphase")
+    with conv_adjoint("transpose"):
+        expected = A.adjoint(y)
     torch.testing.assert_close(A.adjoint(y), expected)
 
 
-def test_polyphase_adjoint_is_differentiable_and_works_in_inference_mode(conv_adjoint):
-    conv_adjoint("polyphase")
+def test_conv_adjoint_refuses_an_unknown_mode_and_restores_the_previous_one():
+    A = _map("paper-1", torch.float32)
+    y = torch.randn(2, *A.out_shape)
+    with pytest.raises(ValueError, match="mode: expected one of .*'polyphase'.*got 'fast'"):
+        with conv_adjoint("fast"):
+            pass
+    with conv_adjoint("transpose"):
+        with conv_adjoint("polyphase"):
+            A.adjoint(y)
+        reference = A.adjoint(y)  # the outer mode again: conv_transpose2d
+    torch.testing.assert_close(reference, torch.nn.functional.conv_transpose2d(
+        y, A.modules[0].weight, None, 2, 1, output_padding=0), rtol=0, atol=0)
+
+
+def test_polyphase_adjoint_is_differentiable_and_works_in_inference_mode():
     A = _map("paper-1")
-    y = torch.randn(2, *A.out_shape, dtype=F64, requires_grad=True)
-    A.adjoint(y).square().sum().backward()  # through y and the weight
-    assert y.grad is not None and A.modules[0].weight.grad is not None
-    with torch.inference_mode():
-        y_inf = torch.randn(2, *A.out_shape, dtype=F64)
-        out = A.adjoint(y_inf)
-    conv_adjoint("transpose")
-    with torch.no_grad():
+    with conv_adjoint("polyphase"):
+        y = torch.randn(2, *A.out_shape, dtype=F64, requires_grad=True)
+        A.adjoint(y).square().sum().backward()  # through y and the weight
+        assert y.grad is not None and A.modules[0].weight.grad is not None
+        with torch.inference_mode():
+            y_inf = torch.randn(2, *A.out_shape, dtype=F64)
+            out = A.adjoint(y_inf)
+    with torch.no_grad(), conv_adjoint("transpose"):
         torch.testing.assert_close(out, A.adjoint(y_inf))
 
 

@@ -11,7 +11,7 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lbinv import InversionCallback
-from lbinv.models import AutoencoderModule
+from lbinv.lightning.models import AutoencoderModule
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ROOT / "experiments" / "train.py"

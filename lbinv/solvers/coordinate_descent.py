@@ -24,8 +24,8 @@ from torch import Tensor
 
 from lbinv.lifted import LiftedNetwork
 from lbinv.regularizers import TotalVariation
-from lbinv.solvers.common import Problem, StepTest, lipschitz, masked, sample_norm
-from lbinv.solvers.pdhg import PrimalDualStep
+from lbinv.solvers.loop import Problem, StepTest, masked, sample_norm
+from lbinv.solvers.pdhg import PDHG, PrimalDualStep, lipschitz
 
 HIDDEN_INITS = ("forward", "zeros")
 
@@ -33,11 +33,14 @@ HIDDEN_INITS = ("forward", "zeros")
 class CoordinateDescent(StepTest):
     """State ``x`` (= x_0), ``hidden`` (= [x_1, …, x_{L−1}]) and ``z``."""
 
+    #: The options of :func:`lbinv.invert` this solver takes, with their defaults.
+    options = {**PDHG.options, "hidden_init": "forward"}
+
     def __init__(self, net: LiftedNetwork, problem: Problem, step_rule: str, balance: float, hidden_init: str) -> None:
         self.net, self.y, self.alpha, self.tv, self.tol = net, problem.y, problem.alpha, problem.tv, problem.tol
         self.x = x_init = problem.x_init
-        self.input_step = PrimalDualStep(net.layers[0], problem, step_rule, balance)
-        self.z = self.input_step.initial_dual(x_init)
+        self.primal_dual = PrimalDualStep(net.layers[0], problem, step_rule, balance)
+        self.z = self.primal_dual.initial_dual(x_init)
         if hidden_init == "forward":
             self.hidden = net.forward_all(x_init)[:-1]
         else:
@@ -58,8 +61,8 @@ class CoordinateDescent(StepTest):
         layers, pre = self.net.layers, self.pre
         x_old, z_old = self.x, self.z
         grad = layers[0].affine.adjoint(layers[0].activation(pre[0]) - self._data(1))
-        self.x, self.z = self.input_step(x_old, z_old, grad, active)
-        moved = self.input_step.change(self.x, x_old, self.z, z_old) if measure else None
+        self.x, self.z = self.primal_dual(x_old, z_old, grad, active)
+        moved = self.primal_dual.change(self.x, x_old, self.z, z_old) if measure else None
         pre[0] = layers[0].affine.forward(self.x)
         for l in range(1, len(layers)):
             x_l, tau = self.hidden[l - 1], self.hidden_steps[l - 1]

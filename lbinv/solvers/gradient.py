@@ -12,7 +12,7 @@ from torch import Tensor
 
 from lbinv.lifted import LiftedNetwork
 from lbinv.regularizers import TotalVariation, project_box
-from lbinv.solvers.common import Problem, SingleBlock, masked, sample_norm
+from lbinv.solvers.loop import Problem, SingleBlock, masked, sample_norm
 
 
 def smoothed_tv(tv: TotalVariation, x: Tensor, eps: float) -> Tensor:
@@ -26,12 +26,15 @@ def smoothed_tv(tv: TotalVariation, x: Tensor, eps: float) -> Tensor:
 class AdamInversion(SingleBlock):
     """Per-sample Adam (elementwise, so one batch holds independent problems)."""
 
+    #: The options of :func:`lbinv.invert` this solver takes, with their defaults.
+    options = {"lr": 1e-2, "betas": (0.9, 0.999), "tv_smoothing": 1e-2}
+
     def __init__(
         self, net: LiftedNetwork, problem: Problem, lr: float, betas: tuple[float, float], tv_smoothing: float
     ) -> None:
         self.net, self.y, self.alpha, self.tv = net, problem.y, problem.alpha, problem.tv
         self.bounds, self.tol = problem.bounds, problem.tol
-        self.lr, (self.beta1, self.beta2), self.eps = lr, betas, tv_smoothing
+        self.lr, (self.beta1, self.beta2), self.tv_smoothing = lr, tuple(betas), tv_smoothing
         self.x = problem.x_init
         self.m = torch.zeros_like(self.x)
         self.v = torch.zeros_like(self.x)
@@ -40,7 +43,7 @@ class AdamInversion(SingleBlock):
 
     def smooth_objective(self, x: Tensor) -> Tensor:
         value = 0.5 * sample_norm(self.net(x) - self.y) ** 2
-        return value if self.tv is None else value + self.alpha * smoothed_tv(self.tv, x, self.eps)
+        return value if self.tv is None else value + self.alpha * smoothed_tv(self.tv, x, self.tv_smoothing)
 
     def step(self, active: Tensor | None, measure: bool) -> Tensor | None:
         with torch.enable_grad():

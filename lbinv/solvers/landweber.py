@@ -13,31 +13,36 @@ from torch import Tensor
 
 from lbinv.lifted import LiftedLayer
 from lbinv.regularizers import project_box
-from lbinv.solvers.common import Problem, SingleBlock, lipschitz, sample_norm
+from lbinv.solvers.loop import Problem, SingleBlock, sample_norm
+from lbinv.solvers.pdhg import lipschitz
 
 
 class Landweber(SingleBlock):
-    """Ignores ``problem.alpha`` and ``problem.tv``: the iteration count is the regularisation."""
+    """Ignores ``problem.alpha`` and ``problem.tv``: the iteration count is the regularisation.
+    ``eta`` is the safety factor η ≥ 1 of the discrepancy principle."""
 
-    def __init__(self, layer: LiftedLayer, problem: Problem, noise_level: Tensor | None, discrepancy_tau: float) -> None:
+    #: The options of :func:`lbinv.invert` this solver takes, with their defaults.
+    options = {"eta": 1.0}
+
+    def __init__(self, layer: LiftedLayer, problem: Problem, noise_level: Tensor | None, eta: float) -> None:
         self.layer, self.y, self.bounds, self.tol = layer, problem.y, problem.bounds, problem.tol
         self.omega = 1.0 / lipschitz(layer.affine.opnorm())
-        self.threshold = None if noise_level is None else discrepancy_tau * noise_level
+        self.threshold = None if noise_level is None else eta * noise_level
         self.x = problem.x_init
         batch = problem.y.shape[0]
-        self.met = torch.zeros(batch, dtype=torch.bool, device=problem.y.device)
+        self.within_discrepancy = torch.zeros(batch, dtype=torch.bool, device=problem.y.device)
         self.last_change = problem.y.new_full((batch,), float("inf"))
 
     def step(self, active: Tensor | None, measure: bool) -> Tensor:
         residual = self.layer.activation(self.layer.affine.forward(self.x)) - self.y
         if self.threshold is not None:
-            self.met |= sample_norm(residual) <= self.threshold
-        update = ~self.met if active is None else active & ~self.met
+            self.within_discrepancy |= sample_norm(residual) <= self.threshold
+        update = ~self.within_discrepancy if active is None else active & ~self.within_discrepancy
         self.move_to(project_box(self.x - self.omega * self.layer.affine.adjoint(residual), self.bounds), update, measure)
         return update
 
     def done(self) -> Tensor:
-        return self.met if self.threshold is not None else super().done()
+        return self.within_discrepancy if self.threshold is not None else super().done()
 
     def objective(self) -> Tensor:
         """The data misfit ``½‖σ(Wx + b) − y‖²``."""

@@ -6,7 +6,7 @@ Saddle-point problem ``min_x max_{‖z_ij‖≤1} B_Ψ(y, Wx + b) + α⟨∇x, z
     z⁺ = Proj_{‖·‖≤1}( z + τ_z α ∇(2x⁺ − x) )
 
 The smooth term's gradient needs no derivative of σ (MATH.md §2), and its Lipschitz constant is
-``‖W‖₂²``; step sizes come from :func:`lbinv.solvers.common.pdhg_step_sizes`.
+``‖W‖₂²`` (:func:`lipschitz`); the step sizes follow a rule (:data:`STEP_RULES`, :func:`pdhg_step_sizes`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,64 @@ from torch import Tensor
 
 from lbinv.lifted import LiftedLayer
 from lbinv.regularizers import TotalVariation, project_box_
-from lbinv.solvers.common import Problem, StepTest, lipschitz, masked, per_sample, primal_dual_steps, sample_norm
+from lbinv.solvers.loop import Problem, StepTest, masked, per_sample, sample_norm
+
+#: Default primal/dual balance ``τ_z‖α∇‖`` of the "balanced" step rule (see README, "Step sizes").
+DEFAULT_BALANCE = 32.0
+
+#: Power iteration may underestimate ‖W‖₂ slightly; operator norms are inflated by this factor
+#: before they enter a step-size bound, so the bound still holds.
+OPNORM_SAFETY = 1.01
+
+#: ‖∇‖₂ ≤ √8 for forward differences (MATH.md §4).
+TV_NORM_BOUND = TotalVariation.NORM_BOUND
+
+
+def lipschitz(opnorm: float) -> float:
+    """Lipschitz constant ``‖W‖₂²`` of ``x ↦ Wᵀ(σ(Wx + b) − y)`` (σ is a prox, so 1-Lipschitz).
+
+    A zero map (all-zero weights, BatchNorm with γ = 0; or ‖W‖² below the smallest float) makes
+    that gradient vanish, so every step size is valid: 1 is returned instead of 0, whose step
+    ``1/0`` would fail.
+    """
+    lip = (OPNORM_SAFETY * opnorm) ** 2
+    return lip if lip > 0.0 else 1.0
+
+
+STEP_RULES = ("balanced", "paper")
+
+
+def pdhg_step_sizes(
+    lip: float, alpha: Tensor, k_norm: float, rule: str, balance: float | Tensor
+) -> tuple[Tensor, Tensor]:
+    """Primal and dual step sizes ``(τ_x, τ_z)``, each ``(B,)``, for PDHG with smooth part of
+    Lipschitz constant ``lip`` and coupling operator ``K = α∇`` with ``‖∇‖ ≤ k_norm`` (MATH.md §5).
+
+    Condat–Vũ convergence needs ``1/τ_x − τ_z ‖K‖² ≥ lip / 2``.
+
+    - ``"paper"``: ``τ_z = 1/(8α)``, ``τ_x = 1/lip`` (valid while ``α ≤ lip/2``).
+    - ``"balanced"``: ``τ_z ‖K‖ = balance`` and the condition
+      with equality, ``1/τ_x = lip/2 + balance·‖K‖``. ``balance`` weighs the dual step against the
+      primal one; the paper's rule is ``balance = 1/√8`` with a primal step below the bound.
+    """
+    k = alpha * k_norm
+    if rule == "paper":
+        tau_z = 1.0 / (k_norm**2 * alpha)
+        tau_x = torch.full_like(alpha, 1.0 / lip)
+    else:
+        tau_z = balance / k
+        tau_x = 1.0 / (0.5 * lip + balance * k)
+    return tau_x, tau_z
+
+
+def primal_dual_steps(
+    lip: float, alpha: Tensor, tv_enabled: bool, rule: str, balance: float | Tensor
+) -> tuple[Tensor, Tensor]:
+    """Step sizes for a PDHG block: :func:`pdhg_step_sizes` with TV, else gradient descent with
+    ``τ_x = 1/lip`` (and no dual step)."""
+    if tv_enabled:
+        return pdhg_step_sizes(lip, alpha, TV_NORM_BOUND, rule, balance)
+    return torch.full_like(alpha, 1.0 / lip), torch.zeros_like(alpha)
 
 
 def bregman_gradient(layer: LiftedLayer, x: Tensor, data: Tensor) -> Tensor:
@@ -80,18 +137,21 @@ class PDHG(StepTest):
     the dual change measured per paper-sized dual step).
     """
 
+    #: The options of :func:`lbinv.invert` this solver takes, with their defaults.
+    options = {"step_rule": "balanced", "balance": DEFAULT_BALANCE}
+
     def __init__(self, layer: LiftedLayer, problem: Problem, step_rule: str, balance: float) -> None:
         self.layer, self.y, self.alpha, self.tv, self.tol = layer, problem.y, problem.alpha, problem.tv, problem.tol
         self.x = problem.x_init
-        self.update = PrimalDualStep(layer, problem, step_rule, balance)
-        self.z = self.update.initial_dual(self.x)
+        self.primal_dual = PrimalDualStep(layer, problem, step_rule, balance)
+        self.z = self.primal_dual.initial_dual(self.x)
         self.last_change = torch.full_like(self.alpha, float("inf"))
 
     def step(self, active: Tensor | None, measure: bool) -> Tensor | None:
         x_old, z_old = self.x, self.z
-        self.x, self.z = self.update(x_old, z_old, bregman_gradient(self.layer, x_old, self.y), active)
+        self.x, self.z = self.primal_dual(x_old, z_old, bregman_gradient(self.layer, x_old, self.y), active)
         if measure:
-            self.last_change = self.update.change(self.x, x_old, self.z, z_old)
+            self.last_change = self.primal_dual.change(self.x, x_old, self.z, z_old)
         return active
 
     def objective(self) -> Tensor:

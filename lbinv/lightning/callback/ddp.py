@@ -9,6 +9,9 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from torch import Tensor
 
+#: Most dimensions, the batch dimension included, of the probe batches :func:`gather_probe` exchanges.
+MAX_BATCH_DIMS = 7
+
 
 def placeholder(levels: int, k: int, grid: int, input_shape: tuple[int, ...], decoder: bool) -> dict[str, Tensor]:
     """NaN results of the right shapes, so a rank whose inversion failed still joins the gathers."""
@@ -46,13 +49,16 @@ def gather_probe(trainer: Trainer, pl_module: LightningModule, local: Optional[T
     """Every rank's captured images, interleaved (rank 0's first, rank 1's first, …), on every rank
     (the caller keeps the first ``num_samples``)."""
     device = pl_module.device
-    header = torch.zeros(9, dtype=torch.long, device=device)  # count, ndim, up to 7 dims
+    header = torch.zeros(2 + MAX_BATCH_DIMS, dtype=torch.long, device=device)  # count, ndim, the dims
     if local is not None:
-        if local.dim() > 7:
-            raise ValueError(f"InversionCallback: inputs with more than 6 dims are not supported, got {tuple(local.shape)}.")
+        if local.dim() > MAX_BATCH_DIMS:
+            raise ValueError(
+                f"InversionCallback: the validation inputs may have at most {MAX_BATCH_DIMS - 1} dimensions besides the "
+                f"batch dimension, got a batch of shape {tuple(local.shape)}."
+            )
         header[0], header[1] = local.shape[0], local.dim()
         header[2 : 2 + local.dim()] = torch.tensor(local.shape, device=device)
-    headers = trainer.strategy.all_gather(header).reshape(-1, 9).cpu()
+    headers = trainer.strategy.all_gather(header).reshape(-1, 2 + MAX_BATCH_DIMS).cpu()
     counts = headers[:, 0]
     m = int(counts.max())
     if m == 0:

@@ -11,11 +11,11 @@ Steps: every TensorBoard record this callback writes (scalars, images, figure) u
 (the inversion runs at most once per validation epoch). Without a TensorBoard logger the scalars go
 through ``pl_module.log`` instead, and Lightning then uses its own step (``trainer.global_step``).
 
-This module holds the hooks and decides what runs when and where; its helpers are
-``callback_validation`` (constructor arguments), ``callback_access`` (encoder, decoder and inputs of
-any LightningModule), ``callback_inversion`` (the numbers, α rule included; plain PyTorch),
-``callback_ddp`` (collectives) and ``callback_logging`` (tags, images, figure). None imports
-:mod:`lbinv.models`: the callback works with any LightningModule.
+This module holds the hooks and decides what runs when and where; its helpers are ``arguments``
+(its constructor's arguments), ``access`` (encoder, decoder and inputs of any LightningModule),
+:mod:`lbinv.probe` (the numbers, α rule included; plain PyTorch), ``ddp`` (collectives) and
+``tensorboard`` (tags, images, figure). None imports :mod:`lbinv.lightning.models`: the callback
+works with any LightningModule.
 """
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from typing_extensions import override
 
-from lbinv import callback_logging
-from lbinv.callback_access import (
+from lbinv._checks import check_bool, check_int, check_interval, check_number, check_shape
+import lbinv.lightning.callback.tensorboard as tensorboard
+from lbinv.lightning.callback.access import (
     accessor_name,
     at_precision,
     batch_inputs,
@@ -46,26 +47,20 @@ from lbinv.callback_access import (
     resolve_decoder,
     resolve_encoder,
 )
-from lbinv.callback_ddp import gather, gather_probe, placeholder
-from lbinv.callback_inversion import ALPHA_RULES, DEFAULT_ALPHA_GRID, invert_probe, select_alpha, summarize
-from lbinv.callback_validation import (
-    validate_accessor,
-    validate_alpha,
-    validate_alpha_grid,
-    validate_bool,
-    validate_data_range,
-    validate_float,
-    validate_int,
-    validate_method,
-    validate_method_alpha,
-    validate_noise_levels,
-    validate_seed,
-    validate_shape,
-    validate_solver_options,
+from lbinv.lightning.callback.arguments import (
+    callback_arguments,
+    check_accessor,
+    check_alpha,
+    check_alpha_grid,
+    check_method,
+    check_noise_levels,
+    check_solver_options,
 )
+from lbinv.lightning.callback.ddp import gather, gather_probe, placeholder
+from lbinv.probe import invert_probe, summarize
 from lbinv.solvers import invert
 
-__all__ = ["InversionCallback", "InversionWarning", "select_alpha", "ALPHA_RULES", "DEFAULT_ALPHA_GRID"]
+__all__ = ["InversionCallback", "InversionWarning"]
 
 EncoderSpec = Union[str, Callable[[LightningModule], nn.Module]]
 DecoderSpec = Optional[Union[str, Callable[[LightningModule], Callable[[Tensor], Tensor]]]]
@@ -127,7 +122,8 @@ class InversionCallback(Callback):
     alpha_grid
         α values tried by ``"discrepancy"`` and ``"oracle"`` (default :data:`DEFAULT_ALPHA_GRID`).
     eta
-        Safety factor η > 0 of the discrepancy principle (usually ≥ 1).
+        Safety factor η of the discrepancy principle: of the ``"discrepancy"`` α rule (η > 0, usually
+        ≥ 1), and of ``method="landweber"``'s stopping rule (η ≥ 1).
 
     Logged (TensorBoard tags; ``{s:g}`` is the noise level):
 
@@ -167,23 +163,23 @@ class InversionCallback(Callback):
         eta: float = 1.0,
     ) -> None:
         super().__init__()
-        self.noise_levels = validate_noise_levels(noise_levels)
-        self.alpha_grid = validate_alpha_grid(alpha_grid)
-        self.alpha: Union[float, tuple[float, ...], str] = validate_alpha(alpha, len(self.noise_levels))
-        self.num_samples = validate_int("num_samples", num_samples, minimum=1)
-        self.every_n_epochs = validate_int("every_n_epochs", every_n_epochs, minimum=1)
-        self.method = validate_method(method)
-        self.max_iter = validate_int("max_iter", max_iter, minimum=1)
-        self.tol = validate_float("tol", tol, minimum=0.0, strict=False)
-        self.encoder = validate_accessor("encoder", encoder, allow_none=False)
-        self.decoder = validate_accessor("decoder", decoder, allow_none=True)
-        self.input_shape = validate_shape(input_shape)
-        self.data_range = validate_data_range(data_range)
-        self.seed = validate_seed(seed)
-        self.log_images = validate_bool("log_images", log_images)
-        self.solver_options = validate_solver_options(solver_options, method)
-        validate_method_alpha(method, self.alpha)
-        self.eta = validate_float("eta", eta, minimum=0.0, strict=True)
+        with callback_arguments():  # every ValueError names the callback, the argument, what came
+            self.noise_levels = check_noise_levels(noise_levels)
+            self.alpha_grid = check_alpha_grid(alpha_grid)
+            self.alpha: Union[float, tuple[float, ...], str] = check_alpha(alpha, len(self.noise_levels))
+            self.num_samples = check_int("num_samples", num_samples)
+            self.every_n_epochs = check_int("every_n_epochs", every_n_epochs)
+            self.eta = check_number("eta", eta, minimum=0.0, strict=True)
+            self.method = check_method(method, self.alpha, self.eta)
+            self.max_iter = check_int("max_iter", max_iter)
+            self.tol = check_number("tol", tol, minimum=0.0)
+            self.encoder = check_accessor("encoder", encoder, allow_none=False)
+            self.decoder = check_accessor("decoder", decoder, allow_none=True)
+            self.input_shape = None if input_shape is None else check_shape("input_shape", input_shape)
+            self.data_range: tuple[float, float] = check_interval("data_range", data_range, finite=True)
+            self.seed = check_int("seed", seed, minimum=None)
+            self.log_images = check_bool("log_images", log_images)
+            self.solver_options = check_solver_options(solver_options, method)
 
         self._probe: Optional[Tensor] = None  # (n, *input_shape), CPU; the state kept in checkpoints
         self._pending: list[Tensor] = []  # images captured this epoch, before the probe is final
@@ -285,7 +281,7 @@ class InversionCallback(Callback):
     def _check_encoder(
         self, pl_module: LightningModule, input_shape: Optional[tuple[int, ...]], defer_if_shape_unknown: bool
     ) -> None:
-        """See :func:`lbinv.callback_access.check_encoder`; passes once per run."""
+        """See :func:`lbinv.lightning.callback.access.check_encoder`; passes once per run."""
         if not self._encoder_checked:
             self._encoder_checked = check_encoder(pl_module, self.encoder, self.decoder, input_shape, defer_if_shape_unknown)
 
@@ -343,7 +339,7 @@ class InversionCallback(Callback):
                     offset=rank * per_rank,
                     n=n,
                     data_range=self.data_range,
-                    solve=partial(invert, method=self.method, max_iter=self.max_iter, tol=self.tol, **self.solver_options),
+                    solve=partial(invert, method=self.method, max_iter=self.max_iter, tol=self.tol, **self._solver_options()),
                     subgradient=self._subgradient_rule(),
                 )
             out["ok"] = torch.ones(1)
@@ -383,6 +379,11 @@ class InversionCallback(Callback):
             )
         self._log(trainer, pl_module, summary, probe, out)
 
+    def _solver_options(self) -> dict[str, Any]:
+        """The options of :func:`lbinv.invert` beyond the callback's own arguments: the user's, and η
+        for Landweber's discrepancy principle."""
+        return {**self.solver_options, **({"eta": self.eta} if self.method == "landweber" else {})}
+
     def _subgradient_rule(self) -> Optional[str]:
         """How ``inversion/bregman_sym`` gets its TV subgradients (used for one-layer encoders only):
         the optimality condition, or the dual variable when a box makes the optimality condition carry
@@ -396,10 +397,10 @@ class InversionCallback(Callback):
         self, trainer: Trainer, pl_module: LightningModule, summary: dict[str, Any], probe: Tensor, out: dict[str, Tensor]
     ) -> None:
         """Write the summary to the TensorBoard logger on rank zero, or the scalars through
-        ``pl_module.log`` without one; what is written is named in :mod:`lbinv.callback_logging`."""
-        scalars = callback_logging.scalars(summary)
-        tensorboard = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
-        if tensorboard is None:
+        ``pl_module.log`` without one; what is written is named in :mod:`lbinv.lightning.callback.tensorboard`."""
+        scalars = tensorboard.scalars(summary)
+        logger = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
+        if logger is None:
             self._warn_once(
                 "no-tensorboard",
                 "InversionCallback: no TensorBoardLogger among the trainer's loggers; the inversion scalars are "
@@ -411,14 +412,14 @@ class InversionCallback(Callback):
             return
         if not trainer.is_global_zero:
             return
-        writer, step, has_decoder = tensorboard.experiment, trainer.current_epoch, self.decoder is not None
+        writer, step, has_decoder = logger.experiment, trainer.current_epoch, self.decoder is not None
         if not self._layout_written:
-            writer.add_custom_scalars(callback_logging.custom_scalars_layout(has_decoder))
+            writer.add_custom_scalars(tensorboard.custom_scalars_layout(has_decoder))
             self._layout_written = True
         for tag, value in scalars.items():
             writer.add_scalar(tag, value, global_step=step)
         if self.log_images:
-            grids = callback_logging.image_grids(probe, out, summary["index"], self.noise_levels, self.data_range)
+            grids = tensorboard.image_grids(probe, out, summary["index"], self.noise_levels, self.data_range)
             if grids is None:
                 self._warn_once(
                     "no-images",
@@ -427,8 +428,8 @@ class InversionCallback(Callback):
                 )
             for tag, grid in (grids or {}).items():
                 writer.add_image(tag, grid, global_step=step)
-            figure = callback_logging.psnr_figure(summary, has_decoder)
-            writer.add_figure(callback_logging.FIGURE_TAG, figure, global_step=step, close=True)
+            figure = tensorboard.psnr_figure(summary, has_decoder)
+            writer.add_figure(tensorboard.FIGURE_TAG, figure, global_step=step, close=True)
         writer.flush()
 
     def _warn_once(self, key: str, message: str) -> None:

@@ -2,82 +2,27 @@
 
 An :class:`AffineMap` is a run of consecutive affine modules with ``forward`` (Wx + b),
 ``linear`` (Wx), ``adjoint`` (Wᵀy, one explicit operator per module, see
-:mod:`lbinv.affine_ops`), ``bias`` (b = forward(0)) and ``opnorm`` (‖W‖₂ by power iteration,
-cached while the parameters are unchanged). All methods are batched: tensors are ``(B, *shape)``.
-Also the helpers that walk an ``nn.Sequential``, shared with :mod:`lbinv.lifted`.
+:mod:`lbinv.operators.module_ops`), ``bias`` (b = forward(0)) and ``opnorm`` (‖W‖₂ by power
+iteration, cached while the parameters are unchanged). All methods are batched: tensors are
+``(B, *shape)``.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from itertools import chain
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from lbinv.affine_ops import SUPPORTED_AFFINE_LAYERS, Op, Shape, affine_op
+from lbinv._checks import Shape, check_shape
+from lbinv.operators.cache import version_key
+from lbinv.operators.diagnostics import operator_norm
+from lbinv.operators.module_ops import SUPPORTED_AFFINE_LAYERS, AffineOp, affine_op
+from lbinv.operators.sequential import flatten_modules, is_plain_sequential, where_in_sequential
 
-__all__ = ["AffineMap", "operator_norm", "as_shape", "flatten_modules", "is_plain_sequential", "where_in_sequential"]
-
-
-# --------------------------------------------------------------------------------------
-# Power iteration
-# --------------------------------------------------------------------------------------
-
-
-def operator_norm(
-    forward: Callable[[Tensor], Tensor],
-    adjoint: Callable[[Tensor], Tensor],
-    in_shape: Sequence[int],
-    *,
-    dtype: torch.dtype | None = None,
-    device: torch.device | str | None = None,
-    n_vectors: int = 4,
-    max_iter: int = 500,
-    rtol: float = 1e-5,
-    check_every: int = 10,
-    seed: int = 0,
-) -> float:
-    """‖A‖₂ of a linear map (not squared) by block power iteration on AᵀA.
-
-    ``n_vectors`` seeded random vectors are iterated in one batch, V ← orth(AᵀA V); every
-    ``check_every`` iterations the Rayleigh–Ritz estimate λ = max eig((AV)(AV)ᵀ) is taken,
-    and the loop stops once it changes by less than ``rtol`` (relative) or after
-    ``max_iter`` iterations. Returns sqrt(λ).
-
-    The estimate errs on the LOW side: λ is a Ritz value of AᵀA on an orthonormal subspace,
-    hence ≤ ‖A‖₂² (up to rounding); callers multiply by a safety factor (e.g. 1.01).
-    """
-    dtype = dtype or torch.float64
-    in_shape = tuple(in_shape)
-    n = math.prod(in_shape)
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    k = max(1, min(n_vectors, n))
-    with torch.no_grad():
-        v = torch.randn(k, n, generator=gen, dtype=torch.float64).to(dtype=dtype, device=device)
-        v = torch.linalg.qr(v.T).Q.T
-        est_prev, est = -1.0, 0.0
-        for it in range(1, max_iter + 1):
-            av = forward(v.reshape(k, *in_shape))
-            avf = av.reshape(k, -1)
-            if it % check_every == 0 or it == max_iter:
-                gram = avf @ avf.T
-                est = float(torch.linalg.eigvalsh(0.5 * (gram + gram.T)).max().clamp_min(0.0))
-                if not math.isfinite(est):
-                    raise ValueError("power iteration produced non-finite values: check the weights")
-                if est == 0.0 or abs(est - est_prev) <= rtol * est:
-                    break
-                est_prev = est
-            w = adjoint(av).reshape(k, -1)
-            v = torch.linalg.qr(w.T).Q.T
-    return math.sqrt(est)
-
-
-# --------------------------------------------------------------------------------------
-# AffineMap
-# --------------------------------------------------------------------------------------
+__all__ = ["AffineMap"]
 
 
 class AffineMap:
@@ -117,16 +62,16 @@ class AffineMap:
         self._init_ops(ops, in_shape, context)
 
     @classmethod
-    def _from_ops(cls, ops: list[Op], in_shape: Sequence[int], context: Sequence[nn.Module]) -> AffineMap:
+    def _from_ops(cls, ops: list[AffineOp], in_shape: Sequence[int], context: Sequence[nn.Module]) -> AffineMap:
         self = cls.__new__(cls)
         self._init_ops(ops, in_shape, context)
         return self
 
-    def _init_ops(self, ops: list[Op], in_shape: Sequence[int], context: Sequence[nn.Module]) -> None:
+    def _init_ops(self, ops: list[AffineOp], in_shape: Sequence[int], context: Sequence[nn.Module]) -> None:
         self._ops = ops
         self.modules: list[nn.Module] = [op.module for op in ops]
         self._context = list(context)
-        self.in_shape: Shape = as_shape(in_shape)
+        self.in_shape: Shape = check_shape("input_shape", in_shape)
         self._cache: dict[str, tuple[tuple, Any]] = {}
         # dry forward of zeros (batch of 2: catches modules that would mix the batch dim)
         shape, x = self.in_shape, self._zeros(2)
@@ -222,7 +167,7 @@ class AffineMap:
     def _cached(self, name: str, compute: Callable[[], Any]) -> Any:
         """compute(), cached while no parameter or buffer involved changes. The key is the
         (id, version) of each of them, so in-place updates (optimiser steps) invalidate it."""
-        key = _version_key(self._tensors())
+        key = version_key(self._tensors())
         if key is not None and name in self._cache and self._cache[name][0] == key:
             return self._cache[name][1]
         value = compute()
@@ -257,72 +202,3 @@ class AffineMap:
     def __repr__(self) -> str:
         names = ", ".join(type(m).__name__ for m in self.modules)
         return f"AffineMap([{names}], in_shape={self.in_shape}, out_shape={self.out_shape})"
-
-
-# --------------------------------------------------------------------------------------
-# Walking an nn.Sequential (shared with lbinv.lifted)
-# --------------------------------------------------------------------------------------
-
-
-def as_shape(input_shape: Sequence[int] | int) -> Shape:
-    if isinstance(input_shape, int):
-        input_shape = (input_shape,)
-    try:
-        shape = tuple(int(s) for s in input_shape)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"input_shape must be a tuple of positive ints (no batch dimension), got {input_shape!r}"
-        ) from None
-    if not shape or any(s <= 0 for s in shape):
-        raise ValueError(
-            f"input_shape must be a non-empty tuple of positive ints (no batch dimension), got {shape}"
-        )
-    return shape
-
-
-def is_plain_sequential(module: nn.Module) -> bool:
-    return isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward
-
-
-def uncompiled(module: nn.Module) -> nn.Module:
-    """The module that a ``torch.compile`` wrapper (``OptimizedModule``) runs, sharing its
-    parameters; any other module itself."""
-    original = getattr(module, "_orig_mod", None)
-    return original if isinstance(original, nn.Module) else module
-
-
-def flatten_modules(
-    module: nn.Module | Iterable[nn.Module], prefix: str = ""
-) -> list[tuple[str, nn.Module]]:
-    """(dotted path, module) for every leaf of nested plain nn.Sequentials."""
-    items = module.named_children() if isinstance(module, nn.Module) else (
-        (str(i), m) for i, m in enumerate(module))
-    out: list[tuple[str, nn.Module]] = []
-    for name, child in items:
-        path, child = f"{prefix}{name}", uncompiled(child)
-        if is_plain_sequential(child):
-            out.extend(flatten_modules(child, prefix=path + "."))
-        else:
-            out.append((path, child))
-    return out
-
-
-def where_in_sequential(index: int, path: str, module: nn.Module) -> str:
-    """Human-readable location of a module in the flattened Sequential."""
-    name = type(module).__name__
-    if not path or path == str(index):
-        return f"module {index} ({name})"
-    return f"module {index} ({name}, at '{path}' of the nested nn.Sequential)"
-
-
-def _version_key(tensors: Iterable[Tensor]) -> tuple | None:
-    """(id, version, data_ptr, dtype, device) of every tensor; None if one has no version
-    counter (inference tensors), meaning "do not cache"."""
-    key = []
-    for t in tensors:
-        try:
-            v = t._version
-        except RuntimeError:
-            return None
-        key.append((id(t), v, t.data_ptr(), t.dtype, t.device))
-    return tuple(key)

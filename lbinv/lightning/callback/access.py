@@ -1,7 +1,7 @@
 """How the inversion callback reaches into any LightningModule and its validation batches: the
 encoder and decoder accessors, the encoder check, the input images of a batch, eval mode, the
 device and dtype to invert on, and the float32 view of a half-precision encoder. Nothing here knows
-:mod:`lbinv.models`.
+:mod:`lbinv.lightning.models`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import torch
 from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 
+from lbinv._checks import HALF_PRECISION
 from lbinv.lifted import LiftedNetwork
-from lbinv.solvers import HALF_PRECISION
 
 #: Keys under which a dict batch may hold the input images, in order of preference.
 INPUT_KEYS = ("x", "image", "images", "input", "inputs")

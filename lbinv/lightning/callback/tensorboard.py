@@ -18,7 +18,7 @@ FIGURE_TAG = "inversion/psnr_vs_sigma"
 
 
 def scalars(summary: dict[str, Any]) -> dict[str, float]:
-    """The scalar tags and values of a summary (see :func:`lbinv.callback_inversion.summarize`);
+    """The scalar tags and values of a summary (see :func:`lbinv.probe.summarize`);
     numbers that are ``None`` (no finite sample) are left out."""
     values: dict[str, float] = {}
     for level in summary["levels"]:

@@ -1,4 +1,5 @@
-"""What every solver shares: per-sample views and norms, step sizes, and the masked iteration loop.
+"""What every solver shares: the problem, per-sample views and norms, masked moves, the stopping
+test, and the iteration loop.
 
 Every solver is batched: tensors are ``(B, ...)`` and each sample has its own step sizes, its own
 stopping test and its own iteration count. Inside an iteration nothing leaves the device; the
@@ -14,14 +15,6 @@ import torch
 from torch import Tensor
 
 from lbinv.regularizers import TotalVariation
-
-#: Power iteration may underestimate ‖W‖₂ slightly; operator norms are inflated by this factor
-#: before they enter a step-size bound, so the bound still holds.
-OPNORM_SAFETY = 1.01
-
-#: ‖∇‖₂ ≤ √8 for forward differences (MATH.md §4).
-TV_NORM_BOUND = TotalVariation.NORM_BOUND
-
 
 def per_sample(t: Tensor, like: Tensor) -> Tensor:
     """Reshape a ``(B,)`` tensor to ``(B, 1, ..., 1)`` so it broadcasts against ``like``."""
@@ -41,20 +34,9 @@ def masked(active: Tensor | None, new: Tensor, old: Tensor) -> Tensor:
     return torch.where(per_sample(active, new), new, old)
 
 
-def lipschitz(opnorm: float) -> float:
-    """Lipschitz constant ``‖W‖₂²`` of ``x ↦ Wᵀ(σ(Wx + b) − y)`` (σ is a prox, so 1-Lipschitz).
-
-    A zero map (all-zero weights, BatchNorm with γ = 0; or ‖W‖² below the smallest float) makes
-    that gradient vanish, so every step size is valid: 1 is returned instead of 0, whose step
-    ``1/0`` would fail.
-    """
-    lip = (OPNORM_SAFETY * opnorm) ** 2
-    return lip if lip > 0.0 else 1.0
-
-
 @dataclass(frozen=True)
 class Problem:
-    """One batch of regularised inversion problems, as :func:`lbinv.solvers.invert` validated it.
+    """One batch of regularised inversion problems, as :func:`lbinv.invert` validated it.
 
     ``y``: (B, ...) data the network (or layer) should produce; ``alpha``: (B,) regularisation
     weights; ``tv``: the regulariser, or None; ``bounds``: a box ``(lo, hi)`` on x, or None; ``tol``:
@@ -67,42 +49,6 @@ class Problem:
     bounds: tuple[float, float] | None
     tol: float
     x_init: Tensor
-
-
-STEP_RULES = ("balanced", "paper")
-
-
-def pdhg_step_sizes(
-    lip: float, alpha: Tensor, k_norm: float, rule: str, balance: float | Tensor
-) -> tuple[Tensor, Tensor]:
-    """Primal and dual step sizes ``(τ_x, τ_z)``, each ``(B,)``, for PDHG with smooth part of
-    Lipschitz constant ``lip`` and coupling operator ``K = α∇`` with ``‖∇‖ ≤ k_norm`` (MATH.md §5).
-
-    Condat–Vũ convergence needs ``1/τ_x − τ_z ‖K‖² ≥ lip / 2``.
-
-    - ``"paper"``: ``τ_z = 1/(8α)``, ``τ_x = 1/lip`` (valid while ``α ≤ lip/2``).
-    - ``"balanced"``: ``τ_z ‖K‖ = balance`` and the condition
-      with equality, ``1/τ_x = lip/2 + balance·‖K‖``. ``balance`` weighs the dual step against the
-      primal one; the paper's rule is ``balance = 1/√8`` with a primal step below the bound.
-    """
-    k = alpha * k_norm
-    if rule == "paper":
-        tau_z = 1.0 / (k_norm**2 * alpha)
-        tau_x = torch.full_like(alpha, 1.0 / lip)
-    else:
-        tau_z = balance / k
-        tau_x = 1.0 / (0.5 * lip + balance * k)
-    return tau_x, tau_z
-
-
-def primal_dual_steps(
-    lip: float, alpha: Tensor, tv_enabled: bool, rule: str, balance: float | Tensor
-) -> tuple[Tensor, Tensor]:
-    """Step sizes for a PDHG block: :func:`pdhg_step_sizes` with TV, else gradient descent with
-    ``τ_x = 1/lip`` (and no dual step)."""
-    if tv_enabled:
-        return pdhg_step_sizes(lip, alpha, TV_NORM_BOUND, rule, balance)
-    return torch.full_like(alpha, 1.0 / lip), torch.zeros_like(alpha)
 
 
 class Iterative(Protocol):

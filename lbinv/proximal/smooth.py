@@ -1,6 +1,6 @@
 r"""Smooth proximal activations, sigmoid and tanh: prox_{tΨ} by safeguarded Newton (MATH.md §2).
 
-Part of :mod:`lbinv.proximal`, the public entry point: import the classes from there.
+Import the classes from :mod:`lbinv.proximal`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import math
 import torch
 from torch import Tensor
 
-from lbinv.proximal_base import ProxActivation, StepSize, check_step, is_unit_step
+from lbinv._checks import check_step
+from lbinv.proximal.base import ProxActivation, StepSize, is_unit_step
 
 __all__ = ["SigmoidProx", "TanhProx"]
 

@@ -1,19 +1,17 @@
 r"""The base class of proximal activations and the helpers its subclasses share.
 
-Internal to :mod:`lbinv.proximal`, the public entry point, which also explains the
-mathematics (MATH.md §2).
+Import from :mod:`lbinv.proximal`, whose docstring explains the mathematics (MATH.md §2).
 """
 
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Union
 
 import torch
 from torch import Tensor
 
-__all__ = ["ProxActivation", "StepSize", "check_step", "is_unit_step", "clamp"]
+__all__ = ["ProxActivation", "StepSize", "is_unit_step", "clamp"]
 
 StepSize = Union[float, Tensor]
 
@@ -21,17 +19,6 @@ StepSize = Union[float, Tensor]
 def clamp(x: Tensor, lo: float, hi: float) -> Tensor:
     """Clip ``x`` into ``[lo, hi]``; an infinite bound is no bound."""
     return torch.clamp(x, min=None if lo == -math.inf else lo, max=None if hi == math.inf else hi)
-
-
-def check_step(t: StepSize) -> None:
-    """Validate a Python step size (tensors are not checked: that would synchronise)."""
-    if isinstance(t, Tensor):
-        return
-    if not isinstance(t, numbers.Real) or isinstance(t, bool):
-        raise TypeError(f"t: expected a float > 0 or a tensor, got {type(t).__name__}")
-    t = float(t)
-    if not t > 0 or not math.isfinite(t):
-        raise ValueError(f"t: expected a finite step size > 0, got {t}")
 
 
 def is_unit_step(t: StepSize) -> bool:

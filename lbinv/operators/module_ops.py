@@ -1,6 +1,6 @@
 """Elementary affine operators: one torch module seen as x ↦ W x + b (MATH.md §1).
 
-Internal to :mod:`lbinv.affine_map`, whose :class:`~lbinv.affine_map.AffineMap` composes these ops.
+:class:`~lbinv.operators.AffineMap` composes these ops.
 :func:`affine_op` maps a module to its op. Every op offers ``forward`` (exact module
 semantics, eval mode), ``linear`` (W x, no bias), ``adjoint`` (Wᵀ y: explicit transposed
 operators, ``torch.func.vjp`` only where no clean closed form exists) and ``tensors`` (the
@@ -18,18 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lbinv.conv_polyphase import PolyphaseConvAdjoint
+from lbinv._checks import Shape, is_plain
+from lbinv.operators.conv_polyphase import PolyphaseConvAdjoint, use_polyphase
 
-__all__ = ["Op", "IdentityOp", "ReshapeOp", "LinearOp", "affine_op", "Shape", "SUPPORTED_AFFINE_LAYERS", "CONV_ADJOINT"]
+__all__ = ["AffineOp", "IdentityOp", "ReshapeOp", "LinearOp", "affine_op", "SUPPORTED_AFFINE_LAYERS"]
 
-#: How Conv2d adjoints are computed: "auto" uses the polyphase form (:mod:`lbinv.conv_polyphase`) for
-#: float32 tensors on the CPU, where oneDNN's conv_transpose2d is several times slower than the
-#: equivalent stride-1 convolution (benchmarks/run.py, ``speed_changes.polyphase_conv_adjoint``),
-#: and conv_transpose2d elsewhere (float64 on the CPU, where it wins, and CUDA, unmeasured);
-#: "transpose" and "polyphase" force one (for benchmarks and tests).
-CONV_ADJOINT = "auto"
-
-Shape = tuple[int, ...]
 
 SUPPORTED_AFFINE_LAYERS = (
     "Linear, Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d, AvgPool1d, AvgPool2d, "
@@ -45,8 +38,8 @@ def _tuple(v: int | Sequence[int], n: int) -> tuple[int, ...]:
     return tuple(v) if isinstance(v, (tuple, list)) else (int(v),) * n
 
 
-class Op:
-    """One affine module. ``where`` names it in error messages."""
+class AffineOp:
+    """One affine module seen as ``x ↦ Wx + b``. ``where`` names it in error messages."""
 
     isometry = False  # True when W is the identity or a reshape, so that ‖W‖ = 1
     in_shape: Shape
@@ -80,7 +73,7 @@ class Op:
         return [t for t in chain(m._parameters.values(), m._buffers.values()) if t is not None]
 
 
-class IdentityOp(Op):
+class IdentityOp(AffineOp):
     """nn.Identity and Dropout (eval semantics): W = I."""
 
     isometry = True
@@ -92,7 +85,7 @@ class IdentityOp(Op):
         return y
 
 
-class ReshapeOp(Op):
+class ReshapeOp(AffineOp):
     """Flatten / Unflatten: a permutation-free reshape, adjoint = reshape back."""
 
     isometry = True
@@ -109,7 +102,7 @@ class ReshapeOp(Op):
         return y.reshape(y.shape[0], *self.in_shape)
 
 
-class LinearOp(Op):
+class LinearOp(AffineOp):
     """nn.Linear on the last dim: W x + b; adjoint y ↦ y W."""
 
     def check_input(self, in_shape: Shape) -> None:
@@ -130,7 +123,7 @@ class LinearOp(Op):
         return torch.matmul(y, self.module.weight)
 
 
-class _ConvBase(Op):
+class _ConvBase(AffineOp):
     """What ConvNd and ConvTransposeNd share: zeros padding only, the input check, and
     forward / linear as one call with or without the bias."""
 
@@ -196,7 +189,7 @@ class _ConvOp(_ConvBase):
 
     def adjoint(self, y: Tensor) -> Tensor:
         m = self.module
-        if self.polyphase is not None and _use_polyphase(y):
+        if self.polyphase is not None and use_polyphase(y):
             return self.polyphase(y, m.weight)
         x = _CONV_T[self.dim](
             y, m.weight, None, m.stride, self.t_padding, self.t_output_padding, m.groups, m.dilation
@@ -205,11 +198,6 @@ class _ConvOp(_ConvBase):
             x = x[(Ellipsis,) + tuple(slice(lf, lf + n) for lf, n in zip(self.left, self.in_shape[1:]))]
         return x
 
-
-def _use_polyphase(y: Tensor) -> bool:
-    if CONV_ADJOINT == "auto":
-        return y.device.type == "cpu" and y.dtype == torch.float32
-    return CONV_ADJOINT == "polyphase"
 
 
 class _ConvTransposeOp(_ConvBase):
@@ -228,7 +216,7 @@ class _ConvTransposeOp(_ConvBase):
         return x[(Ellipsis,) + tuple(slice(0, n) for n in self.in_shape[1:])]
 
 
-class _AvgPoolOp(Op):
+class _AvgPoolOp(AffineOp):
     """AvgPoolNd without ceil_mode and without excluded padding: a per-channel convolution
     with the constant kernel 1/divisor. Adjoint: conv_transposeNd with that kernel."""
 
@@ -259,7 +247,7 @@ class _AvgPoolOp(Op):
         return x.reshape(y.shape[0], *self.in_shape)
 
 
-class _VjpOp(Op):
+class _VjpOp(AffineOp):
     """A parameter-free linear module without a clean closed-form adjoint (AvgPool with
     ceil_mode or count_include_pad=False, adaptive average pooling): Wᵀ y by torch.func.vjp.
     Works under torch.no_grad() and torch.inference_mode() callers."""
@@ -277,7 +265,7 @@ class _VjpOp(Op):
         return x
 
 
-def _avg_pool_op(module: nn.Module, where: str) -> Op:
+def _avg_pool_op(module: nn.Module, where: str) -> AffineOp:
     """Average pooling is a fixed convolution unless ceil_mode or excluded padding makes the
     divisor vary at the borders: then the adjoint comes from vjp."""
     if module.ceil_mode or (not module.count_include_pad and any(_tuple(module.padding, 1))):
@@ -285,7 +273,7 @@ def _avg_pool_op(module: nn.Module, where: str) -> Op:
     return _AvgPoolOp(module, where)
 
 
-class _BatchNormOp(Op):
+class _BatchNormOp(AffineOp):
     """BatchNorm in eval mode: per-channel x ↦ s·x + (β − s·μ), s = γ / sqrt(σ² + ε).
     Self-adjoint linear part (a diagonal scaling)."""
 
@@ -331,7 +319,7 @@ class _BatchNormOp(Op):
 
 
 # The supported affine module types (SUPPORTED_AFFINE_LAYERS in words) and their ops.
-_OPS: dict[type[nn.Module], Callable[[nn.Module, str], Op]] = {
+_OPS: dict[type[nn.Module], Callable[[nn.Module, str], AffineOp]] = {
     nn.Identity: IdentityOp,
     nn.Dropout: IdentityOp,
     nn.Dropout1d: IdentityOp,
@@ -353,11 +341,9 @@ _OPS: dict[type[nn.Module], Callable[[nn.Module, str], Op]] = {
 }
 
 
-def affine_op(module: nn.Module, where: str) -> Op | None:
+def affine_op(module: nn.Module, where: str) -> AffineOp | None:
     """The op of an affine module, None if the module is not affine (or is a subclass of an
     affine type that overrides forward()). Raises ValueError for refused configurations of
     affine types (BatchNorm in training mode, padding_mode other than 'zeros')."""
-    base = next((t for t in _OPS if isinstance(module, t)), None)
-    if base is None or type(module).forward is not base.forward:
-        return None
-    return _OPS[base](module, where)
+    base = next((t for t in _OPS if is_plain(module, t)), None)
+    return None if base is None else _OPS[base](module, where)

@@ -1,18 +1,53 @@
 """The adjoint of a strided Conv2d as one stride-1 convolution and an interleave (a pixel shuffle).
 
 On the CPU with float32, oneDNN's ``conv_transpose2d`` is several times slower than this
-equivalent (benchmarks/run.py, ``speed_changes.polyphase_conv_adjoint``); ``lbinv.affine_ops``
-decides where it is used (``CONV_ADJOINT``).
+equivalent (benchmarks/run.py, ``speed_changes.polyphase_conv_adjoint``). :func:`use_polyphase`
+decides where the Conv2d ops of :mod:`lbinv.operators.module_ops` use it; :func:`conv_adjoint`
+overrides that choice within a ``with`` block (benchmarks and tests).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-Shape = tuple[int, ...]
+from lbinv._checks import Shape
+from lbinv.operators.cache import version_key
+
+__all__ = ["PolyphaseConvAdjoint", "conv_adjoint", "use_polyphase", "CONV_ADJOINTS"]
+
 Pair = tuple[int, int]
+
+#: How Conv2d adjoints are computed: "auto" uses the polyphase form for float32 tensors on the CPU,
+#: where oneDNN's conv_transpose2d is several times slower, and conv_transpose2d elsewhere (float64
+#: on the CPU, where it wins, and CUDA, unmeasured); "transpose" and "polyphase" force one.
+CONV_ADJOINTS = ("auto", "transpose", "polyphase")
+_conv_adjoint: ContextVar[str] = ContextVar("lbinv_conv_adjoint", default="auto")
+
+
+@contextmanager
+def conv_adjoint(mode: str) -> Iterator[None]:
+    """Within the block, compute Conv2d adjoints as ``mode`` says (one of :data:`CONV_ADJOINTS`)."""
+    if mode not in CONV_ADJOINTS:
+        raise ValueError(f"mode: expected one of {CONV_ADJOINTS}, got {mode!r}")
+    token = _conv_adjoint.set(mode)
+    try:
+        yield
+    finally:
+        _conv_adjoint.reset(token)
+
+
+def use_polyphase(y: Tensor) -> bool:
+    """Whether the adjoint of a plain Conv2d applied to ``y`` uses :class:`PolyphaseConvAdjoint`."""
+    mode = _conv_adjoint.get()
+    if mode == "auto":
+        return y.device.type == "cpu" and y.dtype == torch.float32
+    return mode == "polyphase"
 
 #: Size (elements) from which :class:`PolyphaseConvAdjoint` interleaves its phases by strided copies.
 _STRIDED_INTERLEAVE_MIN = 16384
@@ -67,10 +102,7 @@ class PolyphaseConvAdjoint:
 
     def kernel(self, w: Tensor) -> Tensor:
         """The stacked phase kernel, a gather of ``w``."""
-        try:
-            key = (id(w), w._version, w.data_ptr(), w.dtype, w.device)
-        except RuntimeError:  # an inference tensor: no version counter, do not cache
-            key = None
+        key = version_key([w])  # None for an inference tensor: do not cache
         cacheable = key is not None and not (w.requires_grad and torch.is_grad_enabled())
         if cacheable and self._cache is not None and self._cache[0] == key:
             return self._cache[1]

@@ -1,5 +1,6 @@
-"""What the inversion callback computes, in plain PyTorch (no Lightning): noisy codes of the probe
-images, their batched inversion, per-sample measurements, and the per-level summary (α rule included).
+"""The probe: noisy codes of a few images, their batched inversion, per-sample measurements, and the
+per-level summary (α rule included). Plain PyTorch: the inversion callback runs it at each
+validation epoch end, and the experiments use it too.
 
 Shapes: ``levels`` noise levels × ``k`` probe images (this rank's share of ``n``) × ``G`` α values
 (G = 1 for a fixed α); the solver sees all of them as one batch of ``levels * k * G``.
@@ -14,10 +15,9 @@ from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor, nn
-from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from lbinv.lifted import LiftedNetwork
-from lbinv.metrics import dual_subgradient, single_layer_subgradient, symmetric_bregman_tv
+from lbinv.metrics import dual_subgradient, psnr, single_layer_subgradient, symmetric_bregman_tv
 from lbinv.solvers import InversionResult
 
 #: Data-driven α rules; each solves the whole α grid in the same batch and picks one α per level.
@@ -101,7 +101,7 @@ def invert_probe(
     truth = x.unsqueeze(0).unsqueeze(2).expand(levels, k, grid, *input_shape).reshape(batch, *input_shape)
     out = {
         "x_inv": x_inv.reshape(levels, k, grid, *input_shape),
-        "psnr_inv": per_sample_psnr(x_inv, truth, data_range).reshape(levels, k, grid),
+        "psnr_inv": psnr(x_inv, truth, data_range).reshape(levels, k, grid),
         "residual": (net(x_inv) - data[:batch]).flatten(1).norm(dim=1).reshape(levels, k, grid),
         "iterations": result.iterations[:batch].to(y.dtype).reshape(levels, k, grid),
         "bregman_sym": bsym,
@@ -119,7 +119,7 @@ def invert_probe(
         decoded = decoded.reshape(levels * k, *input_shape).to(x.dtype)
         out["x_dec"] = decoded.reshape(levels, k, *input_shape)
         truth = x.unsqueeze(0).expand(levels, *x.shape).reshape(levels * k, *input_shape)
-        out["psnr_dec"] = per_sample_psnr(decoded, truth, data_range).reshape(levels, k)
+        out["psnr_dec"] = psnr(decoded, truth, data_range).reshape(levels, k)
     return {key: value.to(y.dtype) for key, value in out.items()}
 
 
@@ -148,12 +148,6 @@ def bregman_sym(
     x_ref = x_ref.transpose(0, 1).reshape(batch, *result.x.shape[1:])
     p_ref = p_ref.transpose(0, 1).reshape(batch, *p.shape[1:])
     return symmetric_bregman_tv(result.x[:batch], x_ref, p[:batch], p_ref).reshape(levels, k, grid)
-
-
-def per_sample_psnr(preds: Tensor, target: Tensor, data_range: tuple[float, float]) -> Tensor:
-    """Per-sample PSNR in dB (torchmetrics, ``data_range`` clamps both)."""
-    dims = tuple(range(1, preds.dim()))
-    return peak_signal_noise_ratio(preds, target, data_range=data_range, reduction="none", dim=dims)
 
 
 def _synchronize(device: torch.device) -> None:

@@ -1,0 +1,119 @@
+"""The checks of :class:`~lbinv.lightning.callback.InversionCallback`'s own arguments.
+
+The generic checks (numbers, integers, shapes, intervals) are :mod:`lbinv._checks`; what is here is
+what only the callback has: noise levels, α and its rules, accessors, solver options. Every check
+runs inside :func:`callback_arguments`, so that each message starts with ``InversionCallback:`` and
+then names the argument, what was expected and what came.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Union
+
+from torch import nn
+
+from lbinv._checks import check_number
+from lbinv.probe import ALPHA_RULES, DEFAULT_ALPHA_GRID
+from lbinv.solvers import METHODS, OPTIONS
+
+#: invert() arguments that come from the callback's own arguments or its probe.
+_OWN_ARGUMENTS = ("alpha", "input_shape", "method", "max_iter", "tol", "eta")
+#: ``solver_options`` keys the callback sets itself (noise_level: the measured δ of each code).
+_RESERVED_OPTIONS = ("model", "y", *_OWN_ARGUMENTS, "noise_level")
+
+
+@contextmanager
+def callback_arguments() -> Iterator[None]:
+    """Prefix the ``ValueError`` of any check run in the block with ``InversionCallback:``."""
+    try:
+        yield
+    except ValueError as err:
+        raise ValueError(f"InversionCallback: {err}") from None
+
+
+def _is_sequence(value: Any) -> bool:
+    return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
+
+
+def check_noise_levels(noise_levels: Any) -> tuple[float, ...]:
+    if not _is_sequence(noise_levels) or not noise_levels:
+        raise ValueError(f"noise_levels: expected a non-empty sequence of floats >= 0, got {noise_levels!r}")
+    levels = tuple(check_number("every noise level", s, minimum=0.0) for s in noise_levels)
+    names = [f"{s:g}" for s in levels]
+    if len(set(names)) != len(names):
+        raise ValueError(f"noise_levels: expected distinct values (they name the logged tags), got {levels!r}")
+    return levels
+
+
+def check_alpha(alpha: Any, levels: int) -> Union[float, tuple[float, ...], str]:
+    if isinstance(alpha, str):
+        if alpha not in ALPHA_RULES:
+            raise ValueError(
+                f"alpha: expected a float > 0, one float > 0 per noise level, or one of {ALPHA_RULES}; got {alpha!r}"
+            )
+        return alpha
+    if _is_sequence(alpha):
+        values = tuple(alpha)
+        if len(values) != levels:
+            raise ValueError(f"alpha: expected one value per noise level ({levels}), got {len(values)}: {values!r}")
+        return tuple(check_number("alpha", a, minimum=0.0, strict=True) for a in values)
+    return check_number("alpha", alpha, minimum=0.0, strict=True)
+
+
+def check_alpha_grid(grid: Any) -> tuple[float, ...]:
+    if grid is None:
+        return DEFAULT_ALPHA_GRID
+    if not _is_sequence(grid) or not grid:
+        raise ValueError(f"alpha_grid: expected a non-empty sequence of floats > 0, got {grid!r}")
+    return tuple(sorted({check_number("alpha_grid", a, minimum=0.0, strict=True) for a in grid}))
+
+
+def check_method(method: Any, alpha: Union[float, tuple[float, ...], str], eta: float) -> str:
+    """One of :data:`lbinv.solvers.METHODS`. Landweber stops by the discrepancy principle (with
+    ``eta``, which it needs ≥ 1) and ignores α, so an α rule would solve one problem per grid value."""
+    if not isinstance(method, str) or method not in METHODS:
+        raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
+    if method == "landweber" and isinstance(alpha, str):
+        raise ValueError(
+            f"alpha: method='landweber' ignores alpha (it stops by the discrepancy principle itself), so "
+            f"alpha={alpha!r} would solve the same problem for every grid value; pass a float"
+        )
+    if method == "landweber":
+        check_number("eta", eta, minimum=1.0)
+    return method
+
+
+def check_accessor(name: str, value: Any, allow_none: bool) -> Any:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, str) and value:
+        return value
+    if callable(value) and not isinstance(value, nn.Module):
+        return value
+    also = ", or None" if allow_none else ""
+    raise ValueError(
+        f"{name}: expected an attribute name (str) of the LightningModule or a callable `pl_module -> {name}`{also}; "
+        f"got {value!r:.80}"
+    )
+
+
+def check_solver_options(options: Any, method: str) -> dict[str, Any]:
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
+        raise ValueError(f"solver_options: expected None or a dict with str keys, got {options!r}")
+    reserved = sorted(set(options) & set(_RESERVED_OPTIONS))
+    if reserved:
+        raise ValueError(
+            f"solver_options: must not set {reserved}: use the callback's own arguments "
+            f"({', '.join(_OWN_ARGUMENTS)}; noise_level is the measured delta of each noisy code)"
+        )
+    allowed = {"regularizer", "bounds", "check_every", *OPTIONS[method]} - set(_RESERVED_OPTIONS)
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise ValueError(
+            f"solver_options: option(s) {unknown} that invert(method={method!r}) does not accept; valid: {sorted(allowed)}"
+        )
+    return dict(options)

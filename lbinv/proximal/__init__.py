@@ -1,0 +1,54 @@
+r"""Activation functions as proximal maps: Ψ, prox_{tΨ}, Φ and the Bregman loss B_Ψ.
+
+An activation σ is a *proximal activation* when σ = prox_Ψ for a proper, convex, lower
+semicontinuous Ψ (MATH.md §2). The lifted Bregman formulation replaces ``‖σ(z) − y‖²`` by
+
+.. math::
+
+    B_Ψ(y, z) = ½‖y‖² + Ψ(y) + (½‖·‖² + Ψ)^*(z) − ⟨y, z⟩,
+
+which is convex in ``z`` with ``∇_z B_Ψ(y, z) = σ(z) − y`` and satisfies
+``B_Ψ(y, z) ≥ ½‖y − σ(z)‖²``. For an elementwise σ, with ``Φ = (½(·)² + Ψ)^*`` (so ``Φ' = σ``),
+
+.. math::
+
+    B_Ψ(y, z) = Σ_i ½y_i² + Ψ(y_i) + Φ(z_i) − y_i z_i
+              = Σ_i ½(y_i − s_i)² + [Ψ(y_i) − Ψ(s_i) − (z_i − s_i)(y_i − s_i)],   s = σ(z),
+
+the bracket being the Bregman distance of Ψ with subgradient ``z − s ∈ ∂Ψ(s)``. Every class
+evaluates B_Ψ from a closed form in which each term is non-negative (or, for sigmoid and
+tanh, as a Bernoulli Kullback–Leibler divergence), so it neither overflows for large ``|z|`` nor
+loses the ``B_Ψ(σ(z), z) = 0`` property to cancellation.
+
+The package: :mod:`~lbinv.proximal.base` (the base class), :mod:`~lbinv.proximal.piecewise` (ReLU,
+LeakyReLU, clamp, soft-thresholding, identity: closed forms), :mod:`~lbinv.proximal.smooth`
+(sigmoid, tanh: prox by safeguarded Newton) and :mod:`~lbinv.proximal.torch_modules` (torch
+module → :class:`ProxActivation`). Import all of them from here.
+
+Supported torch modules (see :func:`proximal_activation`): ReLU, LeakyReLU (slope in [0, 1]),
+Hardtanh and ReLU6 (clamp), Sigmoid, Tanh, Softshrink, Identity.
+
+All maps are elementwise and batched: tensors are ``(B, ...)``; :meth:`ProxActivation.psi`
+and :meth:`ProxActivation.bregman` sum over every dimension but the first and return ``(B,)``.
+"""
+
+from lbinv.proximal.base import ProxActivation, StepSize
+from lbinv.proximal.piecewise import IDENTITY, ClampProx, IdentityProx, LeakyReLUProx, ReLUProx, SoftshrinkProx
+from lbinv.proximal.smooth import SigmoidProx, TanhProx
+from lbinv.proximal.torch_modules import SUPPORTED_ACTIVATIONS, is_activation, proximal_activation
+
+__all__ = [
+    "ProxActivation",
+    "StepSize",
+    "ReLUProx",
+    "LeakyReLUProx",
+    "ClampProx",
+    "SigmoidProx",
+    "TanhProx",
+    "SoftshrinkProx",
+    "IdentityProx",
+    "IDENTITY",
+    "proximal_activation",
+    "is_activation",
+    "SUPPORTED_ACTIVATIONS",
+]

@@ -1,0 +1,185 @@
+r"""Piecewise-linear proximal activations, in closed form (MATH.md §2): ReLU, clamp (Hardtanh,
+ReLU6), LeakyReLU, soft-thresholding and the identity. Import them from :mod:`lbinv.proximal`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from lbinv._checks import check_step
+from lbinv.proximal.base import ProxActivation, StepSize, clamp, is_unit_step
+
+__all__ = ["ReLUProx", "ClampProx", "LeakyReLUProx", "SoftshrinkProx", "IdentityProx", "IDENTITY", "leaky_slope_problem"]
+
+
+class ReLUProx(ProxActivation):
+    r"""ReLU = prox of the indicator of [0, ∞) (MATH.md §2).
+
+    Ψ = ι_{u ≥ 0}, Φ(z) = ½max(z, 0)², prox_{tΨ}(v) = max(v, 0) for every t, and
+    ``B(y, z) = ½‖y − max(z, 0)‖² + ⟨y, max(−z, 0)⟩`` for y ≥ 0.
+    """
+
+    domain = (0.0, math.inf)
+
+    def prox(self, v: Tensor, t: StepSize = 1.0) -> Tensor:
+        check_step(t)
+        return torch.relu(v)
+
+    def _psi_elem(self, u: Tensor) -> Tensor:
+        return torch.zeros_like(u)
+
+    def _phi_elem(self, z: Tensor) -> Tensor:
+        return 0.5 * torch.relu(z) ** 2
+
+    def _bregman_elem(self, y: Tensor, z: Tensor) -> Tensor:
+        return 0.5 * (y - torch.relu(z)) ** 2 + y * torch.relu(-z)
+
+
+class ClampProx(ProxActivation):
+    r"""Clamp to ``[lo, hi]`` (nn.Hardtanh, nn.ReLU6) = prox of the indicator of [lo, hi].
+
+    Ψ = ι_{[lo, hi]}, prox_{tΨ}(v) = clamp(v, lo, hi) for every t, Φ(z) = z·c − ½c² with
+    c = clamp(z) (Huber-type), and ``B(y, z) = ½(y − c)² + (z − c)(c − y)`` (MATH.md §2).
+
+    Parameters
+    ----------
+    lo, hi : float
+        Bounds with ``lo <= hi`` (either may be infinite).
+    """
+
+    def __init__(self, lo: float = -1.0, hi: float = 1.0) -> None:
+        lo, hi = float(lo), float(hi)
+        if math.isnan(lo) or math.isnan(hi) or lo > hi:
+            raise ValueError(f"ClampProx: expected lo <= hi, got lo={lo}, hi={hi}")
+        self.lo, self.hi = lo, hi
+
+    @property
+    def domain(self) -> tuple[float, float]:
+        return (self.lo, self.hi)
+
+    def prox(self, v: Tensor, t: StepSize = 1.0) -> Tensor:
+        check_step(t)
+        return clamp(v, self.lo, self.hi)
+
+    def _psi_elem(self, u: Tensor) -> Tensor:
+        return torch.zeros_like(u)
+
+    def _phi_elem(self, z: Tensor) -> Tensor:
+        c = clamp(z, self.lo, self.hi)
+        return z * c - 0.5 * c * c
+
+    def _bregman_elem(self, y: Tensor, z: Tensor) -> Tensor:
+        # s = clamp(z), p = z − s ∈ N_[lo,hi](s): B = ½(y − s)² + p(s − y), both terms ≥ 0 for y ∈ [lo, hi]
+        s = clamp(z, self.lo, self.hi)
+        return 0.5 * (y - s) ** 2 + (z - s) * (s - y)
+
+
+def leaky_slope_problem(a: float) -> str | None:
+    """Why LeakyReLU with slope ``a`` is not a proximal map; None for a slope in [0, 1]."""
+    if a > 1.0:
+        return "a slope above 1 is expansive"
+    if not a >= 0.0:
+        return "a negative slope is not monotone"
+    return None
+
+
+class LeakyReLUProx(ProxActivation):
+    r"""LeakyReLU with slope a ∈ (0, 1] (MATH.md §2, derived).
+
+    With c = (1 − a)/a: Ψ(u) = (c/2)·min(u, 0)², Φ(z) = ½max(z, 0)² + (a/2)·min(z, 0)²,
+    prox_{tΨ}(v) = v for v ≥ 0 and v/(1 + tc) for v < 0 (so t = 1 gives a·v). With s = σ(z),
+
+    ``B(y, z) = ½(y − s)² + (c/2)(min(y, 0) − min(s, 0))² + c·max(−s, 0)·max(y, 0)``.
+
+    A slope above 1 is expansive and a negative slope is decreasing: neither is a proximal map.
+    Slope 0 is ReLU (use :class:`ReLUProx`).
+    """
+
+    def __init__(self, negative_slope: float = 0.01) -> None:
+        a = float(negative_slope)
+        if not (0.0 < a <= 1.0):
+            why = leaky_slope_problem(a)
+            if why is None:
+                why = "slope 0 is ReLU: use ReLUProx / nn.ReLU"
+            else:
+                why += ", so it is not a proximal map"
+            raise ValueError(f"LeakyReLUProx: negative_slope must lie in (0, 1], got {negative_slope}; {why}")
+        self.negative_slope = a
+        self._c = (1.0 - a) / a
+
+    def prox(self, v: Tensor, t: StepSize = 1.0) -> Tensor:
+        check_step(t)
+        if is_unit_step(t):
+            return F.leaky_relu(v, self.negative_slope)
+        return torch.where(v >= 0, v, v / (1.0 + t * self._c))
+
+    def _psi_elem(self, u: Tensor) -> Tensor:
+        return 0.5 * self._c * torch.clamp(u, max=0.0) ** 2
+
+    def _phi_elem(self, z: Tensor) -> Tensor:
+        return 0.5 * torch.relu(z) ** 2 + 0.5 * self.negative_slope * torch.clamp(z, max=0.0) ** 2
+
+    def _bregman_elem(self, y: Tensor, z: Tensor) -> Tensor:
+        s = F.leaky_relu(z, self.negative_slope)
+        ms = torch.clamp(s, max=0.0)
+        return (
+            0.5 * (y - s) ** 2
+            + 0.5 * self._c * (torch.clamp(y, max=0.0) - ms) ** 2
+            + self._c * (-ms) * torch.relu(y)
+        )
+
+
+class SoftshrinkProx(ProxActivation):
+    r"""Soft-thresholding at λ ≥ 0 = prox of λ|·| (MATH.md §2).
+
+    Ψ(u) = λ|u|, Φ(z) = ½max(|z| − λ, 0)², prox_{tΨ}(v) = sign(v)·max(|v| − tλ, 0). With
+    p = clamp(z, −λ, λ) ∈ λ∂|s| and s = z − p: ``B(y, z) = ½(y − s)² + (λ|y| − y·p)``.
+    """
+
+    def __init__(self, lambd: float = 0.5) -> None:
+        lam = float(lambd)
+        if not lam >= 0.0 or not math.isfinite(lam):
+            raise ValueError(f"SoftshrinkProx: lambd must be a finite number >= 0, got {lambd}")
+        self.lambd = lam
+
+    def prox(self, v: Tensor, t: StepSize = 1.0) -> Tensor:
+        check_step(t)
+        if not isinstance(t, Tensor):
+            return F.softshrink(v, float(t) * self.lambd)
+        return torch.sign(v) * torch.relu(v.abs() - t * self.lambd)
+
+    def _psi_elem(self, u: Tensor) -> Tensor:
+        return self.lambd * u.abs()
+
+    def _phi_elem(self, z: Tensor) -> Tensor:
+        return 0.5 * torch.relu(z.abs() - self.lambd) ** 2
+
+    def _bregman_elem(self, y: Tensor, z: Tensor) -> Tensor:
+        p = torch.clamp(z, -self.lambd, self.lambd)
+        s = z - p
+        return 0.5 * (y - s) ** 2 + (self.lambd * y.abs() - y * p)
+
+
+class IdentityProx(ProxActivation):
+    r"""Identity = prox of Ψ = 0: Φ(z) = ½z², prox_{tΨ}(v) = v, B(y, z) = ½‖y − z‖² (MATH.md §2)."""
+
+    def prox(self, v: Tensor, t: StepSize = 1.0) -> Tensor:
+        check_step(t)
+        return v
+
+    def _psi_elem(self, u: Tensor) -> Tensor:
+        return torch.zeros_like(u)
+
+    def _phi_elem(self, z: Tensor) -> Tensor:
+        return 0.5 * z * z
+
+    def _bregman_elem(self, y: Tensor, z: Tensor) -> Tensor:
+        return 0.5 * (y - z) ** 2
+
+
+IDENTITY = IdentityProx()
+

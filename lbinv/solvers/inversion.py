@@ -1,0 +1,319 @@
+"""``invert``: batched lifted-Bregman inversion of a network's output, and the baselines; the
+checks of its arguments.
+
+Methods (MATH.md §3–8):
+
+- ``"lifted"``: PDHG (§5) for a one-layer network, coordinate descent (§6) for several;
+- ``"sequential"``: layer-wise inversion from the output down (§7, Remark 2);
+- ``"landweber"``: Landweber with the discrepancy principle (§8), one-layer networks;
+- ``"gradient"``: Adam through the network on ``½‖N(x) − y‖² + α TV_ε(x)``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, replace
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from lbinv._checks import HALF_PRECISION, check_int, check_interval, check_number
+from lbinv.lifted import LiftedNetwork
+from lbinv.regularizers import TotalVariation
+from lbinv.solvers.coordinate_descent import HIDDEN_INITS, CoordinateDescent
+from lbinv.solvers.gradient import AdamInversion
+from lbinv.solvers.landweber import Landweber
+from lbinv.solvers.loop import LoopResult, Problem, iterate
+from lbinv.solvers.pdhg import PDHG, STEP_RULES
+from lbinv.solvers.sequential import LayerFISTA
+
+__all__ = ["invert", "InversionResult", "METHODS", "REGULARIZERS", "OPTIONS"]
+
+METHODS = ("lifted", "sequential", "landweber", "gradient")
+REGULARIZERS = ("tv", "tv-aniso", None)
+
+#: The options each method accepts beyond invert's own arguments, with their defaults: the
+#: solvers' own (``Solver.options``), a starting point where the method takes one, and history.
+OPTIONS: dict[str, dict[str, Any]] = {
+    "lifted": {**CoordinateDescent.options, "x_init": None, "record_history": False},  # ⊇ PDHG's
+    "sequential": {**PDHG.options, "record_history": False},
+    "landweber": {**Landweber.options, "x_init": None, "record_history": False},
+    "gradient": {**AdamInversion.options, "x_init": None, "record_history": False},
+}
+
+
+@dataclass
+class InversionResult:
+    """What :func:`invert` returns; every per-sample field has leading dimension ``B``.
+
+    Attributes
+    ----------
+    x : (B, *input_shape) the recovered inputs.
+    iterations : (B,) iterations (sweeps for coordinate descent) each sample ran; for "sequential"
+        the sum over its per-layer stages.
+    converged : (B,) whether the sample's stopping test held before ``max_iter``.
+    objective : (B,) the method's objective at ``x`` (for "landweber": ``½‖N(x) − y‖²``).
+    history : with ``record_history=True``: ``{"iteration": [k, …], "objective": (checks, B)}``.
+    hidden : the auxiliary variables ``x_1 … x_{L−1}`` of coordinate descent, else None.
+    dual : the TV dual variable ``z`` (shape of ``∇x``) of the lifted methods, else None.
+    """
+
+    x: Tensor
+    iterations: Tensor
+    converged: Tensor
+    objective: Tensor
+    history: dict[str, Any] | None = None
+    hidden: list[Tensor] | None = None
+    dual: Tensor | None = None
+
+
+def invert(
+    model: nn.Module | LiftedNetwork,
+    y: Tensor,
+    *,
+    alpha: float | Tensor | None = None,
+    input_shape: Sequence[int] | None = None,
+    method: str = "lifted",
+    regularizer: str | None = "tv",
+    bounds: tuple[float, float] | None = None,
+    max_iter: int = 1500,
+    tol: float = 1e-5,
+    noise_level: float | Tensor | None = None,
+    check_every: int = 10,
+    **options: Any,
+) -> InversionResult:
+    """Recover inputs ``x`` with ``model(x) ≈ y`` for a batch of outputs ``y``.
+
+    Parameters
+    ----------
+    model : an ``nn.Sequential`` of supported layers (or one layer), or a :class:`LiftedNetwork`.
+    y : (B, *output_shape) or (B, m) network outputs, finite; clipped into the last activation's
+        domain with a warning (the paper clips negative noisy ReLU codes to 0).
+    alpha : regularisation weight, a float or a (B,) tensor of positive values (one per sample);
+        required by the regularised methods, ignored by "landweber".
+    input_shape : shape of one input, e.g. ``(1, 28, 28)``; needed unless the model starts with
+        ``nn.Linear`` (then ``(in_features,)``) — TV needs an image shape ``(..., H, W)``.
+    method : "lifted" | "sequential" | "landweber" | "gradient".
+    regularizer : "tv" (isotropic) | "tv-aniso" | None.
+    bounds : optional box ``(lo, hi)`` on x, e.g. ``(0.0, 1.0)`` for images.
+    max_iter, tol, check_every : at most ``max_iter`` iterations; every ``check_every`` iterations
+        each sample whose last step was at most ``tol`` stops: every block's Euclidean change, the
+        TV dual's measured per paper-sized dual step (``‖Δz‖/(8ατ_z)``); "landweber" with a
+        ``noise_level`` stops by the discrepancy principle instead. "sequential"
+        solves one problem per layer, each with at most ``max_iter`` iterations, so its reported
+        ``iterations`` (their sum) is at most ``L · max_iter`` for an L-layer network.
+    noise_level : δ = ‖y^δ − y‖ per sample or scalar, for the discrepancy principle of "landweber".
+    options : per method (:data:`OPTIONS`) — lifted: ``step_rule`` ("balanced" | "paper"), ``balance``,
+        ``x_init``, ``hidden_init`` ("forward" | "zeros"), ``record_history``; sequential:
+        ``step_rule``, ``balance``, ``record_history``; landweber: ``eta`` (η ≥ 1 of the discrepancy principle),
+        ``x_init``, ``record_history``; gradient: ``lr``, ``betas``, ``tv_smoothing``, ``x_init``,
+        ``record_history``.
+    """
+    method, tv = _check_method(method, regularizer)
+    opts = _check_options(method, options)
+    check_int("max_iter", max_iter)
+    check_int("check_every", check_every)
+    check_number("tol", tol, minimum=0.0)
+    bounds = check_interval("bounds", bounds)
+    net = _as_network(model, input_shape)
+    bad = [where for layer in net.layers for where in layer.affine.nonfinite_modules()]
+    if bad:
+        raise ValueError(
+            f"model: {', '.join(bad)} has NaN/inf parameters or buffers (a diverged training?); "
+            "the inversion would return NaN. Load finite weights"
+        )
+    if tv is not None and len(net.input_shape) < 2:
+        raise ValueError(
+            f"regularizer={regularizer!r} needs an image input_shape (..., H, W); the network's input shape is "
+            f"{net.input_shape}: pass input_shape=(1, H, W), or regularizer=None"
+        )
+    y = _check_data(y, net)
+    batch = y.shape[0]
+    needs_alpha = method != "landweber" and (tv is not None or method == "sequential")
+    alpha_t = _per_sample("alpha", alpha, batch, y, positive=True, required=needs_alpha)
+    if alpha_t is None:  # not used by this method and regularizer
+        alpha_t = y.new_zeros(batch)
+    delta = _per_sample("noise_level", noise_level, batch, y, positive=False, required=False)
+    x_init = _check_init(opts.get("x_init"), batch, net, y)
+    loop = dict(batch=batch, device=y.device, max_iter=max_iter, check_every=check_every, record_history=opts["record_history"])
+
+    if method == "gradient":
+        with torch.inference_mode(False), torch.enable_grad():
+            problem = Problem(y.clone(), alpha_t.clone(), tv, bounds, tol, x_init.clone())
+            solver = AdamInversion(net, problem, **_own(AdamInversion, opts))
+            return _result(solver, iterate(solver, **loop))
+    problem = Problem(y, alpha_t, tv, bounds, tol, x_init)
+    with torch.no_grad():
+        if method == "landweber":
+            if len(net.layers) != 1:
+                raise ValueError(
+                    f"method='landweber': supports one-layer networks, got {len(net.layers)} layers; "
+                    "use method='lifted' or method='gradient'"
+                )
+            solver = Landweber(net.layers[0], problem, delta, **_own(Landweber, opts))
+            return _result(solver, iterate(solver, **loop))
+        if method == "sequential":
+            return _sequential(net, problem, opts, loop)
+        if len(net.layers) == 1:
+            solver = PDHG(net.layers[0], problem, **_own(PDHG, opts))
+            return _result(solver, iterate(solver, **loop), dual=solver.z)
+        solver = CoordinateDescent(net, problem, **_own(CoordinateDescent, opts))
+        return _result(solver, iterate(solver, **loop), hidden=solver.hidden, dual=solver.z)
+
+
+def _sequential(net: LiftedNetwork, problem: Problem, opts: dict[str, Any], loop: dict[str, Any]) -> InversionResult:
+    """Remark 2: FISTA layer by layer from the output down, then the single-layer TV problem
+    (from x = 0) with the recovered ``x_1`` as its data."""
+    data, batch, device = problem.y, problem.y.shape[0], problem.y.device
+    iterations = torch.zeros(batch, dtype=torch.long, device=device)
+    converged = torch.ones(batch, dtype=torch.bool, device=device)
+    hidden_loop = {**loop, "record_history": False}
+    for l in range(len(net.layers) - 1, 0, -1):
+        stage = LayerFISTA(net.layers[l], data, net.layers[l - 1].activation, problem.alpha, problem.tol)
+        out = iterate(stage, **hidden_loop)
+        iterations += out.iterations
+        converged &= out.converged
+        data = stage.x
+    input_problem = replace(problem, y=data)  # x_init: zeros, "sequential" takes none
+    solver = PDHG(net.layers[0], input_problem, **_own(PDHG, opts))
+    out = iterate(solver, **loop)
+    final = LoopResult(iterations + out.iterations, converged & out.converged, out.history)
+    return _result(solver, final, dual=solver.z)
+
+
+def _own(solver: type, opts: dict[str, Any]) -> dict[str, Any]:
+    """The options that ``solver`` takes as keyword arguments (its ``options``)."""
+    return {name: opts[name] for name in solver.options}
+
+
+def _result(solver, loop: LoopResult, hidden=None, dual=None) -> InversionResult:
+    history = loop.history
+    if history is not None:
+        history = {"iteration": history["iteration"], "objective": torch.stack(history["objective"])}
+    return InversionResult(
+        x=solver.x.detach(),
+        iterations=loop.iterations,
+        converged=loop.converged,
+        objective=solver.objective().detach(),
+        history=history,
+        hidden=hidden,
+        dual=dual,
+    )
+
+
+def _check_method(method: str, regularizer: str | None) -> tuple[str, TotalVariation | None]:
+    if method not in METHODS:
+        raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
+    if regularizer not in REGULARIZERS:
+        raise ValueError(f"regularizer: expected one of {REGULARIZERS}, got {regularizer!r}")
+    return method, None if regularizer is None else TotalVariation(isotropic=regularizer == "tv")
+
+
+def _check_options(method: str, options: dict[str, Any]) -> dict[str, Any]:
+    allowed = OPTIONS[method]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise TypeError(f"invert(method={method!r}) got unknown option(s) {unknown}; valid options: {sorted(allowed)}")
+    opts = {**allowed, **options}
+    if "step_rule" in opts and opts["step_rule"] not in STEP_RULES:
+        raise ValueError(f"step_rule: expected one of {STEP_RULES}, got {opts['step_rule']!r}")
+    if "hidden_init" in opts and opts["hidden_init"] not in HIDDEN_INITS:
+        raise ValueError(f"hidden_init: expected one of {HIDDEN_INITS}, got {opts['hidden_init']!r}")
+    for name in ("balance", "lr", "tv_smoothing"):
+        if name in opts:
+            check_number(name, opts[name], minimum=0.0, strict=True)
+    if "eta" in opts:
+        check_number("eta", opts["eta"], minimum=1.0)
+    return opts
+
+
+def _as_network(model: nn.Module | LiftedNetwork, input_shape: Sequence[int] | None) -> LiftedNetwork:
+    if isinstance(model, LiftedNetwork):
+        if input_shape is not None and tuple(input_shape) != tuple(model.input_shape):
+            raise ValueError(
+                f"input_shape: the LiftedNetwork takes inputs of shape {tuple(model.input_shape)}, got {tuple(input_shape)}"
+            )
+        return model
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected an nn.Module or a LiftedNetwork, got {type(model).__name__}")
+    return LiftedNetwork.from_module(model, input_shape=None if input_shape is None else tuple(input_shape))
+
+
+def _check_data(y: Any, net: LiftedNetwork) -> Tensor:
+    """Validate shape, dtype, device and finiteness; reshape (B, m) to (B, *output_shape); clip
+    into the last activation's domain with a warning."""
+    if not isinstance(y, Tensor):
+        raise TypeError(f"y: expected a torch.Tensor of shape (B, *{tuple(net.output_shape)}), got {type(y).__name__}")
+    out_shape = tuple(net.output_shape)
+    size = math.prod(out_shape)
+    if y.dim() >= 1 and tuple(y.shape[1:]) == out_shape:
+        pass
+    elif y.dim() == 2 and y.shape[1] == size:
+        y = y.reshape(y.shape[0], *out_shape)
+    else:
+        raise ValueError(
+            f"y: expected shape (B, {', '.join(map(str, out_shape))}) or (B, {size}) for this network's output, got {tuple(y.shape)}"
+        )
+    if y.shape[0] == 0:
+        raise ValueError("y: expected a batch of at least one sample, got an empty batch")
+    if not y.is_floating_point():
+        raise ValueError(f"y: expected a floating-point tensor, got dtype {y.dtype}")
+    if y.dtype in HALF_PRECISION:
+        raise ValueError(
+            f"y: expected float32 or float64, got {y.dtype}: half precision is too coarse for the solvers' step "
+            "sizes and stopping tests; invert a float32 copy (copy.deepcopy(model).float(), y.float())"
+        )
+    if net.dtype is not None and (y.dtype != net.dtype or y.device != net.device):  # None: no parameters
+        raise ValueError(
+            f"y: expected dtype {net.dtype} on {net.device} like the network's parameters, got {y.dtype} on {y.device}; "
+            "convert one to the other (e.g. y.to(model_parameter))"
+        )
+    if not bool(torch.isfinite(y).all()):
+        raise ValueError(f"y: expected finite values, got {int((~torch.isfinite(y)).sum())} NaN/inf entries")
+    activation = net.layers[-1].activation
+    clipped = activation.project_data(y)
+    if not torch.equal(clipped, y):
+        warnings.warn(
+            f"y: {int((clipped != y).sum())} entries lie outside the domain {activation.domain} of the last activation "
+            f"({activation!r}); clipped into it",
+            stacklevel=3,
+        )
+    return clipped
+
+
+def _per_sample(name: str, value: Any, batch: int, like: Tensor, positive: bool, required: bool) -> Tensor | None:
+    """A float or (B,) tensor as a (B,) tensor on ``like``'s device and dtype, validated."""
+    if value is None:
+        if required:
+            raise ValueError(f"{name}: required by this method and regularizer, got None")
+        return None
+    try:
+        t = torch.as_tensor(value, dtype=like.dtype, device=like.device)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"{name}: expected a float or a tensor of shape ({batch},), got {value!r}") from None
+    if t.dim() == 0:
+        t = t.expand(batch).clone()
+    elif tuple(t.shape) != (batch,):
+        raise ValueError(f"{name}: expected a float or a tensor of shape ({batch},), got shape {tuple(t.shape)}")
+    bad = ~torch.isfinite(t) | ((t <= 0) if positive else (t < 0))
+    if bool(bad.any()):
+        rule = "> 0" if positive else ">= 0"
+        raise ValueError(f"{name}: expected finite values {rule}, got {t[bad][:5].tolist()}")
+    return t
+
+
+def _check_init(x_init: Any, batch: int, net: LiftedNetwork, like: Tensor) -> Tensor:
+    shape = (batch, *net.input_shape)
+    if x_init is None:
+        return like.new_zeros(shape)
+    if not isinstance(x_init, Tensor) or tuple(x_init.shape) != shape:
+        got = tuple(x_init.shape) if isinstance(x_init, Tensor) else type(x_init).__name__
+        raise ValueError(f"x_init: expected a tensor of shape {shape}, got {got}")
+    if x_init.is_complex():
+        raise ValueError(f"x_init: expected a real tensor, got dtype {x_init.dtype}")
+    x_init = x_init.to(dtype=like.dtype, device=like.device)
+    if not bool(torch.isfinite(x_init).all()):
+        raise ValueError(f"x_init: expected finite values, got {int((~torch.isfinite(x_init)).sum())} NaN/inf entries")
+    return x_init
