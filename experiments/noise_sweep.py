@@ -152,7 +152,7 @@ def methods_for(encoder: nn.Module, methods: Sequence[str]) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 def solve_all(model: AutoencoderModule, x: Tensor, method: str, cfg: SweepConfig) -> dict[str, Tensor]:
     """One batched inversion of levels × images × α grid; the per-sample numbers of
-    :func:`lbinv.callback_inversion.invert_probe` (x_inv, psnr_inv, residual, delta, x_dec, …)."""
+    :func:`lbinv.probe.invert_probe` (x_inv, psnr_inv, residual, delta, x_dec, …)."""
     options = cfg.gradient_options if method == "gradient" else {}
     solve = partial(invert, method=method, regularizer="tv", bounds=BOUNDS, max_iter=cfg.max_iter,
                     tol=cfg.tol, check_every=cfg.check_every, **options)
@@ -175,7 +175,7 @@ def ssim(x: Tensor, truth: Tensor) -> Tensor:
 
 
 def summarize_split(out: dict[str, Tensor], truth: Tensor, rule: str, cfg: SweepConfig) -> dict[str, Any]:
-    """α per level by ``rule`` (:func:`lbinv.callback_inversion.summarize`), plus SSIMs and the chosen
+    """α per level by ``rule`` (:func:`lbinv.probe.summarize`), plus SSIMs and the chosen
     inversions ``x_chosen`` (levels, n, *input) for the figures."""
     alphas = torch.tensor(cfg.alphas, dtype=torch.float64).expand(len(cfg.sigmas), -1)
     summary = summarize(out, alphas, list(cfg.sigmas), rule, cfg.eta)
