@@ -38,8 +38,8 @@ run)
         python3 -c "import torch, lightning; print('torch', torch.__version__, '| lightning', lightning.__version__, '| cuda', torch.cuda.is_available() and torch.cuda.get_device_name())"
     } | tee "$out/machine.txt"
     # the files with device-parametrised tests, and the speed paths the benchmark relies on
-    python3 -m pytest -q -p no:cacheprovider tests/test_devices.py tests/test_lifted.py tests/test_proximal.py \
-        tests/test_speed_paths.py 2>&1 | tee "$out/tests.log"
+    python3 -m pytest -q -p no:cacheprovider tests/test_devices.py tests/test_lifted.py tests/proximal/ \
+        tests/operators/ tests/solvers/test_speed_paths.py 2>&1 | tee "$out/tests.log"
     tests=${PIPESTATUS[0]}
     python3 benchmarks/run.py --quick --device "$device" --json "$out/results_$device.json" 2>&1 | tee "$out/benchmark.log"
     bench=${PIPESTATUS[0]}

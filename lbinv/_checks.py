@@ -55,9 +55,9 @@ def check_interval(name: str, value: Any, *, finite: bool = False) -> tuple[floa
     ``None`` passes through (no interval)."""
     if value is None:
         return None
-    if isinstance(value, (str, bytes)):
-        value = None  # a string is a sequence, but not of numbers
     try:
+        if isinstance(value, (str, bytes)):  # a sequence, but not of numbers
+            raise TypeError
         lo, hi = (float(b) for b in value)  # exactly two numbers
     except (TypeError, ValueError):
         raise ValueError(f"{name}: expected None or a pair (lo, hi) of numbers, got {value!r}") from None

@@ -17,15 +17,15 @@ from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from conftest import CUDA
-from test_callbacks import SIZE, VAL_X, Foreign, images
 from lbinv import LiftedNetwork, invert
 from lbinv.lightning.callback import InversionCallback
 from lbinv.regularizers import TotalVariation
-from lbinv.solvers.loop import Problem, iterate
 from lbinv.solvers.coordinate_descent import CoordinateDescent
+from lbinv.solvers.loop import Problem, iterate
+from tests.conftest import CUDA
+from tests.helpers import F64, generator
+from tests.lightning.helpers import SIZE, VAL_X, Foreign, images
 
-F64 = torch.float64
 ITERATIONS = 200
 #: float64 round-off grows over the iterations, but stays far below this (GPU kernels sum in
 #: another order than CPU ones)
@@ -56,7 +56,7 @@ CASES = {
 def noisy_codes(encoder: nn.Module, x: torch.Tensor, sigma: float = 0.02) -> torch.Tensor:
     with torch.no_grad():
         y = encoder(x)
-        return (y + sigma * torch.randn(y.shape, generator=torch.Generator().manual_seed(1), dtype=F64)).clamp_min(0.0)
+        return (y + sigma * torch.randn(y.shape, generator=generator(1), dtype=F64)).clamp_min(0.0)
 
 
 @CUDA

@@ -1,4 +1,5 @@
-"""Total variation: adjointness, hand-computable values, dual projections, box bounds."""
+"""Tests of lbinv.regularizers (total variation: adjointness, dual projections; the box projection)
+and of the TV values and PSNR of lbinv.metrics on hand-computable images."""
 
 import math
 
@@ -78,15 +79,11 @@ def test_tv_is_support_function_of_projected_set():
         torch.testing.assert_close((tv.grad(x) * z).flatten(1).sum(1), tv.value(x))
 
 
-def test_box_projection_and_validation():
+def test_box_projection():
     x = torch.linspace(-2, 2, 9)
     assert project_box(x, None) is x
     assert project_box(x, check_interval("bounds", (0, 1))).tolist() == x.clamp(0, 1).tolist()
     assert project_box(x, check_interval("bounds", (0, float("inf")))).tolist() == x.clamp(min=0).tolist()
-    with pytest.raises(ValueError, match="bounds: expected lo < hi"):
-        check_interval("bounds", (1.0, 0.0))
-    with pytest.raises(ValueError, match="bounds: expected None or a pair"):
-        check_interval("bounds", (0.0, 1.0, 2.0))
 
 
 def test_psnr_and_relative_error():

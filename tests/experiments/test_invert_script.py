@@ -3,7 +3,6 @@ files, resuming an interrupted run without redoing or losing batches, refusing m
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -16,22 +15,16 @@ from lightning.pytorch import Callback, Trainer
 from lbinv.checkpoints import load_checkpoint
 from lbinv.lightning.data import MNISTDataModule
 from lbinv.lightning.models import AutoencoderModule
+from tests.experiments.helpers import EXPERIMENTS, load_experiment
+from tests.helpers import REPO
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "experiments" / "invert.py"
+SCRIPT = EXPERIMENTS / "invert.py"
 # small and fast: 2 noise levels x 1 alpha, 10 sweeps, CPU
 FAST = ["--noise-levels", "0", "0.1", "--alpha", "1e-2", "--max-iter", "10", "--trainer.accelerator", "cpu",
         "--trainer.enable_progress_bar", "false"]
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("invert_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-invert_script = _load_script()
+invert_script = load_experiment("invert", "invert_script")
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +133,7 @@ def test_two_ddp_processes_write_every_sample_exactly_once(ckpt, tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, str(SCRIPT), "--ckpt", str(ckpt), "--out", str(out), "--limit", "9", "--batch-size", "2",
            *FAST, "--trainer.devices", "2", "--trainer.strategy", "ddp"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=420, cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert _indices(out) == list(range(9))  # every sample once: no repeats from sampler padding

@@ -1,4 +1,4 @@
-"""Fault injection in the Lightning path (issue 9), with a tiny foreign LightningModule.
+"""Fault injection in lbinv.lightning.callback (issue 9), with a tiny foreign LightningModule.
 
 - A solver that raises, or returns NaN/inf, inside InversionCallback: the training goes on, an
   InversionWarning says what happened, and the next epoch inverts again and is logged.
@@ -24,20 +24,16 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from test_callbacks import images
-
 import lbinv.lightning.callback.callback as callbacks_module
 from lbinv.lightning.callback import InversionCallback, InversionWarning
+from tests.lightning.helpers import QUIET_LIGHTNING, SIZE, images
 
 pytestmark = [
-    pytest.mark.filterwarnings("ignore:.*does not have many workers.*"),
-    pytest.mark.filterwarnings("ignore:.*number of training batches.*"),
-    pytest.mark.filterwarnings("ignore:.*GPU available but not used.*"),
+    *QUIET_LIGHTNING,
     pytest.mark.filterwarnings("ignore:.*isinstance.treespec, LeafSpec.*"),
     pytest.mark.filterwarnings("ignore:Checkpoint directory .* exists and is not empty"),
 ]
 
-SIZE = 8
 LEVELS = (0.0, 0.2)
 PSNR = "inversion/psnr_inverted/sigma_0.2"
 

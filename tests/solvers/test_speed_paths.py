@@ -1,121 +1,21 @@
-"""The speed paths of issue 10 compute what the plain ones compute: the polyphase Conv2d adjoint, the
-sweep that reuses its forward passes, the loop that skips masks while every sample is active, and
-in-place updates that never touch the caller's tensors."""
+"""The speed paths of issue 10 in the solvers compute what the plain ones compute: the sweep that
+reuses its forward passes, the loop that skips masks while every sample is active, and in-place
+updates that never touch the caller's tensors (the polyphase Conv2d adjoint is tested in
+tests/operators/test_conv_polyphase.py)."""
 
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from lbinv.operators import adjointness_test, conv_adjoint
-from lbinv.operators.conv_polyphase import PolyphaseConvAdjoint
 from lbinv import LiftedNetwork, invert
-from lbinv.operators import AffineMap
 from lbinv.regularizers import TotalVariation
-from lbinv.solvers.loop import Problem, iterate
 from lbinv.solvers.coordinate_descent import CoordinateDescent
-
-F64 = torch.float64
-ROOT = Path(__file__).resolve().parents[1]
-
-CONVS = {
-    "paper-1": (lambda: nn.Conv2d(1, 8, 4, 2, 1), (1, 28, 28)),
-    "paper-2": (lambda: nn.Conv2d(8, 16, 4, 2, 1), (8, 14, 14)),
-    "stride1": (lambda: nn.Conv2d(2, 3, 3), (2, 8, 8)),
-    "odd-size": (lambda: nn.Conv2d(2, 3, 4, stride=2, padding=1), (2, 9, 7)),
-    "rect-stride": (lambda: nn.Conv2d(2, 4, (3, 2), stride=(3, 2), padding=(1, 0)), (2, 10, 9)),
-    "same-even": (lambda: nn.Conv2d(2, 3, (4, 3), padding="same"), (2, 7, 8)),
-    "big-padding": (lambda: nn.Conv2d(2, 3, 5, stride=3, padding=4), (2, 11, 13)),
-    "1x1-stride2": (lambda: nn.Conv2d(3, 2, 1, stride=2), (3, 9, 8)),
-    "stride-above-kernel": (lambda: nn.Conv2d(2, 2, 2, stride=4), (2, 10, 11)),
-}
-
-
-def _map(name: str, dtype=F64) -> AffineMap:
-    factory, shape = CONVS[name]
-    torch.manual_seed(0)
-    return AffineMap(factory().to(dtype).eval(), shape)
-
-
-@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")
-@pytest.mark.parametrize("name", list(CONVS))
-@torch.no_grad()
-def test_polyphase_adjoint_equals_conv_transpose_and_passes_the_adjoint_test(name):
-    A = _map(name)
-    assert A._ops[0].polyphase is not None
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(3, *A.in_shape, generator=g, dtype=F64)
-    y = torch.randn(3, *A.out_shape, generator=g, dtype=F64)
-    with conv_adjoint("transpose"):
-        reference = A.adjoint(y)
-    with conv_adjoint("polyphase"):
-        got = A.adjoint(y)
-        assert float(adjointness_test(A, x, y).max()) <= 1e-10
-    assert got.shape == reference.shape
-    torch.testing.assert_close(got, reference, rtol=1e-12, atol=1e-12)
-
-
-@pytest.mark.parametrize("batch", [1, 700])  # below and above the strided-interleave threshold
-def test_auto_uses_polyphase_for_float32_on_the_cpu(batch, monkeypatch):
-    A = _map("paper-2", torch.float32)
-    y = torch.randn(batch, *A.out_shape)
-    calls = []
-    original = PolyphaseConvAdjoint.__call__
-    monkeypatch.setattr(PolyphaseConvAdjoint, "__call__", lambda self, *a: calls.append(1) or original(self, *a))
-    got = A.adjoint(y)  # "auto" outside any conv_adjoint block
-    assert calls, "auto should take the polyphase path for float32 on the CPU"
-    with conv_adjoint("transpose"):
-        torch.testing.assert_close(got, A.adjoint(y), rtol=1e-5, atol=1e-5)
-    calls.clear()
-    A64 = _map("paper-2")
-    A64.adjoint(y.double())
-    assert not calls, "float64 keeps conv_transpose2d (faster there)"
-
-
-@conv_adjoint("polyphase")
-def test_polyphase_kernel_follows_weight_updates():
-    A = _map("paper-1")
-    y = torch.randn(2, *A.out_shape, dtype=F64)
-    first = A.adjoint(y)
-    with torch.no_grad():
-        A.modules[0].weight.mul_(-2.0)  # in place: a new version, the cached kernel is stale
-    torch.testing.assert_close(A.adjoint(y), -2.0 * first)
-    with torch.no_grad():
-        A.modules[0].weight = nn.Parameter(torch.ones_like(A.modules[0].weight))  # a new tensor
-    with conv_adjoint("transpose"):
-        expected = A.adjoint(y)
-    torch.testing.assert_close(A.adjoint(y), expected)
-
-
-def test_conv_adjoint_refuses_an_unknown_mode_and_restores_the_previous_one():
-    A = _map("paper-1", torch.float32)
-    y = torch.randn(2, *A.out_shape)
-    with pytest.raises(ValueError, match="mode: expected one of .*'polyphase'.*got 'fast'"):
-        with conv_adjoint("fast"):
-            pass
-    with conv_adjoint("transpose"):
-        with conv_adjoint("polyphase"):
-            A.adjoint(y)
-        reference = A.adjoint(y)  # the outer mode again: conv_transpose2d
-    torch.testing.assert_close(reference, torch.nn.functional.conv_transpose2d(
-        y, A.modules[0].weight, None, 2, 1, output_padding=0), rtol=0, atol=0)
-
-
-def test_polyphase_adjoint_is_differentiable_and_works_in_inference_mode():
-    A = _map("paper-1")
-    with conv_adjoint("polyphase"):
-        y = torch.randn(2, *A.out_shape, dtype=F64, requires_grad=True)
-        A.adjoint(y).square().sum().backward()  # through y and the weight
-        assert y.grad is not None and A.modules[0].weight.grad is not None
-        with torch.inference_mode():
-            y_inf = torch.randn(2, *A.out_shape, dtype=F64)
-            out = A.adjoint(y_inf)
-    with torch.no_grad(), conv_adjoint("transpose"):
-        torch.testing.assert_close(out, A.adjoint(y_inf))
+from lbinv.solvers.loop import Problem, iterate
+from tests.helpers import F64, REPO
 
 
 def _conv_encoder(dtype=torch.float32) -> nn.Sequential:
@@ -201,7 +101,7 @@ def test_lifted_network_from_encoder_keeps_working_after_optimizer_steps():
 def test_sweep_equals_the_sweep_before_the_speed_work(monkeypatch):
     """The reused forwards, fused updates and skipped masks change no number: the benchmark's
     LegacyCoordinateDescent (the sweep as it was, its baseline) gives the same iterates."""
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
     bench = importlib.import_module("solver_speed")
     encoder = _conv_encoder(F64)
     net = LiftedNetwork.from_module(encoder, (1, 16, 16))

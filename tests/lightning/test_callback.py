@@ -1,4 +1,5 @@
-"""InversionCallback: tags read back from the event files, foreign modules, resume, DDP, failures.
+"""Tests of lbinv.lightning.callback (InversionCallback): tags read back from the event files,
+foreign modules, resume, DDP, failures.
 
 Everything is tiny (8×8 images, 4-image probes, ≤ 30 solver iterations) so the file runs in well
 under a minute on two cores; the DDP test runs a two-process script in a subprocess with a timeout.
@@ -13,156 +14,37 @@ import subprocess
 import sys
 import textwrap
 import warnings
-from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 import lbinv.lightning.callback.callback as callbacks_module
-from lbinv.lightning.callback.access import inversion_target
 from lbinv.lightning.callback import InversionCallback, InversionWarning
-from lbinv.probe import DEFAULT_ALPHA_GRID, select_alpha
+from lbinv.lightning.callback.access import inversion_target
+from lbinv.probe import DEFAULT_ALPHA_GRID
+from tests.helpers import REPO
+from tests.lightning.helpers import (
+    LEVELS,
+    QUIET_LIGHTNING,
+    SIZE,
+    VAL_X,
+    Foreign,
+    OneLayer,
+    events,
+    images,
+    inversion_tags,
+    make_callback,
+    make_trainer,
+    scalar_steps,
+    train_loader,
+    val_loader,
+)
 
-pytestmark = [
-    pytest.mark.filterwarnings("ignore:.*does not have many workers.*"),
-    pytest.mark.filterwarnings("ignore:.*number of training batches.*"),
-    pytest.mark.filterwarnings("ignore:.*GPU available but not used.*"),
-]
-
-REPO = Path(__file__).resolve().parents[1]
-SIZE = 8
-LEVELS = (0.0, 0.1)
-
-
-# ---------------------------------------------------------------------- a foreign module
-def images(n: int, seed: int) -> torch.Tensor:
-    """Piecewise-constant 8×8 images in [0, 1]: a bright rectangle on a dim background."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.full((n, 1, SIZE, SIZE), 0.1)
-    for i in range(n):
-        r0, c0 = torch.randint(0, SIZE // 2, (2,), generator=g).tolist()
-        h, w = torch.randint(2, SIZE // 2 + 1, (2,), generator=g).tolist()
-        x[i, 0, r0 : r0 + h, c0 : c0 + w] = 0.6 + 0.4 * torch.rand((), generator=g)
-    return x
-
-
-class PlainImages(Dataset):
-    """A dataset whose items are bare tensors (batches are tensors, not tuples)."""
-
-    def __init__(self, x: torch.Tensor) -> None:
-        self.x = x
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return self.x[i]
-
-
-class Foreign(L.LightningModule):
-    """Not an lbinv model: its own names, LeakyReLU, AvgPool2d and BatchNorm in the encoder."""
-
-    def __init__(self, maxpool: bool = False) -> None:
-        super().__init__()
-        pool = nn.MaxPool2d(2) if maxpool else nn.AvgPool2d(2)
-        self.enc = nn.Sequential(
-            nn.Conv2d(1, 4, 3, padding=1),
-            nn.BatchNorm2d(4),
-            nn.LeakyReLU(0.1),
-            pool,
-            nn.Flatten(),
-            nn.Linear(4 * (SIZE // 2) ** 2, 12),
-            nn.ReLU(),
-        )
-        self.dec = nn.Sequential(nn.Linear(12, SIZE * SIZE), nn.Sigmoid(), nn.Unflatten(1, (1, SIZE, SIZE)))
-        self.trained_steps = 0
-
-    @staticmethod
-    def _x(batch):
-        return batch[0] if isinstance(batch, (tuple, list)) else batch
-
-    def training_step(self, batch, batch_idx):
-        self.trained_steps += 1
-        x = self._x(batch)
-        return F.mse_loss(self.dec(self.enc(x)), x)
-
-    def validation_step(self, batch, batch_idx):
-        x = self._x(batch)
-        self.log("val_loss", F.mse_loss(self.dec(self.enc(x)), x))
-
-    def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=1e-2)
-
-
-TRAIN_X = images(32, seed=1)
-VAL_X = images(24, seed=2)
-
-
-def train_loader() -> DataLoader:
-    return DataLoader(TensorDataset(TRAIN_X, torch.zeros(len(TRAIN_X))), batch_size=8)
-
-
-def val_loader(x: torch.Tensor = VAL_X, batch_size: int = 4, tuples: bool = False) -> DataLoader:
-    data = TensorDataset(x, torch.zeros(len(x))) if tuples else PlainImages(x)
-    return DataLoader(data, batch_size=batch_size)
-
-
-def make_callback(**kwargs) -> InversionCallback:
-    options = dict(
-        noise_levels=LEVELS,
-        alpha=1e-2,
-        num_samples=4,
-        max_iter=30,
-        encoder="enc",
-        decoder="dec",
-        solver_options={"bounds": (0.0, 1.0), "check_every": 10},
-    )
-    options.update(kwargs)
-    return InversionCallback(**options)
-
-
-def make_trainer(tmp_path: Path, callbacks: list, max_epochs: int = 1, logger="tb", **kwargs) -> L.Trainer:
-    if logger == "tb":
-        logger = TensorBoardLogger(str(tmp_path), name="tb", version=0)
-    options = dict(
-        max_epochs=max_epochs,
-        accelerator="cpu",
-        devices=1,
-        logger=logger,
-        callbacks=callbacks,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        limit_train_batches=2,
-        limit_val_batches=2,
-        num_sanity_val_steps=1,
-        log_every_n_steps=1,
-        default_root_dir=str(tmp_path),
-    )
-    options.update(kwargs)
-    return L.Trainer(**options)
-
-
-def events(tmp_path: Path) -> EventAccumulator:
-    accumulator = EventAccumulator(str(tmp_path / "tb" / "version_0"), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
-    accumulator.Reload()
-    return accumulator
-
-
-def inversion_tags(decoder: bool = True) -> list[str]:
-    names = ["psnr_inverted", "delta2", "delta2_bregman", "alpha", "iterations"] + (["psnr_decoded"] if decoder else [])
-    return [f"inversion/{name}/sigma_{s:g}" for s in LEVELS for name in names] + ["inversion/seconds"]
-
-
-def scalar_steps(acc: EventAccumulator, tag: str) -> list[int]:
-    return [e.step for e in acc.Scalars(tag)]
+pytestmark = QUIET_LIGHTNING
 
 
 # ---------------------------------------------------------------------- constructor
@@ -225,26 +107,6 @@ def test_lightning_cli_parses_it_under_an_inversion_key():
     assert cb.solver_options == {"bounds": [0.0, 1.0]}
     per_level = parser.instantiate_classes(parser.parse_string("inversion:\n  noise_levels: [0.0, 0.2]\n  alpha: [0.001, 0.01]\n"))
     assert per_level.inversion.alpha == (1e-3, 1e-2)
-
-
-# ---------------------------------------------------------------------- α rules
-def test_select_alpha_rules():
-    # 2 levels, 3 samples, grid of 3 ascending α
-    psnr = torch.tensor([[[10.0, 12.0, 11.0]] * 3, [[9.0, 8.0, 7.0]] * 3])
-    residual = torch.tensor([[[0.1, 0.2, 0.3]] * 3, [[0.1, 0.5, 0.9]] * 3])
-    delta = torch.tensor([[0.0, 0.0, 0.0], [0.5, 0.5, 0.5]])
-    assert select_alpha("fixed", psnr, residual, delta).tolist() == [0, 0]
-    assert select_alpha("oracle", psnr, residual, delta).tolist() == [1, 0]
-    # σ = 0 → smallest α; level 1: residual 0.5 ≤ η·δ = 0.5 → index 1, 0.9 > 0.5
-    assert select_alpha("discrepancy", psnr, residual, delta).tolist() == [0, 1]
-    assert select_alpha("discrepancy", psnr, residual, delta, eta=2.0).tolist() == [0, 2]
-    assert select_alpha("discrepancy", psnr, residual, delta, eta=0.1).tolist() == [0, 0]
-    broken = residual.clone()
-    broken[1, 0, 1] = float("nan")  # a NaN never satisfies the discrepancy test
-    assert select_alpha("discrepancy", psnr, broken, delta).tolist() == [0, 0]
-    psnr_nan = psnr.clone()
-    psnr_nan[0, :, 1] = float("nan")
-    assert select_alpha("oracle", psnr_nan, residual, delta).tolist() == [2, 0]
 
 
 # ---------------------------------------------------------------------- logging
@@ -542,8 +404,8 @@ DDP_SCRIPT = textwrap.dedent(
     import torch
     import lightning as L
     from lightning.pytorch.loggers import TensorBoardLogger
-    sys.path.insert(0, {tests!r})
-    import test_callbacks as T
+    sys.path.insert(0, {repo!r})
+    import tests.lightning.helpers as T
     import lbinv.lightning.callback.callback as C
 
     out = Path({out!r})
@@ -583,7 +445,7 @@ def test_ddp_two_cpu_processes(tmp_path, precision, dtype):
     """Two processes; rank 1 fails at epoch 1. In float64, and in bfloat16 (inverted in float32, the
     failing rank's placeholders too), the ranks' results still meet in the same collectives."""
     script = tmp_path / "ddp_run.py"
-    script.write_text(DDP_SCRIPT.format(tests=str(REPO / "tests"), out=str(tmp_path), precision=precision))
+    script.write_text(DDP_SCRIPT.format(repo=str(REPO), out=str(tmp_path), precision=precision))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -611,15 +473,6 @@ def test_ddp_two_cpu_processes(tmp_path, precision, dtype):
 
 
 # ---------------------------------------------------------------------- symmetric Bregman distance
-class OneLayer(Foreign):
-    """A dense one-layer encoder Flatten → Linear(64, 12) → ReLU, like the paper's dense autoencoder."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.enc = nn.Sequential(nn.Flatten(), nn.Linear(SIZE * SIZE, 12), nn.ReLU())
-
-
 @pytest.mark.parametrize("bounds", [None, (0.0, 1.0)])
 def test_bregman_sym_tag_for_one_layer_encoders_only(tmp_path, bounds, invert_batches):
     batches = invert_batches

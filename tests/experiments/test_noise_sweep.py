@@ -2,20 +2,16 @@
 training, checkpoint loading, batched sweeps, α rules, CSV and figures."""
 
 import csv
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-SCRIPT = Path(__file__).parents[1] / "experiments" / "noise_sweep.py"
-spec = importlib.util.spec_from_file_location("noise_sweep", SCRIPT)
-noise_sweep = importlib.util.module_from_spec(spec)
-sys.modules["noise_sweep"] = noise_sweep  # dataclasses look their module up there
-spec.loader.exec_module(noise_sweep)
+from tests.experiments.helpers import load_experiment
+
+noise_sweep = load_experiment("noise_sweep", "noise_sweep", register=True)  # dataclasses look their module up there
 
 TINY = ["--dataset", "shapes", "--sigmas", "0.2,0.1,0", "--alphas", "3", "--n-train", "2", "--n-val", "2",
         "--max-iter", "20"]

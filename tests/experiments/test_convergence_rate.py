@@ -2,17 +2,14 @@
 through 64 ReLU measurements, 8 noise levels in one batched call."""
 
 import csv
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-spec = importlib.util.spec_from_file_location("convergence_rate", Path(__file__).parents[1] / "experiments" / "convergence_rate.py")
-convergence_rate = importlib.util.module_from_spec(spec)
-sys.modules["convergence_rate"] = convergence_rate  # its dataclass looks itself up there
-spec.loader.exec_module(convergence_rate)
+from tests.experiments.helpers import load_experiment
+
+# its dataclass looks itself up in sys.modules
+convergence_rate = load_experiment("convergence_rate", "convergence_rate", register=True)
 
 SMALL = dict(size=16, measurements=64, levels=8, noise_min=1e-3, noise_max=1e-1, max_iter=1500, construct_iter=1500)
 

@@ -1,4 +1,5 @@
-"""Tests of lbinv.proximal against independent values (MATH.md §2).
+"""Tests of the proximal maps of lbinv.proximal (base, piecewise, smooth) against independent values
+(MATH.md §2).
 
 References are written here in NumPy straight from the MATH.md table (Ψ, Φ, closed-form
 prox), from torch's own activation modules (σ), from the optimality conditions of the prox,
@@ -18,7 +19,6 @@ import torch
 from torch import nn
 
 from lbinv.proximal import (
-    IDENTITY,
     ClampProx,
     IdentityProx,
     LeakyReLUProx,
@@ -27,9 +27,9 @@ from lbinv.proximal import (
     SigmoidProx,
     SoftshrinkProx,
     TanhProx,
-    is_activation,
     proximal_activation,
 )
+from tests.helpers import generator
 
 DTYPES = [torch.float32, torch.float64]
 TOL = {torch.float32: dict(rtol=2e-5, atol=2e-6), torch.float64: dict(rtol=1e-11, atol=1e-12)}
@@ -199,17 +199,13 @@ def _act(spec: Spec) -> ProxActivation:
     return act
 
 
-def _gen(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
 def _z(dtype, device, scale=3.0, shape=(6, 2, 5), seed=0) -> torch.Tensor:
-    return (scale * torch.randn(shape, generator=_gen(seed), dtype=torch.float64)).to(dtype=dtype, device=device)
+    return (scale * torch.randn(shape, generator=generator(seed), dtype=torch.float64)).to(dtype=dtype, device=device)
 
 
 def _y_in_domain(spec: Spec, dtype, device, shape=(6, 2, 5), seed=1, edges=True) -> torch.Tensor:
     """Random data in dom Ψ, a share of it on the edges of the domain."""
-    g = _gen(seed)
+    g = generator(seed)
     lo, hi = spec.lo, spec.hi
     if math.isinf(lo) and math.isinf(hi):
         y = 2.0 * torch.randn(shape, generator=g, dtype=torch.float64)
@@ -278,7 +274,7 @@ def test_prox_tensor_t_per_sample(spec, dtype):
         _close(u[b], act.prox(v[b : b + 1], float(t[b])).squeeze(0), dtype, scale=10.0)
         _close(u[b], spec.prox(_np(v[b]), float(t[b])), dtype, scale=10.0)
     # an elementwise t of v's full shape is allowed as well
-    t_full = torch.rand(v.shape, generator=_gen(5), dtype=torch.float64).mul(3.0).add(0.01).to(dtype)
+    t_full = torch.rand(v.shape, generator=generator(5), dtype=torch.float64).mul(3.0).add(0.01).to(dtype)
     _close(act.prox(v, t_full), spec.prox(_np(v), _np(t_full)), dtype, scale=10.0)
 
 
@@ -502,7 +498,7 @@ def test_edge_data_give_finite_bregman(name, dtype):
 def test_project_data_lands_in_domain(spec, dtype):
     act = _act(spec)
     assert act.domain == (spec.lo, spec.hi)
-    y = 5.0 * torch.randn(6, 10, generator=_gen(3), dtype=torch.float64).to(dtype)
+    y = 5.0 * torch.randn(6, 10, generator=generator(3), dtype=torch.float64).to(dtype)
     p = act.project_data(y)
     assert p.shape == y.shape and p.dtype == dtype
     assert bool(((p >= spec.lo) & (p <= spec.hi)).all())
@@ -527,75 +523,3 @@ def test_outside_domain_gives_inf(spec):
 def test_bregman_and_psi_need_a_batch_dim():
     with pytest.raises(ValueError, match="batched"):
         ReLUProx().bregman(torch.tensor(1.0), torch.tensor(0.0))
-
-
-# ---------------------------------------------------------------------------------------------
-# constructors and module mapping
-# ---------------------------------------------------------------------------------------------
-def test_constructor_validation():
-    for bad in (0.0, -0.1, 1.5):
-        with pytest.raises(ValueError, match="negative_slope"):
-            LeakyReLUProx(bad)
-    assert LeakyReLUProx(1.0).prox(torch.tensor([-2.0, 3.0]), 0.7).tolist() == [-2.0, 3.0]
-    with pytest.raises(ValueError, match="lo <= hi"):
-        ClampProx(1.0, -1.0)
-    with pytest.raises(ValueError, match="lambd"):
-        SoftshrinkProx(-0.1)
-
-
-def test_mapping_of_supported_modules():
-    assert isinstance(proximal_activation(nn.ReLU(inplace=True)), ReLUProx)
-    assert isinstance(proximal_activation(nn.LeakyReLU(0.0)), ReLUProx)  # slope 0 is ReLU
-    leaky = proximal_activation(nn.LeakyReLU(0.2))
-    assert isinstance(leaky, LeakyReLUProx) and leaky.negative_slope == pytest.approx(0.2)
-    assert proximal_activation(nn.ReLU6()).domain == (0.0, 6.0)
-    assert proximal_activation(nn.Hardtanh(-2.0, 3.0)).domain == (-2.0, 3.0)
-    assert proximal_activation(nn.Softshrink(0.25)).lambd == 0.25
-    assert proximal_activation(nn.Identity()) is IDENTITY
-    assert isinstance(IDENTITY, IdentityProx)
-
-
-_REFUSED = [
-    (nn.GELU(), "not monotone"),
-    (nn.SiLU(), "not monotone"),
-    (nn.Mish(), "not monotone"),
-    (nn.Hardswish(), "not monotone"),
-    (nn.ELU(alpha=2.0), "not a proximal map"),
-    (nn.ELU(), "no closed form"),
-    (nn.SELU(), "not a proximal map"),
-    (nn.Softmax(dim=1), "elementwise"),
-    (nn.LogSoftmax(dim=1), "not a proximal map"),
-    (nn.Softplus(), "no closed form"),
-    (nn.PReLU(), "nn.LeakyReLU"),
-    (nn.Hardshrink(), "not a proximal map"),
-    (nn.LeakyReLU(1.5), "not a proximal map"),
-    (nn.LeakyReLU(-0.1), "not a proximal map"),
-    (nn.Linear(3, 3), "not an activation"),
-]
-
-
-@pytest.mark.parametrize("module, why", _REFUSED, ids=[type(m).__name__ + str(i) for i, (m, _) in enumerate(_REFUSED)])
-def test_refusals_name_the_module_and_list_supported(module, why):
-    with pytest.raises(ValueError) as err:
-        proximal_activation(module)
-    msg = str(err.value)
-    assert type(module).__name__ in msg
-    assert why in msg
-    for supported in ("ReLU", "LeakyReLU", "Hardtanh", "Sigmoid", "Tanh", "Softshrink", "Identity"):
-        assert supported in msg
-
-
-def test_subclass_overriding_forward_is_refused():
-    class Shifted(nn.ReLU):
-        def forward(self, x):
-            return torch.relu(x) + 1.0
-
-    with pytest.raises(ValueError, match="Shifted"):
-        proximal_activation(Shifted())
-
-
-def test_is_activation():
-    for m in (nn.ReLU(), nn.Sigmoid(), nn.GELU(), nn.Softmax(dim=1), nn.PReLU(), nn.ELU(), nn.ReLU6()):
-        assert is_activation(m), m
-    for m in (nn.Linear(2, 2), nn.Conv2d(1, 1, 3), nn.Identity(), nn.Flatten(), nn.MultiheadAttention(4, 2)):
-        assert not is_activation(m), m

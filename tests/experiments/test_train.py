@@ -1,9 +1,7 @@
 """experiments/train.py end to end: both configs, overrides, logs and checkpoints."""
 
-import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 
 import torch
 import yaml
@@ -12,18 +10,11 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from lbinv import InversionCallback
 from lbinv.lightning.models import AutoencoderModule
+from tests.experiments.helpers import EXPERIMENTS, load_experiment
 
-ROOT = Path(__file__).resolve().parents[1]
-TRAIN = ROOT / "experiments" / "train.py"
+TRAIN = EXPERIMENTS / "train.py"
 QUICK = ["--data.dataset=mnist-5k", "--trainer.max_epochs=1", "--trainer.limit_train_batches=2",
          "--trainer.limit_val_batches=1"]
-
-
-def load_train_script():
-    spec = importlib.util.spec_from_file_location("train_script", TRAIN)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_no_config_trains_both_models(tmp_path):
@@ -44,10 +35,10 @@ def test_no_config_trains_both_models(tmp_path):
 
 
 def test_one_config_with_overrides(tmp_path, monkeypatch):
-    train = load_train_script()
+    train = load_experiment("train", "train_script")
     threads = []
     monkeypatch.setattr(torch, "set_num_threads", threads.append)
-    args = ["--config", str(ROOT / "experiments" / "configs" / "conv.yaml"), *QUICK,
+    args = ["--config", str(EXPERIMENTS / "configs" / "conv.yaml"), *QUICK,
             f"--trainer.default_root_dir={tmp_path}", "--model.code_dim=16", "--model.lr=0.05",
             "--model.optimizer=adam", "--data.batch_size=8", "--num_threads=2", "--checkpoint.save_last=false",
             "--inversion.every_n_epochs=1", "--inversion.max_iter=20", "--inversion.num_samples=4"]

@@ -1,5 +1,6 @@
-"""Solvers against independent references: CVXPY on small convex problems, hand-rolled
-Landweber iterates, objective monotonicity, exact recovery, and every bad input."""
+"""Tests of lbinv.solvers.inversion (invert and its solvers) against independent references: CVXPY
+on small convex problems, hand-rolled Landweber iterates, objective monotonicity, exact recovery,
+and every bad input."""
 
 import cvxpy as cp
 import numpy as np

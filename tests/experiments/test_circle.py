@@ -1,13 +1,10 @@
 """The circle experiment (experiments/circle.py) scaled down: TV beats Landweber, Morozov holds."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-spec = importlib.util.spec_from_file_location("circle", Path(__file__).parents[1] / "experiments" / "circle.py")
-circle = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(circle)
+from tests.experiments.helpers import load_experiment
+
+circle = load_experiment("circle", "circle")
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,162 @@
+"""Helpers the Lightning tests share: a tiny foreign LightningModule and its 8×8 images, data
+loaders, an InversionCallback and a Trainer sized for the tests, and readers of the TensorBoard
+event files. The DDP test's subprocess imports this module too (as ``tests.lightning.helpers``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.loggers import TensorBoardLogger
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from lbinv.lightning.callback import InversionCallback
+from tests.helpers import generator
+
+#: the warnings Lightning gives for the tests' tiny runs on the CPU
+QUIET_LIGHTNING = [
+    pytest.mark.filterwarnings("ignore:.*does not have many workers.*"),
+    pytest.mark.filterwarnings("ignore:.*number of training batches.*"),
+    pytest.mark.filterwarnings("ignore:.*GPU available but not used.*"),
+]
+
+SIZE = 8
+LEVELS = (0.0, 0.1)
+
+
+# ---------------------------------------------------------------------- a foreign module
+def images(n: int, seed: int) -> torch.Tensor:
+    """Piecewise-constant 8×8 images in [0, 1]: a bright rectangle on a dim background."""
+    g = generator(seed)
+    x = torch.full((n, 1, SIZE, SIZE), 0.1)
+    for i in range(n):
+        r0, c0 = torch.randint(0, SIZE // 2, (2,), generator=g).tolist()
+        h, w = torch.randint(2, SIZE // 2 + 1, (2,), generator=g).tolist()
+        x[i, 0, r0 : r0 + h, c0 : c0 + w] = 0.6 + 0.4 * torch.rand((), generator=g)
+    return x
+
+
+class PlainImages(Dataset):
+    """A dataset whose items are bare tensors (batches are tensors, not tuples)."""
+
+    def __init__(self, x: torch.Tensor) -> None:
+        self.x = x
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.x[i]
+
+
+class Foreign(L.LightningModule):
+    """Not an lbinv model: its own names, LeakyReLU, AvgPool2d and BatchNorm in the encoder."""
+
+    def __init__(self, maxpool: bool = False) -> None:
+        super().__init__()
+        pool = nn.MaxPool2d(2) if maxpool else nn.AvgPool2d(2)
+        self.enc = nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1),
+            nn.BatchNorm2d(4),
+            nn.LeakyReLU(0.1),
+            pool,
+            nn.Flatten(),
+            nn.Linear(4 * (SIZE // 2) ** 2, 12),
+            nn.ReLU(),
+        )
+        self.dec = nn.Sequential(nn.Linear(12, SIZE * SIZE), nn.Sigmoid(), nn.Unflatten(1, (1, SIZE, SIZE)))
+        self.trained_steps = 0
+
+    @staticmethod
+    def _x(batch):
+        return batch[0] if isinstance(batch, (tuple, list)) else batch
+
+    def training_step(self, batch, batch_idx):
+        self.trained_steps += 1
+        x = self._x(batch)
+        return F.mse_loss(self.dec(self.enc(x)), x)
+
+    def validation_step(self, batch, batch_idx):
+        x = self._x(batch)
+        self.log("val_loss", F.mse_loss(self.dec(self.enc(x)), x))
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=1e-2)
+
+
+TRAIN_X = images(32, seed=1)
+VAL_X = images(24, seed=2)
+
+
+def train_loader() -> DataLoader:
+    return DataLoader(TensorDataset(TRAIN_X, torch.zeros(len(TRAIN_X))), batch_size=8)
+
+
+def val_loader(x: torch.Tensor = VAL_X, batch_size: int = 4, tuples: bool = False) -> DataLoader:
+    data = TensorDataset(x, torch.zeros(len(x))) if tuples else PlainImages(x)
+    return DataLoader(data, batch_size=batch_size)
+
+
+def make_callback(**kwargs) -> InversionCallback:
+    options = dict(
+        noise_levels=LEVELS,
+        alpha=1e-2,
+        num_samples=4,
+        max_iter=30,
+        encoder="enc",
+        decoder="dec",
+        solver_options={"bounds": (0.0, 1.0), "check_every": 10},
+    )
+    options.update(kwargs)
+    return InversionCallback(**options)
+
+
+def make_trainer(tmp_path: Path, callbacks: list, max_epochs: int = 1, logger="tb", **kwargs) -> L.Trainer:
+    if logger == "tb":
+        logger = TensorBoardLogger(str(tmp_path), name="tb", version=0)
+    options = dict(
+        max_epochs=max_epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=logger,
+        callbacks=callbacks,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        limit_train_batches=2,
+        limit_val_batches=2,
+        num_sanity_val_steps=1,
+        log_every_n_steps=1,
+        default_root_dir=str(tmp_path),
+    )
+    options.update(kwargs)
+    return L.Trainer(**options)
+
+
+def events(tmp_path: Path) -> EventAccumulator:
+    accumulator = EventAccumulator(str(tmp_path / "tb" / "version_0"), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
+    accumulator.Reload()
+    return accumulator
+
+
+def inversion_tags(decoder: bool = True) -> list[str]:
+    names = ["psnr_inverted", "delta2", "delta2_bregman", "alpha", "iterations"] + (["psnr_decoded"] if decoder else [])
+    return [f"inversion/{name}/sigma_{s:g}" for s in LEVELS for name in names] + ["inversion/seconds"]
+
+
+def scalar_steps(acc: EventAccumulator, tag: str) -> list[int]:
+    return [e.step for e in acc.Scalars(tag)]
+
+
+class OneLayer(Foreign):
+    """A dense one-layer encoder Flatten → Linear(64, 12) → ReLU, like the paper's dense autoencoder."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.enc = nn.Sequential(nn.Flatten(), nn.Linear(SIZE * SIZE, 12), nn.ReLU())
