@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from lbinv._checks import Shape, check_shape
-from lbinv.operators.cache import version_key
+from lbinv.operators.cache import cached
 from lbinv.operators.diagnostics import operator_norm
 from lbinv.operators.module_ops import SUPPORTED_AFFINE_LAYERS, AffineOp, affine_op
 from lbinv.operators.sequential import flatten_modules, is_plain_sequential, where_in_sequential
@@ -72,7 +72,10 @@ class AffineMap:
         self.modules: list[nn.Module] = [op.module for op in ops]
         self._context = list(context)
         self.in_shape: Shape = check_shape("input_shape", in_shape)
-        self._cache: dict[str, tuple[tuple, Any]] = {}
+        # what the cached values (‖W‖, b) depend on besides the tensors: the shape and the modules
+        # (parameter-free ones by their configuration: from_module may insert a fresh Flatten)
+        self._cache_owner = next((op.module for op in ops if op.tensors()), None)
+        self._structure = (self.in_shape, tuple(repr(op.module) if not op.tensors() else (id(op.module), repr(op.module)) for op in ops))
         # dry forward of zeros (batch of 2: catches modules that would mix the batch dim)
         shape, x = self.in_shape, self._zeros(2)
         with torch.no_grad():
@@ -165,15 +168,10 @@ class AffineMap:
 
     # -- cached quantities ------------------------------------------------------------
     def _cached(self, name: str, compute: Callable[[], Any]) -> Any:
-        """compute(), cached while no parameter or buffer involved changes. The key is the
-        (id, version) of each of them, so in-place updates (optimiser steps) invalidate it."""
-        key = version_key(self._tensors())
-        if key is not None and name in self._cache and self._cache[name][0] == key:
-            return self._cache[name][1]
-        value = compute()
-        if key is not None:
-            self._cache[name] = (key, value)
-        return value
+        """compute(), kept while no parameter or buffer involved changes (in-place updates such as
+        optimiser steps included), and shared with every AffineMap on the same modules
+        (:func:`~lbinv.operators.cache.cached`)."""
+        return cached(self._cache_owner, (name, self._structure), list(self._tensors()), compute)
 
     @property
     def bias(self) -> Tensor:

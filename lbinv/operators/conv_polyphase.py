@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lbinv._checks import Shape
-from lbinv.operators.cache import version_key
+from lbinv.operators.cache import Snapshot
 
 __all__ = ["PolyphaseConvAdjoint", "conv_adjoint", "use_polyphase", "CONV_ADJOINTS"]
 
@@ -102,15 +102,15 @@ class PolyphaseConvAdjoint:
 
     def kernel(self, w: Tensor) -> Tensor:
         """The stacked phase kernel, a gather of ``w``."""
-        key = version_key([w])  # None for an inference tensor: do not cache
-        cacheable = key is not None and not (w.requires_grad and torch.is_grad_enabled())
-        if cacheable and self._cache is not None and self._cache[0] == key:
+        snapshot = Snapshot.take([w])  # None for an inference tensor: do not cache
+        cacheable = snapshot is not None and not (w.requires_grad and torch.is_grad_enabled())
+        if cacheable and self._cache is not None and self._cache[0].matches([w]):
             return self._cache[1]
         with torch.inference_mode(False), torch.no_grad() if cacheable else torch.enable_grad():
             flat = torch.cat([w.reshape(-1), w.new_zeros(1)])
             kernel = flat[self.index.to(w.device)]
         if cacheable:
-            self._cache = (key, kernel)
+            self._cache = (snapshot, kernel)
         return kernel
 
     def __call__(self, y: Tensor, w: Tensor) -> Tensor:

@@ -187,6 +187,46 @@ def test_opnorm_and_bias_follow_optimizer_step():
     torch.testing.assert_close(A.bias, lin.bias.detach())
 
 
+def test_opnorm_is_computed_once_per_weights_across_invert_calls(monkeypatch):
+    """``invert(module, …)`` builds a new LiftedNetwork at every call; ‖W‖ is kept per module
+    weights (lbinv.operators.cache), also through the Flatten that from_module inserts before a
+    perceptron that reads images. An update in place, or a new weight tensor, is seen."""
+    from lbinv import invert
+
+    lin = init_module(nn.Linear(16, 6))
+    y = torch.relu(lin(randn(2, 16)))
+    calls = []
+    original = affine_map.operator_norm
+    monkeypatch.setattr(affine_map, "operator_norm", lambda *a, **k: calls.append(1) or original(*a, **k))
+    solve = dict(alpha=1e-2, input_shape=(4, 4), max_iter=3)
+    for _ in range(3):
+        invert(lin, y, **solve)
+    assert len(calls) == 1
+    exact = float(torch.linalg.matrix_norm(lin.weight.detach(), ord=2))
+    assert LiftedNetwork.from_module(lin, (4, 4)).layers[0].affine.opnorm() == pytest.approx(exact, rel=1e-2)
+    with torch.no_grad():
+        lin.weight.mul_(2.0)
+    assert LiftedNetwork.from_module(lin, (4, 4)).layers[0].affine.opnorm() == pytest.approx(2 * exact, rel=1e-2)
+    lin.weight = nn.Parameter(torch.zeros_like(lin.weight))  # a new tensor, not a new version
+    assert LiftedNetwork.from_module(lin, (4, 4)).layers[0].affine.opnorm() == 0.0
+    assert len(calls) == 3
+
+
+def test_the_cache_does_not_keep_modules_alive():
+    import gc
+    import weakref
+
+    from lbinv.operators import cache
+
+    lin = init_module(nn.Linear(12, 5))
+    AffineMap(lin, (12,)).opnorm()
+    assert lin in cache._STORE
+    alive = weakref.ref(lin)
+    del lin
+    gc.collect()
+    assert alive() is None
+
+
 @pytest.mark.parametrize("ctx", ["no_grad", "inference_mode"])
 def test_adjoint_without_autograd(ctx):
     """The vjp-based adjoints (and everything else) work for no_grad/inference_mode callers."""
