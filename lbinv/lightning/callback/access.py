@@ -10,14 +10,16 @@ import copy
 import operator
 from collections.abc import Mapping
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 import torch
-from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 
 from lbinv._checks import HALF_PRECISION
 from lbinv.lifted import LiftedNetwork
+
+if TYPE_CHECKING:  # either namespace's LightningModule
+    from lightning.pytorch import LightningModule
 
 #: Keys under which a dict batch may hold the input images, in order of preference.
 INPUT_KEYS = ("x", "image", "images", "input", "inputs")

@@ -24,19 +24,14 @@ import math
 import warnings
 from collections.abc import Sequence
 from functools import partial
-from typing import Any, Callable, Literal, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Union
 
 import torch
-from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.trainer.states import TrainerFn
-from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from typing_extensions import override
 
-from lbinv._checks import check_bool, check_int, check_interval, check_number, check_shape
 import lbinv.lightning.callback.tensorboard as tensorboard
+from lbinv._checks import check_bool, check_int, check_interval, check_number, check_shape
 from lbinv.lightning.callback.access import (
     accessor_name,
     at_precision,
@@ -57,13 +52,17 @@ from lbinv.lightning.callback.arguments import (
     check_solver_options,
 )
 from lbinv.lightning.callback.ddp import gather, gather_probe, placeholder
+from lbinv.lightning.callback.namespaces import CALLBACK_BASES, TENSORBOARD_LOGGERS
 from lbinv.probe import invert_probe, summarize
 from lbinv.solvers import invert
 
+if TYPE_CHECKING:  # either namespace's classes; only for type checkers
+    from lightning.pytorch import LightningModule, Trainer
+
 __all__ = ["InversionCallback", "InversionWarning"]
 
-EncoderSpec = Union[str, Callable[[LightningModule], nn.Module]]
-DecoderSpec = Optional[Union[str, Callable[[LightningModule], Callable[[Tensor], Tensor]]]]
+EncoderSpec = Union[str, Callable[["LightningModule"], nn.Module]]
+DecoderSpec = Optional[Union[str, Callable[["LightningModule"], Callable[[Tensor], Tensor]]]]
 
 
 class InversionWarning(UserWarning):
@@ -71,7 +70,7 @@ class InversionWarning(UserWarning):
     missing TensorBoard logger, a probe smaller than asked)."""
 
 
-class InversionCallback(Callback):
+class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
     r"""Invert the validation codes of an encoder with the lifted Bregman method and log the results.
 
     Parameters
@@ -213,10 +212,10 @@ class InversionCallback(Callback):
         """True when no inversion runs at this validation epoch end (after the sanity check, which
         never inverts): a stage other than fit/validate, or an epoch off the ``every_n_epochs``
         interval during fit."""
-        fn = trainer.state.fn
-        if fn == TrainerFn.VALIDATING:
+        fn = trainer.state.fn  # a TrainerFn of either namespace, equal to its string value
+        if fn == "validate":
             return False
-        if fn != TrainerFn.FITTING:
+        if fn != "fit":
             return True
         return (trainer.current_epoch + 1) % self.every_n_epochs != 0
 
@@ -232,7 +231,7 @@ class InversionCallback(Callback):
 
     @override
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if trainer.state.fn == TrainerFn.VALIDATING:
+        if trainer.state.fn == "validate":
             self._check_encoder(pl_module, self._known_input_shape(pl_module), defer_if_shape_unknown=True)
 
     @override
@@ -245,7 +244,7 @@ class InversionCallback(Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        if dataloader_idx != 0 or trainer.state.fn not in (TrainerFn.FITTING, TrainerFn.VALIDATING):
+        if dataloader_idx != 0 or trainer.state.fn not in ("fit", "validate"):
             return
         if not self._encoder_checked or (not trainer.sanity_checking and self._probe is None):
             x = batch_inputs(batch)
@@ -295,10 +294,10 @@ class InversionCallback(Callback):
         if local is None or local.shape[0] == 0:
             return
         if local.shape[0] < self.num_samples:
-            rank_zero_warn(
+            _warn_on_rank_zero(
+                trainer,
                 f"InversionCallback: asked for num_samples={self.num_samples} probe images but the validation "
                 f"data gave only {local.shape[0]}; using those.",
-                category=InversionWarning,
             )
         with torch.inference_mode(False):  # a normal tensor, usable outside inference mode
             self._probe = local[: self.num_samples].clone()
@@ -360,10 +359,10 @@ class InversionCallback(Callback):
         if not bool((out["ok"] > 0).all()):
             failed = [r for r, ok in enumerate(out["ok"].tolist()) if ok <= 0]
             if rank not in failed:  # the failing ranks have warned with their reason
-                rank_zero_warn(
+                _warn_on_rank_zero(
+                    trainer,
                     f"InversionCallback: the inversion failed at epoch {trainer.current_epoch} on rank(s) {failed}; "
                     "nothing is logged for this epoch; training continues.",
-                    category=InversionWarning,
                 )
             return
         rule = self.alpha if isinstance(self.alpha, str) else "fixed"
@@ -399,9 +398,10 @@ class InversionCallback(Callback):
         """Write the summary to the TensorBoard logger on rank zero, or the scalars through
         ``pl_module.log`` without one; what is written is named in :mod:`lbinv.lightning.callback.tensorboard`."""
         scalars = tensorboard.scalars(summary)
-        logger = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
+        logger = next((lg for lg in trainer.loggers if isinstance(lg, TENSORBOARD_LOGGERS)), None)
         if logger is None:
             self._warn_once(
+                trainer,
                 "no-tensorboard",
                 "InversionCallback: no TensorBoardLogger among the trainer's loggers; the inversion scalars are "
                 "logged with `pl_module.log` and the images, the PSNR-vs-sigma figure and the custom-scalars "
@@ -422,6 +422,7 @@ class InversionCallback(Callback):
             grids = tensorboard.image_grids(probe, out, summary["index"], self.noise_levels, self.data_range)
             if grids is None:
                 self._warn_once(
+                    trainer,
                     "no-images",
                     f"InversionCallback: inputs of shape {tuple(probe.shape[1:])} are not images (C, H, W) with C in "
                     "(1, 3); no image grids are logged.",
@@ -432,7 +433,13 @@ class InversionCallback(Callback):
             writer.add_figure(tensorboard.FIGURE_TAG, figure, global_step=step, close=True)
         writer.flush()
 
-    def _warn_once(self, key: str, message: str) -> None:
+    def _warn_once(self, trainer: Trainer, key: str, message: str) -> None:
         if key not in self._warned:
             self._warned.add(key)
-            rank_zero_warn(message, category=InversionWarning)
+            _warn_on_rank_zero(trainer, message)
+
+
+def _warn_on_rank_zero(trainer: Trainer, message: str) -> None:
+    """An :class:`InversionWarning` from the global rank zero only (the others would repeat it)."""
+    if trainer.is_global_zero:
+        warnings.warn(message, InversionWarning, stacklevel=3)

@@ -3,11 +3,13 @@ tensors of the same shapes: a rank that skipped them would hang the others."""
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import torch
-from lightning.pytorch import LightningModule, Trainer
 from torch import Tensor
+
+if TYPE_CHECKING:  # either namespace's classes
+    from lightning.pytorch import LightningModule, Trainer
 
 #: Most dimensions, the batch dimension included, of the probe batches :func:`gather_probe` exchanges.
 MAX_BATCH_DIMS = 7
