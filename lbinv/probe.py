@@ -104,6 +104,7 @@ def invert_probe(
         "psnr_inv": psnr(x_inv, truth, data_range).reshape(levels, k, grid),
         "residual": (net(x_inv) - data[:batch]).flatten(1).norm(dim=1).reshape(levels, k, grid),
         "iterations": result.iterations[:batch].to(y.dtype).reshape(levels, k, grid),
+        "converged": result.converged[:batch].to(y.dtype).reshape(levels, k, grid),
         "bregman_sym": bsym,
         "delta": delta,
         "bregman_delta": bregman,
@@ -208,6 +209,7 @@ def summarize(
             "alpha": float(alphas[i, index[i]]) if kept else None,
             "psnr_inverted": float(psnr[i, ok, index[i]].mean()) if kept else None,
             "iterations": float(out["iterations"][i, :, index[i]].double().cpu()[ok].mean()) if kept else None,
+            "converged_fraction": float(out["converged"][i, :, index[i]].double().cpu()[ok].mean()) if kept else None,
             "psnr_decoded": None,
             "bregman_sym": None,
         }

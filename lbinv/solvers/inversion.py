@@ -12,6 +12,7 @@ Methods (MATH.md §3–8):
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from dataclasses import dataclass, replace
 from typing import Any, Sequence
@@ -82,6 +83,7 @@ def invert(
     tol: float = 1e-5,
     noise_level: float | Tensor | None = None,
     check_every: int = 10,
+    max_seconds: float | None = None,
     **options: Any,
 ) -> InversionResult:
     """Recover inputs ``x`` with ``model(x) ≈ y`` for a batch of outputs ``y``.
@@ -105,6 +107,10 @@ def invert(
         solves one problem per layer, each with at most ``max_iter`` iterations, so its reported
         ``iterations`` (their sum) is at most ``L · max_iter`` for an L-layer network.
     noise_level : δ = ‖y^δ − y‖ per sample or scalar, for the discrepancy principle of "landweber".
+    max_seconds : a wall-clock budget from the call on: the solve ends at the first check (every
+        ``check_every`` iterations) after it; samples not converged by then have ``converged``
+        False and their ``iterations`` say how far they got. The result then depends on the
+        machine's speed. None: no budget.
     options : per method (:data:`OPTIONS`) — lifted: ``step_rule`` ("balanced" | "paper"), ``balance``,
         ``x_init``, ``hidden_init`` ("forward" | "zeros"), ``record_history``; sequential:
         ``step_rule``, ``balance``, ``record_history``; landweber: ``eta`` (η ≥ 1 of the discrepancy principle),
@@ -116,6 +122,7 @@ def invert(
     check_int("max_iter", max_iter)
     check_int("check_every", check_every)
     check_number("tol", tol, minimum=0.0)
+    deadline = None if max_seconds is None else time.perf_counter() + check_number("max_seconds", max_seconds, minimum=0.0, strict=True)
     bounds = check_interval("bounds", bounds)
     net = _as_network(model, input_shape)
     bad = [where for layer in net.layers for where in layer.affine.nonfinite_modules()]
@@ -137,7 +144,10 @@ def invert(
         alpha_t = y.new_zeros(batch)
     delta = _per_sample("noise_level", noise_level, batch, y, positive=False, required=False)
     x_init = _check_init(opts.get("x_init"), batch, net, y)
-    loop = dict(batch=batch, device=y.device, max_iter=max_iter, check_every=check_every, record_history=opts["record_history"])
+    loop = dict(
+        batch=batch, device=y.device, max_iter=max_iter, check_every=check_every, record_history=opts["record_history"],
+        deadline=deadline,
+    )
 
     if method == "gradient":
         with torch.inference_mode(False), torch.enable_grad():

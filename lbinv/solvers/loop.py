@@ -8,6 +8,7 @@ loop synchronises with the host only every ``check_every`` iterations, to test c
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -109,12 +110,15 @@ def iterate(
     check_every: int,
     record_history: bool = False,
     skip_masks: bool = True,
+    deadline: float | None = None,
 ) -> LoopResult:
     """Run ``solver.step`` up to ``max_iter`` times with per-sample stopping masks.
 
     Every ``check_every`` iterations (and at the last one) the stopping test is evaluated;
-    samples that pass stop changing, and the loop ends once none is active. ``skip_masks=False``
-    passes the mask even while every sample is active (to measure what skipping it saves).
+    samples that pass stop changing, and the loop ends once none is active, or at the first check
+    at or after ``deadline`` (a ``time.perf_counter()`` value; the samples still active then stay
+    unconverged). ``skip_masks=False`` passes the mask even while every sample is active (to
+    measure what skipping it saves).
     """
     active = torch.ones(batch, dtype=torch.bool, device=device)
     converged = torch.zeros_like(active)
@@ -134,7 +138,7 @@ def iterate(
             history["iteration"].append(k + 1)
             history["objective"].append(solver.objective())
         remaining = int(active.sum())  # the loop's one host synchronisation per check
-        if remaining == 0:
+        if remaining == 0 or (deadline is not None and time.perf_counter() >= deadline):
             break
         everyone = everyone and remaining == batch
     return LoopResult(iterations, converged, history)

@@ -145,7 +145,7 @@ def events(tmp_path: Path) -> EventAccumulator:
 
 
 def inversion_tags(decoder: bool = True) -> list[str]:
-    names = ["psnr_inverted", "delta2", "delta2_bregman", "alpha", "iterations"] + (["psnr_decoded"] if decoder else [])
+    names = ["psnr_inverted", "delta2", "delta2_bregman", "alpha", "iterations", "converged_fraction"] + (["psnr_decoded"] if decoder else [])
     return [f"inversion/{name}/sigma_{s:g}" for s in LEVELS for name in names] + ["inversion/seconds"]
 
 

@@ -75,6 +75,8 @@ pytestmark = QUIET_LIGHTNING
         ({"solver_options": {"stepsize": 1.0}}, "solver_options.*'stepsize'.*valid"),
         ({"method": "landweber", "alpha": "oracle"}, "landweber.*ignores alpha"),
         ({"method": "landweber", "eta": 0.5}, "eta: expected a finite number >= 1, got 0.5"),
+        ({"max_seconds": 0.0}, "max_seconds: expected a finite number > 0, got 0.0"),
+        ({"solver_options": {"max_seconds": 1.0}}, "solver_options.*max_seconds.*own arguments"),
         ({"method": "landweber", "solver_options": {"eta": 2.0}}, "solver_options.*eta.*own arguments"),
     ],
 )
@@ -122,6 +124,42 @@ def invert_batches(monkeypatch):
 
     monkeypatch.setattr(callbacks_module, "invert", spy)
     return sizes
+
+
+def test_the_last_epoch_is_inverted_off_the_interval_too(tmp_path, invert_batches):
+    cb = make_callback(every_n_epochs=5)
+    make_trainer(tmp_path, [cb], max_epochs=3).fit(Foreign(), train_loader(), val_loader())
+    assert invert_batches == [len(LEVELS) * 4]  # epoch 2, the last; 0 and 1 are off the interval
+    assert scalar_steps(events(tmp_path), f"inversion/psnr_inverted/sigma_{LEVELS[1]:g}") == [2]
+
+
+@pytest.mark.parametrize("max_seconds, tol, converged", [(1e-9, 0.0, 0.0), (None, 1e3, 1.0)])
+def test_time_budget_and_converged_fraction(tmp_path, max_seconds, tol, converged):
+    """A spent budget stops every solve at its first check (check_every = 10), unconverged; a
+    generous tol stops every sample there, converged. Both are logged per noise level."""
+    cb = make_callback(max_seconds=max_seconds, tol=tol)
+    make_trainer(tmp_path, [cb]).validate(Foreign(), val_loader())
+    acc = events(tmp_path)
+    for s in LEVELS:
+        assert [e.value for e in acc.Scalars(f"inversion/iterations/sigma_{s:g}")] == [10.0]
+        assert [e.value for e in acc.Scalars(f"inversion/converged_fraction/sigma_{s:g}")] == [converged]
+
+
+def test_progress_lines_on_the_console(tmp_path, capsys, monkeypatch):
+    """The first inversion says it starts; one that takes longer than ANNOUNCE_AFTER_SECONDS says
+    how long it took, and the next one says it starts again."""
+    cb = make_callback()
+    make_trainer(tmp_path, [cb], max_epochs=2).fit(Foreign(), train_loader(), val_loader())
+    out = capsys.readouterr().out
+    assert out.count("InversionCallback: inverting 8 noisy codes (4 images × 2 noise levels) at epoch 0") == 1
+    assert "at epoch 1" not in out and "inverted in" not in out  # these take well under a second
+    monkeypatch.setattr(callbacks_module, "ANNOUNCE_AFTER_SECONDS", 0.0)
+    make_trainer(tmp_path / "slow", [make_callback()], max_epochs=2).fit(Foreign(), train_loader(), val_loader())
+    out = capsys.readouterr().out
+    for epoch in (0, 1):
+        assert f"inverting 8 noisy codes (4 images × 2 noise levels) at epoch {epoch}" in out
+        assert f"epoch {epoch} inverted in" in out
+    assert "/8 converged." in out
 
 
 def test_fit_logs_every_tag_at_the_right_epochs(tmp_path, invert_batches):

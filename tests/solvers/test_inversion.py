@@ -236,6 +236,8 @@ def test_clips_data_into_the_domain_with_a_warning():
         (dict(speed=3), TypeError, "unknown option"),
         (dict(method="landweber", eta=0.5, noise_level=0.1), ValueError, "eta"),
         (dict(method="landweber", noise_level=-0.1), ValueError, "noise_level"),
+        (dict(max_seconds=0.0), ValueError, "max_seconds: expected a finite number > 0, got 0.0"),
+        (dict(max_seconds=float("inf")), ValueError, "max_seconds: expected a finite number"),
     ],
 )
 def test_bad_inputs_raise_clear_errors(kwargs, error, match):
@@ -256,3 +258,19 @@ def test_half_precision_is_refused_with_what_to_do(dtype):
 def test_landweber_refuses_deep_networks():
     with pytest.raises(ValueError, match="landweber"):
         invert(deep_net(), torch.zeros(1, 128), input_shape=(1, 4, 4), method="landweber", regularizer=None)
+
+
+@pytest.mark.parametrize("method, stages", [("lifted", 1), ("sequential", 2), ("gradient", 1), ("landweber", 1)])
+def test_a_spent_time_budget_ends_the_solve_at_the_next_check(method, stages):
+    """max_seconds: the loop ends at the first check after the budget, the samples unconverged; a
+    budget smaller than any solve ends it at the first check of every stage ("sequential" runs one
+    per layer)."""
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Flatten(), nn.Linear(16, 12), nn.ReLU()) if method == "landweber" else \
+        nn.Sequential(nn.Flatten(), nn.Linear(16, 12), nn.ReLU(), nn.Linear(12, 6), nn.ReLU())
+    y = module(torch.rand(3, 1, 4, 4))
+    solve = dict(method=method, alpha=1e-2, input_shape=(1, 4, 4), tol=0.0, max_iter=400, check_every=7)
+    spent = invert(module, y, max_seconds=1e-12, **solve)
+    assert spent.iterations.tolist() == [stages * 7] * 3 and not spent.converged.any()
+    unlimited = invert(module, y, **solve)  # tol = 0: it runs on (exact fixed points aside)
+    assert bool((unlimited.iterations > 10 * stages * 7).all())

@@ -19,7 +19,7 @@ from lbinv.probe import ALPHA_RULES, DEFAULT_ALPHA_GRID
 from lbinv.solvers import METHODS, OPTIONS
 
 #: invert() arguments that come from the callback's own arguments or its probe.
-_OWN_ARGUMENTS = ("alpha", "input_shape", "method", "max_iter", "tol", "eta")
+_OWN_ARGUMENTS = ("alpha", "input_shape", "method", "max_iter", "tol", "max_seconds", "eta")
 #: ``solver_options`` keys the callback sets itself (noise_level: the measured δ of each code).
 _RESERVED_OPTIONS = ("model", "y", *_OWN_ARGUMENTS, "noise_level")
 

@@ -21,6 +21,7 @@ works with any LightningModule.
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from collections.abc import Sequence
 from functools import partial
@@ -65,6 +66,10 @@ EncoderSpec = Union[str, Callable[["LightningModule"], nn.Module]]
 DecoderSpec = Optional[Union[str, Callable[["LightningModule"], Callable[[Tensor], Tensor]]]]
 
 
+#: An inversion that took longer than this says so, and the next one says when it starts.
+ANNOUNCE_AFTER_SECONDS = 1.0
+
+
 class InversionWarning(UserWarning):
     """A problem of the inversion callback that does not stop the training (solver failure, NaN,
     missing TensorBoard logger, a probe smaller than asked)."""
@@ -95,9 +100,15 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
         first validation epoch that is not a sanity check, and kept in the checkpoint).
     every_n_epochs
         During ``fit``, invert after the validation of every ``every_n_epochs``-th epoch
-        (``(epoch + 1) % every_n_epochs == 0``). ``trainer.validate`` always inverts.
+        (``(epoch + 1) % every_n_epochs == 0``) and of the last one (``max_epochs`` or
+        ``max_steps`` reached, or the trainer told to stop, e.g. by early stopping, before this
+        hook). ``trainer.validate`` always inverts.
     method, max_iter, tol
         Passed to :func:`lbinv.invert`.
+    max_seconds
+        Wall-clock budget of each inversion (:func:`lbinv.invert`'s ``max_seconds``): the solve
+        stops at its first check after it, and ``inversion/converged_fraction`` tells how many
+        samples had converged by then. None: up to ``max_iter`` iterations.
     encoder
         Attribute name (dotted paths allowed, e.g. ``"model.encoder"``) of the encoder on the
         LightningModule, or a callable ``pl_module -> nn.Module``. It must be supported by
@@ -109,7 +120,7 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
         Shape of one input without the batch dimension, e.g. ``(1, 28, 28)``. By default taken
         from ``pl_module.example_input_array`` or from the validation batches.
     data_range
-        ``(lo, hi)`` value range of the images: PSNR uses it (torchmetrics, values clamped into it)
+        ``(lo, hi)`` value range of the images: PSNR uses it (:func:`lbinv.metrics.psnr`, values clamped into it)
         and the image grids are drawn with this fixed range.
     seed
         Seed of the code noise; the same noise is used at every epoch.
@@ -160,6 +171,7 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
         solver_options: Optional[dict[str, Any]] = None,
         alpha_grid: Optional[Sequence[float]] = None,
         eta: float = 1.0,
+        max_seconds: Optional[float] = None,
     ) -> None:
         super().__init__()
         with callback_arguments():  # every ValueError names the callback, the argument, what came
@@ -172,6 +184,7 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
             self.method = check_method(method, self.alpha, self.eta)
             self.max_iter = check_int("max_iter", max_iter)
             self.tol = check_number("tol", tol, minimum=0.0)
+            self.max_seconds = None if max_seconds is None else check_number("max_seconds", max_seconds, minimum=0.0, strict=True)
             self.encoder = check_accessor("encoder", encoder, allow_none=False)
             self.decoder = check_accessor("decoder", decoder, allow_none=True)
             self.input_shape = None if input_shape is None else check_shape("input_shape", input_shape)
@@ -185,6 +198,7 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
         self._encoder_checked = False
         self._warned: set[str] = set()
         self._layout_written = False
+        self._announce = True  # say when an inversion starts: the first one, and after one that took long
 
     # ------------------------------------------------------------------ Lightning state
     @property
@@ -210,14 +224,14 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
     # ------------------------------------------------------------------ skipping
     def _should_skip(self, trainer: Trainer) -> bool:
         """True when no inversion runs at this validation epoch end (after the sanity check, which
-        never inverts): a stage other than fit/validate, or an epoch off the ``every_n_epochs``
-        interval during fit."""
+        never inverts): a stage other than fit/validate, or during fit an epoch off the
+        ``every_n_epochs`` interval that is not the last one."""
         fn = trainer.state.fn  # a TrainerFn of either namespace, equal to its string value
         if fn == "validate":
             return False
         if fn != "fit":
             return True
-        return (trainer.current_epoch + 1) % self.every_n_epochs != 0
+        return (trainer.current_epoch + 1) % self.every_n_epochs != 0 and not _last_epoch(trainer)
 
     # ------------------------------------------------------------------ hooks
     @override
@@ -321,6 +335,12 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
         local_x = padded[rank * per_rank : (rank + 1) * per_rank]
         alphas = self._alphas()
 
+        levels, grid = len(self.noise_levels), alphas.shape[1]
+        if self._announce:
+            per_alpha = f" × {grid} α" if grid > 1 else ""
+            _say(trainer, f"InversionCallback: inverting {levels * n * grid} noisy codes ({n} images × {levels} noise "
+                          f"levels{per_alpha}) at epoch {trainer.current_epoch}…")
+        start = time.perf_counter()
         device, dtype = pl_module.device, torch.get_default_dtype()  # if the encoder cannot even be resolved
         try:
             encoder = resolve_encoder(self.encoder, pl_module)
@@ -338,7 +358,10 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
                     offset=rank * per_rank,
                     n=n,
                     data_range=self.data_range,
-                    solve=partial(invert, method=self.method, max_iter=self.max_iter, tol=self.tol, **self._solver_options()),
+                    solve=partial(
+                        invert, method=self.method, max_iter=self.max_iter, tol=self.tol, max_seconds=self.max_seconds,
+                        **self._solver_options(),
+                    ),
                     subgradient=self._subgradient_rule(),
                 )
             out["ok"] = torch.ones(1)
@@ -367,6 +390,12 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
             return
         rule = self.alpha if isinstance(self.alpha, str) else "fixed"
         summary = summarize(out, alphas, self.noise_levels, rule, self.eta)
+        seconds = time.perf_counter() - start
+        if seconds > ANNOUNCE_AFTER_SECONDS:
+            converged = out["converged"].flatten().nan_to_num(0.0).sum()
+            _say(trainer, f"InversionCallback: epoch {trainer.current_epoch} inverted in {seconds:.1f} s; "
+                          f"{int(converged)}/{levels * n * grid} converged.")
+        self._announce = seconds > ANNOUNCE_AFTER_SECONDS
         kept = summary["finite"]  # (levels, n)
         bad = [f"sigma={s:g}: {int((~kept[i]).sum())}/{n}" for i, s in enumerate(self.noise_levels) if not kept[i].all()]
         if bad:
@@ -437,6 +466,23 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
         if key not in self._warned:
             self._warned.add(key)
             _warn_on_rank_zero(trainer, message)
+
+
+def _say(trainer: Trainer, message: str) -> None:
+    """A line on the console from rank zero, through the progress bar when there is one."""
+    if trainer.is_global_zero:
+        bar = trainer.progress_bar_callback
+        (print if bar is None else bar.print)(message)
+
+
+def _last_epoch(trainer: Trainer) -> bool:
+    """Whether fit ends after this epoch, as far as the trainer knows at its validation end."""
+    max_epochs, max_steps = trainer.max_epochs, trainer.max_steps
+    return (
+        (max_epochs is not None and max_epochs >= 0 and trainer.current_epoch + 1 >= max_epochs)
+        or (max_steps is not None and max_steps >= 0 and trainer.global_step >= max_steps)
+        or bool(trainer.should_stop)
+    )
 
 
 def _warn_on_rank_zero(trainer: Trainer, message: str) -> None:

@@ -23,6 +23,7 @@ def placeholder(levels: int, k: int, grid: int, input_shape: tuple[int, ...], de
         "psnr_inv": torch.full((levels, k, grid), nan),
         "residual": torch.full((levels, k, grid), nan),
         "iterations": torch.full((levels, k, grid), nan),
+        "converged": torch.full((levels, k, grid), nan),
         "delta": torch.full((levels, k), nan),
         "bregman_delta": torch.full((levels, k), nan),
         "bregman_sym": torch.full((levels, k, grid), nan),

@@ -13,7 +13,9 @@ import torch
 from torch import Tensor
 
 #: Per-level numbers of the summary, logged as ``inversion/{name}/sigma_{s:g}``.
-LEVEL_SCALARS = ("psnr_inverted", "psnr_decoded", "delta2", "delta2_bregman", "alpha", "iterations", "bregman_sym")
+LEVEL_SCALARS = (
+    "psnr_inverted", "psnr_decoded", "delta2", "delta2_bregman", "alpha", "iterations", "converged_fraction", "bregman_sym"
+)
 FIGURE_TAG = "inversion/psnr_vs_sigma"
 
 
@@ -39,6 +41,7 @@ def custom_scalars_layout(has_decoder: bool) -> dict[str, Any]:
         "delta^2 as B_Psi(y_delta, W x + b)": ["Multiline", [r"inversion/delta2_bregman/.*"]],
         "alpha": ["Multiline", [r"inversion/alpha/.*"]],
         "iterations": ["Multiline", [r"inversion/iterations/.*"]],
+        "share of the probe converged": ["Multiline", [r"inversion/converged_fraction/.*"]],
         "symmetric Bregman distance of TV (one-layer encoders)": ["Multiline", [r"inversion/bregman_sym/.*"]],
     }
     if not has_decoder:
