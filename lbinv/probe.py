@@ -26,7 +26,7 @@ ALPHA_RULES = ("discrepancy", "oracle")
 DEFAULT_ALPHA_GRID = tuple(float(f"{10.0 ** (-4 + 3 * i / 9):.3g}") for i in range(10))
 
 #: :func:`lbinv.invert` with the callback's settings bound (method, max_iter, tol, solver options);
-#: called as ``solve(net, data, alpha=..., input_shape=..., noise_level=...)``.
+#: called as ``solve(net, data, alpha=..., input_shape=..., noise_level=...)`` (and ``x_init=...``, warm).
 Solve = Callable[..., InversionResult]
 
 
@@ -53,13 +53,16 @@ def invert_probe(
     data_range: tuple[float, float],
     solve: Solve,
     subgradient: Optional[str] = None,
+    x_init: Optional[Tensor] = None,
 ) -> dict[str, Tensor]:
     """Everything one rank computes for its share ``x`` (k images, from index ``offset`` of the ``n``
     probe images) at every noise level and every α of ``alphas`` ``(levels, G)``.
 
     ``out["bregman_sym"]`` ``(levels, k, G)`` is ``D^sym_TV(x_α(y^δ), x_α(y))`` (see
     :func:`bregman_sym`) for a one-layer encoder when ``subgradient`` is ``"optimality"`` or
-    ``"dual"``, else NaN; its reference solves join the same batch."""
+    ``"dual"``, else NaN; its reference solves join the same batch. ``out["solution"]`` is the
+    whole batch the solver returned (references included): passed back as ``x_init`` (a warm
+    start), a batch of the same shape starts from it; another shape is ignored (a cold start)."""
     k, input_shape = x.shape[0], tuple(x.shape[1:])
     levels, grid = alphas.shape
     net = LiftedNetwork.from_module(encoder, input_shape)  # rebuilt: parameters/BN statistics change
@@ -89,7 +92,8 @@ def invert_probe(
         noise_level = torch.cat([noise_level, noise_level.new_zeros(k * len(unique))])
     _synchronize(y.device)
     start = time.perf_counter()
-    result = solve(net, data, alpha=alpha, input_shape=input_shape, noise_level=noise_level)
+    warm = {} if x_init is None or tuple(x_init.shape) != (data.shape[0], *input_shape) else {"x_init": x_init}
+    result = solve(net, data, alpha=alpha, input_shape=input_shape, noise_level=noise_level, **warm)
     _synchronize(y.device)
     seconds = time.perf_counter() - start
 
@@ -109,6 +113,7 @@ def invert_probe(
         "delta": delta,
         "bregman_delta": bregman,
         "seconds": torch.tensor([seconds], device=y.device, dtype=y.dtype),
+        "solution": result.x,
     }
     if decoder is not None:
         decoded = decoder(y_delta.reshape(levels * k, *code_shape))

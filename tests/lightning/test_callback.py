@@ -76,6 +76,9 @@ pytestmark = QUIET_LIGHTNING
         ({"method": "landweber", "alpha": "oracle"}, "landweber.*ignores alpha"),
         ({"method": "landweber", "eta": 0.5}, "eta: expected a finite number >= 1, got 0.5"),
         ({"max_seconds": 0.0}, "max_seconds: expected a finite number > 0, got 0.0"),
+        ({"method": "sequential", "warm_start": True}, "warm_start: method='sequential' takes no starting point"),
+        ({"warm_start": True, "solver_options": {"x_init": None}}, "warm_start: solver_options sets x_init already"),
+        ({"warm_start": 1}, "warm_start: expected a bool"),
         ({"solver_options": {"max_seconds": 1.0}}, "solver_options.*max_seconds.*own arguments"),
         ({"method": "landweber", "solver_options": {"eta": 2.0}}, "solver_options.*eta.*own arguments"),
     ],
@@ -143,6 +146,27 @@ def test_time_budget_and_converged_fraction(tmp_path, max_seconds, tol, converge
     for s in LEVELS:
         assert [e.value for e in acc.Scalars(f"inversion/iterations/sigma_{s:g}")] == [10.0]
         assert [e.value for e in acc.Scalars(f"inversion/converged_fraction/sigma_{s:g}")] == [converged]
+
+
+@pytest.mark.parametrize("warm_start", [True, False])
+def test_warm_start_continues_from_the_previous_solution(tmp_path, monkeypatch, warm_start):
+    calls = []
+    real_invert = callbacks_module.invert
+
+    def spy(*args, **kwargs):
+        result = real_invert(*args, **kwargs)
+        calls.append((kwargs.get("x_init"), result.x.clone()))
+        return result
+
+    monkeypatch.setattr(callbacks_module, "invert", spy)
+    cb = make_callback(warm_start=warm_start, max_iter=10)
+    make_trainer(tmp_path, [cb], max_epochs=3).fit(Foreign(), train_loader(), val_loader())
+    assert len(calls) == 3 and calls[0][0] is None
+    for (_, previous), (x_init, _) in zip(calls, calls[1:]):
+        if warm_start:
+            torch.testing.assert_close(x_init, previous, rtol=0, atol=0)
+        else:
+            assert x_init is None
 
 
 def test_progress_lines_on_the_console(tmp_path, capsys, monkeypatch):

@@ -14,7 +14,7 @@ from typing import Any, Union
 
 from torch import nn
 
-from lbinv._checks import check_number
+from lbinv._checks import check_bool, check_number
 from lbinv.probe import ALPHA_RULES, DEFAULT_ALPHA_GRID
 from lbinv.solvers import METHODS, OPTIONS
 
@@ -83,6 +83,17 @@ def check_method(method: Any, alpha: Union[float, tuple[float, ...], str], eta: 
     if method == "landweber":
         check_number("eta", eta, minimum=1.0)
     return method
+
+
+def check_warm_start(warm_start: Any, method: str, solver_options: Mapping[str, Any]) -> bool:
+    """A warm start is the previous inversion's solution as ``x_init``: the method must take one,
+    and the user must not have set one."""
+    check_bool("warm_start", warm_start)
+    if warm_start and "x_init" not in OPTIONS[method]:
+        raise ValueError(f"warm_start: method={method!r} takes no starting point (x_init); pass warm_start=False")
+    if warm_start and "x_init" in solver_options:
+        raise ValueError("warm_start: solver_options sets x_init already; pass one of the two")
+    return warm_start
 
 
 def check_accessor(name: str, value: Any, allow_none: bool) -> Any:

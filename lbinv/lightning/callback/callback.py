@@ -51,6 +51,7 @@ from lbinv.lightning.callback.arguments import (
     check_method,
     check_noise_levels,
     check_solver_options,
+    check_warm_start,
 )
 from lbinv.lightning.callback.ddp import gather, gather_probe, placeholder
 from lbinv.lightning.callback.namespaces import CALLBACK_BASES, TENSORBOARD_LOGGERS
@@ -109,6 +110,11 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
         Wall-clock budget of each inversion (:func:`lbinv.invert`'s ``max_seconds``): the solve
         stops at its first check after it, and ``inversion/converged_fraction`` tells how many
         samples had converged by then. None: up to ``max_iter`` iterations.
+    warm_start
+        Start each inversion from the previous one's solution (same probe, noise and α; the
+        encoder has trained since), so that a small ``max_seconds`` at every epoch adds up over
+        the epochs instead of restarting from zero. The logged numbers then depend on the
+        inversions before. Methods that take ``x_init`` only (not "sequential").
     encoder
         Attribute name (dotted paths allowed, e.g. ``"model.encoder"``) of the encoder on the
         LightningModule, or a callable ``pl_module -> nn.Module``. It must be supported by
@@ -172,6 +178,7 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
         alpha_grid: Optional[Sequence[float]] = None,
         eta: float = 1.0,
         max_seconds: Optional[float] = None,
+        warm_start: bool = False,
     ) -> None:
         super().__init__()
         with callback_arguments():  # every ValueError names the callback, the argument, what came
@@ -192,6 +199,7 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
             self.seed = check_int("seed", seed, minimum=None)
             self.log_images = check_bool("log_images", log_images)
             self.solver_options = check_solver_options(solver_options, method)
+            self.warm_start = check_warm_start(warm_start, method, self.solver_options)
 
         self._probe: Optional[Tensor] = None  # (n, *input_shape), CPU; the state kept in checkpoints
         self._pending: list[Tensor] = []  # images captured this epoch, before the probe is final
@@ -199,6 +207,7 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
         self._warned: set[str] = set()
         self._layout_written = False
         self._announce = True  # say when an inversion starts: the first one, and after one that took long
+        self._solution: Optional[Tensor] = None  # this rank's last solution, the next warm start
 
     # ------------------------------------------------------------------ Lightning state
     @property
@@ -363,7 +372,10 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
                         **self._solver_options(),
                     ),
                     subgradient=self._subgradient_rule(),
+                    x_init=self._solution,
                 )
+            solution = out.pop("solution")
+            self._solution = solution if self.warm_start and bool(torch.isfinite(solution).all()) else None
             out["ok"] = torch.ones(1)
         except Exception as err:  # a solver failure must not stop the training
             warnings.warn(
@@ -374,6 +386,7 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
                 stacklevel=2,
             )
             out = placeholder(len(self.noise_levels), per_rank, alphas.shape[1], tuple(probe.shape[1:]), self.decoder is not None)
+            self._solution = None
         out = {k: v.to(device, dtype) for k, v in out.items()}  # the same on every rank, failed or not
 
         if world > 1:  # collectives on every rank, never rank-guarded
