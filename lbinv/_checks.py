@@ -1,4 +1,5 @@
-"""The argument checks lbinv shares, written once.
+"""The argument checks lbinv shares, written once, and the facts they rest on (the dtypes lbinv
+refuses, when a module may be read by its type).
 
 Each check returns the normalised value or raises ``ValueError`` (``TypeError`` for a step size of
 the wrong type) whose message starts with the argument's name and says what was expected and what
@@ -56,9 +57,10 @@ def check_interval(name: str, value: Any, *, finite: bool = False) -> tuple[floa
     if value is None:
         return None
     try:
-        if isinstance(value, (str, bytes)):  # a sequence, but not of numbers
+        lo, hi = value  # exactly two
+        if not all(isinstance(b, numbers.Real) and not isinstance(b, bool) for b in (lo, hi)):
             raise TypeError
-        lo, hi = (float(b) for b in value)  # exactly two numbers
+        lo, hi = float(lo), float(hi)
     except (TypeError, ValueError):
         raise ValueError(f"{name}: expected None or a pair (lo, hi) of numbers, got {value!r}") from None
     if finite and not (math.isfinite(lo) and math.isfinite(hi)):
@@ -68,16 +70,22 @@ def check_interval(name: str, value: Any, *, finite: bool = False) -> tuple[floa
     return lo, hi
 
 
-def check_shape(name: str, value: Sequence[int] | int) -> Shape:
-    """The shape of one sample: a non-empty tuple of positive ints (an int ``n`` is ``(n,)``)."""
-    if isinstance(value, int) and not isinstance(value, bool):
+def check_shape(name: str, value: Any) -> Shape:
+    """The shape of one sample: a non-empty sequence (tuple, list, array) of positive whole numbers
+    (``8`` or ``8.0``, not ``8.5``); an int ``n`` is ``(n,)``."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         value = (value,)
     message = f"{name}: expected a non-empty tuple of positive ints (no batch dimension), got {value!r}"
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not value:
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
         raise ValueError(message)
-    if any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s <= 0 for s in value):
+    items = list(value)
+    whole = [
+        isinstance(s, numbers.Real) and not isinstance(s, bool) and math.isfinite(s) and float(s).is_integer() and s > 0
+        for s in items
+    ]
+    if not items or not all(whole):
         raise ValueError(message)
-    return tuple(int(s) for s in value)
+    return tuple(int(s) for s in items)
 
 
 def check_step(t: float | Tensor) -> None:

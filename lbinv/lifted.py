@@ -68,7 +68,10 @@ class LiftedNetwork:
     Build it with :meth:`from_module`. ``net(x)`` equals ``module(x)`` (eval semantics);
     ``net.layers[l].affine`` is an :class:`AffineMap`, ``net.layers[l].activation`` a
     :class:`~lbinv.proximal.ProxActivation`. The network views the module live: parameter
-    updates are seen at once, shapes are fixed at construction.
+    updates are seen at once, shapes are fixed at construction. One exception: an edit through
+    ``.data`` (which bumps no version counter) is not seen by the cached kernel of a strided
+    Conv2d's polyphase adjoint; build a new network after one (``invert(module, …)`` and the
+    callback build one at every call).
     """
 
     def __init__(self, layers: Sequence[LiftedLayer]) -> None:

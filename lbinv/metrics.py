@@ -10,12 +10,15 @@ certificate of how genuine a subgradient is (:func:`subgradient_gap`).
 from __future__ import annotations
 
 import math
+import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 from torch import Tensor
 
+from lbinv._checks import check_interval
 from lbinv.lifted import LiftedLayer, LiftedNetwork
 from lbinv.regularizers import TotalVariation
 
@@ -35,15 +38,17 @@ __all__ = [
 ]
 
 
-def psnr(x: Tensor, x_true: Tensor, data_range: float | tuple[float, float] = 1.0) -> Tensor:
+def psnr(x: Tensor, x_true: Tensor, data_range: float | Sequence[float] = 1.0) -> Tensor:
     """Peak signal-to-noise ratio ``10 log10(range² / MSE)`` in dB, per sample ``(B,)``.
 
-    ``data_range``: a float is the range itself (nothing clamped); a pair ``(lo, hi)`` clamps both
+    ``data_range``: a number is the range itself (nothing clamped); a pair ``(lo, hi)`` clamps both
     images into ``[lo, hi]`` and uses ``hi − lo`` (torchmetrics' convention: what the callback logs).
     ``+inf`` where the images are equal.
     """
-    if isinstance(data_range, tuple):
-        lo, hi = data_range
+    if not x.is_floating_point():  # integer images (0–255, say): as torchmetrics, in float32
+        x, x_true = x.float(), x_true.float()
+    if not isinstance(data_range, numbers.Real):
+        lo, hi = check_interval("data_range", data_range, finite=True)
         x, x_true, data_range = x.clamp(lo, hi), x_true.clamp(lo, hi), hi - lo
     mse = (x - x_true).flatten(1).pow(2).mean(1)
     return 10.0 * torch.log10(data_range**2 / mse)

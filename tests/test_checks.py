@@ -90,6 +90,8 @@ def test_check_interval_normalises():
         ("ab", False, "expected None or a pair"),
         (1.0, False, "expected None or a pair"),
         ((0.0, "x"), False, "expected None or a pair"),
+        (("0", "1"), False, "expected None or a pair"),
+        ((False, True), False, "expected None or a pair"),
         ((0.0, INF), True, "expected finite numbers"),
     ],
 )
@@ -102,6 +104,8 @@ def test_check_shape_normalises():
     assert check_shape("input_shape", [1, 28, 28]) == (1, 28, 28)
     shape = check_shape("input_shape", (np.int64(3), torch.Size([4])[0]))
     assert shape == (3, 4) and all(type(s) is int for s in shape)
+    assert check_shape("input_shape", np.array([1, 8, 8])) == (1, 8, 8)
+    assert check_shape("input_shape", (1.0, 8.0, np.float64(8.0))) == (1, 8, 8)  # whole numbers
 
 
 @pytest.mark.parametrize("value", [(), (0, 3), (2, -1), (1.5,), (True,), True, 0, "28", None, 2.0])

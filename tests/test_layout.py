@@ -1,4 +1,4 @@
-"""The house rules of DESIGN.md, checked: the numerical core never imports Lightning, the modules
+"""The house rules of the design (shared/DESIGN.md beside this repository), checked: the numerical core never imports Lightning, the modules
 import each other without a circle, and the public names stay importable."""
 
 from __future__ import annotations

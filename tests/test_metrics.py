@@ -11,6 +11,7 @@ from torch import nn
 from lbinv import LiftedNetwork, invert
 from lbinv.metrics import (
     dual_subgradient,
+    psnr,
     single_layer_subgradient,
     source_condition_subgradient,
     subgradient_gap,
@@ -202,3 +203,28 @@ def test_source_condition_construction(single_layer_solve):
     assert (slack < 1e-2 * d.abs()).all()
     assert (d >= -slack).all() and (d > 0).all()
     assert math.isfinite(d.sum().item()), (d, slack)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.uint8])
+def test_psnr_with_a_range_matches_torchmetrics(dtype):
+    """psnr(x, y, (lo, hi)) is what the callback logs: torchmetrics' per-sample PSNR, both images
+    clamped into the range (an independent implementation); +inf for identical images."""
+    from torchmetrics.functional.image import peak_signal_noise_ratio
+
+    g = torch.Generator().manual_seed(0)
+    if dtype == torch.uint8:
+        x = torch.randint(0, 256, (3, 1, 6, 6), generator=g, dtype=dtype)
+        y = torch.randint(0, 256, (3, 1, 6, 6), generator=g, dtype=dtype)
+        data_range = 255.0
+    else:
+        x = torch.rand(3, 1, 6, 6, generator=g, dtype=dtype)
+        y = (1.4 * torch.rand(3, 1, 6, 6, generator=g, dtype=dtype) - 0.2)  # partly outside [0, 1]
+        data_range = (0.0, 1.0)
+    expected = peak_signal_noise_ratio(x, y, data_range=data_range, reduction="none", dim=(1, 2, 3))
+    got = psnr(x, y, data_range if isinstance(data_range, float) else list(data_range))  # any pair, a list too
+    torch.testing.assert_close(got.to(expected.dtype), expected, rtol=1e-6, atol=1e-5)
+    assert psnr(x, x.clone(), data_range).isinf().all()
+    if not isinstance(data_range, float):
+        assert not torch.allclose(psnr(x, y, 1.0), expected)  # without the clamp the numbers differ
+    with pytest.raises(ValueError, match="data_range: expected lo < hi"):
+        psnr(x, y, (1.0, 0.0))

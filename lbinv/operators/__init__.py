@@ -6,8 +6,8 @@
 - :mod:`~lbinv.operators.affine_map`: :class:`AffineMap`, a run of such modules.
 - :mod:`~lbinv.operators.diagnostics`: :func:`operator_norm` (power iteration) and
   :func:`adjointness_test`.
-- :mod:`~lbinv.operators.sequential` and :mod:`~lbinv.operators.cache`: walking nested
-  ``nn.Sequential`` containers, and the key the caches of ‖W‖ and b are kept by.
+- :mod:`~lbinv.operators.sequential`: walking nested ``nn.Sequential`` containers;
+- :mod:`~lbinv.operators.cache`: ‖W‖ and b kept per module weights, shared by every map on them.
 """
 
 from lbinv.operators.affine_map import AffineMap

@@ -72,10 +72,13 @@ class AffineMap:
         self.modules: list[nn.Module] = [op.module for op in ops]
         self._context = list(context)
         self.in_shape: Shape = check_shape("input_shape", in_shape)
-        # what the cached values (‖W‖, b) depend on besides the tensors: the shape and the modules
-        # (parameter-free ones by their configuration: from_module may insert a fresh Flatten)
-        self._cache_owner = next((op.module for op in ops if op.tensors()), None)
-        self._structure = (self.in_shape, tuple(repr(op.module) if not op.tensors() else (id(op.module), repr(op.module)) for op in ops))
+        # the cached values (‖W‖, b) are kept with the first module that has tensors (shared by every
+        # map on it), else with this map; besides the tensors they depend on the shape and on every
+        # module's type and configuration (parameter-free ones by these alone: from_module may
+        # insert a fresh Flatten at each call)
+        self._cache_owner = next((op.module for op in ops if op.tensors()), self)
+        modules = tuple((id(op.module) if op.tensors() else None, _configuration(op.module)) for op in ops)
+        self._structure = (self.in_shape, modules)
         # dry forward of zeros (batch of 2: catches modules that would mix the batch dim)
         shape, x = self.in_shape, self._zeros(2)
         with torch.no_grad():
@@ -169,8 +172,8 @@ class AffineMap:
     # -- cached quantities ------------------------------------------------------------
     def _cached(self, name: str, compute: Callable[[], Any]) -> Any:
         """compute(), kept while no parameter or buffer involved changes (in-place updates such as
-        optimiser steps included), and shared with every AffineMap on the same modules
-        (:func:`~lbinv.operators.cache.cached`)."""
+        optimiser steps, or edits through ``.data``, make it stale), and shared with every AffineMap
+        on the same modules (:func:`~lbinv.operators.cache.cached`)."""
         return cached(self._cache_owner, (name, self._structure), list(self._tensors()), compute)
 
     @property
@@ -200,3 +203,10 @@ class AffineMap:
     def __repr__(self) -> str:
         names = ", ".join(type(m).__name__ for m in self.modules)
         return f"AffineMap([{names}], in_shape={self.in_shape}, out_shape={self.out_shape})"
+
+
+def _configuration(module: nn.Module) -> tuple:
+    """What a module computes besides its tensors: its type and its public plain attributes
+    (kernel size, stride, padding, divisor, …)."""
+    attributes = sorted((k, repr(v)) for k, v in vars(module).items() if not k.startswith("_") and k != "training")
+    return type(module).__qualname__, tuple(attributes)

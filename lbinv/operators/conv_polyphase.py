@@ -49,6 +49,7 @@ def use_polyphase(y: Tensor) -> bool:
         return y.device.type == "cpu" and y.dtype == torch.float32
     return mode == "polyphase"
 
+
 #: Size (elements) from which :class:`PolyphaseConvAdjoint` interleaves its phases by strided copies.
 _STRIDED_INTERLEAVE_MIN = 16384
 

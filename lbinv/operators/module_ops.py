@@ -199,7 +199,6 @@ class _ConvOp(_ConvBase):
         return x
 
 
-
 class _ConvTransposeOp(_ConvBase):
     """ConvTransposeNd. Adjoint: convNd with the same stride/padding/dilation/groups,
     cropped to the input size (needed only when output_padding ≥ stride)."""

@@ -24,8 +24,8 @@ from torch import Tensor
 
 from lbinv.lifted import LiftedNetwork
 from lbinv.regularizers import TotalVariation
-from lbinv.solvers.loop import Problem, StepTest, masked, sample_norm
-from lbinv.solvers.pdhg import PDHG, PrimalDualStep, lipschitz
+from lbinv.solvers.loop import Problem, StepTest, lipschitz, masked, sample_norm
+from lbinv.solvers.pdhg import PDHG, PrimalDualStep
 
 HIDDEN_INITS = ("forward", "zeros")
 

@@ -35,6 +35,9 @@ __all__ = ["invert", "InversionResult", "METHODS", "REGULARIZERS", "OPTIONS"]
 METHODS = ("lifted", "sequential", "landweber", "gradient")
 REGULARIZERS = ("tv", "tv-aniso", None)
 
+#: Options that had another name before: old name -> new name (a clear error, not "unknown option").
+RENAMED_OPTIONS = {"discrepancy_tau": "eta"}
+
 #: The options each method accepts beyond invert's own arguments, with their defaults: the
 #: solvers' own (``Solver.options``), a starting point where the method takes one, and history.
 OPTIONS: dict[str, dict[str, Any]] = {
@@ -223,6 +226,10 @@ def _check_method(method: str, regularizer: str | None) -> tuple[str, TotalVaria
 
 def _check_options(method: str, options: dict[str, Any]) -> dict[str, Any]:
     allowed = OPTIONS[method]
+    renamed = sorted(set(options) & set(RENAMED_OPTIONS))
+    if renamed:
+        old = renamed[0]
+        raise TypeError(f"invert: option {old!r} is now called {RENAMED_OPTIONS[old]!r}; pass {RENAMED_OPTIONS[old]}=…")
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise TypeError(f"invert(method={method!r}) got unknown option(s) {unknown}; valid options: {sorted(allowed)}")

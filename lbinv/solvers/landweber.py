@@ -13,8 +13,7 @@ from torch import Tensor
 
 from lbinv.lifted import LiftedLayer
 from lbinv.regularizers import project_box
-from lbinv.solvers.loop import Problem, SingleBlock, sample_norm
-from lbinv.solvers.pdhg import lipschitz
+from lbinv.solvers.loop import Problem, SingleBlock, lipschitz, sample_norm
 
 
 class Landweber(SingleBlock):

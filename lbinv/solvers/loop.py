@@ -1,5 +1,5 @@
-"""What every solver shares: the problem, per-sample views and norms, masked moves, the stopping
-test, and the iteration loop.
+"""What every solver shares: the problem, the Lipschitz constant of the data term's gradient,
+per-sample views and norms, masked moves, the stopping test, and the iteration loop.
 
 Every solver is batched: tensors are ``(B, ...)`` and each sample has its own step sizes, its own
 stopping test and its own iteration count. Inside an iteration nothing leaves the device; the
@@ -16,6 +16,22 @@ import torch
 from torch import Tensor
 
 from lbinv.regularizers import TotalVariation
+
+#: Power iteration may underestimate ‖W‖₂ slightly; operator norms are inflated by this factor
+#: before they enter a step-size bound, so the bound still holds.
+OPNORM_SAFETY = 1.01
+
+
+def lipschitz(opnorm: float) -> float:
+    """Lipschitz constant ``‖W‖₂²`` of ``x ↦ Wᵀ(σ(Wx + b) − y)`` (σ is a prox, so 1-Lipschitz).
+
+    A zero map (all-zero weights, BatchNorm with γ = 0; or ‖W‖² below the smallest float) makes
+    that gradient vanish, so every step size is valid: 1 is returned instead of 0, whose step
+    ``1/0`` would fail.
+    """
+    lip = (OPNORM_SAFETY * opnorm) ** 2
+    return lip if lip > 0.0 else 1.0
+
 
 def per_sample(t: Tensor, like: Tensor) -> Tensor:
     """Reshape a ``(B,)`` tensor to ``(B, 1, ..., 1)`` so it broadcasts against ``like``."""

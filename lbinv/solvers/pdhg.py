@@ -6,7 +6,7 @@ Saddle-point problem ``min_x max_{‖z_ij‖≤1} B_Ψ(y, Wx + b) + α⟨∇x, z
     z⁺ = Proj_{‖·‖≤1}( z + τ_z α ∇(2x⁺ − x) )
 
 The smooth term's gradient needs no derivative of σ (MATH.md §2), and its Lipschitz constant is
-``‖W‖₂²`` (:func:`lipschitz`); the step sizes follow a rule (:data:`STEP_RULES`, :func:`pdhg_step_sizes`).
+``‖W‖₂²`` (:func:`~lbinv.solvers.loop.lipschitz`); the step sizes follow a rule (:data:`STEP_RULES`, :func:`pdhg_step_sizes`).
 """
 
 from __future__ import annotations
@@ -16,29 +16,13 @@ from torch import Tensor
 
 from lbinv.lifted import LiftedLayer
 from lbinv.regularizers import TotalVariation, project_box_
-from lbinv.solvers.loop import Problem, StepTest, masked, per_sample, sample_norm
+from lbinv.solvers.loop import Problem, StepTest, lipschitz, masked, per_sample, sample_norm
 
 #: Default primal/dual balance ``τ_z‖α∇‖`` of the "balanced" step rule (see README, "Step sizes").
 DEFAULT_BALANCE = 32.0
 
-#: Power iteration may underestimate ‖W‖₂ slightly; operator norms are inflated by this factor
-#: before they enter a step-size bound, so the bound still holds.
-OPNORM_SAFETY = 1.01
-
 #: ‖∇‖₂ ≤ √8 for forward differences (MATH.md §4).
 TV_NORM_BOUND = TotalVariation.NORM_BOUND
-
-
-def lipschitz(opnorm: float) -> float:
-    """Lipschitz constant ``‖W‖₂²`` of ``x ↦ Wᵀ(σ(Wx + b) − y)`` (σ is a prox, so 1-Lipschitz).
-
-    A zero map (all-zero weights, BatchNorm with γ = 0; or ‖W‖² below the smallest float) makes
-    that gradient vanish, so every step size is valid: 1 is returned instead of 0, whose step
-    ``1/0`` would fail.
-    """
-    lip = (OPNORM_SAFETY * opnorm) ** 2
-    return lip if lip > 0.0 else 1.0
-
 
 STEP_RULES = ("balanced", "paper")
 

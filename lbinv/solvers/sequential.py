@@ -18,8 +18,8 @@ from torch import Tensor
 
 from lbinv.lifted import LiftedLayer
 from lbinv.proximal import ProxActivation
-from lbinv.solvers.loop import SingleBlock, masked, per_sample
-from lbinv.solvers.pdhg import bregman_gradient, lipschitz
+from lbinv.solvers.loop import SingleBlock, lipschitz, masked, per_sample
+from lbinv.solvers.pdhg import bregman_gradient
 
 
 class LayerFISTA(SingleBlock):

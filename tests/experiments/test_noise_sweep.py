@@ -81,7 +81,7 @@ def test_alpha_rules_pick_from_the_grid_per_level():
     psnr = torch.tensor([[[10.0, 12.0, 11.0]], [[15.0, 14.0, 13.0]]])  # (levels, n, G)
     residual = torch.tensor([[[0.1, 0.5, 2.0]], [[0.1, 0.2, 0.3]]])
     out = {"psnr_inv": psnr, "residual": residual, "delta": torch.tensor([[1.0], [0.0]]),
-           "x_inv": torch.rand(2, 1, 3, 1, 28, 28), "iterations": torch.ones(2, 1, 3),
+           "x_inv": torch.rand(2, 1, 3, 1, 28, 28), "iterations": torch.ones(2, 1, 3), "converged": torch.ones(2, 1, 3),
            "bregman_delta": torch.zeros(2, 1), "seconds": torch.tensor([1.0]), "x_dec": torch.rand(2, 1, 1, 28, 28)}
     truth = torch.rand(1, 1, 28, 28)
     oracle = noise_sweep.summarize_split(out, truth, "oracle", cfg)

@@ -271,3 +271,26 @@ def test_float32_and_dtype_casting():
     net64 = LiftedNetwork.from_module(init_module(paper_conv_encoder()), input_shape=(1, 28, 28))
     assert net64(x).dtype == F64
     assert net64.layers[0].affine.adjoint(torch.rand(2, 8, 14, 14, dtype=torch.float32)).dtype == F64
+
+
+def test_the_cache_sees_edits_through_data_and_tells_pooling_layers_apart():
+    """Edits through ``.data`` bump no version counter: the fingerprint (sum, sum of squares) sees
+    them. Maps that share a conv but pool differently (divisor_override) keep their own ‖W‖."""
+    lin = init_module(nn.Linear(9, 4))
+    A = AffineMap(lin, (9,))
+    norm, bias = A.opnorm(), A.bias.clone()
+    lin.weight.data.mul_(4.0)
+    lin.bias.data.add_(1.0)
+    assert A.opnorm() == pytest.approx(4 * norm, rel=1e-6)
+    torch.testing.assert_close(A.bias, bias + 1.0)
+    conv = init_module(nn.Conv2d(1, 2, 3, padding=1))
+    mean = AffineMap([conv, nn.AvgPool2d(2)], (1, 8, 8)).opnorm()
+    summed = AffineMap([conv, nn.AvgPool2d(2, divisor_override=1)], (1, 8, 8)).opnorm()
+    assert summed == pytest.approx(4 * mean, rel=1e-6)
+
+
+def test_a_parameter_free_map_keeps_its_norm(monkeypatch):
+    pool = AffineMap(nn.AvgPool2d(2), (1, 6, 6))
+    first = pool.opnorm()
+    monkeypatch.setattr(affine_map, "operator_norm", lambda *a, **k: pytest.fail("recomputed"))
+    assert pool.opnorm() == first == pytest.approx(0.5, rel=1e-6)  # ‖W‖ of a 2×2 mean is 1/2

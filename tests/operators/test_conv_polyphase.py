@@ -67,15 +67,15 @@ def test_auto_uses_polyphase_for_float32_on_the_cpu(batch, monkeypatch):
 
 
 @conv_adjoint("polyphase")
+@torch.no_grad()  # where the kernel is cached (with a gradient to track it is rebuilt at every call)
 def test_polyphase_kernel_follows_weight_updates():
     A = _map("paper-1")
     y = torch.randn(2, *A.out_shape, dtype=F64)
     first = A.adjoint(y)
-    with torch.no_grad():
-        A.modules[0].weight.mul_(-2.0)  # in place: a new version, the cached kernel is stale
+    assert A._ops[0].polyphase._cache is not None
+    A.modules[0].weight.mul_(-2.0)  # in place: a new version, the cached kernel is stale
     torch.testing.assert_close(A.adjoint(y), -2.0 * first)
-    with torch.no_grad():
-        A.modules[0].weight = nn.Parameter(torch.ones_like(A.modules[0].weight))  # a new tensor
+    A.modules[0].weight = nn.Parameter(torch.ones_like(A.modules[0].weight))  # a new tensor
     with conv_adjoint("transpose"):
         expected = A.adjoint(y)
     torch.testing.assert_close(A.adjoint(y), expected)

@@ -235,6 +235,7 @@ def test_clips_data_into_the_domain_with_a_warning():
         (dict(step_rule="fast"), ValueError, "step_rule: expected one of"),
         (dict(speed=3), TypeError, "unknown option"),
         (dict(method="landweber", eta=0.5, noise_level=0.1), ValueError, "eta"),
+        (dict(method="landweber", discrepancy_tau=2.0), TypeError, "'discrepancy_tau' is now called 'eta'"),
         (dict(method="landweber", noise_level=-0.1), ValueError, "noise_level"),
         (dict(max_seconds=0.0), ValueError, "max_seconds: expected a finite number > 0, got 0.0"),
         (dict(max_seconds=float("inf")), ValueError, "max_seconds: expected a finite number"),

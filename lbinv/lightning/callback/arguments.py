@@ -80,8 +80,8 @@ def check_method(method: Any, alpha: Union[float, tuple[float, ...], str], eta: 
             f"alpha: method='landweber' ignores alpha (it stops by the discrepancy principle itself), so "
             f"alpha={alpha!r} would solve the same problem for every grid value; pass a float"
         )
-    if method == "landweber":
-        check_number("eta", eta, minimum=1.0)
+    if method == "landweber" and eta < 1.0:
+        raise ValueError(f"eta: method='landweber' stops at ‖N(x) − y^δ‖ <= eta·δ and needs eta >= 1, got {eta!r}")
     return method
 
 
@@ -115,6 +115,8 @@ def check_solver_options(options: Any, method: str) -> dict[str, Any]:
         return {}
     if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
         raise ValueError(f"solver_options: expected None or a dict with str keys, got {options!r}")
+    if "discrepancy_tau" in options:
+        raise ValueError("solver_options: 'discrepancy_tau' is now the callback's own argument eta (InversionCallback(eta=…))")
     reserved = sorted(set(options) & set(_RESERVED_OPTIONS))
     if reserved:
         raise ValueError(

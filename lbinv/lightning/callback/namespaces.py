@@ -15,13 +15,22 @@ __all__ = ["NAMESPACES", "CALLBACK_BASES", "TENSORBOARD_LOGGERS"]
 #: The namespaces looked for, in order.
 NAMESPACES = ("lightning.pytorch", "pytorch_lightning")
 
-INSTALLED = tuple(ns for ns in NAMESPACES if find_spec(ns.split(".")[0]) is not None)
-if not INSTALLED:
-    raise ImportError(
-        "lbinv's InversionCallback needs PyTorch Lightning: pip install lightning (or pytorch-lightning)"
-    )
+def _classes(module_name: str, class_name: str) -> tuple[type, ...]:
+    """``class_name`` of every namespace that imports (a broken or mismatched one is left out)."""
+    found = []
+    for ns in NAMESPACES:
+        if find_spec(ns.split(".")[0]) is None:
+            continue
+        try:
+            found.append(getattr(import_module(f"{ns}.{module_name}"), class_name))
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
+
 
 #: ``Callback`` of every installed namespace: the bases of :class:`InversionCallback`.
-CALLBACK_BASES: tuple[type, ...] = tuple(import_module(f"{ns}.callbacks").Callback for ns in INSTALLED)
+CALLBACK_BASES: tuple[type, ...] = _classes("callbacks", "Callback")
 #: ``TensorBoardLogger`` of every installed namespace.
-TENSORBOARD_LOGGERS: tuple[type, ...] = tuple(import_module(f"{ns}.loggers").TensorBoardLogger for ns in INSTALLED)
+TENSORBOARD_LOGGERS: tuple[type, ...] = _classes("loggers", "TensorBoardLogger")
+if not CALLBACK_BASES:
+    raise ImportError("lbinv's InversionCallback needs PyTorch Lightning: pip install lightning (or pytorch-lightning)")
