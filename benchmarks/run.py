@@ -20,6 +20,10 @@ in ``details``. Keys (see the README, "Performance"):
 - ``callback_overhead``: share of InversionCallback's wall time spent outside the batched solve, in a
   conv training run; ``details.callback`` adds its seconds per epoch, what ``every_n_epochs``,
   ``num_samples`` and warm starts (``x_init``) buy.
+- ``callback_share``: seconds in InversionCallback's hooks / seconds of the whole fit of the conv
+  config (an inversion at every epoch end, ``time_share`` 0.2, warm starts; ``--quick``: 8 epochs);
+  ``details.callback_share.last_epoch``: the last inversion's PSNRs against a cold ``max_iter``
+  solve of the same codes at the final weights.
 - ``memory_1024``: peak memory of a batch of 1,024 conv-AE inversions (a fresh subprocess).
 - ``speed_changes``: sweep time with each speed change of issue 10 switched off, one at a time; on
   CUDA also ``tf32_convolutions`` (IEEE float32 convolutions / cuDNN's default TF32 ones) and
@@ -27,7 +31,7 @@ in ``details``. Keys (see the README, "Performance"):
 
 ``--threads`` (default 1: with these small iterations one thread is fastest on a shared CPU).
 The sections live beside this file: ``solver_speed.py`` (batched, overhead, compile, CUDA graph),
-``references.py`` (Clarabel, paper steps), ``callback_cost.py`` and ``memory.py``; ``timing.py``
+``references.py`` (Clarabel, paper steps), ``callback_cost.py``, ``callback_share.py`` and ``memory.py``; ``timing.py``
 holds what they share.
 """
 
@@ -46,6 +50,7 @@ import torch
 from timing import log, machine  # first: it puts the repository on sys.path
 
 from callback_cost import bench_callback
+from callback_share import bench_callback_share
 from memory import bench_memory
 from references import bench_clarabel, bench_paper_steps
 from solver_speed import bench_batched, bench_compile, bench_cuda_graph, bench_overhead
@@ -56,6 +61,7 @@ GOALS = {
     "speedup_vs_clarabel": ">= 5",
     "iterations_vs_paper_steps": ">= 5",
     "callback_overhead": "<= 0.15",
+    "callback_share": "<= 0.25",
     "memory_1024": "peak < 2 GiB (CPU)",
 }
 
@@ -67,7 +73,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--with-compile", action="store_true", help="also measure torch.compile of a sweep (minutes)")
-    parser.add_argument("--skip", nargs="*", default=[], help="sections to skip (batched overhead graph clarabel circle callback memory)")
+    parser.add_argument("--skip", nargs="*", default=[], help="sections to skip (batched overhead graph clarabel circle callback share memory)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -112,13 +118,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             log("InversionCallback in a conv training run")
             details["callback"] = bench_callback(device, epochs=2 if q else 3, quick=q, work=Path(tmp))
             results["callback_overhead"] = details["callback"]["overhead_share"]
+        if "share" not in args.skip and device.type == "cpu":
+            log("InversionCallback's share of a conv training run")
+            details["callback_share"] = bench_callback_share(epochs=8 if q else None, work=Path(tmp) / "share")
+            results["callback_share"] = details["callback_share"]["callback_share"]
         if "memory" not in args.skip:
             log("memory of 1,024 inversions (subprocess)")
             results["memory_1024"] = bench_memory(device, args.threads, sweeps=10 if q else 50)
     results["machine"]["load_average_at_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     results["seconds"] = time.perf_counter() - started
     summary = {k: results.get(k) for k in ("batched_speedup", "iteration_overhead", "speedup_vs_clarabel",
-                                            "iterations_vs_paper_steps", "callback_overhead")}
+                                            "iterations_vs_paper_steps", "callback_overhead", "callback_share")}
     print(json.dumps(summary, indent=2))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

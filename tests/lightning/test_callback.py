@@ -77,6 +77,8 @@ pytestmark = QUIET_LIGHTNING
         ({"method": "landweber", "eta": 0.5}, "eta: method='landweber' stops at .* needs eta >= 1, got 0.5"),
         ({"solver_options": {"discrepancy_tau": 2.0}}, "'discrepancy_tau' is now the callback's own argument eta"),
         ({"max_seconds": 0.0}, "max_seconds: expected a finite number > 0, got 0.0"),
+        ({"time_share": 0.0}, "time_share: expected a finite number > 0"),
+        ({"time_share": 1.0}, r"time_share: expected a number in \(0, 1\)"),
         ({"method": "sequential", "warm_start": True}, "warm_start: method='sequential' takes no starting point"),
         ({"warm_start": True, "solver_options": {"x_init": None}}, "warm_start: solver_options sets x_init already"),
         ({"warm_start": 1}, "warm_start: expected a bool"),
@@ -168,6 +170,31 @@ def test_warm_start_continues_from_the_previous_solution(tmp_path, monkeypatch, 
             torch.testing.assert_close(x_init, previous, rtol=0, atol=0)
         else:
             assert x_init is None
+
+
+def test_time_share_budgets_each_inversion_by_the_epochs_training_time(tmp_path, monkeypatch):
+    """Budget = time_share / (1 − time_share) × the epoch's training seconds, less the previous
+    inversion's time outside the solver (at least MIN_BUDGET_SECONDS), at most max_seconds."""
+    calls = []  # (budget, training seconds, previous overhead) as the callback saw them
+    real_invert = callbacks_module.invert
+
+    def spy(*args, **kwargs):
+        calls.append((kwargs["max_seconds"], cb._train_seconds, cb._overhead_seconds))
+        return real_invert(*args, **kwargs)
+
+    monkeypatch.setattr(callbacks_module, "invert", spy)
+    least = callbacks_module.MIN_BUDGET_SECONDS
+    cb = make_callback(time_share=0.2)
+    trainer = make_trainer(tmp_path, [cb], max_epochs=2)
+    trainer.fit(Foreign(), train_loader(), val_loader())
+    (first, train0, over0), (second, train1, over1) = calls
+    assert train0 > 0 and over0 == 0.0 and first == pytest.approx(max(0.25 * train0, least))
+    assert over1 > 0 and second == pytest.approx(max(0.25 * train1 - over1, least))
+    trainer.validate(Foreign(), val_loader())
+    assert calls[-1][0] is None  # no training to take a share of
+    cb = make_callback(time_share=0.2, max_seconds=1e-6)
+    make_trainer(tmp_path / "capped", [cb]).fit(Foreign(), train_loader(), val_loader())
+    assert calls[-1][0] == 1e-6
 
 
 def test_progress_lines_on_the_console(tmp_path, capsys, monkeypatch):

@@ -85,6 +85,14 @@ def check_method(method: Any, alpha: Union[float, tuple[float, ...], str], eta: 
     return method
 
 
+def check_share(share: Any) -> float:
+    """A share of the run's time: a number strictly between 0 and 1."""
+    value = check_number("time_share", share, minimum=0.0, strict=True)
+    if value >= 1.0:
+        raise ValueError(f"time_share: expected a number in (0, 1), a share of the run's time, got {share!r}")
+    return value
+
+
 def check_warm_start(warm_start: Any, method: str, solver_options: Mapping[str, Any]) -> bool:
     """A warm start is the previous inversion's solution as ``x_init``: the method must take one,
     and the user must not have set one."""

@@ -50,6 +50,7 @@ from lbinv.lightning.callback.arguments import (
     check_alpha_grid,
     check_method,
     check_noise_levels,
+    check_share,
     check_solver_options,
     check_warm_start,
 )
@@ -69,6 +70,8 @@ DecoderSpec = Optional[Union[str, Callable[["LightningModule"], Callable[[Tensor
 
 #: An inversion that took longer than this says so, and the next one says when it starts.
 ANNOUNCE_AFTER_SECONDS = 1.0
+#: The least solver budget ``time_share`` gives (the solve then stops at its first check).
+MIN_BUDGET_SECONDS = 1e-3
 
 
 class InversionWarning(UserWarning):
@@ -110,6 +113,12 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
         Wall-clock budget of each inversion (:func:`lbinv.invert`'s ``max_seconds``): the solve
         stops at its first check after it, and ``inversion/converged_fraction`` tells how many
         samples had converged by then. None: up to ``max_iter`` iterations.
+    time_share
+        During ``fit``, budget each inversion by the training time of the epoch it follows, so that
+        the inversion takes about this share of the run whatever the machine: ``time_share / (1 −
+        time_share)`` times the epoch's training seconds (and at most ``max_seconds``). 0.2: the
+        inversion takes a fifth of the run (plus at most ``check_every`` iterations per solve).
+        Best with ``warm_start``. None: no such budget.
     warm_start
         Start each inversion from the previous one's solution (same probe, noise and α; the
         encoder has trained since), so that a small ``max_seconds`` at every epoch adds up over
@@ -178,6 +187,7 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
         alpha_grid: Optional[Sequence[float]] = None,
         eta: float = 1.0,
         max_seconds: Optional[float] = None,
+        time_share: Optional[float] = None,
         warm_start: bool = False,
     ) -> None:
         super().__init__()
@@ -192,6 +202,7 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
             self.max_iter = check_int("max_iter", max_iter)
             self.tol = check_number("tol", tol, minimum=0.0)
             self.max_seconds = None if max_seconds is None else check_number("max_seconds", max_seconds, minimum=0.0, strict=True)
+            self.time_share = None if time_share is None else check_share(time_share)
             self.encoder = check_accessor("encoder", encoder, allow_none=False)
             self.decoder = check_accessor("decoder", decoder, allow_none=True)
             self.input_shape = None if input_shape is None else check_shape("input_shape", input_shape)
@@ -208,6 +219,9 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
         self._layout_written = False
         self._announce = True  # say when an inversion starts: the first one, and after one that took long
         self._solution: Optional[Tensor] = None  # this rank's last solution, the next warm start
+        self._train_started: Optional[float] = None  # perf_counter() at the training epoch's start
+        self._train_seconds: Optional[float] = None  # training time of the epoch before this validation
+        self._overhead_seconds = 0.0  # the last inversion's time outside the solver
 
     # ------------------------------------------------------------------ Lightning state
     @property
@@ -253,7 +267,13 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
         self._check_encoder(pl_module, self._known_input_shape(pl_module), defer_if_shape_unknown=True)
 
     @override
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._train_started = time.perf_counter()
+
+    @override
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.state.fn == "fit" and self._train_started is not None:
+            self._train_seconds = time.perf_counter() - self._train_started
         if trainer.state.fn == "validate":
             self._check_encoder(pl_module, self._known_input_shape(pl_module), defer_if_shape_unknown=True)
 
@@ -368,7 +388,7 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
                     n=n,
                     data_range=self.data_range,
                     solve=partial(
-                        invert, method=self.method, max_iter=self.max_iter, tol=self.tol, max_seconds=self.max_seconds,
+                        invert, method=self.method, max_iter=self.max_iter, tol=self.tol, max_seconds=self._budget(trainer),
                         **self._solver_options(),
                     ),
                     subgradient=self._subgradient_rule(),
@@ -419,6 +439,18 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
                 stacklevel=2,
             )
         self._log(trainer, pl_module, summary, probe, out)
+        self._overhead_seconds = time.perf_counter() - start - summary["seconds"]
+
+    def _budget(self, trainer: Trainer) -> Optional[float]:
+        """Seconds the solver may take: ``max_seconds``, or less by ``time_share`` during fit, which
+        covers the whole inversion: the last one's time outside the solver (encoding, images,
+        figure) comes off; at least one check's worth is always left."""
+        budget = self.max_seconds
+        if self.time_share is not None and trainer.state.fn == "fit" and self._train_seconds is not None:
+            share = self.time_share / (1.0 - self.time_share) * self._train_seconds - self._overhead_seconds
+            share = max(share, MIN_BUDGET_SECONDS)
+            budget = share if budget is None else min(budget, share)
+        return budget
 
     def _solver_options(self) -> dict[str, Any]:
         """The options of :func:`lbinv.invert` beyond the callback's own arguments: the user's, and η
