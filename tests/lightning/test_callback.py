@@ -17,6 +17,7 @@ import warnings
 
 import pytest
 import torch
+import lightning as L
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -566,7 +567,7 @@ def test_ddp_two_cpu_processes(tmp_path, precision, dtype):
 @pytest.mark.parametrize("bounds", [None, (0.0, 1.0)])
 def test_bregman_sym_tag_for_one_layer_encoders_only(tmp_path, bounds, invert_batches):
     batches = invert_batches
-    options = {"check_every": 10} if bounds is None else {"bounds": bounds, "check_every": 10}
+    options = {"bounds": bounds, "check_every": 10}  # None: no box (the default box is data_range)
     for name, module in (("one", OneLayer()), ("deep", Foreign())):
         cb = make_callback(solver_options=options, max_iter=200, log_images=False)
         logger = TensorBoardLogger(str(tmp_path), name=name, version=0)
@@ -600,3 +601,72 @@ def test_landweber_stops_by_the_callbacks_eta(tmp_path):
         acc.Reload()
         iterations[eta] = acc.Scalars("inversion/iterations/sigma_0.2")[0].value
     assert iterations[4.0] < iterations[1.0]
+
+
+# ---------------------------------------------------------------------- fail early, say what to do
+class WrongDecoder(Foreign):
+    """A decoder whose output (7×7) cannot be compared with the 8×8 inputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dec = nn.Sequential(nn.Linear(12, 49), nn.Unflatten(1, (1, 7, 7)))
+
+    def training_step(self, batch, batch_idx):
+        return self.enc(self._x(batch)).square().mean()
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val_loss", self.enc(self._x(batch)).square().mean())
+
+
+class FlatEncoder(Foreign):
+    """Its encoder takes flattened inputs; the validation batches hold images (1, 8, 8)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enc = nn.Sequential(nn.Linear(SIZE * SIZE, 12), nn.ReLU())
+
+    def training_step(self, batch, batch_idx):
+        x = self._x(batch)
+        return torch.nn.functional.mse_loss(self.dec(self.enc(x.flatten(1))), x)
+
+    def validation_step(self, batch, batch_idx):
+        pass
+
+
+@pytest.mark.parametrize("module, match", [
+    (WrongDecoder, r"decoder 'dec' maps codes of shape \(12,\) to \(1, 7, 7\), which cannot be compared with inputs of shape \(1, 8, 8\)"),
+    (FlatEncoder, r"encoder 'enc' fails on a validation input of shape \(1, 8, 8\).*nn.Flatten\(\)"),
+])
+def test_shape_mistakes_fail_before_the_first_training_step(tmp_path, module, match):
+    model = module()
+    with pytest.raises(ValueError, match=match):
+        make_trainer(tmp_path, [make_callback()], max_epochs=1).fit(model, train_loader(), val_loader())
+    assert model.trained_steps == 0 and model.global_step == 0
+
+
+class NoValidation(Foreign):
+    validation_step = L.LightningModule.validation_step
+
+
+def test_a_module_without_validation_step_gets_a_warning(tmp_path):
+    with pytest.warns(InversionWarning, match="NoValidation has no validation_step.*nothing will be inverted"):
+        make_trainer(tmp_path, [make_callback()], max_epochs=1).fit(NoValidation(), train_loader())
+
+
+def test_data_range_none_takes_the_probe_range_and_bounds_follow_it(tmp_path, monkeypatch):
+    """Images in [−1, 1]: with the default data_range (0, 1) a warning names the fix; with None the
+    range, the PSNR and the box come from the probe, and the inverted images stay inside it."""
+    x = 2 * VAL_X - 1  # in [−0.8, 1]
+    with pytest.warns(InversionWarning, match=r"values in \[-0.8, 0.9\d*\], outside data_range=\(0.0, 1.0\).*data_range=None"):
+        make_trainer(tmp_path / "default", [make_callback()]).validate(Foreign(), val_loader(x))
+    seen = []
+    real_invert = callbacks_module.invert
+    monkeypatch.setattr(callbacks_module, "invert", lambda *a, **k: seen.append(k["bounds"]) or real_invert(*a, **k))
+    cb = make_callback(data_range=None, solver_options={"check_every": 10})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InversionWarning)
+        make_trainer(tmp_path / "inferred", [cb]).validate(Foreign(), val_loader(x))
+    lo, hi = float(cb.probe.min()), float(cb.probe.max())
+    assert seen == [(lo, hi)] and lo < 0
+    acc = events(tmp_path / "inferred")
+    assert all(math.isfinite(acc.Scalars(f"inversion/psnr_inverted/sigma_{s:g}")[0].value) for s in LEVELS)

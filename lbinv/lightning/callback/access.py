@@ -95,6 +95,45 @@ def check_encoder(
     return True
 
 
+def dry_run(pl_module: LightningModule, encoder_spec: Any, decoder_spec: Any, x: Tensor) -> None:
+    """Run the encoder, its lifted view and the decoder once on one validation input ``x`` (a
+    batch of one), so that what would fail at the first inversion fails now, before training, with
+    what to do: an encoder that cannot take the validation inputs as they come, a decoder whose
+    output cannot be compared with them."""
+    encoder = resolve_encoder(encoder_spec, pl_module)
+    decoder = resolve_decoder(decoder_spec, pl_module)
+    shape = tuple(x.shape[1:])
+    with torch.no_grad(), eval_mode(encoder, decoder):
+        x = x.to(inversion_target(encoder, pl_module)[0])
+        try:
+            code = encoder(x.to(next((p.dtype for p in encoder.parameters()), x.dtype)))
+        except Exception as err:
+            raise ValueError(
+                f"InversionCallback: the encoder {accessor_name(encoder_spec)!r} fails on a validation input of shape "
+                f"{shape} ({type(err).__name__}: {err}); pass `encoder=` a callable returning a module that takes the "
+                "inputs as the validation batches hold them (e.g. nn.Sequential(nn.Flatten(), model.encoder))."
+            ) from err
+        if decoder is None:
+            return
+        decoded = decoder(code)
+        if not isinstance(decoded, Tensor) or decoded.numel() != x.numel():
+            got = tuple(decoded.shape[1:]) if isinstance(decoded, Tensor) else type(decoded).__name__
+            raise ValueError(
+                f"InversionCallback: the decoder {accessor_name(decoder_spec)!r} maps codes of shape {tuple(code.shape[1:])} "
+                f"to {got}, which cannot be compared with inputs of shape {shape}; pass `decoder=` a callable whose "
+                "output has the inputs' size (it is reshaped to them), or decoder=None."
+            )
+
+
+def has_validation_step(pl_module: LightningModule) -> bool:
+    """Whether the module (of either namespace) defines ``validation_step`` beyond the stub that
+    LightningModule carries."""
+    stubs = [vars(cls)["validation_step"] for cls in type(pl_module).__mro__
+             if cls.__name__ == "LightningModule" and "validation_step" in vars(cls)]
+    step = getattr(type(pl_module), "validation_step", None)
+    return step is not None and all(step is not stub for stub in stubs)
+
+
 def batch_inputs(batch: Any) -> Tensor:
     """The input images of a validation batch: a tensor, the first item of a tuple/list, or
     ``batch[key]`` for the first of :data:`INPUT_KEYS` in a mapping."""

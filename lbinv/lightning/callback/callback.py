@@ -38,7 +38,9 @@ from lbinv.lightning.callback.access import (
     at_precision,
     batch_inputs,
     check_encoder,
+    dry_run,
     eval_mode,
+    has_validation_step,
     inversion_target,
     resolve_decoder,
     resolve_encoder,
@@ -135,15 +137,18 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
         Shape of one input without the batch dimension, e.g. ``(1, 28, 28)``. By default taken
         from ``pl_module.example_input_array`` or from the validation batches.
     data_range
-        ``(lo, hi)`` value range of the images: PSNR uses it (:func:`lbinv.metrics.psnr`, values clamped into it)
-        and the image grids are drawn with this fixed range.
+        ``(lo, hi)`` value range of the images: PSNR uses it (:func:`lbinv.metrics.psnr`, values
+        clamped into it), the image grids are drawn with this fixed range, and it is the box
+        ``bounds`` on the inversion unless ``solver_options`` sets one. None: the probe's own
+        (min, max). Validation images outside it give a warning when fit/validate starts.
     seed
         Seed of the code noise; the same noise is used at every epoch.
     log_images
         Log the image grids and the PSNR-vs-σ figure (needs a :class:`TensorBoardLogger`).
     solver_options
         Further keyword arguments of :func:`lbinv.invert` (``regularizer``, ``bounds``,
-        ``check_every``, solver-specific options). ``bounds`` defaults to ``None`` as in ``invert``.
+        ``check_every``, solver-specific options). ``bounds`` defaults to ``data_range``;
+        ``bounds=None`` inverts without a box.
     alpha_grid
         α values tried by ``"discrepancy"`` and ``"oracle"`` (default :data:`DEFAULT_ALPHA_GRID`).
     eta
@@ -180,7 +185,7 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
         encoder: EncoderSpec = "encoder",
         decoder: DecoderSpec = "decoder",
         input_shape: Optional[Sequence[int]] = None,
-        data_range: tuple[float, float] = (0.0, 1.0),
+        data_range: Optional[tuple[float, float]] = (0.0, 1.0),
         seed: int = 0,
         log_images: bool = True,
         solver_options: Optional[dict[str, Any]] = None,
@@ -206,7 +211,7 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
             self.encoder = check_accessor("encoder", encoder, allow_none=False)
             self.decoder = check_accessor("decoder", decoder, allow_none=True)
             self.input_shape = None if input_shape is None else check_shape("input_shape", input_shape)
-            self.data_range: tuple[float, float] = check_interval("data_range", data_range, finite=True)
+            self.data_range: Optional[tuple[float, float]] = check_interval("data_range", data_range, finite=True)
             self.seed = check_int("seed", seed, minimum=None)
             self.log_images = check_bool("log_images", log_images)
             self.solver_options = check_solver_options(solver_options, method)
@@ -215,6 +220,8 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
         self._probe: Optional[Tensor] = None  # (n, *input_shape), CPU; the state kept in checkpoints
         self._pending: list[Tensor] = []  # images captured this epoch, before the probe is final
         self._encoder_checked = False
+        self._batch_checked = False  # the dry run on the first validation batch of a run
+        self._inverted = 0  # inversions attempted in this run
         self._warned: set[str] = set()
         self._layout_written = False
         self._announce = True  # say when an inversion starts: the first one, and after one that took long
@@ -259,12 +266,31 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
     # ------------------------------------------------------------------ hooks
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        self._encoder_checked = False  # the module may differ from a previous run's
+        self._encoder_checked = self._batch_checked = False  # the module may differ from a previous run's
         self._pending = []
+        self._inverted = 0
 
     @override
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._check_encoder(pl_module, self._known_input_shape(pl_module), defer_if_shape_unknown=True)
+        if not has_validation_step(pl_module) or trainer.limit_val_batches == 0:
+            why = "has no validation_step" if not has_validation_step(pl_module) else "runs no validation (limit_val_batches=0)"
+            self._warn_once(
+                trainer,
+                "no-validation",
+                f"InversionCallback: {type(pl_module).__name__} {why}, and the callback inverts at the end of validation "
+                "epochs: nothing will be inverted. Add a validation_step and a val_dataloader, or call trainer.validate().",
+            )
+
+    @override
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._inverted == 0 and "no-validation" not in self._warned:
+            self._warn_once(
+                trainer,
+                "nothing-inverted",
+                "InversionCallback: no validation epoch ended during this fit, so nothing was inverted (is "
+                "check_val_every_n_epoch larger than max_epochs?).",
+            )
 
     @override
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -289,10 +315,14 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
     ) -> None:
         if dataloader_idx != 0 or trainer.state.fn not in ("fit", "validate"):
             return
-        if not self._encoder_checked or (not trainer.sanity_checking and self._probe is None):
+        if not self._batch_checked or (not trainer.sanity_checking and self._probe is None):
             x = batch_inputs(batch)
             # fails here, before the first training epoch when a sanity check runs
             self._check_encoder(pl_module, self.input_shape or tuple(x.shape[1:]), defer_if_shape_unknown=False)
+            if not self._batch_checked:
+                dry_run(pl_module, self.encoder, self.decoder, x[:1])
+                self._check_range(trainer, x)
+                self._batch_checked = True
             have = sum(part.shape[0] for part in self._pending)
             if trainer.sanity_checking or have >= self.num_samples:
                 return
@@ -307,6 +337,7 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
             self._finalize_probe(trainer, pl_module)  # collective: every rank calls it
         if self._should_skip(trainer) or self._probe is None:
             return
+        self._inverted += 1
         self._invert_and_log(trainer, pl_module)
 
     # ------------------------------------------------------------------ encoder / decoder
@@ -326,6 +357,29 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
         """See :func:`lbinv.lightning.callback.access.check_encoder`; passes once per run."""
         if not self._encoder_checked:
             self._encoder_checked = check_encoder(pl_module, self.encoder, self.decoder, input_shape, defer_if_shape_unknown)
+
+    def _check_range(self, trainer: Trainer, x: Tensor) -> None:
+        """Warn once when validation images leave ``data_range`` (PSNR would clamp them)."""
+        if self.data_range is None:
+            return
+        lo, hi = self.data_range
+        x_lo, x_hi = float(x.min()), float(x.max())
+        if x_lo < lo or x_hi > hi:
+            self._warn_once(
+                trainer,
+                "range",
+                f"InversionCallback: validation images take values in [{x_lo:.3g}, {x_hi:.3g}], outside data_range="
+                f"{self.data_range}: PSNR and the image grids clamp them and the inversion is boxed into it. Pass "
+                f"data_range=(lo, hi) of your images (e.g. (-1, 1) for images scaled to [-1, 1]), or data_range=None "
+                "to take the probe's own range.",
+            )
+
+    def _data_range(self) -> tuple[float, float]:
+        """``data_range``, or the probe's (min, max) where it is None."""
+        if self.data_range is not None or self._probe is None:
+            return self.data_range or (0.0, 1.0)
+        lo, hi = float(self._probe.min()), float(self._probe.max())
+        return (lo, hi) if lo < hi else (lo, lo + 1.0)
 
     # ------------------------------------------------------------------ probe
     def _finalize_probe(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -386,7 +440,7 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
                     seed=self.seed,
                     offset=rank * per_rank,
                     n=n,
-                    data_range=self.data_range,
+                    data_range=self._data_range(),
                     solve=partial(
                         invert, method=self.method, max_iter=self.max_iter, tol=self.tol, max_seconds=self._budget(trainer),
                         **self._solver_options(),
@@ -453,17 +507,20 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
         return budget
 
     def _solver_options(self) -> dict[str, Any]:
-        """The options of :func:`lbinv.invert` beyond the callback's own arguments: the user's, and η
-        for Landweber's discrepancy principle."""
-        return {**self.solver_options, **({"eta": self.eta} if self.method == "landweber" else {})}
+        """The options of :func:`lbinv.invert` beyond the callback's own arguments: the box
+        ``data_range`` unless the user's options set ``bounds``, the user's, and η for Landweber's
+        discrepancy principle."""
+        landweber = {"eta": self.eta} if self.method == "landweber" else {}
+        return {"bounds": self._data_range(), **self.solver_options, **landweber}
 
     def _subgradient_rule(self) -> Optional[str]:
         """How ``inversion/bregman_sym`` gets its TV subgradients (used for one-layer encoders only):
         the optimality condition, or the dual variable when a box makes the optimality condition carry
         a normal-cone term; ``None`` (no tag) for methods without a TV dual."""
-        if self.method not in ("lifted", "sequential") or self.solver_options.get("regularizer", "tv") is None:
+        options = self._solver_options()
+        if self.method not in ("lifted", "sequential") or options.get("regularizer", "tv") is None:
             return None
-        return "dual" if self.solver_options.get("bounds") is not None else "optimality"
+        return "dual" if options["bounds"] is not None else "optimality"
 
     # ------------------------------------------------------------------ logging
     def _log(
@@ -493,7 +550,7 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
         for tag, value in scalars.items():
             writer.add_scalar(tag, value, global_step=step)
         if self.log_images:
-            grids = tensorboard.image_grids(probe, out, summary["index"], self.noise_levels, self.data_range)
+            grids = tensorboard.image_grids(probe, out, summary["index"], self.noise_levels, self._data_range())
             if grids is None:
                 self._warn_once(
                     trainer,
