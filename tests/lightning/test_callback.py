@@ -24,6 +24,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch import nn
 
 import lbinv.lightning.callback.callback as callbacks_module
+import lbinv.lightning.callback.schedule as schedule
 from lbinv.lightning.callback import InversionCallback, InversionWarning
 from lbinv.lightning.callback.access import inversion_target
 from lbinv.probe import DEFAULT_ALPHA_GRID
@@ -184,7 +185,7 @@ def test_time_share_budgets_each_inversion_by_the_epochs_training_time(tmp_path,
         return real_invert(*args, **kwargs)
 
     monkeypatch.setattr(callbacks_module, "invert", spy)
-    least = callbacks_module.MIN_BUDGET_SECONDS
+    least = schedule.MIN_BUDGET_SECONDS
     cb = make_callback(time_share=0.2)
     trainer = make_trainer(tmp_path, [cb], max_epochs=2)
     trainer.fit(Foreign(), train_loader(), val_loader())
@@ -206,7 +207,7 @@ def test_progress_lines_on_the_console(tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert out.count("InversionCallback: inverting 8 noisy codes (4 images × 2 noise levels) at epoch 0") == 1
     assert "at epoch 1" not in out and "inverted in" not in out  # these take well under a second
-    monkeypatch.setattr(callbacks_module, "ANNOUNCE_AFTER_SECONDS", 0.0)
+    monkeypatch.setattr(schedule, "ANNOUNCE_AFTER_SECONDS", 0.0)
     make_trainer(tmp_path / "slow", [make_callback()], max_epochs=2).fit(Foreign(), train_loader(), val_loader())
     out = capsys.readouterr().out
     for epoch in (0, 1):

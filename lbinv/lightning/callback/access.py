@@ -1,7 +1,7 @@
 """How the inversion callback reaches into any LightningModule and its validation batches: the
-encoder and decoder accessors, the encoder check, the input images of a batch, eval mode, the
-device and dtype to invert on, and the float32 view of a half-precision encoder. Nothing here knows
-:mod:`lbinv.lightning.models`.
+encoder and decoder accessors, the encoder check, the dry run and the input checks of the first
+validation batch, the input images of a batch, eval mode, the device and dtype to invert on, and
+the float32 view of a half-precision encoder. Nothing here knows :mod:`lbinv.lightning.models`.
 """
 
 from __future__ import annotations
@@ -123,6 +123,37 @@ def dry_run(pl_module: LightningModule, encoder_spec: Any, decoder_spec: Any, x:
                 f"to {got}, which cannot be compared with inputs of shape {shape}; pass `decoder=` a callable whose "
                 "output has the inputs' size (it is reshaped to them), or decoder=None."
             )
+
+
+def known_input_shape(
+    input_shape: Optional[tuple[int, ...]], probe: Optional[Tensor], pl_module: LightningModule
+) -> Optional[tuple[int, ...]]:
+    """The input shape before any validation batch: the given one, the probe's (from a
+    checkpoint), or the module's ``example_input_array``; None when none is known."""
+    if input_shape is not None:
+        return input_shape
+    if probe is not None:
+        return tuple(probe.shape[1:])
+    example = getattr(pl_module, "example_input_array", None)
+    if isinstance(example, Tensor) and example.dim() >= 2:
+        return tuple(example.shape[1:])
+    return None
+
+
+def range_warning(data_range: Optional[tuple[float, float]], x: Tensor) -> Optional[str]:
+    """What to tell a user whose validation images ``x`` leave ``data_range``; None when they don't
+    (or when the range is taken from the probe)."""
+    if data_range is None:
+        return None
+    x_lo, x_hi = float(x.min()), float(x.max())
+    if data_range[0] <= x_lo and x_hi <= data_range[1]:
+        return None
+    return (
+        f"InversionCallback: validation images take values in [{x_lo:.3g}, {x_hi:.3g}], outside data_range="
+        f"{data_range}: PSNR and the image grids clamp them and the inversion is boxed into it. Pass "
+        "data_range=(lo, hi) of your images (e.g. (-1, 1) for images scaled to [-1, 1]), or data_range=None to take "
+        "the probe's own range."
+    )
 
 
 def has_validation_step(pl_module: LightningModule) -> bool:

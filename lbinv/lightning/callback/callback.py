@@ -20,7 +20,6 @@ works with any LightningModule.
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from collections.abc import Sequence
@@ -41,6 +40,8 @@ from lbinv.lightning.callback.access import (
     dry_run,
     eval_mode,
     has_validation_step,
+    known_input_shape,
+    range_warning,
     inversion_target,
     resolve_decoder,
     resolve_encoder,
@@ -56,8 +57,10 @@ from lbinv.lightning.callback.arguments import (
     check_solver_options,
     check_warm_start,
 )
-from lbinv.lightning.callback.ddp import gather, gather_probe, placeholder
+from lbinv.lightning.callback.ddp import gather, placeholder
 from lbinv.lightning.callback.namespaces import CALLBACK_BASES, TENSORBOARD_LOGGERS
+from lbinv.lightning.callback.probe_images import ProbeImages
+from lbinv.lightning.callback.schedule import Progress, last_epoch, solver_budget
 from lbinv.probe import invert_probe, summarize
 from lbinv.solvers import invert
 
@@ -68,12 +71,6 @@ __all__ = ["InversionCallback", "InversionWarning"]
 
 EncoderSpec = Union[str, Callable[["LightningModule"], nn.Module]]
 DecoderSpec = Optional[Union[str, Callable[["LightningModule"], Callable[[Tensor], Tensor]]]]
-
-
-#: An inversion that took longer than this says so, and the next one says when it starts.
-ANNOUNCE_AFTER_SECONDS = 1.0
-#: The least solver budget ``time_share`` gives (the solve then stops at its first check).
-MIN_BUDGET_SECONDS = 1e-3
 
 
 class InversionWarning(UserWarning):
@@ -217,14 +214,13 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
             self.solver_options = check_solver_options(solver_options, method)
             self.warm_start = check_warm_start(warm_start, method, self.solver_options)
 
-        self._probe: Optional[Tensor] = None  # (n, *input_shape), CPU; the state kept in checkpoints
-        self._pending: list[Tensor] = []  # images captured this epoch, before the probe is final
+        self._probe = ProbeImages(self.num_samples)  # the state kept in checkpoints
         self._encoder_checked = False
         self._batch_checked = False  # the dry run on the first validation batch of a run
         self._inverted = 0  # inversions attempted in this run
         self._warned: set[str] = set()
         self._layout_written = False
-        self._announce = True  # say when an inversion starts: the first one, and after one that took long
+        self._progress = Progress()
         self._solution: Optional[Tensor] = None  # this rank's last solution, the next warm start
         self._train_started: Optional[float] = None  # perf_counter() at the training epoch's start
         self._train_seconds: Optional[float] = None  # training time of the epoch before this validation
@@ -238,18 +234,16 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
 
     @override
     def state_dict(self) -> dict[str, Any]:
-        return {"probe": self._probe}
+        return self._probe.state_dict()
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        probe = state_dict.get("probe")
-        self._probe = None if probe is None else probe.detach().cpu()[: self.num_samples]
-        self._pending = []
+        self._probe.load_state_dict(state_dict)
 
     @property
     def probe(self) -> Optional[Tensor]:
         """The fixed probe images ``(n, *input_shape)`` (CPU), or ``None`` before they are captured."""
-        return self._probe
+        return self._probe.images
 
     # ------------------------------------------------------------------ skipping
     def _should_skip(self, trainer: Trainer) -> bool:
@@ -261,13 +255,13 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
             return False
         if fn != "fit":
             return True
-        return (trainer.current_epoch + 1) % self.every_n_epochs != 0 and not _last_epoch(trainer)
+        return (trainer.current_epoch + 1) % self.every_n_epochs != 0 and not last_epoch(trainer)
 
     # ------------------------------------------------------------------ hooks
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         self._encoder_checked = self._batch_checked = False  # the module may differ from a previous run's
-        self._pending = []
+        self._probe.forget_pending()
         self._inverted = 0
 
     @override
@@ -315,7 +309,7 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
     ) -> None:
         if dataloader_idx != 0 or trainer.state.fn not in ("fit", "validate"):
             return
-        if not self._batch_checked or (not trainer.sanity_checking and self._probe is None):
+        if not self._batch_checked or (not trainer.sanity_checking and self.probe is None):
             x = batch_inputs(batch)
             # fails here, before the first training epoch when a sanity check runs
             self._check_encoder(pl_module, self.input_shape or tuple(x.shape[1:]), defer_if_shape_unknown=False)
@@ -323,33 +317,25 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
                 dry_run(pl_module, self.encoder, self.decoder, x[:1])
                 self._check_range(trainer, x)
                 self._batch_checked = True
-            have = sum(part.shape[0] for part in self._pending)
-            if trainer.sanity_checking or have >= self.num_samples:
-                return
-            with torch.inference_mode(False):  # store normal tensors, not inference tensors
-                self._pending.append(x[: self.num_samples - have].detach().clone().cpu())
+            if not trainer.sanity_checking:
+                self._probe.capture(x)
 
     @override
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        if self._probe is None:
-            self._finalize_probe(trainer, pl_module)  # collective: every rank calls it
-        if self._should_skip(trainer) or self._probe is None:
+        if self.probe is None:
+            message = self._probe.finalize(trainer, pl_module)  # collective: every rank calls it
+            if message is not None:
+                _warn_on_rank_zero(trainer, message)
+        if self._should_skip(trainer) or self.probe is None:
             return
         self._inverted += 1
         self._invert_and_log(trainer, pl_module)
 
     # ------------------------------------------------------------------ encoder / decoder
     def _known_input_shape(self, pl_module: LightningModule) -> Optional[tuple[int, ...]]:
-        if self.input_shape is not None:
-            return self.input_shape
-        if self._probe is not None:
-            return tuple(self._probe.shape[1:])
-        example = getattr(pl_module, "example_input_array", None)
-        if isinstance(example, Tensor) and example.dim() >= 2:
-            return tuple(example.shape[1:])
-        return None
+        return known_input_shape(self.input_shape, self.probe, pl_module)
 
     def _check_encoder(
         self, pl_module: LightningModule, input_shape: Optional[tuple[int, ...]], defer_if_shape_unknown: bool
@@ -360,44 +346,13 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
 
     def _check_range(self, trainer: Trainer, x: Tensor) -> None:
         """Warn once when validation images leave ``data_range`` (PSNR would clamp them)."""
-        if self.data_range is None:
-            return
-        lo, hi = self.data_range
-        x_lo, x_hi = float(x.min()), float(x.max())
-        if x_lo < lo or x_hi > hi:
-            self._warn_once(
-                trainer,
-                "range",
-                f"InversionCallback: validation images take values in [{x_lo:.3g}, {x_hi:.3g}], outside data_range="
-                f"{self.data_range}: PSNR and the image grids clamp them and the inversion is boxed into it. Pass "
-                f"data_range=(lo, hi) of your images (e.g. (-1, 1) for images scaled to [-1, 1]), or data_range=None "
-                "to take the probe's own range.",
-            )
+        message = range_warning(self.data_range, x)
+        if message is not None:
+            self._warn_once(trainer, "range", message)
 
     def _data_range(self) -> tuple[float, float]:
         """``data_range``, or the probe's (min, max) where it is None."""
-        if self.data_range is not None or self._probe is None:
-            return self.data_range or (0.0, 1.0)
-        lo, hi = float(self._probe.min()), float(self._probe.max())
-        return (lo, hi) if lo < hi else (lo, lo + 1.0)
-
-    # ------------------------------------------------------------------ probe
-    def _finalize_probe(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Merge the images each rank captured into one probe, identical on every rank."""
-        local = torch.cat(self._pending) if self._pending else None
-        self._pending = []
-        if trainer.world_size > 1:
-            local = gather_probe(trainer, pl_module, local)
-        if local is None or local.shape[0] == 0:
-            return
-        if local.shape[0] < self.num_samples:
-            _warn_on_rank_zero(
-                trainer,
-                f"InversionCallback: asked for num_samples={self.num_samples} probe images but the validation "
-                f"data gave only {local.shape[0]}; using those.",
-            )
-        with torch.inference_mode(False):  # a normal tensor, usable outside inference mode
-            self._probe = local[: self.num_samples].clone()
+        return self.data_range or self._probe.value_range() or (0.0, 1.0)
 
     def _alphas(self) -> Tensor:
         """α values to solve, ``(levels, G)`` (float64, CPU)."""
@@ -410,19 +365,15 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
 
     # ------------------------------------------------------------------ inversion
     def _invert_and_log(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        probe = self._probe
+        probe = self.probe
         assert probe is not None
         n, world, rank = probe.shape[0], trainer.world_size, trainer.global_rank
-        per_rank = math.ceil(n / world)
-        padded = torch.cat([probe, probe[-1:].expand(per_rank * world - n, *probe.shape[1:])])
-        local_x = padded[rank * per_rank : (rank + 1) * per_rank]
+        local_x, per_rank = self._probe.share(world, rank)
         alphas = self._alphas()
 
         levels, grid = len(self.noise_levels), alphas.shape[1]
-        if self._announce:
-            per_alpha = f" × {grid} α" if grid > 1 else ""
-            _say(trainer, f"InversionCallback: inverting {levels * n * grid} noisy codes ({n} images × {levels} noise "
-                          f"levels{per_alpha}) at epoch {trainer.current_epoch}…")
+        per_alpha = f" × {grid} α" if grid > 1 else ""
+        self._progress.starting(trainer, f"{levels * n * grid} noisy codes ({n} images × {levels} noise levels{per_alpha})")
         start = time.perf_counter()
         device, dtype = pl_module.device, torch.get_default_dtype()  # if the encoder cannot even be resolved
         try:
@@ -477,12 +428,8 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
             return
         rule = self.alpha if isinstance(self.alpha, str) else "fixed"
         summary = summarize(out, alphas, self.noise_levels, rule, self.eta)
-        seconds = time.perf_counter() - start
-        if seconds > ANNOUNCE_AFTER_SECONDS:
-            converged = out["converged"].flatten().nan_to_num(0.0).sum()
-            _say(trainer, f"InversionCallback: epoch {trainer.current_epoch} inverted in {seconds:.1f} s; "
-                          f"{int(converged)}/{levels * n * grid} converged.")
-        self._announce = seconds > ANNOUNCE_AFTER_SECONDS
+        converged = int(out["converged"].nan_to_num(0.0).sum())
+        self._progress.finished(trainer, time.perf_counter() - start, converged, levels * n * grid)
         kept = summary["finite"]  # (levels, n)
         bad = [f"sigma={s:g}: {int((~kept[i]).sum())}/{n}" for i, s in enumerate(self.noise_levels) if not kept[i].all()]
         if bad:
@@ -496,15 +443,10 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
         self._overhead_seconds = time.perf_counter() - start - summary["seconds"]
 
     def _budget(self, trainer: Trainer) -> Optional[float]:
-        """Seconds the solver may take: ``max_seconds``, or less by ``time_share`` during fit, which
-        covers the whole inversion: the last one's time outside the solver (encoding, images,
-        figure) comes off; at least one check's worth is always left."""
-        budget = self.max_seconds
-        if self.time_share is not None and trainer.state.fn == "fit" and self._train_seconds is not None:
-            share = self.time_share / (1.0 - self.time_share) * self._train_seconds - self._overhead_seconds
-            share = max(share, MIN_BUDGET_SECONDS)
-            budget = share if budget is None else min(budget, share)
-        return budget
+        """The solver's budget (:func:`~lbinv.lightning.callback.schedule.solver_budget`); the share
+        of the training time only during fit."""
+        train_seconds = self._train_seconds if trainer.state.fn == "fit" else None
+        return solver_budget(self.max_seconds, self.time_share, train_seconds, self._overhead_seconds)
 
     def _solver_options(self) -> dict[str, Any]:
         """The options of :func:`lbinv.invert` beyond the callback's own arguments: the box
@@ -543,48 +485,23 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
             return
         if not trainer.is_global_zero:
             return
-        writer, step, has_decoder = logger.experiment, trainer.current_epoch, self.decoder is not None
-        if not self._layout_written:
-            writer.add_custom_scalars(tensorboard.custom_scalars_layout(has_decoder))
-            self._layout_written = True
-        for tag, value in scalars.items():
-            writer.add_scalar(tag, value, global_step=step)
-        if self.log_images:
-            grids = tensorboard.image_grids(probe, out, summary["index"], self.noise_levels, self._data_range())
-            if grids is None:
-                self._warn_once(
-                    trainer,
-                    "no-images",
-                    f"InversionCallback: inputs of shape {tuple(probe.shape[1:])} are not images (C, H, W) with C in "
-                    "(1, 3); no image grids are logged.",
-                )
-            for tag, grid in (grids or {}).items():
-                writer.add_image(tag, grid, global_step=step)
-            figure = tensorboard.psnr_figure(summary, has_decoder)
-            writer.add_figure(tensorboard.FIGURE_TAG, figure, global_step=step, close=True)
-        writer.flush()
+        images = tensorboard.write(
+            logger.experiment, trainer.current_epoch, summary, probe, out, self.noise_levels, self._data_range(),
+            has_decoder=self.decoder is not None, log_images=self.log_images, layout=not self._layout_written,
+        )
+        self._layout_written = True
+        if self.log_images and not images:
+            self._warn_once(
+                trainer,
+                "no-images",
+                f"InversionCallback: inputs of shape {tuple(probe.shape[1:])} are not images (C, H, W) with C in "
+                "(1, 3); no image grids are logged.",
+            )
 
     def _warn_once(self, trainer: Trainer, key: str, message: str) -> None:
         if key not in self._warned:
             self._warned.add(key)
             _warn_on_rank_zero(trainer, message)
-
-
-def _say(trainer: Trainer, message: str) -> None:
-    """A line on the console from rank zero, through the progress bar when there is one."""
-    if trainer.is_global_zero:
-        bar = trainer.progress_bar_callback
-        (print if bar is None else bar.print)(message)
-
-
-def _last_epoch(trainer: Trainer) -> bool:
-    """Whether fit ends after this epoch, as far as the trainer knows at its validation end."""
-    max_epochs, max_steps = trainer.max_epochs, trainer.max_steps
-    return (
-        (max_epochs is not None and max_epochs >= 0 and trainer.current_epoch + 1 >= max_epochs)
-        or (max_steps is not None and max_steps >= 0 and trainer.global_step >= max_steps)
-        or bool(trainer.should_stop)
-    )
 
 
 def _warn_on_rank_zero(trainer: Trainer, message: str) -> None:

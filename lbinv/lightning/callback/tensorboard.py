@@ -1,6 +1,7 @@
 """What the inversion callback shows in TensorBoard: scalar tags, the custom-scalars layout, the
-image grids and the PSNR-vs-σ figure. Every tag the callback writes is named here; where and when
-they are written (TensorBoard or ``pl_module.log``, rank zero) is the callback's business.
+image grids and the PSNR-vs-σ figure, and :func:`write`, which writes one inversion's worth. Every
+tag the callback writes is named here; when and from which rank (and ``pl_module.log`` without a
+TensorBoard logger) is the callback's business.
 """
 
 from __future__ import annotations
@@ -29,6 +30,36 @@ def scalars(summary: dict[str, Any]) -> dict[str, float]:
                 values[f"inversion/{name}/sigma_{level['sigma']:g}"] = level[name]
     values["inversion/seconds"] = summary["seconds"]
     return values
+
+
+def write(
+    writer: Any,
+    step: int,
+    summary: dict[str, Any],
+    probe: Tensor,
+    out: dict[str, Tensor],
+    noise_levels: Sequence[float],
+    data_range: tuple[float, float],
+    *,
+    has_decoder: bool,
+    log_images: bool,
+    layout: bool,
+) -> bool:
+    """Write one inversion to a TensorBoard ``SummaryWriter`` at ``step``: the custom-scalars layout
+    (with ``layout``, once per run), the scalars and, with ``log_images``, the image grids and the
+    PSNR-vs-σ figure. Returns whether image grids were written (False: the inputs are not images)."""
+    if layout:
+        writer.add_custom_scalars(custom_scalars_layout(has_decoder))
+    for tag, value in scalars(summary).items():
+        writer.add_scalar(tag, value, global_step=step)
+    grids = None
+    if log_images:
+        grids = image_grids(probe, out, summary["index"], noise_levels, data_range)
+        for tag, grid in (grids or {}).items():
+            writer.add_image(tag, grid, global_step=step)
+        writer.add_figure(FIGURE_TAG, psnr_figure(summary, has_decoder), global_step=step, close=True)
+    writer.flush()
+    return grids is not None
 
 
 def custom_scalars_layout(has_decoder: bool) -> dict[str, Any]:
