@@ -222,8 +222,8 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
         self._layout_written = False
         self._progress = Progress()
         self._solution: Optional[Tensor] = None  # this rank's last solution, the next warm start
-        self._train_started: Optional[float] = None  # perf_counter() at the training epoch's start
-        self._train_seconds: Optional[float] = None  # training time of the epoch before this validation
+        self._train_started: Optional[float] = None  # perf_counter() when training last (re)started
+        self._train_seconds: Optional[float] = None  # training time since the last epoch start or validation
         self._overhead_seconds = 0.0  # the last inversion's time outside the solver
 
     # ------------------------------------------------------------------ Lightning state
@@ -288,6 +288,11 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
 
     @override
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._train_started = time.perf_counter()
+
+    @override
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # training goes on from here (validation may also run within an epoch: val_check_interval)
         self._train_started = time.perf_counter()
 
     @override
