@@ -73,6 +73,8 @@ def _last_epoch_against_cold(trainer, callback) -> dict[str, Any]:
         cold = invert_probe(module.encoder, module.decoder, probe, noise_levels=callback.noise_levels,
                             alphas=callback._alphas(), seed=callback.seed, offset=0, n=probe.shape[0],
                             data_range=callback.data_range, solve=solve)
+    if callback._solution is None:  # the last inversion failed or was not finite
+        return {"error": "no solution from the last inversion"}
     last = callback._solution.reshape(levels, *probe.shape)  # one α, no reference solves (three layers)
     truth = probe.unsqueeze(0).expand_as(last)
     warm = psnr(last.flatten(0, 1), truth.flatten(0, 1), callback.data_range).reshape(levels, -1)

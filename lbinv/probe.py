@@ -116,17 +116,23 @@ def invert_probe(
         "solution": result.x,
     }
     if decoder is not None:
-        decoded = decoder(y_delta.reshape(levels * k, *code_shape))
-        if decoded.numel() != levels * k * x[0].numel():
-            raise ValueError(
-                f"the decoder maps codes of shape {code_shape} to outputs of shape {tuple(decoded.shape[1:])}, "
-                f"which cannot be compared with inputs of shape {input_shape}"
-            )
-        decoded = decoded.reshape(levels * k, *input_shape).to(x.dtype)
+        decoded = as_inputs(decoder(y_delta.reshape(levels * k, *code_shape)), code_shape, input_shape).to(x.dtype)
         out["x_dec"] = decoded.reshape(levels, k, *input_shape)
         truth = x.unsqueeze(0).expand(levels, *x.shape).reshape(levels * k, *input_shape)
         out["psnr_dec"] = psnr(decoded, truth, data_range).reshape(levels, k)
     return {key: value.to(y.dtype) for key, value in out.items()}
+
+
+def as_inputs(decoded: Any, code_shape: tuple[int, ...], input_shape: tuple[int, ...]) -> Tensor:
+    """A decoder's output ``(B, …)`` reshaped to the inputs' ``(B, *input_shape)``; a ValueError
+    when it is no tensor or its size differs (it cannot be compared with the inputs)."""
+    if not isinstance(decoded, Tensor) or decoded.dim() == 0 or decoded[0].numel() != math.prod(input_shape):
+        got = tuple(decoded.shape[1:]) if isinstance(decoded, Tensor) else type(decoded).__name__
+        raise ValueError(
+            f"the decoder maps codes of shape {code_shape} to {got}, which cannot be compared with inputs of shape "
+            f"{input_shape}"
+        )
+    return decoded.reshape(decoded.shape[0], *input_shape)
 
 
 def bregman_sym(

@@ -635,7 +635,7 @@ class FlatEncoder(Foreign):
 
 
 @pytest.mark.parametrize("module, match", [
-    (WrongDecoder, r"decoder 'dec' maps codes of shape \(12,\) to \(1, 7, 7\), which cannot be compared with inputs of shape \(1, 8, 8\)"),
+    (WrongDecoder, r"decoder 'dec' fails on the encoder's codes \(ValueError: the decoder maps codes of shape \(12,\) to \(1, 7, 7\), which cannot be compared with inputs of shape \(1, 8, 8\)\)"),
     (FlatEncoder, r"encoder 'enc' fails on a validation input of shape \(1, 8, 8\).*nn.Flatten\(\)"),
 ])
 def test_shape_mistakes_fail_before_the_first_training_step(tmp_path, module, match):
@@ -671,3 +671,70 @@ def test_data_range_none_takes_the_probe_range_and_bounds_follow_it(tmp_path, mo
     assert seen == [(lo, hi)] and lo < 0
     acc = events(tmp_path / "inferred")
     assert all(math.isfinite(acc.Scalars(f"inversion/psnr_inverted/sigma_{s:g}")[0].value) for s in LEVELS)
+
+
+# ---------------------------------------------------------------------- the end of fit, time accounting
+class StopAfter(Callback):
+    """Asks the trainer to stop at the end of a given epoch (as EarlyStopping does after validation)."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            trainer.should_stop = True
+
+
+@pytest.mark.parametrize("stop, expected_step", [("early", 1), ("max_steps", 1)])
+def test_a_fit_that_stops_early_still_inverts_its_final_model(tmp_path, invert_batches, stop, expected_step):
+    """Off the interval (every_n_epochs=10): a stop request after epoch 1, or max_steps=3 reached in
+    the middle of epoch 1 (2 batches per epoch), is followed by one inversion of the final model."""
+    cb = make_callback(every_n_epochs=10)
+    callbacks, extra = ([cb, StopAfter(1)], {}) if stop == "early" else ([cb], {"max_steps": 3})
+    trainer = make_trainer(tmp_path, callbacks, max_epochs=5, **extra)
+    trainer.fit(Foreign(), train_loader(), val_loader())
+    assert len(invert_batches) == 1
+    assert scalar_steps(events(tmp_path), f"inversion/psnr_inverted/sigma_{LEVELS[1]:g}") == [expected_step]
+
+
+def test_the_final_inversion_without_tensorboard_warns_instead_of_logging(tmp_path, invert_batches):
+    cb = make_callback(every_n_epochs=10)
+    trainer = make_trainer(tmp_path, [cb, StopAfter(0)], max_epochs=5, logger=CSVLogger(str(tmp_path)))
+    with pytest.warns(InversionWarning, match="final model is not logged"):
+        trainer.fit(Foreign(), train_loader(), val_loader())
+    assert len(invert_batches) == 1
+
+
+class Slow(Foreign):
+    """Every training step takes at least 50 ms."""
+
+    def training_step(self, batch, batch_idx):
+        import time
+
+        time.sleep(0.05)
+        return super().training_step(batch, batch_idx)
+
+
+@pytest.mark.parametrize("val_check_interval", [1.0, 0.5])
+def test_time_share_measures_the_training_since_the_last_inversion(tmp_path, monkeypatch, val_check_interval):
+    """Two 50 ms steps per epoch: about 0.1 s of training before each end-of-epoch inversion, and
+    about 0.05 s before each when validation runs after every step (the validations and inversions
+    in between are not training)."""
+    seen = []
+    real_invert = callbacks_module.invert
+    monkeypatch.setattr(callbacks_module, "invert", lambda *a, **k: seen.append(cb._train_seconds) or real_invert(*a, **k))
+    cb = make_callback(time_share=0.2, max_iter=200)
+    make_trainer(tmp_path, [cb], max_epochs=2, val_check_interval=val_check_interval).fit(Slow(), train_loader(), val_loader())
+    steps = 2 if val_check_interval == 1.0 else 1
+    assert len(seen) == 2 * (2 // steps)
+    assert all(0.05 * steps <= t < 0.05 * steps + 0.1 for t in seen), seen
+
+
+def test_bounds_follow_data_range_unless_set(tmp_path, monkeypatch):
+    seen = []
+    real_invert = callbacks_module.invert
+    monkeypatch.setattr(callbacks_module, "invert", lambda *a, **k: seen.append(k["bounds"]) or real_invert(*a, **k))
+    make_trainer(tmp_path / "a", [make_callback(solver_options={"check_every": 10})]).validate(Foreign(), val_loader())
+    make_trainer(tmp_path / "b", [make_callback(data_range=(0.0, 2.0), solver_options={})]).validate(Foreign(), val_loader())
+    make_trainer(tmp_path / "c", [make_callback(solver_options={"bounds": None})]).validate(Foreign(), val_loader())
+    assert seen == [(0.0, 1.0), (0.0, 2.0), None]

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from lbinv._checks import HALF_PRECISION
 from lbinv.lifted import LiftedNetwork
+from lbinv.probe import as_inputs
 
 if TYPE_CHECKING:  # either namespace's LightningModule
     from lightning.pytorch import LightningModule
@@ -96,10 +97,10 @@ def check_encoder(
 
 
 def dry_run(pl_module: LightningModule, encoder_spec: Any, decoder_spec: Any, x: Tensor) -> None:
-    """Run the encoder, its lifted view and the decoder once on one validation input ``x`` (a
-    batch of one), so that what would fail at the first inversion fails now, before training, with
-    what to do: an encoder that cannot take the validation inputs as they come, a decoder whose
-    output cannot be compared with them."""
+    """Run the encoder and the decoder once on one validation input ``x`` (a batch of one), so that
+    what would fail at the first inversion fails now, before training, saying what to do: an encoder
+    that cannot take the validation inputs as they come, a decoder that fails on its codes or whose
+    output cannot be compared with the inputs."""
     encoder = resolve_encoder(encoder_spec, pl_module)
     decoder = resolve_decoder(decoder_spec, pl_module)
     shape = tuple(x.shape[1:])
@@ -115,14 +116,14 @@ def dry_run(pl_module: LightningModule, encoder_spec: Any, decoder_spec: Any, x:
             ) from err
         if decoder is None:
             return
-        decoded = decoder(code)
-        if not isinstance(decoded, Tensor) or decoded.numel() != x.numel():
-            got = tuple(decoded.shape[1:]) if isinstance(decoded, Tensor) else type(decoded).__name__
+        try:
+            as_inputs(decoder(code), tuple(code.shape[1:]), shape)
+        except Exception as err:
             raise ValueError(
-                f"InversionCallback: the decoder {accessor_name(decoder_spec)!r} maps codes of shape {tuple(code.shape[1:])} "
-                f"to {got}, which cannot be compared with inputs of shape {shape}; pass `decoder=` a callable whose "
-                "output has the inputs' size (it is reshaped to them), or decoder=None."
-            )
+                f"InversionCallback: the decoder {accessor_name(decoder_spec)!r} fails on the encoder's codes "
+                f"({type(err).__name__}: {err}); pass `decoder=` a callable from codes to images of the inputs' size "
+                "(it is reshaped to them), or decoder=None."
+            ) from err
 
 
 def known_input_shape(

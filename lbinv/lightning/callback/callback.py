@@ -7,15 +7,17 @@ noisy code into the domain of the code activation, and inverts *all* noise level
 of the decoder applied to the same noisy code, per noise level, to TensorBoard.
 
 Steps: every TensorBoard record this callback writes (scalars, images, figure) uses
-``global_step = trainer.current_epoch``, so the x axis of the ``inversion/*`` charts counts epochs
-(the inversion runs at most once per validation epoch). Without a TensorBoard logger the scalars go
-through ``pl_module.log`` instead, and Lightning then uses its own step (``trainer.global_step``).
+``global_step = trainer.current_epoch`` (the final model's inversion at the end of a fit that
+trained past its last validation: the next epoch's number), so the x axis of the ``inversion/*``
+charts counts epochs. Without a TensorBoard logger the scalars go through ``pl_module.log``
+instead, and Lightning then uses its own step (``trainer.global_step``).
 
 This module holds the hooks and decides what runs when and where; its helpers are ``arguments``
 (its constructor's arguments), ``access`` (encoder, decoder and inputs of any LightningModule),
-:mod:`lbinv.probe` (the numbers, α rule included; plain PyTorch), ``ddp`` (collectives) and
-``tensorboard`` (tags, images, figure). None imports :mod:`lbinv.lightning.models`: the callback
-works with any LightningModule.
+``probe_images`` (the probe), ``schedule`` (the last epoch, time budgets, console lines),
+:mod:`lbinv.probe` (the numbers, α rule included; plain PyTorch), ``ddp`` (collectives),
+``tensorboard`` (tags, images, figure) and ``namespaces``. None imports
+:mod:`lbinv.lightning.models`: the callback works with any LightningModule.
 """
 
 from __future__ import annotations
@@ -103,9 +105,10 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
         first validation epoch that is not a sanity check, and kept in the checkpoint).
     every_n_epochs
         During ``fit``, invert after the validation of every ``every_n_epochs``-th epoch
-        (``(epoch + 1) % every_n_epochs == 0``) and of the last one (``max_epochs`` or
-        ``max_steps`` reached, or the trainer told to stop, e.g. by early stopping, before this
-        hook). ``trainer.validate`` always inverts.
+        (``(epoch + 1) % every_n_epochs == 0``) and of the last one by ``max_epochs`` or
+        ``max_steps``; a fit that stops otherwise (early stopping, ``max_steps`` within an epoch,
+        an epoch off the interval) gets one more inversion of its final model at its end.
+        ``trainer.validate`` always inverts.
     method, max_iter, tol
         Passed to :func:`lbinv.invert`.
     max_seconds
@@ -113,16 +116,19 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
         stops at its first check after it, and ``inversion/converged_fraction`` tells how many
         samples had converged by then. None: up to ``max_iter`` iterations.
     time_share
-        During ``fit``, budget each inversion by the training time of the epoch it follows, so that
-        the inversion takes about this share of the run whatever the machine: ``time_share / (1 −
-        time_share)`` times the epoch's training seconds (and at most ``max_seconds``). 0.2: the
-        inversion takes a fifth of the run (plus at most ``check_every`` iterations per solve).
-        Best with ``warm_start``. None: no such budget.
+        During ``fit``, budget each inversion by the training time since the last one, so that the
+        callback takes about this share of the run whatever the machine: the solver may take
+        ``time_share / (1 − time_share)`` times those training seconds less the previous
+        inversion's time outside the solver (encoding, images, figure), at least a millisecond (one
+        check) and at most ``max_seconds``. 0.2: about a fifth of the run (plus up to
+        ``check_every`` iterations per solve). Best with ``warm_start``; with "sequential" the
+        budget is shared by its stages. None: no such budget.
     warm_start
         Start each inversion from the previous one's solution (same probe, noise and α; the
         encoder has trained since), so that a small ``max_seconds`` at every epoch adds up over
         the epochs instead of restarting from zero. The logged numbers then depend on the
-        inversions before. Methods that take ``x_init`` only (not "sequential").
+        inversions before. Methods that take ``x_init`` only (not "sequential"). The solution is not
+        kept in checkpoints: after a resume the first inversion starts cold.
     encoder
         Attribute name (dotted paths allowed, e.g. ``"model.encoder"``) of the encoder on the
         LightningModule, or a callable ``pl_module -> nn.Module``. It must be supported by
@@ -214,7 +220,7 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
             self.solver_options = check_solver_options(solver_options, method)
             self.warm_start = check_warm_start(warm_start, method, self.solver_options)
 
-        self._probe = ProbeImages(self.num_samples)  # the state kept in checkpoints
+        self._probe_images = ProbeImages(self.num_samples)  # the state kept in checkpoints
         self._encoder_checked = False
         self._batch_checked = False  # the dry run on the first validation batch of a run
         self._inverted = 0  # inversions attempted in this run
@@ -222,9 +228,11 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
         self._layout_written = False
         self._progress = Progress()
         self._solution: Optional[Tensor] = None  # this rank's last solution, the next warm start
-        self._train_started: Optional[float] = None  # perf_counter() when training last (re)started
-        self._train_seconds: Optional[float] = None  # training time since the last epoch start or validation
-        self._overhead_seconds = 0.0  # the last inversion's time outside the solver
+        self._train_clock: Optional[float] = None  # perf_counter() when training last (re)started
+        self._train_seconds = 0.0  # training time since the last inversion
+        self._overhead_seconds = 0.0  # the last inversion's time outside this rank's solver
+        self._validated: Optional[tuple[int, int]] = None  # (epoch, global_step) of the last fit validation
+        self._inverted_at: Optional[int] = None  # global_step of the last inversion in this fit
 
     # ------------------------------------------------------------------ Lightning state
     @property
@@ -234,16 +242,16 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
 
     @override
     def state_dict(self) -> dict[str, Any]:
-        return self._probe.state_dict()
+        return self._probe_images.state_dict()
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._probe.load_state_dict(state_dict)
+        self._probe_images.load_state_dict(state_dict)
 
     @property
     def probe(self) -> Optional[Tensor]:
         """The fixed probe images ``(n, *input_shape)`` (CPU), or ``None`` before they are captured."""
-        return self._probe.images
+        return self._probe_images.images
 
     # ------------------------------------------------------------------ skipping
     def _should_skip(self, trainer: Trainer) -> bool:
@@ -261,8 +269,10 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         self._encoder_checked = self._batch_checked = False  # the module may differ from a previous run's
-        self._probe.forget_pending()
+        self._probe_images.forget_pending()
         self._inverted = 0
+        self._validated = self._inverted_at = None
+        self._train_clock, self._train_seconds = None, 0.0
 
     @override
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -278,27 +288,35 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
 
     @override
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """The final model is inverted once more if it trained since the last inversion (a fit that
+        stopped early, at ``max_steps`` or off the interval). Every rank decides alike: the decision
+        reads only what all ranks share (the probe, the global step)."""
+        if self.probe is not None and self._validated is not None and self._inverted_at != trainer.global_step:
+            epoch, step = self._validated
+            self._inverted += 1
+            self._invert_and_log(trainer, pl_module, epoch if step == trainer.global_step else epoch + 1, final=True)
         if self._inverted == 0 and "no-validation" not in self._warned:
             self._warn_once(
                 trainer,
                 "nothing-inverted",
-                "InversionCallback: no validation epoch ended during this fit, so nothing was inverted (is "
-                "check_val_every_n_epoch larger than max_epochs?).",
+                "InversionCallback: no validation epoch ended during this fit, so nothing was inverted (does the "
+                "trainer validate, e.g. check_val_every_n_epoch <= max_epochs, a val_dataloader?).",
             )
 
     @override
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._train_started = time.perf_counter()
+        self._train_clock = time.perf_counter()
 
     @override
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        # training goes on from here (validation may also run within an epoch: val_check_interval)
-        self._train_started = time.perf_counter()
+        if trainer.state.fn == "fit":  # training goes on from here (also within an epoch: val_check_interval)
+            self._train_clock = time.perf_counter()
 
     @override
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if trainer.state.fn == "fit" and self._train_started is not None:
-            self._train_seconds = time.perf_counter() - self._train_started
+        if trainer.state.fn == "fit" and self._train_clock is not None:
+            self._train_seconds += time.perf_counter() - self._train_clock
+            self._train_clock = None
         if trainer.state.fn == "validate":
             self._check_encoder(pl_module, self._known_input_shape(pl_module), defer_if_shape_unknown=True)
 
@@ -323,20 +341,22 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
                 self._check_range(trainer, x)
                 self._batch_checked = True
             if not trainer.sanity_checking:
-                self._probe.capture(x)
+                self._probe_images.capture(x)
 
     @override
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking:
             return
         if self.probe is None:
-            message = self._probe.finalize(trainer, pl_module)  # collective: every rank calls it
+            message = self._probe_images.finalize(trainer, pl_module)  # collective: every rank calls it
             if message is not None:
                 _warn_on_rank_zero(trainer, message)
+        if trainer.state.fn == "fit":
+            self._validated = (trainer.current_epoch, trainer.global_step)
         if self._should_skip(trainer) or self.probe is None:
             return
         self._inverted += 1
-        self._invert_and_log(trainer, pl_module)
+        self._invert_and_log(trainer, pl_module, trainer.current_epoch)
 
     # ------------------------------------------------------------------ encoder / decoder
     def _known_input_shape(self, pl_module: LightningModule) -> Optional[tuple[int, ...]]:
@@ -357,7 +377,7 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
 
     def _data_range(self) -> tuple[float, float]:
         """``data_range``, or the probe's (min, max) where it is None."""
-        return self.data_range or self._probe.value_range() or (0.0, 1.0)
+        return self.data_range or self._probe_images.value_range() or (0.0, 1.0)
 
     def _alphas(self) -> Tensor:
         """α values to solve, ``(levels, G)`` (float64, CPU)."""
@@ -369,16 +389,20 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
         return torch.full((levels, 1), float(self.alpha), dtype=torch.float64)
 
     # ------------------------------------------------------------------ inversion
-    def _invert_and_log(self, trainer: Trainer, pl_module: LightningModule) -> None:
+    def _invert_and_log(self, trainer: Trainer, pl_module: LightningModule, epoch: int, final: bool = False) -> None:
+        """Invert the probe at every noise level (this rank's share), gather, summarise and log at
+        step ``epoch``; ``final``: at the end of fit, where ``pl_module.log`` is not allowed."""
         probe = self.probe
         assert probe is not None
         n, world, rank = probe.shape[0], trainer.world_size, trainer.global_rank
-        local_x, per_rank = self._probe.share(world, rank)
+        local_x, per_rank = self._probe_images.share(world, rank)
         alphas = self._alphas()
 
         levels, grid = len(self.noise_levels), alphas.shape[1]
         per_alpha = f" × {grid} α" if grid > 1 else ""
-        self._progress.starting(trainer, f"{levels * n * grid} noisy codes ({n} images × {levels} noise levels{per_alpha})")
+        self._progress.starting(trainer, epoch, f"{levels * n * grid} noisy codes ({n} images × {levels} noise levels{per_alpha})")
+        if trainer.state.fn == "fit":
+            self._inverted_at = trainer.global_step
         start = time.perf_counter()
         device, dtype = pl_module.device, torch.get_default_dtype()  # if the encoder cannot even be resolved
         try:
@@ -404,19 +428,20 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
                     subgradient=self._subgradient_rule(),
                     x_init=self._solution,
                 )
+            local_seconds = float(out["seconds"])
             solution = out.pop("solution")
             self._solution = solution if self.warm_start and bool(torch.isfinite(solution).all()) else None
             out["ok"] = torch.ones(1)
         except Exception as err:  # a solver failure must not stop the training
             warnings.warn(
-                f"InversionCallback: the inversion failed at epoch {trainer.current_epoch} "
+                f"InversionCallback: the inversion failed at epoch {epoch} "
                 f"(rank {rank}): {type(err).__name__}: {err}. Nothing is logged for this epoch; "
                 "training continues.",
                 InversionWarning,
                 stacklevel=2,
             )
             out = placeholder(len(self.noise_levels), per_rank, alphas.shape[1], tuple(probe.shape[1:]), self.decoder is not None)
-            self._solution = None
+            self._solution, local_seconds = None, 0.0
         out = {k: v.to(device, dtype) for k, v in out.items()}  # the same on every rank, failed or not
 
         if world > 1:  # collectives on every rank, never rank-guarded
@@ -427,30 +452,31 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
             if rank not in failed:  # the failing ranks have warned with their reason
                 _warn_on_rank_zero(
                     trainer,
-                    f"InversionCallback: the inversion failed at epoch {trainer.current_epoch} on rank(s) {failed}; "
+                    f"InversionCallback: the inversion failed at epoch {epoch} on rank(s) {failed}; "
                     "nothing is logged for this epoch; training continues.",
                 )
             return
         rule = self.alpha if isinstance(self.alpha, str) else "fixed"
         summary = summarize(out, alphas, self.noise_levels, rule, self.eta)
         converged = int(out["converged"].nan_to_num(0.0).sum())
-        self._progress.finished(trainer, time.perf_counter() - start, converged, levels * n * grid)
+        self._progress.finished(trainer, epoch, time.perf_counter() - start, converged, levels * n * grid)
         kept = summary["finite"]  # (levels, n)
         bad = [f"sigma={s:g}: {int((~kept[i]).sum())}/{n}" for i, s in enumerate(self.noise_levels) if not kept[i].all()]
         if bad:
             warnings.warn(
-                f"InversionCallback: the inversion returned non-finite values at epoch {trainer.current_epoch} "
+                f"InversionCallback: the inversion returned non-finite values at epoch {epoch} "
                 f"({', '.join(bad)} samples); those samples are left out of the logged numbers. Training continues.",
                 InversionWarning,
                 stacklevel=2,
             )
-        self._log(trainer, pl_module, summary, probe, out)
-        self._overhead_seconds = time.perf_counter() - start - summary["seconds"]
+        self._log(trainer, pl_module, summary, probe, out, epoch, final)
+        self._overhead_seconds = max(0.0, time.perf_counter() - start - local_seconds)
+        self._train_seconds = 0.0
 
     def _budget(self, trainer: Trainer) -> Optional[float]:
         """The solver's budget (:func:`~lbinv.lightning.callback.schedule.solver_budget`); the share
         of the training time only during fit."""
-        train_seconds = self._train_seconds if trainer.state.fn == "fit" else None
+        train_seconds = self._train_seconds if trainer.state.fn == "fit" and self._train_seconds > 0 else None
         return solver_budget(self.max_seconds, self.time_share, train_seconds, self._overhead_seconds)
 
     def _solver_options(self) -> dict[str, Any]:
@@ -471,12 +497,22 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
 
     # ------------------------------------------------------------------ logging
     def _log(
-        self, trainer: Trainer, pl_module: LightningModule, summary: dict[str, Any], probe: Tensor, out: dict[str, Tensor]
+        self, trainer: Trainer, pl_module: LightningModule, summary: dict[str, Any], probe: Tensor,
+        out: dict[str, Tensor], epoch: int, final: bool,
     ) -> None:
-        """Write the summary to the TensorBoard logger on rank zero, or the scalars through
-        ``pl_module.log`` without one; what is written is named in :mod:`lbinv.lightning.callback.tensorboard`."""
+        """Write the summary at step ``epoch`` to the TensorBoard logger on rank zero, or the scalars
+        through ``pl_module.log`` without one (not at the end of fit, where Lightning forbids it);
+        what is written is named in :mod:`lbinv.lightning.callback.tensorboard`."""
         scalars = tensorboard.scalars(summary)
         logger = next((lg for lg in trainer.loggers if isinstance(lg, TENSORBOARD_LOGGERS)), None)
+        if logger is None and final:
+            self._warn_once(
+                trainer,
+                "final-not-logged",
+                "InversionCallback: the inversion of the final model is not logged: without a TensorBoardLogger the "
+                "scalars go through `pl_module.log`, which Lightning does not allow at the end of fit.",
+            )
+            return
         if logger is None:
             self._warn_once(
                 trainer,
@@ -491,7 +527,7 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
         if not trainer.is_global_zero:
             return
         images = tensorboard.write(
-            logger.experiment, trainer.current_epoch, summary, probe, out, self.noise_levels, self._data_range(),
+            logger.experiment, epoch, summary, probe, out, self.noise_levels, self._data_range(),
             has_decoder=self.decoder is not None, log_images=self.log_images, layout=not self._layout_written,
         )
         self._layout_written = True

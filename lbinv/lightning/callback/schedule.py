@@ -17,21 +17,20 @@ MIN_BUDGET_SECONDS = 1e-3
 
 
 def last_epoch(trainer: Trainer) -> bool:
-    """Whether fit ends after this epoch, as far as the trainer knows at its validation end:
-    ``max_epochs`` or ``max_steps`` reached, or a stop requested (early stopping, say)."""
+    """Whether fit ends after this epoch by its budget: ``max_epochs`` or ``max_steps`` reached.
+    Only what every rank shares is read (a stop request is not: ranks agree on it only after
+    validation; the callback inverts a fit that stopped otherwise at its end)."""
     max_epochs, max_steps = trainer.max_epochs, trainer.max_steps
-    return (
-        (max_epochs is not None and max_epochs >= 0 and trainer.current_epoch + 1 >= max_epochs)
-        or (max_steps is not None and max_steps >= 0 and trainer.global_step >= max_steps)
-        or bool(trainer.should_stop)
+    return (max_epochs is not None and max_epochs >= 0 and trainer.current_epoch + 1 >= max_epochs) or (
+        max_steps is not None and max_steps >= 0 and trainer.global_step >= max_steps
     )
 
 
 def solver_budget(
     max_seconds: Optional[float], time_share: Optional[float], train_seconds: Optional[float], overhead_seconds: float
 ) -> Optional[float]:
-    """Seconds the solver may take: ``max_seconds``, or less by ``time_share`` when the epoch's
-    training seconds are known. The share covers the whole inversion, so the previous inversion's
+    """Seconds the solver may take: ``max_seconds``, or less by ``time_share`` when the training
+    seconds since the last inversion are known. The share covers the whole inversion, so the previous inversion's
     time outside the solver (encoding, images, figure) comes off: ``time_share / (1 − time_share) ×
     train_seconds − overhead_seconds``, at least :data:`MIN_BUDGET_SECONDS`. None: no budget."""
     if time_share is None or train_seconds is None:
@@ -48,14 +47,14 @@ class Progress:
     def __init__(self) -> None:
         self.announce = True
 
-    def starting(self, trainer: Trainer, what: str) -> None:
+    def starting(self, trainer: Trainer, epoch: int, what: str) -> None:
         if self.announce:
-            say(trainer, f"InversionCallback: inverting {what} at epoch {trainer.current_epoch}…")
+            say(trainer, f"InversionCallback: inverting {what} at epoch {epoch}…")
 
-    def finished(self, trainer: Trainer, seconds: float, converged: int, total: int) -> None:
+    def finished(self, trainer: Trainer, epoch: int, seconds: float, converged: int, total: int) -> None:
         self.announce = seconds > ANNOUNCE_AFTER_SECONDS
         if self.announce:
-            say(trainer, f"InversionCallback: epoch {trainer.current_epoch} inverted in {seconds:.1f} s; "
+            say(trainer, f"InversionCallback: epoch {epoch} inverted in {seconds:.1f} s; "
                          f"{converged}/{total} converged.")
 
 
