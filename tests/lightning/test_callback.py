@@ -100,6 +100,7 @@ def test_defaults_match_the_issue():
     assert (cb.method, cb.max_iter, cb.tol) == ("lifted", 1500, 1e-5)
     assert (cb.encoder, cb.decoder, cb.input_shape, cb.data_range) == ("encoder", "decoder", None, (0.0, 1.0))
     assert cb.alpha_grid == DEFAULT_ALPHA_GRID and cb.alpha_grid[0] == 1e-4 and cb.alpha_grid[-1] == 1e-1
+    assert (cb.max_seconds, cb.time_share, cb.warm_start) == (None, None, False)  # no budget unless asked
 
 
 def test_lightning_cli_parses_it_under_an_inversion_key():
