@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -23,16 +22,12 @@ Shape = tuple[int, ...]
 HALF_PRECISION = (torch.float16, torch.bfloat16)
 
 
-def is_finite_number(value: Any) -> bool:
-    """A real Python number (not a bool), finite."""
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-
-
 def check_number(name: str, value: Any, *, minimum: float = -math.inf, strict: bool = False) -> float:
     """A finite number ``>= minimum`` (``> minimum`` when ``strict``), as a float."""
     relation = ">" if strict else ">="
     bound = "" if minimum == -math.inf else f" {relation} {minimum:g}"
-    if not is_finite_number(value) or value < minimum or (strict and value == minimum):
+    number = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    if not number or value < minimum or (strict and value == minimum):
         raise ValueError(f"{name}: expected a finite number{bound}, got {value!r}")
     return float(value)
 

@@ -103,15 +103,14 @@ class PolyphaseConvAdjoint:
 
     def kernel(self, w: Tensor) -> Tensor:
         """The stacked phase kernel, a gather of ``w``."""
-        snapshot = Snapshot.take([w])  # None for an inference tensor: do not cache
-        cacheable = snapshot is not None and not (w.requires_grad and torch.is_grad_enabled())
+        cacheable = not w.is_inference() and not (w.requires_grad and torch.is_grad_enabled())
         if cacheable and self._cache is not None and self._cache[0].matches([w]):
-            return self._cache[1]
+            return self._cache[1]  # the common case, once per sweep: no new snapshot
         with torch.inference_mode(False), torch.no_grad() if cacheable else torch.enable_grad():
             flat = torch.cat([w.reshape(-1), w.new_zeros(1)])
             kernel = flat[self.index.to(w.device)]
-        if cacheable:
-            self._cache = (snapshot, kernel)
+        if cacheable:  # an inference tensor has no version counter: never kept
+            self._cache = (Snapshot([w]), kernel)
         return kernel
 
     def __call__(self, y: Tensor, w: Tensor) -> Tensor:

@@ -104,10 +104,12 @@ def dry_run(pl_module: LightningModule, encoder_spec: Any, decoder_spec: Any, x:
     encoder = resolve_encoder(encoder_spec, pl_module)
     decoder = resolve_decoder(decoder_spec, pl_module)
     shape = tuple(x.shape[1:])
+    param = next((p for p in encoder.parameters() if p.is_floating_point()), None)
+    if param is not None:  # the encoder's own device and dtype (half precision included)
+        x = x.to(param.device, param.dtype)
     with torch.no_grad(), eval_mode(encoder, decoder):
-        x = x.to(inversion_target(encoder, pl_module)[0])
         try:
-            code = encoder(x.to(next((p.dtype for p in encoder.parameters()), x.dtype)))
+            code = encoder(x)
         except Exception as err:
             raise ValueError(
                 f"InversionCallback: the encoder {accessor_name(encoder_spec)!r} fails on a validation input of shape "

@@ -223,7 +223,6 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
         self._probe_images = ProbeImages(self.num_samples)  # the state kept in checkpoints
         self._encoder_checked = False
         self._batch_checked = False  # the dry run on the first validation batch of a run
-        self._inverted = 0  # inversions attempted in this run
         self._warned: set[str] = set()
         self._layout_written = False
         self._progress = Progress()
@@ -232,7 +231,7 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
         self._train_seconds = 0.0  # training time since the last inversion
         self._overhead_seconds = 0.0  # the last inversion's time outside this rank's solver
         self._validated: Optional[tuple[int, int]] = None  # (epoch, global_step) of the last fit validation
-        self._inverted_at: Optional[int] = None  # global_step of the last inversion in this fit
+        self._inverted_at: Optional[int] = None  # global_step of the last inversion in this fit (None: none yet)
 
     # ------------------------------------------------------------------ Lightning state
     @property
@@ -270,7 +269,6 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         self._encoder_checked = self._batch_checked = False  # the module may differ from a previous run's
         self._probe_images.forget_pending()
-        self._inverted = 0
         self._validated = self._inverted_at = None
         self._train_clock, self._train_seconds = None, 0.0
 
@@ -293,9 +291,8 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
         reads only what all ranks share (the probe, the global step)."""
         if self.probe is not None and self._validated is not None and self._inverted_at != trainer.global_step:
             epoch, step = self._validated
-            self._inverted += 1
             self._invert_and_log(trainer, pl_module, epoch if step == trainer.global_step else epoch + 1, final=True)
-        if self._inverted == 0 and "no-validation" not in self._warned:
+        if self._inverted_at is None and "no-validation" not in self._warned:
             self._warn_once(
                 trainer,
                 "nothing-inverted",
@@ -355,7 +352,6 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
             self._validated = (trainer.current_epoch, trainer.global_step)
         if self._should_skip(trainer) or self.probe is None:
             return
-        self._inverted += 1
         self._invert_and_log(trainer, pl_module, trainer.current_epoch)
 
     # ------------------------------------------------------------------ encoder / decoder
