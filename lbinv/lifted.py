@@ -7,7 +7,8 @@ A feed-forward network is read as
 where each ``x ↦ W_l x + b_l`` is an :class:`AffineMap` (a run of consecutive affine
 modules: Linear, convolutions, average pooling, reshapes, BatchNorm in eval mode, ...) and
 each σ_l a :class:`~lbinv.proximal.ProxActivation`. :class:`LiftedNetwork.from_module`
-splits an ``nn.Sequential`` into such :class:`LiftedLayer` s.
+splits an ``nn.Sequential`` into such :class:`LiftedLayer` s, and a module with its own
+``forward()`` after tracing it into a chain of layers (:mod:`lbinv.tracing`).
 
 The affine maps themselves (forward, linear, adjoint, bias, opnorm) live in
 :mod:`lbinv.operators`.
@@ -19,7 +20,8 @@ eval semantics: BatchNorm with its running statistics, Dropout as the identity.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 from dataclasses import dataclass
 
 import torch
@@ -29,12 +31,13 @@ from lbinv._checks import Shape, check_shape
 from lbinv.operators import SUPPORTED_AFFINE_LAYERS, AffineMap, AffineOp, affine_op
 from lbinv.operators.module_ops import IdentityOp, LinearOp, ReshapeOp
 from lbinv.operators.sequential import flatten_modules, is_plain_sequential, uncompiled, where_in_sequential
+from lbinv.tracing import Output, code_module, traced_layers
 from lbinv.proximal import IDENTITY, SUPPORTED_ACTIVATIONS, ProxActivation, is_activation, proximal_activation
 
 __all__ = ["LiftedLayer", "LiftedNetwork"]
 
 _SEQUENTIAL_MSG = (
-    "the encoder must be an nn.Sequential of supported layers: " + SUPPORTED_AFFINE_LAYERS
+    "lbinv lifts chains of supported layers: " + SUPPORTED_AFFINE_LAYERS
     + ", nested nn.Sequential, and proximal activations (" + SUPPORTED_ACTIVATIONS + ")"
 )
 
@@ -82,12 +85,21 @@ class LiftedNetwork:
     # -- construction -----------------------------------------------------------------
     @classmethod
     def from_module(
-        cls, module: nn.Module | LiftedNetwork, input_shape: Sequence[int] | int | None = None
+        cls,
+        module: nn.Module | Callable[[Tensor], Any] | LiftedNetwork,
+        input_shape: Sequence[int] | int | None = None,
+        *,
+        output: Output = None,
     ) -> LiftedNetwork:
         """Split ``module`` into lifted layers.
 
-        ``module``: an ``nn.Sequential`` (nested ones are flattened) of supported layers, or a
-        single supported layer (e.g. the paper's perceptron ``nn.Linear(4096, 512)``).
+        ``module``: an ``nn.Sequential`` (nested ones are flattened) of supported layers, a
+        single supported layer (e.g. the paper's perceptron ``nn.Linear(4096, 512)``), or any
+        module with its own ``forward()`` (or a method of one, e.g. ``vae.encode``) that torch.fx
+        traces into a chain of such layers, their functional forms, reshapes and arithmetic with
+        numbers (:mod:`lbinv.tracing`); its ``net(x)`` is then checked against the module once.
+        ``output``: the index or key of the code when the module returns a tuple, list or dict
+        (``output=0`` for a VAE's ``(mu, logvar)``).
         Consecutive affine modules compose into one :class:`AffineMap`; each activation
         closes a layer; a trailing affine run gets the identity activation; an activation
         with no preceding affine module gets the identity map.
@@ -97,9 +109,10 @@ class LiftedNetwork:
         and ``input_shape`` is an image with ``in_features`` elements (e.g. (64, 64) for
         ``nn.Linear(4096, 512)``), the input is read as flattened: Flatten → module.
 
-        Raises ValueError (naming the module, its index in the flattened Sequential and
-        what to use instead) for max pooling, non-proximal activations, two activations in
-        a row, BatchNorm in training mode, other modules, and inconsistent ``input_shape``.
+        Raises ValueError (naming the module and where it is — its index in the flattened
+        Sequential, or its path and source line in a traced forward — and what to use instead)
+        for max pooling, skip connections, non-proximal activations, two activations in a row,
+        BatchNorm in training mode, other modules, and inconsistent ``input_shape``.
         """
         if isinstance(module, LiftedNetwork):
             if input_shape is not None and check_shape("input_shape", input_shape) != module.input_shape:
@@ -108,10 +121,13 @@ class LiftedNetwork:
                     f"LiftedNetwork's input_shape {module.input_shape}"
                 )
             return module
-        items = _leaf_modules(module)
+        module = uncompiled(code_module(module, output))
+        if input_shape is not None:
+            input_shape = check_shape("input_shape", input_shape)
+        items, traced_shape = _layers(module, input_shape)
         segments = _segments(items)
         first = next((op for ops, _ in segments for op in ops if not isinstance(op, IdentityOp)), None)
-        shape = _input_shape(input_shape, first)
+        shape = _input_shape(input_shape or traced_shape, first)
         if isinstance(first, LinearOp) and shape[-1] != first.module.in_features:
             # an image of in_features elements: the perceptron reads it vectorised
             segments[0][0].insert(0, ReshapeOp(nn.Flatten(), "Flatten"))
@@ -122,7 +138,10 @@ class LiftedNetwork:
             affine = AffineMap._from_ops(ops, shape, context)
             layers.append(LiftedLayer(affine, act))
             shape = affine.out_shape
-        return cls(layers)
+        net = cls(layers)
+        if traced_shape is not None:
+            _check_same(net, module, traced_shape)
+        return net
 
     # -- evaluation -------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
@@ -181,23 +200,41 @@ class LiftedNetwork:
 # --------------------------------------------------------------------------------------
 
 
-def _leaf_modules(module: nn.Module) -> list[tuple[str, nn.Module]]:
-    """(dotted path, module) of the layers of a plain nn.Sequential, or of a single layer."""
-    if not isinstance(module, nn.Module):
-        raise ValueError(f"module must be an nn.Module, got {type(module).__name__}")
-    module = uncompiled(module)
+def _layers(module: nn.Module, input_shape: Shape | None) -> tuple[list[tuple[str, nn.Module]], Shape | None]:
+    """(where, module) for each layer: of a plain nn.Sequential, a single layer, or a traced forward;
+    and, for a traced one, the shape its graph was read with (None otherwise)."""
     if is_plain_sequential(module):
         items = flatten_modules(module)
         if not items:
             raise ValueError("the nn.Sequential is empty: nothing to invert")
-        return items
+        if all(_is_torch_layer(m) for _, m in items):
+            return [(where_in_sequential(i, path, m), m) for i, (path, m) in enumerate(items)], None
     if _is_leaf_layer(module):
-        return [("", module)]
-    raise ValueError(
-        f"{type(module).__name__} is not a plain nn.Sequential (a container, or a module with "
-        "its own forward(), cannot be split into layers); "
-        + _SEQUENTIAL_MSG + ". Pass e.g. model.encoder if it is such a Sequential."
-    )
+        return [(where_in_sequential(0, "", module), module)], None
+    return traced_layers(module, input_shape)
+
+
+def _is_torch_layer(module: nn.Module) -> bool:
+    """A layer of torch.nn itself (read as it is), not a user's class (traced through)."""
+    return type(module).__module__.startswith("torch.nn.")
+
+
+def _check_same(net: LiftedNetwork, module: nn.Module, traced_shape: Shape) -> None:
+    """``net(x) == module(x)`` on one random input: what tracing read is what the module computes."""
+    param = next((p for p in module.parameters() if p.is_floating_point()), None)
+    like = {} if param is None else {"dtype": param.dtype, "device": param.device}
+    x = torch.rand(2, *net.input_shape, **like)
+    with torch.no_grad():
+        want, got = module(x.reshape(2, *traced_shape)), net(x)
+    if not isinstance(want, Tensor) or want.shape != got.shape or not torch.allclose(
+        got, want, rtol=1e-4, atol=1e-5 * float(want.abs().max().clamp(min=1.0))
+    ):
+        shape = tuple(want.shape) if isinstance(want, Tensor) else type(want).__name__
+        raise ValueError(
+            f"{type(module).__name__}: lbinv read its traced forward as {net!r}, but that network's output "
+            f"(shape {tuple(got.shape)}) differs from the module's (shape {shape}) on a random input; "
+            "please report this, and pass an nn.Sequential of the encoder's layers meanwhile"
+        )
 
 
 def _segments(items: list[tuple[str, nn.Module]]) -> list[tuple[list[AffineOp], ProxActivation]]:
@@ -206,8 +243,7 @@ def _segments(items: list[tuple[str, nn.Module]]) -> list[tuple[list[AffineOp], 
     segments: list[tuple[list[AffineOp], ProxActivation]] = []
     run: list[AffineOp] = []
     prev_act = ""  # where of the activation that closed the last segment
-    for i, (path, m) in enumerate(items):
-        where = where_in_sequential(i, path, m)
+    for where, m in items:
         alt = next((a for t, a in _MAXPOOL_ALTERNATIVE.items() if isinstance(m, t)), None)
         if alt is not None:
             raise ValueError(

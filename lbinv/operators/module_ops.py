@@ -21,13 +21,13 @@ from torch import Tensor, nn
 from lbinv._checks import Shape, is_plain
 from lbinv.operators.conv_polyphase import PolyphaseConvAdjoint, use_polyphase
 
-__all__ = ["AffineOp", "IdentityOp", "ReshapeOp", "LinearOp", "affine_op", "SUPPORTED_AFFINE_LAYERS"]
+__all__ = ["AffineOp", "IdentityOp", "ReshapeOp", "LinearOp", "ScaleShift", "affine_op", "SUPPORTED_AFFINE_LAYERS"]
 
 
 SUPPORTED_AFFINE_LAYERS = (
     "Linear, Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d, AvgPool1d, AvgPool2d, "
     "AdaptiveAvgPool1d, AdaptiveAvgPool2d, Flatten, Unflatten, BatchNorm1d/BatchNorm2d "
-    "(eval mode), Dropout, Identity"
+    "(eval mode), Dropout, Identity, ScaleShift"
 )
 
 _CONV = {1: F.conv1d, 2: F.conv2d}
@@ -100,6 +100,34 @@ class ReshapeOp(AffineOp):
 
     def adjoint(self, y: Tensor) -> Tensor:
         return y.reshape(y.shape[0], *self.in_shape)
+
+
+class ScaleShift(nn.Module):
+    """x ↦ scale·x + shift with numbers ``scale`` and ``shift``: arithmetic such as ``x * 2 - 1`` or
+    ``x / 255`` in a traced forward (:mod:`lbinv.tracing`) becomes this module."""
+
+    def __init__(self, scale: float, shift: float) -> None:
+        super().__init__()
+        self.scale, self.shift = float(scale), float(shift)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.scale + self.shift
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale}, shift={self.shift}"
+
+
+class _ScaleShiftOp(AffineOp):
+    """:class:`ScaleShift`: W = scale·I (self-adjoint), b = shift."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.module(x)
+
+    def linear(self, x: Tensor) -> Tensor:
+        return x * self.module.scale
+
+    def adjoint(self, y: Tensor) -> Tensor:
+        return y * self.module.scale
 
 
 class LinearOp(AffineOp):
@@ -337,6 +365,7 @@ _OPS: dict[type[nn.Module], Callable[[nn.Module, str], AffineOp]] = {
     nn.AdaptiveAvgPool2d: _VjpOp,
     nn.BatchNorm1d: _BatchNormOp,
     nn.BatchNorm2d: _BatchNormOp,
+    ScaleShift: _ScaleShiftOp,
 }
 
 

@@ -87,13 +87,16 @@ def invert(
     noise_level: float | Tensor | None = None,
     check_every: int = 10,
     max_seconds: float | None = None,
+    output: int | str | None = None,
     **options: Any,
 ) -> InversionResult:
     """Recover inputs ``x`` with ``model(x) ≈ y`` for a batch of outputs ``y``.
 
     Parameters
     ----------
-    model : an ``nn.Sequential`` of supported layers (or one layer), or a :class:`LiftedNetwork`.
+    model : an ``nn.Sequential`` of supported layers (or one layer), a module with its own ``forward()``
+        or a method of one (``vae.encode``) that traces into a chain of them (see
+        :meth:`LiftedNetwork.from_module`), or a :class:`LiftedNetwork`.
     y : (B, *output_shape) or (B, m) network outputs, finite; clipped into the last activation's
         domain with a warning (the paper clips negative noisy ReLU codes to 0).
     alpha : regularisation weight, a float or a (B,) tensor of positive values (one per sample);
@@ -114,6 +117,8 @@ def invert(
         ``check_every`` iterations) after it; samples not converged by then have ``converged``
         False and their ``iterations`` say how far they got. The result then depends on the
         machine's speed. None: no budget.
+    output : the index or key of the code ``y`` when the model returns a tuple, list or dict (``output=0``
+        for a VAE's ``(mu, logvar)``).
     options : per method (:data:`OPTIONS`) — lifted: ``step_rule`` ("balanced" | "paper"), ``balance``,
         ``x_init``, ``hidden_init`` ("forward" | "zeros"), ``record_history``; sequential:
         ``step_rule``, ``balance``, ``record_history``; landweber: ``eta`` (η ≥ 1 of the discrepancy principle),
@@ -127,7 +132,7 @@ def invert(
     check_number("tol", tol, minimum=0.0)
     deadline = None if max_seconds is None else time.perf_counter() + check_number("max_seconds", max_seconds, minimum=0.0, strict=True)
     bounds = check_interval("bounds", bounds)
-    net = _as_network(model, input_shape)
+    net = _as_network(model, input_shape, output)
     bad = [where for layer in net.layers for where in layer.affine.nonfinite_modules()]
     if bad:
         raise ValueError(
@@ -246,16 +251,21 @@ def _check_options(method: str, options: dict[str, Any]) -> dict[str, Any]:
     return opts
 
 
-def _as_network(model: nn.Module | LiftedNetwork, input_shape: Sequence[int] | None) -> LiftedNetwork:
+def _as_network(model: Any, input_shape: Sequence[int] | None, output: int | str | None) -> LiftedNetwork:
     if isinstance(model, LiftedNetwork):
         if input_shape is not None and tuple(input_shape) != tuple(model.input_shape):
             raise ValueError(
                 f"input_shape: the LiftedNetwork takes inputs of shape {tuple(model.input_shape)}, got {tuple(input_shape)}"
             )
+        if output is not None:
+            raise ValueError(f"output: a LiftedNetwork has one output, got output={output!r}")
         return model
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model: expected an nn.Module or a LiftedNetwork, got {type(model).__name__}")
-    return LiftedNetwork.from_module(model, input_shape=None if input_shape is None else tuple(input_shape))
+    if not isinstance(model, nn.Module) and not isinstance(getattr(model, "__self__", None), nn.Module):
+        raise TypeError(
+            f"model: expected an nn.Module, a method of one (e.g. vae.encode) or a LiftedNetwork, got {type(model).__name__}"
+        )
+    shape = None if input_shape is None else tuple(input_shape)
+    return LiftedNetwork.from_module(model, input_shape=shape, output=output)
 
 
 def _check_data(y: Any, net: LiftedNetwork) -> Tensor:

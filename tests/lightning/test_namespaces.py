@@ -75,3 +75,58 @@ def test_validate_in_a_pytorch_lightning_project_inverts_and_bad_encoders_fail_e
     bad = pl_trainer(tmp_path / "bad", [InversionCallback(encoder="missing", input_shape=(1, 8, 8))])
     with pytest.raises(ValueError, match="has no attribute 'missing'"):
         bad.fit(PLForeign(), train_loader(), val_loader())
+
+
+class VanillaVAE(torch.nn.Module):
+    """A VAE written as such projects write it: a hand-written forward, F.leaky_relu, view, two heads."""
+
+    def __init__(self, size: int = 8, latent: int = 6) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 4, 3, stride=2, padding=1)
+        self.fc_mu = torch.nn.Linear(4 * (size // 2) ** 2, latent)
+        self.fc_var = torch.nn.Linear(4 * (size // 2) ** 2, latent)
+        self.out = torch.nn.Linear(latent, size * size)
+        self.size = size
+
+    def encode(self, x):
+        h = F.leaky_relu(self.conv(x), 0.1)
+        h = h.view(h.size(0), -1)
+        return [self.fc_mu(h), self.fc_var(h)]
+
+    def decode(self, z):
+        return torch.sigmoid(self.out(z)).view(-1, 1, self.size, self.size)
+
+
+class PLVAE(pl.LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = VanillaVAE()
+
+    def _loss(self, batch):
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        mu, logvar = self.model.encode(x)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        return F.mse_loss(self.model.decode(z), x) - 1e-3 * torch.mean(1 + logvar - mu**2 - logvar.exp())
+
+    def training_step(self, batch, batch_idx):
+        return self._loss(batch)
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val_loss", self._loss(batch))
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=1e-2)
+
+
+def test_a_vae_mean_head_inverts_through_its_encode_method(tmp_path):
+    # the user's model unchanged: the callback reads self.model.encode and takes its first output, mu
+    cb = make_callback(encoder="model.encode", encoder_output=0, decoder="model.decode", input_shape=(1, 8, 8))
+    trainer = pl_trainer(tmp_path, [cb])
+    trainer.fit(PLVAE(), train_loader(), val_loader())
+    acc = events(tmp_path)
+    for tag in inversion_tags():
+        assert [e.step for e in acc.Scalars(tag)] == [0], tag
+    assert acc.Scalars("inversion/delta2/sigma_0")[0].value == 0.0  # the clean code is the mean head's output
+    without_output = pl_trainer(tmp_path / "bad", [make_callback(encoder="model.encode", decoder="model.decode")])
+    with pytest.raises(ValueError, match=r"output: VanillaVAE\.encode returns a tuple or list of 2 items.*output=0"):
+        without_output.fit(PLVAE(), train_loader(), val_loader())

@@ -10,6 +10,7 @@ from torch import nn
 import lbinv.operators.affine_map as affine_map
 from lbinv.lifted import LiftedNetwork
 from lbinv.operators import AffineMap
+from lbinv.operators.module_ops import ScaleShift
 from tests.helpers import (
     ADJ_TOL,
     F64,
@@ -60,6 +61,7 @@ LAYERS = {
     "batchnorm2d-noaffine": (lambda: nn.BatchNorm2d(3, affine=False), (3, 4, 5)),
     "dropout": (lambda: nn.Dropout(0.5), (4, 3)),
     "identity": (lambda: nn.Identity(), (6,)),
+    "scale-shift": (lambda: ScaleShift(-2.5, 0.75), (2, 3, 4)),
     "composite": (
         lambda: nn.Sequential(
             nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.AvgPool2d(2), nn.Dropout(),

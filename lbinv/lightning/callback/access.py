@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from lbinv._checks import HALF_PRECISION
 from lbinv.lifted import LiftedNetwork
 from lbinv.probe import as_inputs
+from lbinv.tracing import Output, code_module
 
 if TYPE_CHECKING:  # either namespace's LightningModule
     from lightning.pytorch import LightningModule
@@ -45,14 +46,16 @@ def _resolve(name: str, spec: Any, pl_module: LightningModule) -> Any:
     return spec(pl_module)
 
 
-def resolve_encoder(spec: Any, pl_module: LightningModule) -> nn.Module:
+def resolve_encoder(spec: Any, pl_module: LightningModule, output: Output = None) -> nn.Module:
+    """The encoder as a module returning the code: the accessor's module, or method of a module
+    (``"model.encode"``), with the item ``output`` of a tuple, list or dict output picked."""
     encoder = _resolve("encoder", spec, pl_module)
-    if not isinstance(encoder, nn.Module):
+    if not isinstance(encoder, nn.Module) and not isinstance(getattr(encoder, "__self__", None), nn.Module):
         raise ValueError(
-            f"InversionCallback: `encoder` must resolve to a torch.nn.Module, got {type(encoder).__name__} "
-            f"from {accessor_name(spec)!r} on {type(pl_module).__name__}."
+            f"InversionCallback: `encoder` must resolve to a torch.nn.Module or a method of one (e.g. "
+            f"'model.encode'), got {type(encoder).__name__} from {accessor_name(spec)!r} on {type(pl_module).__name__}."
         )
-    return encoder
+    return code_module(encoder, output)
 
 
 def resolve_decoder(spec: Any, pl_module: LightningModule) -> Optional[Callable[[Tensor], Tensor]]:
@@ -73,13 +76,14 @@ def check_encoder(
     decoder_spec: Any,
     input_shape: Optional[tuple[int, ...]],
     defer_if_shape_unknown: bool,
+    encoder_output: Output = None,
 ) -> bool:
     """Resolve encoder and decoder and build the lifted network: a missing attribute or an
     unsupported layer raises ``ValueError``. Returns ``False`` when the check has to wait: without
     a known input shape (and with ``defer_if_shape_unknown``) a network that needs one is checked
     again at the first validation batch, whose shape is then known; that batch comes before the
     first training epoch when a sanity check runs."""
-    encoder = resolve_encoder(encoder_spec, pl_module)
+    encoder = resolve_encoder(encoder_spec, pl_module, encoder_output)
     resolve_decoder(decoder_spec, pl_module)
     with eval_mode(encoder):
         try:
@@ -96,12 +100,14 @@ def check_encoder(
     return True
 
 
-def dry_run(pl_module: LightningModule, encoder_spec: Any, decoder_spec: Any, x: Tensor) -> None:
+def dry_run(
+    pl_module: LightningModule, encoder_spec: Any, decoder_spec: Any, x: Tensor, encoder_output: Output = None
+) -> None:
     """Run the encoder and the decoder once on one validation input ``x`` (a batch of one), so that
     what would fail at the first inversion fails now, before training, saying what to do: an encoder
     that cannot take the validation inputs as they come, a decoder that fails on its codes or whose
     output cannot be compared with the inputs."""
-    encoder = resolve_encoder(encoder_spec, pl_module)
+    encoder = resolve_encoder(encoder_spec, pl_module, encoder_output)
     decoder = resolve_decoder(decoder_spec, pl_module)
     shape = tuple(x.shape[1:])
     param = next((p for p in encoder.parameters() if p.is_floating_point()), None)

@@ -118,6 +118,13 @@ def check_accessor(name: str, value: Any, allow_none: bool) -> Any:
     )
 
 
+def check_output(name: str, value: Any) -> Union[int, str, None]:
+    """Which item of a tuple, list or dict output is the code: an index, a key, or None."""
+    if value is None or (isinstance(value, (int, str)) and not isinstance(value, bool)):
+        return value
+    raise ValueError(f"{name}: expected None, an index (int) or a key (str) of the encoder's output, got {value!r}")
+
+
 def check_solver_options(options: Any, method: str) -> dict[str, Any]:
     if options is None:
         return {}

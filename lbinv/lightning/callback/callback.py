@@ -55,6 +55,7 @@ from lbinv.lightning.callback.arguments import (
     check_alpha_grid,
     check_method,
     check_noise_levels,
+    check_output,
     check_share,
     check_solver_options,
     check_warm_start,
@@ -71,7 +72,7 @@ if TYPE_CHECKING:  # either namespace's classes; only for type checkers
 
 __all__ = ["InversionCallback", "InversionWarning"]
 
-EncoderSpec = Union[str, Callable[["LightningModule"], nn.Module]]
+EncoderSpec = Union[str, Callable[["LightningModule"], Union[nn.Module, Callable[[Tensor], Any]]]]
 DecoderSpec = Optional[Union[str, Callable[["LightningModule"], Callable[[Tensor], Tensor]]]]
 
 
@@ -130,12 +131,17 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
         inversions before. Methods that take ``x_init`` only (not "sequential"). The solution is not
         kept in checkpoints: after a resume the first inversion starts cold.
     encoder
-        Attribute name (dotted paths allowed, e.g. ``"model.encoder"``) of the encoder on the
-        LightningModule, or a callable ``pl_module -> nn.Module``. It must be supported by
-        :meth:`lbinv.LiftedNetwork.from_module` (checked when ``fit``/``validate`` starts).
+        Attribute name (dotted paths allowed, e.g. ``"model.encoder"``, or a method:
+        ``"model.encode"``) of the encoder on the LightningModule, or a callable
+        ``pl_module -> nn.Module`` (or a method of one). It must be supported by
+        :meth:`lbinv.LiftedNetwork.from_module`: an ``nn.Sequential``, or a module whose
+        ``forward()`` traces into a chain of supported layers (checked when ``fit``/``validate`` starts).
     decoder
         Attribute name or callable ``pl_module -> decoder`` (an ``nn.Module`` or any callable
         mapping codes to images), or ``None`` for no decoder comparison.
+    encoder_output
+        The index or key of the code when the encoder returns a tuple, list or dict, e.g. ``0``
+        for a VAE's ``encode`` returning ``(mu, logvar)``. None: the encoder returns the code.
     input_shape
         Shape of one input without the batch dimension, e.g. ``(1, 28, 28)``. By default taken
         from ``pl_module.example_input_array`` or from the validation batches.
@@ -187,6 +193,7 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
         tol: float = 1e-5,
         encoder: EncoderSpec = "encoder",
         decoder: DecoderSpec = "decoder",
+        encoder_output: Optional[Union[int, str]] = None,
         input_shape: Optional[Sequence[int]] = None,
         data_range: Optional[tuple[float, float]] = (0.0, 1.0),
         seed: int = 0,
@@ -212,6 +219,7 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
             self.max_seconds = None if max_seconds is None else check_number("max_seconds", max_seconds, minimum=0.0, strict=True)
             self.time_share = None if time_share is None else check_share(time_share)
             self.encoder = check_accessor("encoder", encoder, allow_none=False)
+            self.encoder_output = check_output("encoder_output", encoder_output)
             self.decoder = check_accessor("decoder", decoder, allow_none=True)
             self.input_shape = None if input_shape is None else check_shape("input_shape", input_shape)
             self.data_range: Optional[tuple[float, float]] = check_interval("data_range", data_range, finite=True)
@@ -334,7 +342,7 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
             # fails here, before the first training epoch when a sanity check runs
             self._check_encoder(pl_module, self.input_shape or tuple(x.shape[1:]), defer_if_shape_unknown=False)
             if not self._batch_checked:
-                dry_run(pl_module, self.encoder, self.decoder, x[:1])
+                dry_run(pl_module, self.encoder, self.decoder, x[:1], self.encoder_output)
                 self._check_range(trainer, x)
                 self._batch_checked = True
             if not trainer.sanity_checking:
@@ -363,7 +371,9 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
     ) -> None:
         """See :func:`lbinv.lightning.callback.access.check_encoder`; passes once per run."""
         if not self._encoder_checked:
-            self._encoder_checked = check_encoder(pl_module, self.encoder, self.decoder, input_shape, defer_if_shape_unknown)
+            self._encoder_checked = check_encoder(
+                pl_module, self.encoder, self.decoder, input_shape, defer_if_shape_unknown, self.encoder_output
+            )
 
     def _check_range(self, trainer: Trainer, x: Tensor) -> None:
         """Warn once when validation images leave ``data_range`` (PSNR would clamp them)."""
@@ -402,7 +412,7 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
         start = time.perf_counter()
         device, dtype = pl_module.device, torch.get_default_dtype()  # if the encoder cannot even be resolved
         try:
-            encoder = resolve_encoder(self.encoder, pl_module)
+            encoder = resolve_encoder(self.encoder, pl_module, self.encoder_output)
             decoder = resolve_decoder(self.decoder, pl_module)
             device, dtype = inversion_target(encoder, pl_module)
             with torch.no_grad(), eval_mode(encoder, decoder):

@@ -1,0 +1,278 @@
+"""Tests of lbinv.tracing: modules with their own forward() (and methods of modules) read as
+chains of layers — the lifted network equals the module, inverts like the equivalent
+nn.Sequential, and every refusal names the construct and its source line."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lbinv import LiftedNetwork, invert
+from lbinv.tracing import CodeModule, code_module
+from tests.helpers import F64, init_module, randn
+
+
+# ---------------------------------------------------------------------------- user-written encoders
+class ConvEncoder(nn.Module):
+    """A hand-written forward: arithmetic on the input, F.relu, F.leaky_relu, view, torch.sigmoid."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 4, 3, stride=2, padding=1)
+        self.conv2 = nn.Conv2d(4, 6, 3, stride=2, padding=1)
+        self.fc = nn.Linear(6 * 3 * 3, 10)
+
+    def forward(self, x):
+        x = x * 2 - 1
+        x = F.relu(self.conv1(x))
+        x = F.leaky_relu(self.conv2(x), 0.2)
+        x = x.view(x.size(0), -1)
+        return torch.sigmoid(self.fc(x))
+
+
+def conv_encoder_as_sequential(enc: ConvEncoder) -> nn.Sequential:
+    """The same network written as an nn.Sequential, sharing the parameters."""
+    from lbinv.operators.module_ops import ScaleShift
+
+    return nn.Sequential(
+        ScaleShift(2.0, -1.0), enc.conv1, nn.ReLU(), enc.conv2, nn.LeakyReLU(0.2), nn.Flatten(), enc.fc, nn.Sigmoid()
+    )
+
+
+class FunctionalEncoder(nn.Module):
+    """Parameters used through F.conv2d / F.linear, F.avg_pool2d, clamp, torch.flatten, dropout in eval."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w1 = nn.Parameter(torch.randn(3, 1, 3, 3))
+        self.b1 = nn.Parameter(torch.randn(3))
+        self.w2 = nn.Parameter(torch.randn(5, 3 * 2 * 2))
+
+    def forward(self, x):
+        h = F.conv2d(x, self.w1, self.b1, padding=1).clamp(min=0.0)
+        h = F.avg_pool2d(h, 2)
+        h = F.dropout(h, 0.3, self.training)
+        h = torch.flatten(h, 1).contiguous()
+        return F.linear(h, self.w2) / 4
+
+
+class VAE(nn.Module):
+    """A VAE's encoder: a body, then mean and log-variance heads; encode returns both."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(36, 12), nn.Tanh())
+        self.fc_mu = nn.Linear(12, 4)
+        self.fc_var = nn.Linear(12, 4)
+
+    def encode(self, x):
+        h = self.body(x)
+        return [self.fc_mu(h), self.fc_var(h)]
+
+    def forward(self, x):
+        mu, logvar = self.encode(x)
+        return {"mu": mu, "logvar": logvar}
+
+
+class LinearWithForward(nn.Linear):
+    def forward(self, x):
+        return super().forward(x).clamp(max=1.0)
+
+
+class SequentialWithForward(nn.Sequential):
+    def forward(self, x):
+        return -super().forward(x)
+
+
+IMAGE = (1, 6, 6)
+
+# name -> (module factory, input shape, how to call it: the module itself or (method, output))
+EQUAL = {
+    "hand-written forward": (ConvEncoder, (1, 12, 12), None),
+    "functional forms": (FunctionalEncoder, (1, 4, 4), None),
+    "VAE encode, output 0": (VAE, IMAGE, ("encode", 0)),
+    "VAE forward, output key": (VAE, IMAGE, ("forward", "mu")),
+    "VAE log-variance head": (VAE, IMAGE, ("encode", 1)),
+    "Linear subclass with forward": (lambda: nn.Sequential(nn.Linear(4, 4), LinearWithForward(4, 3)), (4,), None),
+    "Sequential subclass with forward": (lambda: SequentialWithForward(nn.Linear(4, 3), nn.ReLU()), (4,), None),
+    "first Linear reads an image flattened": (lambda: SequentialWithForward(nn.Linear(36, 3)), IMAGE, None),
+}
+
+
+def _encoder(name: str):
+    factory, shape, call = EQUAL[name]
+    module = init_module(factory())
+    if call is None:
+        return module, module, shape, None
+    method, output = call
+    return module, getattr(module, method), shape, output
+
+
+def _reference(model, output):
+    def run(x):
+        out = model(x)
+        return out if output is None else out[output]
+    return run
+
+
+@pytest.mark.parametrize("name", list(EQUAL))
+def test_lifted_network_equals_the_module(name):
+    _, model, shape, output = _encoder(name)
+    net = LiftedNetwork.from_module(model, shape, output=output)
+    x = randn(5, *shape, seed=1)
+    want = _reference(model, output)(x.reshape(5, -1) if name.startswith("first Linear") else x)
+    torch.testing.assert_close(net(x), want, rtol=1e-12, atol=1e-12)
+
+
+def test_the_lifted_view_is_live_for_functional_parameters():
+    # F.linear(x, self.w) is read as an nn.Linear holding the user's own parameter, not a copy
+    module = init_module(FunctionalEncoder())
+    net = LiftedNetwork.from_module(module, (1, 4, 4))
+    with torch.no_grad():
+        module.w2.mul_(-3.0)
+        module.b1.add_(0.5)
+    x = randn(3, 1, 4, 4, seed=2)
+    torch.testing.assert_close(net(x), module(x), rtol=1e-12, atol=1e-12)
+
+
+def test_a_traced_encoder_inverts_exactly_like_its_sequential():
+    # the done-when of #15: a hand-written forward inverts with no change to the user's code, as the
+    # equivalent nn.Sequential does (the same layers, so the same iterates to round-off)
+    enc = init_module(ConvEncoder())
+    x_true = torch.rand(3, 1, 12, 12, generator=torch.Generator().manual_seed(0), dtype=F64)
+    y = enc(x_true).detach()
+    options = {"alpha": 1e-4, "input_shape": (1, 12, 12), "bounds": (0.0, 1.0), "max_iter": 200, "tol": 0.0}
+    traced = invert(enc, y, **options)
+    sequential = invert(conv_encoder_as_sequential(enc), y, **options)
+    torch.testing.assert_close(traced.x, sequential.x, rtol=0, atol=1e-10)
+    residual = ((enc(traced.x) - y).flatten(1).norm(dim=1) / y.flatten(1).norm(dim=1)).max()
+    assert residual < 0.05  # and it explains the code it was given
+
+
+def test_invert_takes_a_method_and_an_output():
+    vae = init_module(VAE())
+    x_true = torch.rand(2, *IMAGE, generator=torch.Generator().manual_seed(3), dtype=F64)
+    mu = vae.encode(x_true)[0].detach()
+    res = invert(vae.encode, mu, output=0, input_shape=IMAGE, alpha=1e-6, max_iter=300)
+    by_sequential = invert(nn.Sequential(vae.body, vae.fc_mu), mu, input_shape=IMAGE, alpha=1e-6, max_iter=300)
+    torch.testing.assert_close(res.x, by_sequential.x, rtol=0, atol=1e-10)
+
+
+def test_code_module_picks_the_output_and_keeps_plain_modules():
+    vae = init_module(VAE())
+    x = randn(2, *IMAGE)
+    assert code_module(vae.body) is vae.body
+    picked = code_module(vae.encode, 1)
+    assert isinstance(picked, CodeModule) and list(picked.parameters()) == list(vae.parameters())
+    torch.testing.assert_close(picked(x), vae.fc_var(vae.body(x)))
+    torch.testing.assert_close(code_module(vae, "mu")(x), vae.encode(x)[0])
+
+
+# ---------------------------------------------------------------------------- refusals
+class Residual(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return F.relu(x + self.fc(x))
+
+
+class Concat(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 2), nn.Linear(4, 2)
+
+    def forward(self, x):
+        return torch.cat([self.a(x), self.b(x)], dim=1)
+
+
+class MaxPooled(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, padding=1)
+
+    def forward(self, x):
+        return F.max_pool2d(F.relu(self.conv(x)), 2)
+
+
+class WithGELU(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return F.gelu(self.fc(x))
+
+
+class DropoutAlwaysOn(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return F.dropout(self.fc(x), 0.5)  # training=True by default
+
+
+class BatchMixing(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.fc(x).view(-1)
+
+
+class Branching(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        if x.sum() > 0:
+            return self.fc(x)
+        return x
+
+
+class TensorConstant(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.ones(4))
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.fc(x - self.mean)
+
+
+REFUSALS = {
+    "residual": (Residual(), None, r"the operator \+ in forward\(\) at test_tracing\.py:\d+: a skip connection.*not supported yet"),
+    "concat": (Concat(), None, r"torch\.cat in forward\(\) at test_tracing\.py:\d+: a concatenation of two branches"),
+    "max pooling": (MaxPooled(), (1, 4, 4), r"F\.max_pool2d in forward\(\) at test_tracing\.py:\d+: max pooling.*avg_pool2d"),
+    "GELU": (WithGELU(), None, r"F\.gelu in forward\(\) at test_tracing\.py:\d+: GELU is not supported.*not monotone"),
+    "dropout on": (DropoutAlwaysOn(), None, r"F\.dropout in forward\(\) at test_tracing\.py:\d+: dropout in training mode.*\.eval\(\)"),
+    "batch mixing view": (BatchMixing(), None, r"the method \.view\(\).*changes the batch dimension.*x\.view\(x\.size\(0\), -1\)"),
+    "control flow": (Branching(), None, r"cannot trace Branching\.forward with torch\.fx.*`if`.*nn\.Sequential"),
+    "tensor constant": (TensorConstant(), (4,), r"the operator - in forward\(\) at test_tracing\.py:\d+:.*a tensor constant"),
+    "tuple without output": (VAE().encode, IMAGE, r"output: VAE\.encode returns a tuple or list of 2 items.*output=0"),
+    "dict without output": (VAE(), IMAGE, r"output: VAE\.forward returns a dict of 2 items"),
+    "missing output": (code_module(VAE().encode, 2), IMAGE, r"output: VAE\.encode returns list, which has no item 2"),
+    "ModuleList": (nn.ModuleList([nn.Linear(4, 4)]), None, r"ModuleList has no forward\(\).*nn\.Sequential"),
+}
+
+
+@pytest.mark.parametrize("name", list(REFUSALS))
+def test_refusals_name_the_construct_and_the_line(name):
+    model, shape, pattern = REFUSALS[name]
+    with pytest.raises(ValueError, match=pattern):
+        LiftedNetwork.from_module(model, shape)
+
+
+def test_bad_model_and_output_arguments():
+    with pytest.raises(ValueError, match=r"model: expected an nn\.Module or a method of one.*function"):
+        LiftedNetwork.from_module(lambda x: x)
+    with pytest.raises(ValueError, match=r"output: expected None, an index \(int\) or a key \(str\), got 1\.5"):
+        LiftedNetwork.from_module(nn.Linear(3, 2), output=1.5)
+    with pytest.raises(TypeError, match=r"model: expected an nn\.Module, a method of one"):
+        invert(torch.relu, torch.zeros(1, 3))
