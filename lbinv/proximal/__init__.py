@@ -17,38 +17,76 @@ which is convex in ``z`` with ``∇_z B_Ψ(y, z) = σ(z) − y`` and satisfies
 
 the bracket being the Bregman distance of Ψ with subgradient ``z − s ∈ ∂Ψ(s)``. Every class
 evaluates B_Ψ from a closed form in which each term is non-negative (or, for sigmoid and
-tanh, as a Bernoulli Kullback–Leibler divergence), so it neither overflows for large ``|z|`` nor
-loses the ``B_Ψ(σ(z), z) = 0`` property to cancellation.
+tanh, as a Bernoulli Kullback–Leibler divergence; for ELU, a generalised one; for softsign, an
+Itakura–Saito-type one; for softplus and tanhshrink, with the large terms of ``½y² + Φ(z) − yz``
+grouped into one square), so it neither overflows for large ``|z|`` nor loses the
+``B_Ψ(σ(z), z) = 0`` property to cancellation.
+
+Every nondecreasing, 1-Lipschitz elementwise σ is such a prox, with Ψ'(u) = σ⁻¹(u) − u on the
+range of σ and prox_{tΨ}(v) the root of (1 − t)u + t·σ⁻¹(u) = v; the classes derive Ψ and Φ
+in their docstrings (softplus needs the dilogarithm Li₂, in :mod:`~lbinv.proximal._dilog`).
 
 The package: :mod:`~lbinv.proximal.base` (the base class), :mod:`~lbinv.proximal.piecewise` (ReLU,
-LeakyReLU, clamp, soft-thresholding, identity: closed forms), :mod:`~lbinv.proximal.smooth`
-(sigmoid, tanh: prox by safeguarded Newton) and :mod:`~lbinv.proximal.torch_modules` (torch
-module → :class:`ProxActivation`). Import all of them from here.
+LeakyReLU, clamp, hard sigmoid, soft-thresholding, identity: closed forms),
+:mod:`~lbinv.proximal.smooth` (bounded range: sigmoid, tanh, prox by safeguarded Newton;
+softsign, in closed form), :mod:`~lbinv.proximal.smooth_unbounded` (softplus, log-sigmoid, ELU,
+CELU: Newton), :mod:`~lbinv.proximal.tanhshrink` (σ⁻¹ by Newton too) and
+:mod:`~lbinv.proximal.torch_modules` (torch module → :class:`ProxActivation`). Import all of
+them from here.
 
 Supported torch modules (see :func:`proximal_activation`): ReLU, LeakyReLU (slope in [0, 1]),
-Hardtanh and ReLU6 (clamp), Sigmoid, Tanh, Softshrink, Identity.
+Hardtanh and ReLU6 (clamp), Sigmoid, Tanh, Softshrink, Softplus (β > 0), ELU (α ∈ [0, 1]),
+CELU (α > 0), Softsign, Tanhshrink, LogSigmoid, Hardsigmoid, Identity. GELU, SiLU, Mish and
+Hardswish are not monotone and SELU is expansive: they are refused, naming the nearest
+supported alternative (nn.Softplus, nn.ELU).
 
 All maps are elementwise and batched: tensors are ``(B, ...)``; :meth:`ProxActivation.psi`
 and :meth:`ProxActivation.bregman` sum over every dimension but the first and return ``(B,)``.
 """
 
 from lbinv.proximal.base import ProxActivation, StepSize
-from lbinv.proximal.piecewise import IDENTITY, ClampProx, IdentityProx, LeakyReLUProx, ReLUProx, SoftshrinkProx
-from lbinv.proximal.smooth import SigmoidProx, TanhProx
-from lbinv.proximal.torch_modules import SUPPORTED_ACTIVATIONS, is_activation, proximal_activation
+from lbinv.proximal.piecewise import (
+    IDENTITY,
+    ClampProx,
+    HardsigmoidProx,
+    IdentityProx,
+    LeakyReLUProx,
+    ReLUProx,
+    SoftshrinkProx,
+)
+from lbinv.proximal.smooth import SigmoidProx, SoftsignProx, TanhProx
+from lbinv.proximal.smooth_unbounded import (
+    CELUProx,
+    ELUProx,
+    LogSigmoidProx,
+    SoftplusProx,
+)
+from lbinv.proximal.tanhshrink import TanhshrinkProx
+from lbinv.proximal.torch_modules import (
+    SUPPORTED_ACTIVATIONS,
+    is_activation,
+    proximal_activation,
+)
 
 __all__ = [
-    "ProxActivation",
-    "StepSize",
-    "ReLUProx",
-    "LeakyReLUProx",
-    "ClampProx",
-    "SigmoidProx",
-    "TanhProx",
-    "SoftshrinkProx",
-    "IdentityProx",
     "IDENTITY",
-    "proximal_activation",
-    "is_activation",
     "SUPPORTED_ACTIVATIONS",
+    "CELUProx",
+    "ClampProx",
+    "ELUProx",
+    "HardsigmoidProx",
+    "IdentityProx",
+    "LeakyReLUProx",
+    "LogSigmoidProx",
+    "ProxActivation",
+    "ReLUProx",
+    "SigmoidProx",
+    "SoftplusProx",
+    "SoftshrinkProx",
+    "SoftsignProx",
+    "StepSize",
+    "TanhProx",
+    "TanhshrinkProx",
+    "is_activation",
+    "proximal_activation",
 ]

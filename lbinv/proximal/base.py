@@ -6,19 +6,28 @@ Import from :mod:`lbinv.proximal`, whose docstring explains the mathematics (MAT
 from __future__ import annotations
 
 import math
-from typing import Union
 
 import torch
 from torch import Tensor
 
-__all__ = ["ProxActivation", "StepSize", "is_unit_step", "clamp"]
+__all__ = ["ProxActivation", "StepSize", "clamp", "is_unit_step", "split"]
 
-StepSize = Union[float, Tensor]
+StepSize = float | Tensor
 
 
 def clamp(x: Tensor, lo: float, hi: float) -> Tensor:
     """Clip ``x`` into ``[lo, hi]``; an infinite bound is no bound."""
     return torch.clamp(x, min=None if lo == -math.inf else lo, max=None if hi == math.inf else hi)
+
+
+def split(x: Tensor, at: float = 0.0) -> tuple[Tensor, Tensor]:
+    """(max(x, at), min(x, at)) for evaluating the two pieces of a function that switches at
+    ``at`` (the piece x > at from the first, x <= at from the second, selected by
+    ``torch.where(x > at, ...)``): unlike torch.clamp, whose derivative is 0 at the bound, the
+    second carries derivative 1 at x = at, so the selected piece's derivative is kept there."""
+    above = x > at
+    bound = torch.full_like(x, at)
+    return torch.where(above, x, bound), torch.where(above, bound, x)
 
 
 def is_unit_step(t: StepSize) -> bool:

@@ -1,5 +1,6 @@
 r"""Piecewise-linear proximal activations, in closed form (MATH.md §2): ReLU, clamp (Hardtanh,
-ReLU6), LeakyReLU, soft-thresholding and the identity. Import them from :mod:`lbinv.proximal`.
+ReLU6), LeakyReLU, hard sigmoid, soft-thresholding and the identity. Import them from
+:mod:`lbinv.proximal`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,16 @@ from torch import Tensor
 from lbinv._checks import check_step
 from lbinv.proximal.base import ProxActivation, StepSize, clamp, is_unit_step
 
-__all__ = ["ReLUProx", "ClampProx", "LeakyReLUProx", "SoftshrinkProx", "IdentityProx", "IDENTITY", "leaky_slope_problem"]
+__all__ = [
+    "IDENTITY",
+    "ClampProx",
+    "HardsigmoidProx",
+    "IdentityProx",
+    "LeakyReLUProx",
+    "ReLUProx",
+    "SoftshrinkProx",
+    "leaky_slope_problem",
+]
 
 
 class ReLUProx(ProxActivation):
@@ -131,6 +141,36 @@ class LeakyReLUProx(ProxActivation):
             + 0.5 * self._c * (torch.clamp(y, max=0.0) - ms) ** 2
             + self._c * (-ms) * torch.relu(y)
         )
+
+
+class HardsigmoidProx(ProxActivation):
+    r"""Hard sigmoid σ(x) = clamp(x/6 + ½, 0, 1) (nn.Hardsigmoid), slope 1/6 on [−3, 3] (derived).
+
+    σ⁻¹(u) = 6u − 3 on (0, 1), so Ψ'(u) = 5u − 3 and Ψ(u) = (5/2)u² − 3u on [0, 1] (+∞
+    outside); prox_{tΨ}(v) = clamp((v + 3t)/(1 + 5t), 0, 1) (t = 1: σ(v)). With s = σ(z):
+    Φ(z) = (z + 3)s − 3s² (0, (z + 3)²/12, z on the three pieces) and, with
+    r = z + 3 − 6s (≤ 0 where s = 0, ≥ 0 where s = 1, 0 between),
+    ``B(y, z) = 3(y − s)² + r(s − y)``, both terms ≥ 0 for y ∈ [0, 1].
+    """
+
+    domain = (0.0, 1.0)
+
+    def prox(self, v: Tensor, t: StepSize = 1.0) -> Tensor:
+        check_step(t)
+        if is_unit_step(t):
+            return F.hardsigmoid(v)
+        return torch.clamp((v + 3.0 * t) / (1.0 + 5.0 * t), 0.0, 1.0)
+
+    def _psi_elem(self, u: Tensor) -> Tensor:
+        return u * (2.5 * u - 3.0)
+
+    def _phi_elem(self, z: Tensor) -> Tensor:
+        s = F.hardsigmoid(z)
+        return (z + 3.0) * s - 3.0 * s * s
+
+    def _bregman_elem(self, y: Tensor, z: Tensor) -> Tensor:
+        s = F.hardsigmoid(z)
+        return 3.0 * (y - s) ** 2 + (z + 3.0 - 6.0 * s) * (s - y)
 
 
 class SoftshrinkProx(ProxActivation):

@@ -1,4 +1,6 @@
-r"""Smooth proximal activations, sigmoid and tanh: prox_{tΨ} by safeguarded Newton (MATH.md §2).
+r"""Smooth proximal activations with a bounded range (MATH.md §2): sigmoid and tanh (prox_{tΨ} by
+safeguarded Newton, whose base class :class:`_SmoothProx` the unbounded ones of
+:mod:`~lbinv.proximal.smooth_unbounded` share) and softsign (prox_{tΨ} in closed form).
 
 Import the classes from :mod:`lbinv.proximal`.
 """
@@ -8,12 +10,13 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from lbinv._checks import check_step
 from lbinv.proximal.base import ProxActivation, StepSize, is_unit_step
 
-__all__ = ["SigmoidProx", "TanhProx"]
+__all__ = ["SigmoidProx", "SoftsignProx", "TanhProx"]
 
 _LOG2 = math.log(2.0)
 
@@ -30,19 +33,33 @@ def _logcosh(z: Tensor) -> Tensor:
 
 
 class _SmoothProx(ProxActivation):
-    r"""σ smooth, strictly increasing, with range (r_lo, r_hi) = interior of dom Ψ.
+    r"""σ continuous, strictly increasing and 1-Lipschitz, with range the interior of dom Ψ.
 
     Since u + Ψ'(u) = σ⁻¹(u), the optimality condition of prox_{tΨ}(v) is
     (1 − t)u + t·σ⁻¹(u) = v. Substituting u = σ(w) gives the scalar equation
 
-        h(w) = (1 − t)·σ(w) + t·w − v = 0,   h'(w) = (1 − t)σ'(w) + t > 0,
+        h(w) = (1 − t)·σ(w) + t·w − v = (σ(w) − v) − t·(σ(w) − w) = 0,
+        h'(w) = (1 − t)σ'(w) + t ∈ [min(t, 1), max(t, 1)],
 
-    which never evaluates σ⁻¹ (no log(0) or atanh(±1) at the edges of the domain) and whose
-    root lies in the bracket [(v − max((1−t)r))/t, (v − min((1−t)r))/t], r ∈ {r_lo, r_hi}.
-    It is solved elementwise by Newton's method safeguarded by bisection on that bracket,
-    started at clamp(v, bracket) (exact for t = 1), for a fixed number of steps (no
-    synchronisation with the device). The result is returned as u = σ(w), which is exact
-    at the domain edges (σ saturates to r_lo / r_hi).
+    which never evaluates σ⁻¹ (no log(0) or atanh(±1) at the edges of the domain). Its root
+    lies in a bracket: for a bounded range (r_lo, r_hi), [(v − max((1−t)r))/t,
+    (v − min((1−t)r))/t], r ∈ {r_lo, r_hi}, started at clamp(v, bracket); for an unbounded
+    range, from h' ∈ [min(t, 1), max(t, 1)] (σ' ∈ [0, 1]), w* lies between v − h(v)/min(t, 1)
+    and v − h(v)/max(t, 1), started at v (so σ(v) = v, as ELU for v > 0, is exact at once).
+    It is solved elementwise by Newton's method safeguarded by bisection on that bracket, for
+    a fixed number of steps (no synchronisation with the device). For a convex σ (softplus,
+    ELU, CELU) h is convex (t < 1) or concave (t > 1), so Newton converges monotonically after
+    its first step; a σ with an inflection overrides ``_bracket`` to start on the side from
+    which it does (tanhshrink). The result is returned as u = σ(w), which is exact at finite
+    domain edges (σ saturates there).
+
+    h is evaluated in its second form, with σ(w) − w from ``_shift``, which a subclass whose
+    σ(w) − w cancels for large |w| (softplus: log(1 + e^{−βw})/β) computes directly: for a large
+    t, h is t times that small difference, which the first form would lose in float32.
+
+    Subclasses give ``_sigma`` (σ, exact, used by the solver), ``_dsigma`` (σ'), optionally
+    ``_shift`` and, when the torch module rounds or switches differently, ``_forward`` (σ as
+    the module computes it, returned for t = 1).
     """
 
     newton_steps: int = 20
@@ -50,30 +67,48 @@ class _SmoothProx(ProxActivation):
     def _sigma(self, w: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def _dsigma(self, s: Tensor) -> Tensor:
-        """σ'(w) expressed through s = σ(w)."""
+    def _dsigma(self, s: Tensor, w: Tensor) -> Tensor:
+        """σ'(w), given both w and s = σ(w) (whichever gives it more accurately)."""
         raise NotImplementedError
 
-    def prox(self, v: Tensor, t: StepSize = 1.0) -> Tensor:
-        check_step(t)
-        if is_unit_step(t):
-            return self._sigma(v)
+    def _shift(self, s: Tensor, w: Tensor) -> Tensor:
+        """σ(w) − w, given both w and s = σ(w)."""
+        return s - w
+
+    def _forward(self, v: Tensor) -> Tensor:
+        """σ(v) exactly as the torch module computes it: prox_{tΨ} for the Python number t = 1."""
+        return self._sigma(v)
+
+    def _bracket(self, vd: Tensor, td: StepSize, a: StepSize) -> tuple[Tensor, Tensor, Tensor]:
+        """(lo, hi, w0): a bracket of the root of h and the starting point (see the class docstring)."""
         r_lo, r_hi = self.domain  # the range of σ is the interior of the domain
-        with torch.no_grad():
-            vd, td = v.detach(), t.detach() if isinstance(t, Tensor) else float(t)
-            a = 1.0 - td
+        if math.isfinite(r_lo) and math.isfinite(r_hi):
             m1, m2 = a * r_lo, a * r_hi
             if isinstance(a, Tensor):
                 m_lo, m_hi = torch.minimum(m1, m2), torch.maximum(m1, m2)
             else:
                 m_lo, m_hi = min(m1, m2), max(m1, m2)
-            lo = (vd - m_hi) / td
-            hi = (vd - m_lo) / td
-            w = torch.minimum(torch.maximum(vd, lo), hi)
+            lo, hi = (vd - m_hi) / td, (vd - m_lo) / td
+            return lo, hi, torch.minimum(torch.maximum(vd, lo), hi)
+        h0 = a * self._shift(self._sigma(vd), vd)  # h(v)
+        if isinstance(td, Tensor):
+            q1, q2 = h0 / td.clamp(max=1.0), h0 / td.clamp(min=1.0)
+        else:
+            q1, q2 = h0 / min(td, 1.0), h0 / max(td, 1.0)
+        return vd - torch.maximum(q1, q2), vd - torch.minimum(q1, q2), vd
+
+    def prox(self, v: Tensor, t: StepSize = 1.0) -> Tensor:
+        check_step(t)
+        if is_unit_step(t):
+            return self._forward(v)
+        with torch.no_grad():
+            vd, td = v.detach(), t.detach() if isinstance(t, Tensor) else float(t)
+            a = 1.0 - td
+            lo, hi, w = self._bracket(vd, td, a)
             for _ in range(self.newton_steps):
                 s = self._sigma(w)
-                h = a * s + td * w - vd
-                dh = a * self._dsigma(s) + td
+                h = (s - vd) - td * self._shift(s, w)
+                dh = a * self._dsigma(s, w) + td
                 pos = h > 0
                 hi = torch.where(pos, w, hi)
                 lo = torch.where(pos, lo, w)
@@ -83,7 +118,7 @@ class _SmoothProx(ProxActivation):
             # one more Newton step with live inputs: its value equals w (h(w) ≈ 0) and its
             # derivative is the implicit one, dw/dv = 1/h'(w), dw/dt = −∂_t h/h'(w).
             s = self._sigma(w)
-            w = w - ((1.0 - t) * s + t * w - v) / ((1.0 - td) * self._dsigma(s) + td)
+            w = w - ((s - v) - t * self._shift(s, w)) / ((1.0 - td) * self._dsigma(s, w) + td)
         return self._sigma(w)
 
 
@@ -102,7 +137,7 @@ class SigmoidProx(_SmoothProx):
     def _sigma(self, w: Tensor) -> Tensor:
         return torch.sigmoid(w)
 
-    def _dsigma(self, s: Tensor) -> Tensor:
+    def _dsigma(self, s: Tensor, w: Tensor) -> Tensor:
         return s * (1.0 - s)
 
     def _psi_elem(self, u: Tensor) -> Tensor:
@@ -136,7 +171,7 @@ class TanhProx(_SmoothProx):
     def _sigma(self, w: Tensor) -> Tensor:
         return torch.tanh(w)
 
-    def _dsigma(self, s: Tensor) -> Tensor:
+    def _dsigma(self, s: Tensor, w: Tensor) -> Tensor:
         return 1.0 - s * s
 
     def _psi_elem(self, u: Tensor) -> Tensor:
@@ -149,3 +184,55 @@ class TanhProx(_SmoothProx):
     def _bregman_elem(self, y: Tensor, z: Tensor) -> Tensor:
         p, q = 0.5 * (1.0 + y), 0.5 * (1.0 - y)
         return torch.xlogy(p, p) + torch.xlogy(q, q) + p * _softplus(-2.0 * z) + q * _softplus(2.0 * z)
+
+
+class SoftsignProx(ProxActivation):
+    r"""Softsign σ(x) = x/(1 + |x|) (σ' = 1/(1 + |x|)² ≤ 1): prox of an even Ψ on (−1, 1), in closed form.
+
+    σ⁻¹(u) = u/(1 − |u|), so Ψ'(u) = u|u|/(1 − |u|) and
+
+    - Ψ(u) = −log(1 − |u|) − |u| − ½u², which is +∞ at u = ±1: dom Ψ = (−1, 1) is open;
+    - Φ(z) = |z| − log(1 + |z|);
+    - prox_{tΨ}(v): for v ≥ 0 the optimality condition (1 − t)u + t·u/(1 − u) = v is the
+      quadratic (1 − t)u² − (1 + v)u + v = 0, whose root in [0, 1) is, in the form without
+      cancellation (any t > 0, odd in v),
+      ``u = 2v / (1 + |v| + √((1 − |v|)² + 4t|v|))`` (t = 1: v/(1 + |v|));
+    - with x = (1 − |y|)(1 + |z|) and g(x) = x − 1 − log x ≥ 0 (Itakura–Saito),
+      ``B(y, z) = g(x) + (|y||z| − yz)``: both terms are ≥ 0, zero together iff y = σ(z)
+      (log x is log1p(x − 1) for |x − 1| < ½, else log(1 − |y|) + log(1 + |z|)).
+
+    Because Ψ(±1) = ∞, :meth:`project_data` clips data into the closed interval of the
+    largest representable numbers inside (−1, 1) (±(1 − 2⁻⁵³) in float64, ±(1 − 2⁻²⁴) in
+    float32), where Ψ is finite (≈ 35.2 and 15.1): data equal to ±1, which softsign never
+    outputs, get a large but finite loss rather than +∞. Data beyond ±1 give +∞ as usual.
+    """
+
+    domain = (-1.0, 1.0)
+
+    def project_data(self, y: Tensor) -> Tensor:
+        inside = 1.0 - torch.finfo(y.dtype).eps / 2  # the largest number below 1 (no device sync)
+        return torch.clamp(y, -inside, inside)
+
+    def prox(self, v: Tensor, t: StepSize = 1.0) -> Tensor:
+        check_step(t)
+        if is_unit_step(t):
+            return F.softsign(v)
+        a = v.abs()
+        m = a.clamp(min=1.0)  # divide through by max(1, |v|): no overflow of (1 ± |v|)²
+        root = torch.sqrt(((1.0 - a) / m) ** 2 + 4.0 * t * (a / m) / m)
+        return 2.0 * (v / m) / ((1.0 + a) / m + root)
+
+    def _psi_elem(self, u: Tensor) -> Tensor:
+        a = u.abs()
+        return -torch.log1p(-a) - a - 0.5 * a * a
+
+    def _phi_elem(self, z: Tensor) -> Tensor:
+        a = z.abs()
+        return a - torch.log1p(a)
+
+    def _bregman_elem(self, y: Tensor, z: Tensor) -> Tensor:
+        ay, az = y.abs(), z.abs()
+        d = (1.0 - ay) * (1.0 + az) - 1.0  # x − 1, accurate where x is not small
+        # log x: log1p(d) near x = 1; from the factors where x is small (d would have lost it)
+        log_x = torch.where(d.abs() < 0.5, torch.log1p(d), torch.log1p(-ay) + torch.log1p(az))
+        return (d - log_x) + (ay * az - y * z)

@@ -4,35 +4,57 @@ says why it is not a proximal map and what to use instead. Import from :mod:`lbi
 
 from __future__ import annotations
 
+import math
+
 from torch import nn
 
 from lbinv._checks import is_plain
 from lbinv.proximal.base import ProxActivation
-from lbinv.proximal.piecewise import IDENTITY, ClampProx, LeakyReLUProx, ReLUProx, SoftshrinkProx, leaky_slope_problem
-from lbinv.proximal.smooth import SigmoidProx, TanhProx
+from lbinv.proximal.piecewise import (
+    IDENTITY,
+    ClampProx,
+    HardsigmoidProx,
+    LeakyReLUProx,
+    ReLUProx,
+    SoftshrinkProx,
+    leaky_slope_problem,
+)
+from lbinv.proximal.smooth import SigmoidProx, SoftsignProx, TanhProx
+from lbinv.proximal.smooth_unbounded import (
+    SOFTPLUS_MIN_THRESHOLD,
+    CELUProx,
+    ELUProx,
+    LogSigmoidProx,
+    SoftplusProx,
+)
+from lbinv.proximal.tanhshrink import TanhshrinkProx
 
-__all__ = ["proximal_activation", "is_activation", "SUPPORTED_ACTIVATIONS"]
+__all__ = ["SUPPORTED_ACTIVATIONS", "is_activation", "proximal_activation"]
 
 SUPPORTED_ACTIVATIONS = (
-    "ReLU, LeakyReLU (negative_slope in [0, 1]), ReLU6, Hardtanh, Sigmoid, Tanh, Softshrink, Identity"
+    "ReLU, LeakyReLU (negative_slope in [0, 1]), ReLU6, Hardtanh, Sigmoid, Tanh, Softshrink, "
+    f"Softplus (beta > 0, threshold >= {SOFTPLUS_MIN_THRESHOLD:g}), ELU (alpha in [0, 1]), CELU, Softsign, "
+    "Tanhshrink, LogSigmoid, Hardsigmoid, Identity"
 )
 
 # --------------------------------------------------------------------------------------------
 # torch module -> ProxActivation
 # --------------------------------------------------------------------------------------------
 _NOT_MONOTONE = "it is not monotone, so it is not the proximal map of any convex function"
-_NO_CLOSED_FORM = (
-    "it is a proximal map in principle (nondecreasing, 1-Lipschitz) but lbinv has no closed form "
-    "for its Ψ and Bregman loss"
-)
+_SMOOTH_ALTERNATIVE = "; the nearest supported smooth activations are nn.Softplus and nn.ELU (or nn.CELU): use one of them"
 _NOT_PROX: dict[str, str] = {
-    "GELU": _NOT_MONOTONE,
-    "SiLU": _NOT_MONOTONE,
-    "Mish": _NOT_MONOTONE,
-    "Hardswish": _NOT_MONOTONE,
+    "GELU": "it dips below 0 and returns to 0 as x → −∞: " + _NOT_MONOTONE + _SMOOTH_ALTERNATIVE,
+    "SiLU": "it dips below 0 and returns to 0 as x → −∞: " + _NOT_MONOTONE + _SMOOTH_ALTERNATIVE,
+    "Mish": "it dips below 0 and returns to 0 as x → −∞: " + _NOT_MONOTONE + _SMOOTH_ALTERNATIVE,
+    "Hardswish": (
+        "it dips below 0 on (-3, 0): " + _NOT_MONOTONE + "; use nn.ReLU, or nn.ELU / nn.Softplus for a smooth one"
+    ),
     "Hardshrink": "it is discontinuous, so it is not a proximal map",
     "Threshold": "it is discontinuous in general, so it is not a proximal map (Threshold(0, 0) is nn.ReLU)",
-    "SELU": "its slope exceeds 1 (scale ≈ 1.0507), so it is expansive and not a proximal map",
+    "SELU": (
+        "its slope exceeds 1 (scale ≈ 1.0507), so it is expansive and not a proximal map; "
+        "use nn.ELU (alpha <= 1) or nn.CELU instead"
+    ),
     "Softmin": "it is decreasing (softmax of −x), so it is not a proximal map",
     "LogSoftmax": "its Jacobian is not symmetric, so it is not a proximal map",
     "GLU": "it halves a dimension, so it is not a map of a space to itself and not a proximal map",
@@ -45,12 +67,6 @@ _NOT_PROX: dict[str, str] = {
         "its slope is random during training; in eval mode it equals "
         "nn.LeakyReLU((lower + upper) / 2): use that instead"
     ),
-    "Softplus": _NO_CLOSED_FORM,
-    "CELU": _NO_CLOSED_FORM,
-    "Softsign": _NO_CLOSED_FORM,
-    "Tanhshrink": _NO_CLOSED_FORM,
-    "LogSigmoid": _NO_CLOSED_FORM,
-    "Hardsigmoid": _NO_CLOSED_FORM,
     "Softmax": (
         "it is the proximal map of a negative entropy on the simplex, but it couples the entries "
         "along a dimension and lbinv supports elementwise activations only"
@@ -92,6 +108,14 @@ def proximal_activation(module: nn.Module) -> ProxActivation:
     nn.Sigmoid                :class:`SigmoidProx`
     nn.Tanh                   :class:`TanhProx`
     nn.Softshrink(λ)          :class:`SoftshrinkProx` (λ)
+    nn.Softplus(β, thr)       :class:`SoftplusProx` (β > 0, thr ≥ 15; exact
+                              softplus, see its docstring for the threshold)
+    nn.ELU(α)                 :class:`ELUProx` (α ∈ (0, 1]); ReLUProx for α = 0
+    nn.CELU(α)                :class:`CELUProx` (every α > 0)
+    nn.Softsign               :class:`SoftsignProx`
+    nn.Tanhshrink             :class:`TanhshrinkProx`
+    nn.LogSigmoid             :class:`LogSigmoidProx`
+    nn.Hardsigmoid            :class:`HardsigmoidProx`
     nn.Identity               :data:`IDENTITY`
     ========================  ==========================================
 
@@ -99,8 +123,9 @@ def proximal_activation(module: nn.Module) -> ProxActivation:
     ------
     ValueError
         For any other module, naming its type, saying why (e.g. GELU, SiLU: not monotone, hence
-        not a proximal map) and listing the supported activations; for LeakyReLU with a slope
-        outside [0, 1].
+        not a proximal map, use nn.Softplus or nn.ELU) and listing the supported activations; for
+        LeakyReLU with a slope outside [0, 1], ELU with alpha outside [0, 1], CELU with alpha <= 0,
+        Softplus with beta <= 0 or a threshold below 15.
     """
     name = type(module).__name__
     if is_plain(module, nn.LeakyReLU):
@@ -128,13 +153,16 @@ def proximal_activation(module: nn.Module) -> ProxActivation:
         return SoftshrinkProx(float(module.lambd))
     if is_plain(module, nn.Identity):
         return IDENTITY
-    if isinstance(module, nn.ELU):
-        alpha = float(module.alpha)
-        if alpha > 1.0:
-            why = f"its slope alpha={alpha} > 1 just below 0 makes it expansive, so it is not a proximal map"
-        else:
-            why = "with alpha <= 1 " + _NO_CLOSED_FORM
-    else:
+    if is_plain(module, nn.Softsign):
+        return SoftsignProx()
+    if is_plain(module, nn.Tanhshrink):
+        return TanhshrinkProx()
+    if is_plain(module, nn.LogSigmoid):
+        return LogSigmoidProx()
+    if is_plain(module, nn.Hardsigmoid):
+        return HardsigmoidProx()
+    why = _parametrised(module)
+    if why is None:
         base = next((c.__name__ for c in type(module).__mro__ if c.__name__ in _NOT_PROX), None)
         if base is not None:
             why = _NOT_PROX[base]
@@ -142,4 +170,40 @@ def proximal_activation(module: nn.Module) -> ProxActivation:
             why = "a subclass that overrides forward() cannot be matched to a proximal map"
         else:
             why = "it is not an activation function"
+    if isinstance(why, ProxActivation):
+        return why
     raise ValueError(f"{name} is not supported as a proximal activation: {why}. Supported activations: {SUPPORTED_ACTIVATIONS}")
+
+
+def _parametrised(module: nn.Module) -> ProxActivation | str | None:
+    """The proximal map of a plain nn.Softplus, nn.ELU or nn.CELU, or why its parameters exclude
+    one; None for any other module."""
+    if is_plain(module, nn.Softplus):
+        beta, threshold = float(module.beta), float(module.threshold)
+        if not beta > 0.0:
+            return f"beta={beta} must be > 0 (nn.LogSigmoid is the reflected softplus with beta = 1)"
+        if not threshold >= SOFTPLUS_MIN_THRESHOLD:
+            return (
+                f"threshold={threshold} is below {SOFTPLUS_MIN_THRESHOLD:g}: torch switches to the identity for "
+                "beta*x > threshold, which lowers the output there by log(1 + e^-threshold)/beta, too much for it "
+                "to be a proximal map (monotone) to float32 accuracy"
+            )
+        return SoftplusProx(beta, threshold)
+    if is_plain(module, nn.ELU):
+        alpha = float(module.alpha)
+        if alpha == 0.0:
+            return ReLUProx()
+        if 0.0 < alpha <= 1.0:
+            return ELUProx(alpha)
+        if alpha < 0.0:
+            return f"alpha={alpha} < 0 makes it decreasing for x < 0, so {_NOT_MONOTONE}"
+        return (
+            f"its slope alpha={alpha} just below 0 exceeds 1, so it is expansive and not a proximal map "
+            "(use alpha <= 1, or nn.CELU, a proximal map for every alpha > 0)"
+        )
+    if is_plain(module, nn.CELU):
+        alpha = float(module.alpha)
+        if alpha > 0.0 and math.isfinite(alpha):
+            return CELUProx(alpha)
+        return f"alpha={alpha} must be a finite number > 0 (for alpha < 0 its slope exceeds 1: not a proximal map)"
+    return None

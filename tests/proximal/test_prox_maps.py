@@ -1,17 +1,20 @@
-"""Tests of the proximal maps of lbinv.proximal (base, piecewise, smooth) against independent values
-(MATH.md §2).
+"""Tests of the proximal maps of lbinv.proximal (base, piecewise, smooth, smooth_unbounded) against
+independent values (MATH.md §2).
 
 References are written here in NumPy straight from the MATH.md table (Ψ, Φ, closed-form
 prox), from torch's own activation modules (σ), from the optimality conditions of the prox,
 from a bisection solver in the primal variable u (for sigmoid/tanh prox), and from closed
-forms of the Bernoulli KL divergence at the domain edges.
+forms of the Bernoulli KL divergence at the domain edges. The activations of issue 15
+(softplus, log-sigmoid, ELU, CELU, softsign, tanhshrink, hard sigmoid) take their references
+from tests/proximal/references.py (SciPy's dilogarithm, closed forms, bisection) and run
+through the same generic checks; tests/proximal/test_more_activations.py has their own.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -19,20 +22,28 @@ import torch
 from torch import nn
 
 from lbinv.proximal import (
+    CELUProx,
     ClampProx,
+    ELUProx,
+    HardsigmoidProx,
     IdentityProx,
     LeakyReLUProx,
+    LogSigmoidProx,
     ProxActivation,
     ReLUProx,
     SigmoidProx,
+    SoftplusProx,
     SoftshrinkProx,
+    SoftsignProx,
     TanhProx,
+    TanhshrinkProx,
     proximal_activation,
 )
 from tests.helpers import generator
+from tests.proximal import references as refs
 
 DTYPES = [torch.float32, torch.float64]
-TOL = {torch.float32: dict(rtol=2e-5, atol=2e-6), torch.float64: dict(rtol=1e-11, atol=1e-12)}
+TOL = {torch.float32: {"rtol": 2e-5, "atol": 2e-6}, torch.float64: {"rtol": 1e-11, "atol": 1e-12}}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -91,6 +102,8 @@ class Spec:
     kind: str  # "smooth" | "indicator" | "l1"
     dpsi: Callable | None = None  # Ψ' for smooth Ψ (interior of the domain)
     lam: float = 0.0
+    sigma: Callable | None = None  # σ = Φ' exactly, where the torch module rounds it off (softplus)
+    open_domain: bool = False  # Ψ = +inf on the edges of the domain (softsign)
 
 
 def _leaky(a: float) -> Spec:
@@ -184,11 +197,108 @@ SPECS = [
         dpsi=lambda u: np.zeros_like(u),
     ),
 ]
+
+
+def _softplus(beta: float, threshold: float = 20.0) -> Spec:
+    return Spec(
+        f"softplus{beta}",
+        lambda: nn.Softplus(beta, threshold),
+        SoftplusProx,
+        0.0,
+        math.inf,
+        psi=lambda u: refs.softplus_psi(u, beta),
+        phi=lambda z: refs.softplus_phi(z, beta),
+        prox=lambda v, t: refs.softplus_prox(v, t, beta),
+        kind="smooth",
+        dpsi=lambda u: refs.softplus_dpsi(u, beta),
+        sigma=lambda z: refs.softplus(z, beta),
+    )
+
+
+def _explinear(name: str, alpha: float) -> Spec:
+    c = 1.0 if name == "elu" else alpha
+    return Spec(
+        f"{name}{alpha}",
+        (lambda: nn.ELU(alpha)) if name == "elu" else (lambda: nn.CELU(alpha)),
+        ELUProx if name == "elu" else CELUProx,
+        -alpha,
+        math.inf,
+        psi=lambda u: refs.explinear_psi(u, alpha, c),
+        phi=lambda z: refs.explinear_phi(z, alpha, c),
+        prox=lambda v, t: refs.explinear_prox(v, t, alpha, c),
+        kind="smooth",
+        dpsi=lambda u: refs.explinear_dpsi(u, alpha, c),
+    )
+
+
+NEEDS_SCIPY = pytest.mark.skipif(refs.scipy_special is None, reason="scipy (the dilogarithm reference) is not installed")
+NEW_SPECS = [
+    _softplus(1.0),
+    _softplus(2.5),
+    _softplus(0.5, threshold=40.0),
+    Spec(
+        "logsigmoid",
+        nn.LogSigmoid,
+        LogSigmoidProx,
+        -math.inf,
+        0.0,
+        psi=lambda u: refs.softplus_psi(-u),
+        phi=lambda z: refs.softplus_phi(-z),
+        prox=lambda v, t: -refs.softplus_prox(-np.asarray(v), t),
+        kind="smooth",
+        dpsi=lambda u: -refs.softplus_dpsi(-u),
+    ),
+    _explinear("elu", 1.0),
+    _explinear("elu", 0.4),
+    _explinear("celu", 0.5),
+    _explinear("celu", 2.5),
+    Spec(
+        "softsign",
+        nn.Softsign,
+        SoftsignProx,
+        -1.0,
+        1.0,
+        psi=refs.softsign_psi,
+        phi=refs.softsign_phi,
+        prox=refs.softsign_prox,
+        kind="smooth",
+        dpsi=lambda u: refs.softsign_inv(u) - u,
+        open_domain=True,
+    ),
+    Spec(
+        "tanhshrink",
+        nn.Tanhshrink,
+        TanhshrinkProx,
+        -math.inf,
+        math.inf,
+        psi=refs.tanhshrink_psi,
+        phi=refs.tanhshrink_phi,
+        prox=refs.tanhshrink_prox,
+        kind="smooth",
+        dpsi=refs.tanhshrink_dpsi,
+    ),
+    Spec(
+        "hardsigmoid",
+        nn.Hardsigmoid,
+        HardsigmoidProx,
+        0.0,
+        1.0,
+        psi=refs.hardsigmoid_psi,
+        phi=refs.hardsigmoid_phi,
+        prox=refs.hardsigmoid_prox,
+        kind="smooth",
+        dpsi=lambda u: refs.hardsigmoid_inv(u) - u,
+    ),
+]
+SPECS += NEW_SPECS
 SPEC_IDS = [s.id for s in SPECS]
 T_VALUES = [0.05, 0.3, 1.0, 2.5, 10.0]
 
 
-@pytest.fixture(params=SPECS, ids=SPEC_IDS)
+_PARAMS = [pytest.param(s, marks=NEEDS_SCIPY) if "softplus" in s.id or s.id == "logsigmoid" else s for s in SPECS]
+
+
+@pytest.fixture(params=_PARAMS, ids=SPEC_IDS)
 def spec(request) -> Spec:
     return request.param
 
@@ -211,9 +321,11 @@ def _y_in_domain(spec: Spec, dtype, device, shape=(6, 2, 5), seed=1, edges=True)
         y = 2.0 * torch.randn(shape, generator=g, dtype=torch.float64)
     elif math.isinf(hi):
         y = torch.rand(shape, generator=g, dtype=torch.float64).mul(4.0).add(lo)
+    elif math.isinf(lo):
+        y = torch.rand(shape, generator=g, dtype=torch.float64).mul(-4.0).add(hi)
     else:
         y = lo + (hi - lo) * torch.rand(shape, generator=g, dtype=torch.float64)
-    if edges:
+    if edges and not spec.open_domain:  # an open domain has no edges in dom Ψ
         flat = y.view(-1)
         if not math.isinf(lo):
             flat[::7] = lo
@@ -449,8 +561,8 @@ def test_bregman_gradient_in_z_is_sigma_minus_y(spec, device):
     z.view(-1)[:4] = torch.tensor([1e3, -1e3, 50.0, -50.0], dtype=torch.float64)
     z.requires_grad_(True)
     (grad,) = torch.autograd.grad(act.bregman(y, z).sum(), z)
-    expected = spec.module()(z.detach()) - y
-    torch.testing.assert_close(grad, expected, rtol=1e-12, atol=1e-12)
+    sigma = spec.module()(z.detach()) if spec.sigma is None else torch.as_tensor(spec.sigma(_np(z)), device=device)
+    torch.testing.assert_close(grad, sigma - y, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -502,7 +614,11 @@ def test_project_data_lands_in_domain(spec, dtype):
     p = act.project_data(y)
     assert p.shape == y.shape and p.dtype == dtype
     assert bool(((p >= spec.lo) & (p <= spec.hi)).all())
-    np.testing.assert_array_equal(_np(p), np.clip(_np(y), spec.lo, spec.hi))
+    lo, hi = spec.lo, spec.hi
+    if spec.open_domain:  # into the largest closed interval of this dtype inside (lo, hi)
+        lo, hi = (float(torch.nextafter(torch.tensor(b, dtype=dtype), torch.tensor(0.0, dtype=dtype))) for b in (lo, hi))
+        assert bool(((p > spec.lo) & (p < spec.hi)).all())
+    np.testing.assert_array_equal(_np(p), _np(torch.as_tensor(np.clip(_np(y), lo, hi)).to(dtype)))  # bounds rounded
     assert torch.isfinite(act.bregman(p, y)).all()
     assert torch.isfinite(act.psi(p)).all()
 

@@ -1,0 +1,80 @@
+r"""The dilogarithm Li₂ on the arguments the softplus activation needs, in torch, to float64 accuracy.
+
+Li₂(w) = −∫₀ʷ log(1 − s)/s ds = Σ_{k≥1} wᵏ/k² for |w| ≤ 1. With u = −log(1 − w), i.e.
+w = 1 − e^{−u}, it has the Bernoulli series (|u| < 2π)
+
+    Li₂(1 − e^{−u}) = Σ_{n≥0} B_n u^{n+1}/(n+1)! = u − u²/4 + u³/36 − u⁵/3600 + …,
+
+whose derivative in u is the Bernoulli generating function u/(eᵘ − 1), finite everywhere, so
+autograd through it is accurate. Every argument below is first reduced to |u| ≤ log 2, where
+the terms fall by (u/2π)² ≤ 0.0122 per order and ten orders leave a relative error < 1e−19:
+
+- Li₂(e^{−x}), x ≥ 0: for x ≥ log 2 directly, u = −log(1 − e^{−x}) ∈ (0, log 2]; for
+  x < log 2 by Euler's reflection Li₂(w) + Li₂(1 − w) = π²/6 − log(w)·log(1 − w), which with
+  w = e^{−x} reads Li₂(e^{−x}) = π²/6 + x·log(1 − e^{−x}) − Li₂(1 − e^{−x}), the last term
+  the series at u = x itself.
+- Li₂(−eˣ): for x ≤ 0 directly, u = −log(1 + eˣ) ∈ [−log 2, 0); for x > 0 by the inversion
+  formula Li₂(−eˣ) = −π²/6 − x²/2 − Li₂(−e^{−x}).
+
+The helpers are private to :mod:`lbinv.proximal` (see :class:`~lbinv.proximal.SoftplusProx`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from lbinv.proximal.base import split
+
+__all__ = ["ZETA2", "li2_exp_neg", "li2_neg_exp", "li2_series"]
+
+#: ζ(2) = Li₂(1) = π²/6
+ZETA2 = math.pi**2 / 6.0
+_LOG2 = math.log(2.0)
+# B_{2k}/(2k+1)! for k = 1..10 (B_2 = 1/6, B_4 = −1/30, …), from exact rational arithmetic
+_COEFFS = (
+    2.7777777777777776e-02,
+    -2.7777777777777778e-04,
+    4.7241118669690100e-06,
+    -9.1857730746619640e-08,
+    1.8978869988971000e-09,
+    -4.0647616451442256e-11,
+    8.9216910204564520e-13,
+    -1.9939295860721074e-14,
+    4.5189800296199180e-16,
+    -1.0356517612181247e-17,
+)
+
+
+def li2_series(u: Tensor) -> Tensor:
+    """Li₂(1 − e^{−u}) by its Bernoulli series; accurate to round-off for |u| ≤ log 2 (≤ 1 is fine)."""
+    x = u * u
+    p = _COEFFS[-1] * x + _COEFFS[-2]
+    for c in reversed(_COEFFS[:-2]):
+        p = p * x + c
+    return u + x * (u * p - 0.25)
+
+
+def li2_exp_neg(x: Tensor) -> tuple[Tensor, Tensor]:
+    """(Li₂(e^{−x}), Li₂(e^{−x}) − π²/6) for x ≥ 0 (+inf allowed), each without cancellation.
+
+    The first is accurate where it is small (large x), the second near x = 0, where it is
+    x·log(1 − e^{−x}) − Li₂(1 − e^{−x}) with no π²/6 to cancel.
+    """
+    far, near = split(x, _LOG2)
+    shifted_near = torch.xlogy(near, -torch.expm1(-near)) - li2_series(near)
+    plain_far = li2_series(-torch.log1p(-torch.exp(-far)))
+    is_near = x <= _LOG2
+    plain = torch.where(is_near, shifted_near + ZETA2, plain_far)
+    shifted = torch.where(is_near, shifted_near, plain_far - ZETA2)
+    return plain, shifted
+
+
+def li2_neg_exp(x: Tensor) -> Tensor:
+    """Li₂(−eˣ) for every real x: −π²/12 at 0, → 0 as x → −∞, ≈ −x²/2 − π²/6 for large x."""
+    pos, neg = split(x)
+    direct = li2_series(-torch.logaddexp(neg, torch.zeros_like(neg)))
+    inverted = -ZETA2 - 0.5 * pos * pos - li2_series(-torch.logaddexp(-pos, torch.zeros_like(pos)))
+    return torch.where(x <= 0, direct, inverted)
