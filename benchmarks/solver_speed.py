@@ -61,12 +61,12 @@ class LegacyCoordinateDescent(CoordinateDescent):
     def step(self, active, measure):
         layers = self.net.layers
         x_old, z_old = self.x, self.z
-        self.x, self.z = self._input_update(x_old, z_old, bregman_gradient(layers[0], x_old, self._data(1)), active)
+        self.x, self.z = self._input_update(x_old, z_old, bregman_gradient(layers[0], x_old, self._target(0)), active)
         moved = self.primal_dual.change(self.x, x_old, self.z, z_old) if measure else None
         below = self.x
         for l in range(1, len(layers)):
             x_l, tau = self.hidden[l - 1], self.hidden_steps[l - 1]
-            g = bregman_gradient(layers[l], x_l, self._data(l + 1))
+            g = bregman_gradient(layers[l], x_l, self._target(l))
             v = (x_l + tau * (layers[l - 1].affine.forward(below) - g)) / (1.0 + tau)
             new = masked(active, layers[l - 1].activation.prox(v, tau / (1.0 + tau)), x_l)
             if measure:

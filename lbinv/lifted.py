@@ -1,17 +1,21 @@
-"""A torch module seen as lifted layers (MATH.md §1).
+"""A torch module seen as lifted nodes (MATH.md §1).
 
-A feed-forward network is read as
+A feed-forward network is read as nodes ``x_k = σ_k(a_k)``, one per activation, each with a
+pre-activation affine in the input ``x_0`` and in earlier nodes,
 
-    N(x) = σ_L(W_L σ_{L-1}( ... σ_1(W_1 x + b_1) ... ) + b_L),   σ_l = prox_{Ψ_l},
+    a_k = Σ_j A_kj x_j + b_k,   σ_k = prox_{Ψ_k},
 
-where each ``x ↦ W_l x + b_l`` is an :class:`AffineMap` (a run of consecutive affine
-modules: Linear, convolutions, average pooling, reshapes, BatchNorm in eval mode, ...) and
-each σ_l a :class:`~lbinv.proximal.ProxActivation`. :class:`LiftedNetwork.from_module`
-splits an ``nn.Sequential`` into such :class:`LiftedLayer` s, and a module with its own
-``forward()`` after tracing it into a chain of layers (:mod:`lbinv.tracing`).
+where each ``A_kj`` (with its share of ``b_k``) is an :class:`AffineMap` (a run of affine modules:
+Linear, convolutions, average pooling, reshapes, BatchNorm in eval mode, ...) and each σ_k a
+:class:`~lbinv.proximal.ProxActivation`. For a chain (an ``nn.Sequential``) every node reads the one
+before it and the network is the paper's
 
-The affine maps themselves (forward, linear, adjoint, bias, opnorm) live in
-:mod:`lbinv.operators`.
+    N(x) = σ_L(W_L σ_{L-1}( ... σ_1(W_1 x + b_1) ... ) + b_L),
+
+whose :class:`LiftedLayer` s ``net.layers`` give. Residual connections, ``torch.cat`` and max pooling
+(as ReLU nodes) make graphs (:mod:`lbinv.lifting`); modules with their own ``forward()`` are traced
+first (:mod:`lbinv.tracing`). The affine maps themselves (forward, linear, adjoint, bias, opnorm) live
+in :mod:`lbinv.operators`.
 
 The lifted view reads the modules *live* (an optimiser step is seen at once) and always uses
 eval semantics: BatchNorm with its running statistics, Dropout as the identity.
@@ -21,35 +25,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from lbinv._checks import Shape, check_shape
-from lbinv.operators import SUPPORTED_AFFINE_LAYERS, AffineMap, AffineOp, affine_op
-from lbinv.operators.module_ops import IdentityOp, LinearOp, ReshapeOp
+from lbinv._checks import Shape, check_shape, is_plain
+from lbinv.lifting import lift_steps
+from lbinv.operators import AffineMap
 from lbinv.operators.sequential import flatten_modules, is_plain_sequential, uncompiled, where_in_sequential
-from lbinv.tracing import Output, code_module, traced_layers
-from lbinv.proximal import IDENTITY, SUPPORTED_ACTIVATIONS, ProxActivation, is_activation, proximal_activation
+from lbinv.proximal import ProxActivation, is_activation
+from lbinv.tracing import Output, Step, code_module, traced_steps
 
-__all__ = ["LiftedLayer", "LiftedNetwork"]
-
-_SEQUENTIAL_MSG = (
-    "lbinv lifts chains of supported layers: " + SUPPORTED_AFFINE_LAYERS
-    + ", nested nn.Sequential, and proximal activations (" + SUPPORTED_ACTIVATIONS + ")"
-)
-
-_MAXPOOL_ALTERNATIVE = {
-    nn.MaxPool1d: "nn.AvgPool1d",
-    nn.MaxPool2d: "nn.AvgPool2d",
-    nn.AdaptiveMaxPool1d: "nn.AdaptiveAvgPool1d",
-    nn.AdaptiveMaxPool2d: "nn.AdaptiveAvgPool2d",
-    nn.FractionalMaxPool2d: "nn.AvgPool2d",
-    nn.LPPool1d: "nn.AvgPool1d",
-    nn.LPPool2d: "nn.AvgPool2d",
-}
+__all__ = ["LiftedEdge", "LiftedLayer", "LiftedNetwork", "LiftedNode"]
 
 
 @dataclass
@@ -63,13 +52,42 @@ class LiftedLayer:
         return self.activation(self.affine.forward(x))
 
 
+@dataclass(frozen=True)
+class LiftedEdge:
+    """``A x_source`` (with its share of the bias) in a node's pre-activation; ``source`` 0 is the
+    network's input, ``source`` k ≥ 1 the value of node k − 1."""
+
+    source: int
+    affine: AffineMap
+
+
+@dataclass
+class LiftedNode:
+    """One lifted node ``x = σ(Σ_e A_e x_{source_e} + b)`` (MATH.md §1)."""
+
+    edges: list[LiftedEdge]
+    activation: ProxActivation
+    where: str = ""
+
+    def pre_activation(self, values: Sequence[Tensor]) -> Tensor:
+        """``a = Σ_e A_e values[source_e] + b``; ``values[0]`` is the input, ``values[k]`` node k − 1's value."""
+        first, *rest = self.edges
+        a = first.affine.forward(values[first.source])
+        for edge in rest:
+            a = a + edge.affine.forward(values[edge.source])
+        return a
+
+    @property
+    def shape(self) -> Shape:
+        return self.edges[0].affine.out_shape
+
+
 class LiftedNetwork:
-    """An ``nn.Sequential`` read as L lifted layers (MATH.md §1):
+    """A network read as lifted nodes (MATH.md §1); build it with :meth:`from_module`.
 
-        N(x) = σ_L(W_L σ_{L-1}( ... σ_1(W_1 x + b_1) ... ) + b_L).
-
-    Build it with :meth:`from_module`. ``net(x)`` equals ``module(x)`` (eval semantics);
-    ``net.layers[l].affine`` is an :class:`AffineMap`, ``net.layers[l].activation`` a
+    ``net(x)`` equals ``module(x)`` (eval semantics). ``net.nodes[k]`` is a :class:`LiftedNode`
+    (edges from earlier values, activation); the last node's value is the output. For a chain,
+    ``net.layers[l].affine`` is an :class:`AffineMap` and ``net.layers[l].activation`` a
     :class:`~lbinv.proximal.ProxActivation`. The network views the module live: parameter
     updates are seen at once, shapes are fixed at construction. One exception: an edit through
     ``.data`` (which bumps no version counter) is not seen by the cached kernel of a strided
@@ -77,10 +95,19 @@ class LiftedNetwork:
     callback build one at every call).
     """
 
-    def __init__(self, layers: Sequence[LiftedLayer]) -> None:
+    def __init__(self, layers: Sequence[LiftedLayer | LiftedNode]) -> None:
+        """From layers of a chain (layer l reads layer l − 1) or from nodes in topological order."""
         if not layers:
             raise ValueError("a LiftedNetwork needs at least one layer")
-        self.layers: list[LiftedLayer] = list(layers)
+        self.nodes: list[LiftedNode] = [
+            LiftedNode([LiftedEdge(k, item.affine)], item.activation) if isinstance(item, LiftedLayer) else item
+            for k, item in enumerate(layers)
+        ]
+        for k, node in enumerate(self.nodes):
+            if not node.edges or any(not 0 <= e.source <= k for e in node.edges):
+                raise ValueError(f"node {k}: expected edges from the input or earlier nodes (sources 0..{k})")
+        chain = all(len(n.edges) == 1 and n.edges[0].source == k for k, n in enumerate(self.nodes))
+        self._layers = [LiftedLayer(n.edges[0].affine, n.activation) for n in self.nodes] if chain else None
 
     # -- construction -----------------------------------------------------------------
     @classmethod
@@ -91,18 +118,19 @@ class LiftedNetwork:
         *,
         output: Output = None,
     ) -> LiftedNetwork:
-        """Split ``module`` into lifted layers.
+        """Read ``module`` as lifted nodes.
 
         ``module``: an ``nn.Sequential`` (nested ones are flattened) of supported layers, a
         single supported layer (e.g. the paper's perceptron ``nn.Linear(4096, 512)``), or any
         module with its own ``forward()`` (or a method of one, e.g. ``vae.encode``) that torch.fx
-        traces into a chain of such layers, their functional forms, reshapes and arithmetic with
-        numbers (:mod:`lbinv.tracing`); its ``net(x)`` is then checked against the module once.
+        traces into supported layers, their functional forms, reshapes, arithmetic with numbers,
+        sums (residual connections), ``torch.cat`` and max pooling (:mod:`lbinv.tracing`); its
+        ``net(x)`` is then checked against the module once.
         ``output``: the index or key of the code when the module returns a tuple, list or dict
         (``output=0`` for a VAE's ``(mu, logvar)``).
-        Consecutive affine modules compose into one :class:`AffineMap`; each activation
-        closes a layer; a trailing affine run gets the identity activation; an activation
-        with no preceding affine module gets the identity map.
+        Consecutive affine modules compose into one :class:`AffineMap`; each activation makes a
+        node; a trailing affine run gets the identity activation; an activation with no preceding
+        affine module gets the identity map (:mod:`lbinv.lifting`).
 
         ``input_shape`` (no batch dimension) may be omitted when the first layer is
         ``nn.Linear`` (it is then ``(in_features,)``). If the first layer is ``nn.Linear``
@@ -111,8 +139,9 @@ class LiftedNetwork:
 
         Raises ValueError (naming the module and where it is — its index in the flattened
         Sequential, or its path and source line in a traced forward — and what to use instead)
-        for max pooling, skip connections, non-proximal activations, two activations in a row,
-        BatchNorm in training mode, other modules, and inconsistent ``input_shape``.
+        for adaptive max or Lp pooling, non-proximal activations, BatchNorm in training mode,
+        operations that are not affine (a product of two values), other modules, and inconsistent
+        ``input_shape``.
         """
         if isinstance(module, LiftedNetwork):
             if input_shape is not None and check_shape("input_shape", input_shape) != module.input_shape:
@@ -120,25 +149,19 @@ class LiftedNetwork:
                     f"input_shape: {check_shape('input_shape', input_shape)} does not match the "
                     f"LiftedNetwork's input_shape {module.input_shape}"
                 )
+            if output is not None:
+                raise ValueError(f"output: a LiftedNetwork has one output, got output={output!r}")
             return module
         module = uncompiled(code_module(module, output))
         if input_shape is not None:
             input_shape = check_shape("input_shape", input_shape)
-        items, traced_shape = _layers(module, input_shape)
-        segments = _segments(items)
-        first = next((op for ops, _ in segments for op in ops if not isinstance(op, IdentityOp)), None)
-        shape = _input_shape(input_shape or traced_shape, first)
-        if isinstance(first, LinearOp) and shape[-1] != first.module.in_features:
+        steps, traced_shape = _steps(module, input_shape)
+        first = _first_linear(steps)
+        shape = _input_shape(input_shape or traced_shape, first, steps[0].where if steps else "")
+        if first is not None and shape[-1] != first[1].in_features:
             # an image of in_features elements: the perceptron reads it vectorised
-            segments[0][0].insert(0, ReshapeOp(nn.Flatten(), "Flatten"))
-        # affine maps, shapes chained through the (elementwise) activations
-        context = [m for _, m in items]
-        layers = []
-        for ops, act in segments:
-            affine = AffineMap._from_ops(ops, shape, context)
-            layers.append(LiftedLayer(affine, act))
-            shape = affine.out_shape
-        net = cls(layers)
+            steps = [Step("Flatten", (0,), nn.Flatten()), *(_shifted(s) for s in steps)]
+        net = cls([LiftedNode([LiftedEdge(j, a) for j, a in n.edges], n.activation, n.where) for n in lift_steps(steps, shape)])
         if traced_shape is not None:
             _check_same(net, module, traced_shape)
         return net
@@ -146,23 +169,44 @@ class LiftedNetwork:
     # -- evaluation -------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
         """N(x) for x of shape (B, *input_shape); equals module(x)."""
-        for layer in self.layers:
-            x = layer(x)
-        return x
+        return self.forward_all(x)[-1]
 
     __call__ = forward
 
     def forward_all(self, x: Tensor) -> list[Tensor]:
-        """[x_1, ..., x_L]: the output of every layer, x_l = σ_l(W_l x_{l-1} + b_l)."""
-        outs = []
-        for layer in self.layers:
-            x = layer(x)
-            outs.append(x)
-        return outs
+        """[x_1, ..., x_K]: the value of every node, x_k = σ_k(a_k); the last is N(x)."""
+        values = [x]
+        for node in self.nodes:
+            values.append(node.activation(node.pre_activation(values)))
+        return values[1:]
 
     # -- description ------------------------------------------------------------------
+    @property
+    def is_chain(self) -> bool:
+        """Every node reads the one before it only (an ``nn.Sequential``): ``layers`` describe it."""
+        return self._layers is not None
+
+    @property
+    def layers(self) -> list[LiftedLayer]:
+        """The chain's layers ``x_l = σ_l(W_l x_{l-1} + b_l)``; a graph (residual connections, max
+        pooling) has none: use :attr:`nodes`."""
+        if self._layers is None:
+            raise ValueError(
+                "this LiftedNetwork is a graph (residual connections, concatenations or max pooling), not a chain "
+                "of layers: use net.nodes"
+            )
+        return self._layers
+
+    def edges_from(self, source: int) -> list[tuple[int, LiftedEdge]]:
+        """``(k, edge)`` for every edge of every node k that reads value ``source`` (0: the input)."""
+        return [(k, e) for k, node in enumerate(self.nodes) for e in node.edges if e.source == source]
+
+    def affine_maps(self) -> list[AffineMap]:
+        """Every edge's affine map, node by node."""
+        return [e.affine for node in self.nodes for e in node.edges]
+
     def __len__(self) -> int:
-        return len(self.layers)
+        return len(self.nodes)
 
     def __iter__(self):
         return iter(self.layers)
@@ -172,26 +216,30 @@ class LiftedNetwork:
 
     @property
     def input_shape(self) -> Shape:
-        return self.layers[0].affine.in_shape
+        return next(e.affine.in_shape for node in self.nodes for e in node.edges if e.source == 0)
 
     @property
     def output_shape(self) -> Shape:
-        return self.layers[-1].affine.out_shape
+        return self.nodes[-1].shape
 
     @property
     def dtype(self) -> torch.dtype | None:
         """Dtype of the parameters; None for a network without parameters."""
-        return next((ly.affine.dtype for ly in self.layers if ly.affine.dtype is not None), None)
+        return next((a.dtype for a in self.affine_maps() if a.dtype is not None), None)
 
     @property
     def device(self) -> torch.device | None:
         """Device of the parameters; None for a network without parameters."""
-        return next((ly.affine.device for ly in self.layers if ly.affine.device is not None), None)
+        return next((a.device for a in self.affine_maps() if a.device is not None), None)
 
     def __repr__(self) -> str:
         lines = [f"LiftedNetwork(input_shape={self.input_shape}, output_shape={self.output_shape}, ["]
-        for ly in self.layers:
-            lines.append(f"  {ly.affine!r} -> {type(ly.activation).__name__},")
+        for k, node in enumerate(self.nodes):
+            if self.is_chain:
+                lines.append(f"  {node.edges[0].affine!r} -> {type(node.activation).__name__},")
+            else:
+                edges = " + ".join(f"{e.affine!r} x_{e.source}" for e in node.edges)
+                lines.append(f"  x_{k + 1} = {type(node.activation).__name__}({edges}),")
         return "\n".join(lines + ["])"])
 
 
@@ -200,18 +248,37 @@ class LiftedNetwork:
 # --------------------------------------------------------------------------------------
 
 
-def _layers(module: nn.Module, input_shape: Shape | None) -> tuple[list[tuple[str, nn.Module]], Shape | None]:
-    """(where, module) for each layer: of a plain nn.Sequential, a single layer, or a traced forward;
-    and, for a traced one, the shape its graph was read with (None otherwise)."""
+def _steps(module: nn.Module, input_shape: Shape | None) -> tuple[list[Step], Shape | None]:
+    """The steps of a plain nn.Sequential, a single layer, or a traced forward; and, for a traced
+    one, the shape its graph was read with (None otherwise)."""
     if is_plain_sequential(module):
         items = flatten_modules(module)
         if not items:
             raise ValueError("the nn.Sequential is empty: nothing to invert")
         if all(_is_torch_layer(m) for _, m in items):
-            return [(where_in_sequential(i, path, m), m) for i, (path, m) in enumerate(items)], None
-    if _is_leaf_layer(module):
-        return [(where_in_sequential(0, "", module), module)], None
-    return traced_layers(module, input_shape)
+            return [Step(where_in_sequential(i, path, m), (i,), m) for i, (path, m) in enumerate(items)], None
+    if _is_torch_layer(module) and (is_activation(module) or not module._modules):
+        return [Step(where_in_sequential(0, "", module), (0,), module)], None
+    return traced_steps(module, input_shape)
+
+
+def _shifted(step: Step) -> Step:
+    """``step`` after one more step before it."""
+    return Step(step.where, tuple(i + 1 for i in step.inputs), step.module, step.coefficients, step.dim)
+
+
+def _first_linear(steps: list[Step]) -> tuple[str, nn.Linear] | None:
+    """(where, module) of a first nn.Linear on the input (after elementwise modules: activations,
+    identities, dropout), if any."""
+    elementwise = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout)
+    for value, step in enumerate(steps):
+        if step.inputs != (value,) or step.module is None:
+            return None
+        if is_plain(step.module, nn.Linear):
+            return step.where, step.module
+        if not (isinstance(step.module, elementwise) or is_activation(step.module)):
+            return None
+    return None
 
 
 def _is_torch_layer(module: nn.Module) -> bool:
@@ -237,73 +304,23 @@ def _check_same(net: LiftedNetwork, module: nn.Module, traced_shape: Shape) -> N
         )
 
 
-def _segments(items: list[tuple[str, nn.Module]]) -> list[tuple[list[AffineOp], ProxActivation]]:
-    """Split the layers into (affine ops, activation) pairs: each activation closes one, a
-    trailing affine run (or a network without activations) gets the identity activation."""
-    segments: list[tuple[list[AffineOp], ProxActivation]] = []
-    run: list[AffineOp] = []
-    prev_act = ""  # where of the activation that closed the last segment
-    for where, m in items:
-        alt = next((a for t, a in _MAXPOOL_ALTERNATIVE.items() if isinstance(m, t)), None)
-        if alt is not None:
-            raise ValueError(
-                f"{where} is not supported: max/Lp pooling is not affine and has no lifted "
-                f"Bregman form; use {alt} instead (average pooling is linear)"
-            )
-        op = affine_op(m, where)
-        if op is not None:
-            run.append(op)
-            continue
-        if not is_activation(m):
-            raise ValueError(f"{where} is not supported; " + _SEQUENTIAL_MSG)
-        try:
-            act = proximal_activation(m)
-        except ValueError as err:
-            raise ValueError(f"{where}: {err}") from err
-        if not run and segments:
-            raise ValueError(
-                f"{where}: two activations in a row ({prev_act} then "
-                f"{type(m).__name__}); each activation must follow an affine layer. "
-                "Remove one of them or put an affine layer (e.g. Linear, Conv2d) between them"
-            )
-        segments.append((run, act))
-        run, prev_act = [], where
-    if run or not segments:
-        segments.append((run, IDENTITY))
-    return segments
-
-
-def _input_shape(input_shape: Sequence[int] | int | None, first: AffineOp | None) -> Shape:
+def _input_shape(input_shape: Sequence[int] | int | None, first: tuple[str, nn.Linear] | None, where: str) -> Shape:
     """The network's input shape: the given one, checked against a first nn.Linear (which
     also accepts an image with in_features elements), or else that Linear's (in_features,)."""
     if input_shape is None:
-        if isinstance(first, LinearOp):
-            return (first.module.in_features,)
-        what = first.where if first is not None else "the first module"
+        if first is not None:
+            return (first[1].in_features,)
         raise ValueError(
-            f"input_shape is required: it can only be inferred when the first layer is "
-            f"nn.Linear, but the first layer is {what}; pass input_shape without the "
-            "batch dimension, e.g. input_shape=(1, 28, 28)"
+            f"input_shape is required: it can only be inferred when the first layer is nn.Linear, but the first "
+            f"layer is {where}; pass input_shape without the batch dimension, e.g. input_shape=(1, 28, 28)"
         )
     shape = check_shape("input_shape", input_shape)
-    if isinstance(first, LinearOp):
-        n = first.module.in_features
+    if first is not None:
+        where, n = first[0], first[1].in_features
         if shape[-1] != n and (len(shape) == 1 or math.prod(shape) != n):
             raise ValueError(
-                f"{first.where} expects input_shape ({n},) (in_features={n}), "
+                f"{where} expects input_shape ({n},) (in_features={n}), "
                 f"or an image with {n} elements in all (read as flattened), but got "
                 f"input_shape {shape}"
             )
     return shape
-
-
-def _is_leaf_layer(module: nn.Module) -> bool:
-    """A single supported (or knowingly refused) layer, accepted as a one-module network."""
-    if any(isinstance(module, t) for t in _MAXPOOL_ALTERNATIVE):
-        return True
-    try:
-        if affine_op(module, type(module).__name__) is not None:
-            return True
-    except ValueError:
-        return True  # a known affine type with a refused configuration: report it later
-    return is_activation(module)

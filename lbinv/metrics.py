@@ -121,7 +121,7 @@ def _single_layer(layer_or_net: Any) -> LiftedLayer:
     if isinstance(layer_or_net, LiftedLayer):
         return layer_or_net
     if isinstance(layer_or_net, LiftedNetwork):
-        if len(layer_or_net) != 1:
+        if len(layer_or_net) != 1 or not layer_or_net.is_chain:
             raise ValueError(
                 f"layer_or_net: the optimality condition p_α = −Wᵀ(σ(Wx_α + b) − y^δ)/α holds for one-layer "
                 f"networks only, got a LiftedNetwork with {len(layer_or_net)} layers"

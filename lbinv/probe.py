@@ -70,11 +70,11 @@ def invert_probe(
     code_shape = tuple(y.shape[1:])
     noise = code_noise(seed, levels, n, code_shape, offset, offset + k).to(y.device, y.dtype)
     sigma = torch.tensor(noise_levels, device=y.device, dtype=y.dtype).reshape(levels, 1, *[1] * len(code_shape))
-    code_activation = net.layers[-1].activation
+    code_activation = net.nodes[-1].activation
     y_delta = code_activation.project_data(y.unsqueeze(0) + sigma * noise)  # (levels, k, *code)
     delta = (y_delta - y.unsqueeze(0)).flatten(2).norm(dim=2)  # (levels, k)
-    # the noise measured by the data term: B_Ψ_L(y^δ, W_L x_{L-1} + b_L) of the clean input
-    pre_activation = net.layers[-1].affine.forward(net.forward_all(x)[-2] if len(net) > 1 else x)
+    # the noise measured by the data term: B_Ψ_L(y^δ, a_L) of the clean input (a_L = W_L x_{L-1} + b_L for a chain)
+    pre_activation = net.nodes[-1].pre_activation([x, *net.forward_all(x)])
     bregman = code_activation.bregman(
         y_delta.reshape(levels * k, *code_shape),
         pre_activation.unsqueeze(0).expand(levels, *pre_activation.shape).reshape(levels * k, *code_shape),
@@ -84,7 +84,7 @@ def invert_probe(
     data = y_delta.unsqueeze(2).expand(levels, k, grid, *code_shape).reshape(batch, *code_shape)
     alpha = alphas.to(y.device, y.dtype).reshape(levels, 1, grid).expand(levels, k, grid).reshape(batch)
     noise_level = delta.unsqueeze(2).expand(levels, k, grid).reshape(batch)  # used by "landweber"
-    with_reference = subgradient is not None and len(net) == 1
+    with_reference = subgradient is not None and len(net) == 1 and net.is_chain
     if with_reference:  # the noise-free references x_α(y), one per image and distinct α, in the same batch
         unique, which = torch.unique(alphas, return_inverse=True)  # which: (levels, G)
         data = torch.cat([data, y.unsqueeze(1).expand(k, len(unique), *code_shape).reshape(-1, *code_shape)])

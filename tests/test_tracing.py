@@ -86,6 +86,53 @@ class SequentialWithForward(nn.Sequential):
         return -super().forward(x)
 
 
+class Residual(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return F.relu(x + self.fc(x))
+
+
+class Concat(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 2), nn.Linear(4, 2)
+
+    def forward(self, x):
+        return torch.cat([self.a(x), self.b(x)], dim=1)
+
+
+class MaxPooled(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, padding=1)
+
+    def forward(self, x):
+        return F.max_pool2d(F.relu(self.conv(x)), 2)
+
+
+class ResNetLike(nn.Module):
+    """A stem with max pooling, a residual block with BatchNorm, a concatenation, a linear head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, 3, 3, padding=1)
+        self.pool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.conv1, self.bn1 = nn.Conv2d(3, 3, 3, padding=1), nn.BatchNorm2d(3)
+        self.conv2, self.bn2 = nn.Conv2d(3, 3, 3, padding=1), nn.BatchNorm2d(3)
+        self.side = nn.Conv2d(3, 2, 1)
+        self.fc = nn.Linear(5 * 3 * 3, 4)
+
+    def forward(self, x):
+        h = self.pool(F.relu(self.stem(x)))
+        out = F.relu(self.bn1(self.conv1(h)))
+        h = F.relu(h + self.bn2(self.conv2(out)))
+        h = torch.cat([h, torch.tanh(self.side(h))], dim=1)
+        return self.fc(h.flatten(1))
+
+
 IMAGE = (1, 6, 6)
 
 # name -> (module factory, input shape, how to call it: the module itself or (method, output))
@@ -98,6 +145,12 @@ EQUAL = {
     "Linear subclass with forward": (lambda: nn.Sequential(nn.Linear(4, 4), LinearWithForward(4, 3)), (4,), None),
     "Sequential subclass with forward": (lambda: SequentialWithForward(nn.Linear(4, 3), nn.ReLU()), (4,), None),
     "first Linear reads an image flattened": (lambda: SequentialWithForward(nn.Linear(36, 3)), IMAGE, None),
+    "residual": (Residual, (4,), None),
+    "concatenation": (Concat, (4,), None),
+    "max pooling": (MaxPooled, (1, 4, 4), None),
+    "max pooling in a Sequential": (lambda: nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2)), IMAGE, None),
+    "two activations in a row": (lambda: nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Sigmoid()), (4,), None),
+    "ResNet-like": (ResNetLike, IMAGE, None),
 }
 
 
@@ -171,31 +224,22 @@ def test_code_module_picks_the_output_and_keeps_plain_modules():
 
 
 # ---------------------------------------------------------------------------- refusals
-class Residual(nn.Module):
+class Product(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.fc = nn.Linear(4, 4)
 
     def forward(self, x):
-        return F.relu(x + self.fc(x))
+        return torch.sigmoid(self.fc(x)) * x
 
 
-class Concat(nn.Module):
+class AdaptiveMax(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.a, self.b = nn.Linear(4, 2), nn.Linear(4, 2)
+        self.conv = nn.Conv2d(1, 2, 3)
 
     def forward(self, x):
-        return torch.cat([self.a(x), self.b(x)], dim=1)
-
-
-class MaxPooled(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(1, 2, 3, padding=1)
-
-    def forward(self, x):
-        return F.max_pool2d(F.relu(self.conv(x)), 2)
+        return F.adaptive_max_pool2d(F.relu(self.conv(x)), 2)
 
 
 class WithGELU(nn.Module):
@@ -247,9 +291,8 @@ class TensorConstant(nn.Module):
 
 
 REFUSALS = {
-    "residual": (Residual(), None, r"the operator \+ in forward\(\) at test_tracing\.py:\d+: a skip connection.*not supported yet"),
-    "concat": (Concat(), None, r"torch\.cat in forward\(\) at test_tracing\.py:\d+: a concatenation of two branches"),
-    "max pooling": (MaxPooled(), (1, 4, 4), r"F\.max_pool2d in forward\(\) at test_tracing\.py:\d+: max pooling.*avg_pool2d"),
+    "product": (Product(), None, r"the operator \* in forward\(\) at test_tracing\.py:\d+: the operator \* of 2 values.*not affine"),
+    "adaptive max pooling": (AdaptiveMax(), (1, 6, 6), r"F\.adaptive_max_pool2d in forward\(\) at test_tracing\.py:\d+: adaptive max pooling.*F\.max_pool2d"),
     "GELU": (WithGELU(), None, r"F\.gelu in forward\(\) at test_tracing\.py:\d+: GELU is not supported.*not monotone"),
     "dropout on": (DropoutAlwaysOn(), None, r"F\.dropout in forward\(\) at test_tracing\.py:\d+: dropout in training mode.*\.eval\(\)"),
     "batch mixing view": (BatchMixing(), None, r"the method \.view\(\).*changes the batch dimension.*x\.view\(x\.size\(0\), -1\)"),

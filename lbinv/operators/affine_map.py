@@ -74,10 +74,12 @@ class AffineMap:
         self.in_shape: Shape = check_shape("input_shape", in_shape)
         # the cached values (‖W‖, b) are kept with the first module that has tensors (shared by every
         # map on it), else with this map; besides the tensors they depend on the shape and on every
-        # module's type and configuration (parameter-free ones by these alone: from_module may
+        # module's type and configuration and every op's type (parameter-free ones by these alone: from_module may
         # insert a fresh Flatten at each call)
         self._cache_owner = next((op.module for op in ops if op.tensors()), self)
-        modules = tuple((id(op.module) if op.tensors() else None, _configuration(op.module)) for op in ops)
+        modules = tuple(
+            (type(op).__name__, id(op.module) if op.tensors() else None, _configuration(op.module)) for op in ops
+        )
         self._structure = (self.in_shape, modules)
         # dry forward of zeros (batch of 2: catches modules that would mix the batch dim)
         shape, x = self.in_shape, self._zeros(2)

@@ -1,28 +1,35 @@
 """Multi-layer lifted-Bregman inversion by coordinate descent (MATH.md §6, paper eqs. 15–17).
 
-Variables: the input ``x_0``, the TV dual ``z`` and one auxiliary ``x_l`` per hidden layer
-(``x_L := y``). One Gauss–Seidel sweep:
+Variables: the input ``x_0``, the TV dual ``z`` and one auxiliary ``x_k`` per hidden node (the last
+node's value is the data ``y``). Node k has the pre-activation ``a_k = Σ_j A_kj x_j + b_k``
+(:class:`~lbinv.lifted.LiftedNode`); for a chain, ``a_k = W_k x_{k−1} + b_k``. One Gauss–Seidel sweep
+in topological order:
 
-- ``(x_0, z)``: one PDHG step of §5 with data ``x_1`` and layer 1;
-- for ``l = 1..L−1`` a proximal-gradient step on the two terms that contain ``x_l``,
-  ``B_l(x_l, W_l x_{l−1} + b_l) + B_{l+1}(x_{l+1}, W_{l+1} x_l + b_{l+1})``::
+- ``(x_0, z)``: one PDHG step of §5 on ``Σ_k B_k(x_k, a_k)`` over the nodes that read ``x_0``;
+- for each hidden ``x_j`` a proximal-gradient step on the terms that contain it, its own
+  ``B_j(x_j, a_j)`` and the smooth ``B_k(x_k, a_k)`` of the nodes k that read it::
 
-      g_l = W_{l+1}ᵀ(σ_{l+1}(W_{l+1} x_l + b_{l+1}) − x_{l+1})
-      x_l ← prox_{(τ_l/(1+τ_l)) Ψ_l}( [x_l + τ_l (W_l x_{l−1} + b_l − g_l)] / (1 + τ_l) ),  τ_l = 1/‖W_{l+1}‖²
+      g_j = Σ_k A_kjᵀ(σ_k(a_k) − x_k)
+      x_j ← prox_{(τ_j/(1+τ_j)) Ψ_j}( [x_j + τ_j (a_j − g_j)] / (1 + τ_j) ),  τ_j = 1 / L_j
 
-  (the prox of ``τ(½‖·‖² + Ψ_l)`` after a gradient step on the smooth ``B_{l+1}`` term).
+  (the prox of ``τ(½‖·‖² + Ψ_j)`` after a gradient step), with ``L_j = ‖(Σ_{edges k←j} A_kj)_k‖²``
+  bounding the Lipschitz constant of ``g_j``: ``‖W_{j+1}‖²`` for a chain, as in the paper.
 
 The problem is convex in each block, not jointly. Stopping test: every block (``x_0``, ``z`` as
-in :meth:`~lbinv.solvers.pdhg.PrimalDualStep.change`, and each ``x_l``) moved less than ``tol`` in
+in :meth:`~lbinv.solvers.pdhg.PrimalDualStep.change`, and each ``x_j``) moved less than ``tol`` in
 the last sweep.
 """
 
 from __future__ import annotations
 
+import math
+from collections import defaultdict
+
 import torch
 from torch import Tensor
 
 from lbinv.lifted import LiftedNetwork
+from lbinv.operators import operator_norm
 from lbinv.regularizers import TotalVariation
 from lbinv.solvers.loop import Problem, StepTest, lipschitz, masked, sample_norm
 from lbinv.solvers.pdhg import PDHG, PrimalDualStep
@@ -31,7 +38,7 @@ HIDDEN_INITS = ("forward", "zeros")
 
 
 class CoordinateDescent(StepTest):
-    """State ``x`` (= x_0), ``hidden`` (= [x_1, …, x_{L−1}]) and ``z``."""
+    """State ``x`` (= x_0), ``hidden`` (= [x_1, …, x_{K−1}], the hidden nodes' values) and ``z``."""
 
     #: The options of :func:`lbinv.invert` this solver takes, with their defaults.
     options = {**PDHG.options, "hidden_init": "forward"}
@@ -39,40 +46,67 @@ class CoordinateDescent(StepTest):
     def __init__(self, net: LiftedNetwork, problem: Problem, step_rule: str, balance: float, hidden_init: str) -> None:
         self.net, self.y, self.alpha, self.tv, self.tol = net, problem.y, problem.alpha, problem.tv, problem.tol
         self.x = x_init = problem.x_init
-        self.primal_dual = PrimalDualStep(net.layers[0], problem, step_rule, balance)
+        # readers[j]: the nodes k that read x_j, each with the edges doing so
+        self.readers: list[dict[int, list]] = [defaultdict(list) for _ in range(len(net.nodes))]
+        for k, node in enumerate(net.nodes):
+            for edge in node.edges:
+                self.readers[edge.source][k].append(edge)
+        shapes = [net.input_shape, *(node.shape for node in net.nodes)]
+        lips = [_lipschitz(readers, shape) for readers, shape in zip(self.readers, shapes)]
+        self.primal_dual = PrimalDualStep(lips[0], problem, step_rule, balance)
         self.z = self.primal_dual.initial_dual(x_init)
         if hidden_init == "forward":
             self.hidden = net.forward_all(x_init)[:-1]
         else:
-            self.hidden = [x_init.new_zeros((x_init.shape[0], *layer.affine.out_shape)) for layer in net.layers[:-1]]
-        self.hidden_steps = [1.0 / lipschitz(layer.affine.opnorm()) for layer in net.layers[1:]]
+            self.hidden = [x_init.new_zeros((x_init.shape[0], *node.shape)) for node in net.nodes[:-1]]
+        self.hidden_steps = [1.0 / lip for lip in lips[1:]]
         self.last_change = torch.full_like(self.alpha, float("inf"))
-        # pre[l] = W_{l+1} x_l + b_{l+1} at the current x_l (x_0 = x): each is computed once, right
-        # after x_l is updated, and serves both the update of x_{l+1} in this sweep and the gradient
-        # of x_l in the next one, so a sweep costs one forward and one adjoint per layer
-        inputs = [self.x, *self.hidden]
-        self.pre = [layer.affine.forward(inp) for layer, inp in zip(net.layers, inputs)]
+        # pre[k] = a_k at the current variables; after x_j moves, the a_k of its readers are stale
+        # until needed (for a chain: one forward and one adjoint per layer and sweep)
+        self.pre = [node.pre_activation(self._values()) for node in net.nodes]
+        self.stale = [False] * len(net.nodes)
 
-    def _data(self, l: int) -> Tensor:
-        """Target of layer ``l`` (1-based): ``x_l``, or ``y`` for the last layer."""
-        return self.y if l == len(self.net.layers) else self.hidden[l - 1]
+    def _values(self) -> list[Tensor]:
+        return [self.x, *self.hidden]
+
+    def _target(self, k: int) -> Tensor:
+        """What node ``k``'s value should be: ``x_{k+1}``, or ``y`` for the last node."""
+        return self.y if k == len(self.net.nodes) - 1 else self.hidden[k]
+
+    def _pre(self, k: int) -> Tensor:
+        if self.stale[k]:
+            self.pre[k] = self.net.nodes[k].pre_activation(self._values())
+            self.stale[k] = False
+        return self.pre[k]
+
+    def _gradient(self, j: int) -> Tensor:
+        """``Σ_k A_kjᵀ(σ_k(a_k) − target_k)``: the gradient in ``x_j`` of the terms of the nodes that read it."""
+        grad = None
+        for k, edges in self.readers[j].items():
+            residual = self.net.nodes[k].activation(self._pre(k)) - self._target(k)
+            for edge in edges:
+                part = edge.affine.adjoint(residual)
+                grad = part if grad is None else grad + part
+        return grad
+
+    def _moved(self, j: int) -> None:
+        for k in self.readers[j]:
+            self.stale[k] = True
 
     def step(self, active: Tensor | None, measure: bool) -> Tensor | None:
-        layers, pre = self.net.layers, self.pre
         x_old, z_old = self.x, self.z
-        grad = layers[0].affine.adjoint(layers[0].activation(pre[0]) - self._data(1))
-        self.x, self.z = self.primal_dual(x_old, z_old, grad, active)
+        self.x, self.z = self.primal_dual(x_old, z_old, self._gradient(0), active)
         moved = self.primal_dual.change(self.x, x_old, self.z, z_old) if measure else None
-        pre[0] = layers[0].affine.forward(self.x)
-        for l in range(1, len(layers)):
-            x_l, tau = self.hidden[l - 1], self.hidden_steps[l - 1]
-            g = layers[l].affine.adjoint(layers[l].activation(pre[l]) - self._data(l + 1))
-            v = torch.sub(pre[l - 1], g).mul_(tau / (1.0 + tau)).add_(x_l, alpha=1.0 / (1.0 + tau))
-            new = masked(active, layers[l - 1].activation.prox(v, tau / (1.0 + tau)), x_l)
+        self._moved(0)
+        for j in range(1, len(self.net.nodes)):
+            x_j, tau = self.hidden[j - 1], self.hidden_steps[j - 1]
+            g = self._gradient(j)
+            v = torch.sub(self._pre(j - 1), g).mul_(tau / (1.0 + tau)).add_(x_j, alpha=1.0 / (1.0 + tau))
+            new = masked(active, self.net.nodes[j - 1].activation.prox(v, tau / (1.0 + tau)), x_j)
             if measure:
-                moved = torch.maximum(moved, sample_norm(new - x_l))
-            self.hidden[l - 1] = new
-            pre[l] = layers[l].affine.forward(new)
+                moved = torch.maximum(moved, sample_norm(new - x_j))
+            self.hidden[j - 1] = new
+            self._moved(j)
         if measure:
             self.last_change = moved
         return active
@@ -81,14 +115,34 @@ class CoordinateDescent(StepTest):
         return lifted_objective(self.net, self.x, self.hidden, self.y, self.alpha, self.tv)
 
 
+def _lipschitz(readers: dict[int, list], shape: tuple[int, ...]) -> float:
+    """A Lipschitz constant of ``g_j: x_j ↦ Σ_k A_kjᵀ(σ_k(a_k) − x_k)``: its Jacobian is ``Bᵀ D B`` with
+    ``B x = (Σ_{edges k←j} A_e x)_k`` and ``0 ⪯ D ⪯ I`` (each σ_k is 1-Lipschitz), so ``‖B‖²`` (inflated by
+    ``OPNORM_SAFETY``) bounds it: ``‖W_{j+1}‖²`` for a chain (cached), else by power iteration on ``B``.
+    1 when that gradient vanishes (no reader)."""
+    edges = [e for group in readers.values() for e in group]
+    if len(edges) == 1:
+        return lipschitz(edges[0].affine.opnorm())
+    if not edges:
+        return 1.0
+    groups = list(readers.values())
+    sizes = [math.prod(group[0].affine.out_shape) for group in groups]
+
+    def forward(x: Tensor) -> Tensor:
+        return torch.cat([sum(e.affine.linear(x) for e in group).flatten(1) for group in groups], dim=1)
+
+    def adjoint(y: Tensor) -> Tensor:
+        parts = y.split(sizes, dim=1)
+        return sum(e.affine.adjoint(part.reshape(-1, *e.affine.out_shape)) for part, group in zip(parts, groups) for e in group)
+
+    reference = edges[0].affine
+    return lipschitz(operator_norm(forward, adjoint, shape, dtype=reference.dtype, device=reference.device))
+
+
 def lifted_objective(
     net: LiftedNetwork, x: Tensor, hidden: list[Tensor], y: Tensor, alpha: Tensor, tv: TotalVariation | None
 ) -> Tensor:
-    """``Σ_l B_{Ψ_l}(x_l, W_l x_{l−1} + b_l) + α TV(x_0)`` per sample (paper eq. 3)."""
-    inputs = [x, *hidden]
-    targets = [*hidden, y]
-    value = sum(
-        layer.activation.bregman(target, layer.affine.forward(inp))
-        for layer, inp, target in zip(net.layers, inputs, targets)
-    )
+    """``Σ_k B_{Ψ_k}(x_k, a_k) + α TV(x_0)`` per sample (paper eq. 3), ``x_K = y``."""
+    values, targets = [x, *hidden], [*hidden, y]
+    value = sum(node.activation.bregman(t, node.pre_activation(values)) for node, t in zip(net.nodes, targets))
     return value if tv is None else value + alpha * tv.value(x)

@@ -133,7 +133,7 @@ def invert(
     deadline = None if max_seconds is None else time.perf_counter() + check_number("max_seconds", max_seconds, minimum=0.0, strict=True)
     bounds = check_interval("bounds", bounds)
     net = _as_network(model, input_shape, output)
-    bad = [where for layer in net.layers for where in layer.affine.nonfinite_modules()]
+    bad = list(dict.fromkeys(where for affine in net.affine_maps() for where in affine.nonfinite_modules()))
     if bad:
         raise ValueError(
             f"model: {', '.join(bad)} has NaN/inf parameters or buffers (a diverged training?); "
@@ -165,16 +165,21 @@ def invert(
     problem = Problem(y, alpha_t, tv, bounds, tol, x_init)
     with torch.no_grad():
         if method == "landweber":
-            if len(net.layers) != 1:
+            if not net.is_chain or len(net) != 1:
                 raise ValueError(
-                    f"method='landweber': supports one-layer networks, got {len(net.layers)} layers; "
+                    f"method='landweber': supports one-layer networks, got {len(net)} lifted nodes; "
                     "use method='lifted' or method='gradient'"
                 )
             solver = Landweber(net.layers[0], problem, delta, **_own(Landweber, opts))
             return _result(solver, iterate(solver, **loop))
         if method == "sequential":
+            if not net.is_chain:
+                raise ValueError(
+                    "method='sequential': inverts chains of layers one by one from the output down; this network is "
+                    "a graph (residual connections, concatenations or max pooling): use method='lifted' or 'gradient'"
+                )
             return _sequential(net, problem, opts, loop)
-        if len(net.layers) == 1:
+        if net.is_chain and len(net) == 1:
             solver = PDHG(net.layers[0], problem, **_own(PDHG, opts))
             return _result(solver, iterate(solver, **loop), dual=solver.z)
         solver = CoordinateDescent(net, problem, **_own(CoordinateDescent, opts))
@@ -299,7 +304,7 @@ def _check_data(y: Any, net: LiftedNetwork) -> Tensor:
         )
     if not bool(torch.isfinite(y).all()):
         raise ValueError(f"y: expected finite values, got {int((~torch.isfinite(y)).sum())} NaN/inf entries")
-    activation = net.layers[-1].activation
+    activation = net.nodes[-1].activation
     clipped = activation.project_data(y)
     if not torch.equal(clipped, y):
         warnings.warn(

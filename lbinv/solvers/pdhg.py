@@ -77,10 +77,11 @@ class PrimalDualStep:
     ``z`` move more per iteration in flat regions, where it does not affect ``x``).
     """
 
-    def __init__(self, layer: LiftedLayer, problem: Problem, step_rule: str, balance: float) -> None:
-        """Step sizes for the smooth term ``B_Ψ(data, Wx + b)`` of ``layer`` (Lipschitz ``‖W‖²``)."""
+    def __init__(self, lip: float, problem: Problem, step_rule: str, balance: float) -> None:
+        """Step sizes for a smooth term whose gradient is ``lip``-Lipschitz (``B_Ψ(data, Wx + b)``:
+        :func:`~lbinv.solvers.loop.lipschitz` of ``‖W‖``)."""
         alpha, tv, like = problem.alpha, problem.tv, problem.x_init
-        tau_x, tau_z = primal_dual_steps(lipschitz(layer.affine.opnorm()), alpha, tv is not None, step_rule, balance)
+        tau_x, tau_z = primal_dual_steps(lip, alpha, tv is not None, step_rule, balance)
         self.tv, self.bounds = tv, problem.bounds
         self.alpha = per_sample(alpha, like)
         self.tau_x = per_sample(tau_x, like)
@@ -127,7 +128,7 @@ class PDHG(StepTest):
     def __init__(self, layer: LiftedLayer, problem: Problem, step_rule: str, balance: float) -> None:
         self.layer, self.y, self.alpha, self.tv, self.tol = layer, problem.y, problem.alpha, problem.tv, problem.tol
         self.x = problem.x_init
-        self.primal_dual = PrimalDualStep(layer, problem, step_rule, balance)
+        self.primal_dual = PrimalDualStep(lipschitz(layer.affine.opnorm()), problem, step_rule, balance)
         self.z = self.primal_dual.initial_dual(self.x)
         self.last_change = torch.full_like(self.alpha, float("inf"))
 

@@ -1,22 +1,23 @@
-"""A module with its own ``forward()`` (or any method of one) read as a chain of layers, by torch.fx.
+"""A module with its own ``forward()`` (or any method of one) read as steps, by torch.fx.
 
 Users write encoders as classes: ``F.relu`` in ``forward``, ``x.view(x.size(0), -1)`` before a
-linear layer, a VAE's ``encode`` returning ``(mu, logvar)``. :func:`traced_layers` traces such a
-module with :mod:`torch.fx` and reads the graph as the sequence of layers that an equivalent
-``nn.Sequential`` would hold (MATH.md §1): modules are kept as they are (parameters shared, so the
+linear layer, residual blocks, max pooling, a VAE's ``encode`` returning ``(mu, logvar)``.
+:func:`traced_steps` traces such a module with :mod:`torch.fx` and reads the graph as
+:class:`Step` s (:mod:`~lbinv.tracing.graph`): modules are kept as they are (parameters shared, so the
 lifted view stays live), functional forms become their modules (``F.relu`` → ``nn.ReLU``,
-``F.linear(x, w, b)`` → an ``nn.Linear`` holding the same ``w`` and ``b``), reshapes become
-``Flatten``/``Unflatten`` and scalar arithmetic (``x * 2 - 1``) a :class:`ScaleShift`.
+``F.linear(x, w, b)`` → an ``nn.Linear`` holding the same ``w`` and ``b``, :mod:`~lbinv.tracing.functions`),
+reshapes become ``Flatten``/``Unflatten``, arithmetic with numbers (``x * 2 - 1``) a ``ScaleShift``,
+and sums and ``torch.cat`` of two values joins. :mod:`lbinv.lifting` makes lifted nodes of them.
 
-The graph must be a chain: every operation takes the previous one's result and constants. A skip
-connection (``h + f(h)``), ``torch.cat`` of two branches, max pooling and data-dependent control
-flow are refused with the construct and the line of source that holds it.
+What is not affine, an activation or max pooling (a product of two values, data-dependent control
+flow, GELU) is refused with the construct and the line of source that holds it.
 
-:func:`code_module` turns a method of a module (``vae.encode``) or a tuple output (``output=0``)
-into a module whose forward returns the code, so that everything downstream sees an ``nn.Module``.
+:func:`code_module` (:mod:`~lbinv.tracing.code`) turns a method of a module (``vae.encode``) or a tuple
+output (``output=0``) into a module whose forward returns the code, so that everything downstream
+sees an ``nn.Module``.
 """
 
-from lbinv.tracing.chain import traced_layers
 from lbinv.tracing.code import CodeModule, Output, OutputError, code_module
+from lbinv.tracing.graph import Step, traced_steps
 
-__all__ = ["CodeModule", "Output", "OutputError", "code_module", "traced_layers"]
+__all__ = ["CodeModule", "Output", "OutputError", "Step", "code_module", "traced_steps"]

@@ -53,8 +53,20 @@ def _dropout(p: float = 0.5, training: bool = True, inplace: bool = False) -> nn
     return nn.Identity()
 
 
-def _max_pool(*args: Any, **kwargs: Any) -> nn.Module:
-    raise Refusal(f"max pooling is not affine and has no lifted Bregman form yet; use {_POOLING_ALTERNATIVE}")
+def _adaptive_max_pool(*args: Any, **kwargs: Any) -> nn.Module:
+    raise Refusal(
+        "adaptive max pooling has windows that vary with the input size; use F.max_pool2d with a fixed kernel, "
+        f"or {_POOLING_ALTERNATIVE}"
+    )
+
+
+def _max_pool(kind: type[nn.Module]) -> Callable[..., nn.Module]:
+    def build(kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False) -> nn.Module:
+        if return_indices:
+            raise Refusal("max pooling with return_indices=True returns two tensors; lbinv reads the pooled values only")
+        return kind(kernel_size, stride, padding, dilation, ceil_mode=ceil_mode)
+
+    return build
 
 
 def _activation(kind: type[nn.Module], *names: str) -> Callable[..., nn.Module]:
@@ -85,12 +97,12 @@ FUNCTIONS: dict[Any, Callable[..., nn.Module]] = {
     F.dropout: _dropout,
     F.dropout1d: _dropout,
     F.dropout2d: _dropout,
-    F.max_pool1d: _max_pool,
-    F.max_pool2d: _max_pool,
-    F.adaptive_max_pool1d: _max_pool,
-    F.adaptive_max_pool2d: _max_pool,
-    torch.max_pool1d: _max_pool,
-    torch.max_pool2d: _max_pool,
+    F.max_pool1d: _max_pool(nn.MaxPool1d),
+    F.max_pool2d: _max_pool(nn.MaxPool2d),
+    torch.max_pool1d: _max_pool(nn.MaxPool1d),
+    torch.max_pool2d: _max_pool(nn.MaxPool2d),
+    F.adaptive_max_pool1d: _adaptive_max_pool,
+    F.adaptive_max_pool2d: _adaptive_max_pool,
     F.relu: _activation(nn.ReLU),
     torch.relu: _activation(nn.ReLU),
     torch.relu_: _activation(nn.ReLU),
@@ -146,13 +158,6 @@ IDENTITIES = {"contiguous", "clone", "detach", torch.clone, torch.detach}
 ARITHMETIC = {operator.add, operator.sub, operator.mul, operator.truediv, operator.neg, operator.pos,
                torch.add, torch.sub, torch.mul, torch.div, "add", "sub", "mul", "div", "neg",
                operator.iadd, operator.isub, operator.imul, operator.itruediv}
-#: Operations on two tensors that make a graph rather than a chain, as the refusal names them.
-BRANCHES = {operator.add: "a skip connection (the sum of two values computed from the input)",
-             operator.iadd: "a skip connection (the sum of two values computed from the input)",
-             torch.add: "a skip connection (the sum of two values computed from the input)",
-             "add": "a skip connection (the sum of two values computed from the input)",
-             torch.cat: "a concatenation of two branches (torch.cat)",
-             torch.stack: "a stack of two branches (torch.stack)"}
 #: Reading a tensor's shape: metadata, not computation.
 METADATA = {"size", "dim", "numel"}
 

@@ -1,10 +1,13 @@
-"""Tracing a module with torch.fx and reading its graph as a chain of layers. Import
-:func:`traced_layers` from :mod:`lbinv.tracing`."""
+"""Tracing a module with torch.fx and reading its graph as :class:`Step` s: layers applied to earlier
+values, and joins of values (sums, concatenations). Import :func:`traced_steps` from
+:mod:`lbinv.tracing`."""
 
 from __future__ import annotations
 
 import builtins
 import math
+import operator
+from dataclasses import dataclass
 import os
 import re
 import sys
@@ -19,7 +22,6 @@ from lbinv._checks import Shape
 from lbinv.tracing.code import CodeModule, OutputError, several_outputs
 from lbinv.tracing.functions import (
     ARITHMETIC,
-    BRANCHES,
     FUNCTIONS,
     IDENTITIES,
     METADATA,
@@ -37,16 +39,28 @@ class _Tracer(fx.Tracer):
         self.record_stack_traces = True
 
 
-def traced_layers(
-    module: nn.Module, input_shape: Shape | None
-) -> tuple[list[tuple[str, nn.Module]], Shape | None]:
-    """The layers of ``module``'s traced forward, as ``(where, module)`` in order, and the input
-    shape to read them with (``input_shape``, or ``(in_features,)`` of a first linear layer; a first
-    linear layer given an image with ``in_features`` elements reads it flattened, like
-    :meth:`~lbinv.lifted.LiftedNetwork.from_module`).
+@dataclass(frozen=True)
+class Step:
+    """One operation of a traced network. Value 0 is the network's input and step ``i`` makes value
+    ``i + 1``: ``module`` (an affine layer, an activation or max pooling) applied to value ``inputs[0]``,
+    or, without a module, a join of the values ``inputs``: their sum with ``coefficients``, or their
+    concatenation along the sample dimension ``dim`` (the batch dimension not counted)."""
 
-    Raises ValueError naming the construct and the source line for what is not a chain of
-    supported layers, and for a module fx cannot trace.
+    where: str
+    inputs: tuple[int, ...]
+    module: nn.Module | None = None
+    coefficients: tuple[float, ...] = ()
+    dim: int | None = None
+
+
+def traced_steps(module: nn.Module, input_shape: Shape | None) -> tuple[list[Step], Shape]:
+    """The operations of ``module``'s traced forward as :class:`Step` s in order (the last one's value is
+    the output), and the input shape to read them with (``input_shape``, or ``(in_features,)`` of a
+    first linear layer; a first linear layer given an image with ``in_features`` elements reads it
+    flattened, like :meth:`~lbinv.lifted.LiftedNetwork.from_module`).
+
+    Raises ValueError naming the construct and the source line for what is not affine, an
+    activation or a max pooling, and for a module fx cannot trace.
     """
     graph_module = _trace(module)
     nodes = [n for n in graph_module.graph.nodes if n.op not in ("placeholder", "output", "get_attr")]
@@ -61,8 +75,7 @@ def traced_layers(
         raise OutputError(several_outputs(_name(module), result))
     shape = _propagation_shape(graph_module, nodes, input_shape)
     _propagate(graph_module, shape, module)
-    layers = _chain(graph_module, placeholders[0])
-    return layers, shape
+    return _steps(graph_module, placeholders[0]), shape
 
 
 def _name(module: nn.Module) -> str:
@@ -134,62 +147,70 @@ def _attribute(graph_module: fx.GraphModule, target: str) -> Any:
     return getattr(graph_module.get_submodule(owner) if owner else graph_module, name)
 
 
-def _chain(graph_module: fx.GraphModule, placeholder: fx.Node) -> list[tuple[str, nn.Module]]:
-    """Walk the graph from its input: each computing node must take the previous one's result."""
-    layers: list[tuple[str, nn.Module]] = []
+def _steps(graph_module: fx.GraphModule, placeholder: fx.Node) -> list[Step]:
+    """Walk the graph in order; every computing node becomes a step on the values it takes."""
     metadata: set[fx.Node] = set()
     for node in graph_module.graph.nodes:  # in order, so that a node's arguments are classified before it
         if node.op not in ("placeholder", "get_attr", "output") and _is_metadata(node, metadata):
             metadata.add(node)
-    current = placeholder
+    steps: list[Step] = []
+    value = {placeholder: 0}  # fx node -> the id of the value it computes
     for node in graph_module.graph.nodes:
-        if node.op in ("placeholder", "get_attr"):
+        if node.op in ("placeholder", "get_attr") or node in metadata:
             continue
         where = _where(graph_module, node)
         if node.op == "output":
-            result = node.args[0]
-            if result is not current:
-                raise ValueError(f"the output of {where} is not one tensor computed from the input; "
-                                 "pass output= the index or key of the code")
+            if not isinstance(node.args[0], fx.Node) or node.args[0] not in value:
+                raise ValueError(f"the output of {where} is not one tensor computed from the input")
+            if value[node.args[0]] == 0:
+                raise ValueError(f"{where} returns its input unchanged: there is no layer to invert")
             break
-        if node in metadata:
-            continue
         inputs = _inputs(node, metadata)
-        if len(inputs) != 1 or inputs[0] is not current:
-            # a graph, not a chain: name the operation that joins two branches, if there is one
-            join = next((n for n in _from(node) if len(_inputs(n, metadata)) > 1), None)
-            if join is None:
-                raise ValueError(
-                    f"{where} takes {inputs[0].name if inputs else 'no value computed from the input'}, not the "
-                    f"result of the operation before it ({current.name}): a branch. lbinv lifts chains of layers "
-                    "only; invert a module whose forward is one chain"
-                )
-            what = BRANCHES.get(join.target, f"an operation on {len(_inputs(join, metadata))} values computed from the input")
-            raise ValueError(
-                f"{_where(graph_module, join)}: {what}. lbinv lifts chains of layers (each operation takes the previous "
-                "one's result), not graphs; residual blocks and concatenations are not supported yet: invert a module "
-                "without them"
-            )
         try:
-            layer = _layer(graph_module, node)
+            if len(inputs) > 1:
+                step = _join(node, tuple(value[a] for a in inputs), where)
+            else:
+                if not inputs:
+                    raise Refusal("it computes a value that does not depend on the input; lbinv needs every operation to act on it")
+                layer = _layer(graph_module, node)
+                step = None if layer is None else Step(where, (value[inputs[0]],), layer)
         except Refusal as err:
             raise ValueError(f"{where}: {err}") from None
-        if layer is not None:
-            layers.append((where, layer))
-        current = node
-    return layers
+        if step is None:  # an operation that changes nothing: the node is its input's value
+            value[node] = value[inputs[0]]
+        else:
+            steps.append(step)
+            value[node] = len(steps)
+    return steps
+
+
+_SUMS = {operator.add: 1.0, operator.iadd: 1.0, torch.add: 1.0, "add": 1.0, "add_": 1.0,
+         operator.sub: -1.0, operator.isub: -1.0, torch.sub: -1.0, "sub": -1.0, "sub_": -1.0}
+
+
+def _join(node: fx.Node, inputs: tuple[int, ...], where: str) -> Step:
+    """A sum ``a ± c·b`` (a residual connection) or a ``torch.cat`` of values computed from the input."""
+    target = node.target
+    if target in _SUMS:
+        scale = node.kwargs.get("alpha", 1)
+        if not isinstance(scale, (int, float)) or isinstance(scale, bool):
+            raise Refusal(f"the sum with alpha={scale!r} needs a number as alpha")
+        return Step(where, inputs, coefficients=(1.0, _SUMS[target] * float(scale)))
+    if target is torch.cat or target is torch.concat:
+        dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0)
+        rank = len(node.meta["tensor_meta"].shape)
+        if not isinstance(dim, int) or dim % rank == 0:
+            raise Refusal(f"the concatenation along dim={dim!r} joins samples of the batch; concatenate along dim >= 1")
+        return Step(where, inputs, dim=dim % rank - 1)
+    raise Refusal(
+        f"{callable_name(node)} of {len(inputs)} values computed from the input is not affine in them "
+        "(lbinv reads sums, differences and torch.cat of such values, e.g. residual connections)"
+    )
 
 
 def _inputs(node: fx.Node, metadata: set[fx.Node]) -> list[fx.Node]:
     """The values computed from the input that ``node`` takes (not shapes, not parameters)."""
     return [a for a in _node_args(node) if isinstance(a, fx.Node) and a not in metadata and a.op != "get_attr"]
-
-
-def _from(node: fx.Node):
-    """``node`` and the nodes after it, in order."""
-    while node.op != "root":
-        yield node
-        node = node.next
 
 
 def _is_metadata(node: fx.Node, metadata: set[fx.Node]) -> bool:

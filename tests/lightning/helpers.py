@@ -55,11 +55,11 @@ class PlainImages(Dataset):
 
 
 class Foreign(L.LightningModule):
-    """Not an lbinv model: its own names, LeakyReLU, AvgPool2d and BatchNorm in the encoder."""
+    """Not an lbinv model: its own names, LeakyReLU, pooling (AvgPool2d unless given) and BatchNorm in the encoder."""
 
-    def __init__(self, maxpool: bool = False) -> None:
+    def __init__(self, pool: nn.Module | None = None) -> None:
         super().__init__()
-        pool = nn.MaxPool2d(2) if maxpool else nn.AvgPool2d(2)
+        pool = nn.AvgPool2d(2) if pool is None else pool
         self.enc = nn.Sequential(
             nn.Conv2d(1, 4, 3, padding=1),
             nn.BatchNorm2d(4),

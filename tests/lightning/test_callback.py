@@ -383,15 +383,15 @@ def test_without_tensorboard_logs_through_pl_module_log_and_warns_once(tmp_path)
 
 # ---------------------------------------------------------------------- bad encoders, failures
 @pytest.mark.parametrize(
-    "maxpool, encoder, input_shape, match",
+    "pool, encoder, input_shape, match",
     [
-        (False, "encoder", None, "has no attribute 'encoder'"),
-        (True, "enc", (1, SIZE, SIZE), "MaxPool2d.*AvgPool2d"),
-        (True, "enc", None, "MaxPool2d.*AvgPool2d"),
+        (None, "encoder", None, "has no attribute 'encoder'"),
+        (nn.LPPool2d(2, 2), "enc", (1, SIZE, SIZE), "LPPool2d.*nn.MaxPool2d, or nn.AvgPool2d"),
+        (nn.LPPool2d(2, 2), "enc", None, "LPPool2d.*nn.MaxPool2d, or nn.AvgPool2d"),
     ],
 )
-def test_bad_encoder_fails_at_fit_start(tmp_path, maxpool, encoder, input_shape, match):
-    model = Foreign(maxpool=maxpool)
+def test_bad_encoder_fails_at_fit_start(tmp_path, pool, encoder, input_shape, match):
+    model = Foreign(pool=pool)
     cb = make_callback(encoder=encoder, input_shape=input_shape)
     trainer = make_trainer(tmp_path, [cb], max_epochs=1)
     with pytest.raises(ValueError, match=match):
@@ -739,3 +739,14 @@ def test_bounds_follow_data_range_unless_set(tmp_path, monkeypatch):
     make_trainer(tmp_path / "b", [make_callback(data_range=(0.0, 2.0), solver_options={})]).validate(Foreign(), val_loader())
     make_trainer(tmp_path / "c", [make_callback(solver_options={"bounds": None})]).validate(Foreign(), val_loader())
     assert seen == [(0.0, 1.0), (0.0, 2.0), None]
+
+
+def test_a_max_pooling_encoder_is_inverted(tmp_path):
+    # max pooling is lifted as ReLU nodes (lbinv.lifting): the callback inverts such an encoder as it is
+    cb = make_callback(log_images=False)
+    trainer = make_trainer(tmp_path, [cb])
+    trainer.fit(Foreign(pool=nn.MaxPool2d(2)), train_loader(), val_loader())
+    acc = events(tmp_path)
+    for tag in inversion_tags():
+        assert scalar_steps(acc, tag) == [0], tag
+    assert acc.Scalars("inversion/delta2/sigma_0")[0].value == 0.0

@@ -1,0 +1,177 @@
+"""From traced steps to lifted nodes (MATH.md §1, graphs).
+
+A network's operations (:class:`~lbinv.tracing.Step`: layers and joins) are read as *nodes*
+``x_k = σ_k(a_k)``, one per activation, each with a pre-activation that is affine in the input ``x_0``
+and in earlier nodes,
+
+    a_k = Σ_j A_kj x_j + b_k.
+
+Every value between activations is kept as such an affine expression, a list of :class:`Term` s
+``A x_j`` (a run of :class:`~lbinv.operators.AffineOp` s applied to the variable ``x_j``): an affine
+layer extends each term (its bias counted once: the other terms take its linear part), a sum or a
+``torch.cat`` joins the terms of two values, and an activation turns the expression into the edges of
+a new node. A residual block ``σ(h + W f(h) + b)`` is then one node with an edge from ``h`` and one
+from ``f(h)``.
+
+Max pooling is not affine, but ``max(a, b) = a + ReLU(b − a)``: the maximum of a window's n entries,
+taken over its two halves recursively, is n − 1 ReLU nodes, equal to the pooling up to round-off. Its
+cost: n − 1 hidden variables of the pooled size (3 for a 2×2 window, 8 for 3×3), and the layer after
+it reads 1 + ⌈log₂ n⌉ terms (one application of its linear part per term).
+
+A network that ends in an affine map gets an identity node, whose value is the output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from torch import nn
+
+from lbinv._checks import Shape, is_plain
+from lbinv.operators import SUPPORTED_AFFINE_LAYERS, AffineMap, AffineOp, affine_op
+from lbinv.operators.graph_ops import Embed, EmbedOp, GatherOp, LinearPartOp, pooling_windows
+from lbinv.operators.module_ops import ScaleShift
+from lbinv.proximal import IDENTITY, SUPPORTED_ACTIVATIONS, ProxActivation, ReLUProx, is_activation, proximal_activation
+from lbinv.tracing import Step
+
+__all__ = ["NodeSpec", "lift_steps", "SUPPORTED_LAYERS"]
+
+SUPPORTED_LAYERS = (
+    "lbinv lifts networks of supported layers: " + SUPPORTED_AFFINE_LAYERS
+    + ", MaxPool1d/MaxPool2d, nested nn.Sequential, and proximal activations (" + SUPPORTED_ACTIVATIONS + "), "
+    "joined by sums and torch.cat"
+)
+
+_POOLING_ALTERNATIVE = {
+    nn.AdaptiveMaxPool1d: "nn.MaxPool1d with a fixed kernel, or nn.AdaptiveAvgPool1d",
+    nn.AdaptiveMaxPool2d: "nn.MaxPool2d with a fixed kernel, or nn.AdaptiveAvgPool2d",
+    nn.FractionalMaxPool2d: "nn.MaxPool2d, or nn.AvgPool2d",
+    nn.LPPool1d: "nn.MaxPool1d, or nn.AvgPool1d",
+    nn.LPPool2d: "nn.MaxPool2d, or nn.AvgPool2d",
+}
+_MAX_POOLS = (nn.MaxPool1d, nn.MaxPool2d)
+
+
+@dataclass(frozen=True)
+class Term:
+    """``A x_source``: the ops of ``A`` in order, applied to the lifted variable ``x_source``."""
+
+    source: int
+    ops: tuple[AffineOp, ...] = ()
+
+
+@dataclass
+class NodeSpec:
+    """One node ``x = σ(Σ_e A_e x_{source_e} + b)``: its edges ``(source, A)`` and its activation."""
+
+    edges: list[tuple[int, AffineMap]]
+    activation: ProxActivation
+    where: str
+
+
+class _Lifting:
+    """The state of :func:`lift_steps`: the nodes so far and the shape of every lifted variable."""
+
+    def __init__(self, input_shape: Shape, context: Sequence[nn.Module]) -> None:
+        self.nodes: list[NodeSpec] = []
+        self.shapes: list[Shape] = [input_shape]  # of x_0 (the input), x_1, …
+        self.context = list(context)
+
+    def node(self, terms: list[Term], shape: Shape, activation: ProxActivation, where: str) -> list[Term]:
+        """A new node on the expression ``terms``; returns the expression of its value."""
+        edges = [(t.source, AffineMap._from_ops(list(t.ops), self.shapes[t.source], self.context)) for t in terms]
+        self.nodes.append(NodeSpec(edges, activation, where))
+        self.shapes.append(shape)
+        return [Term(len(self.nodes))]
+
+    def apply(self, terms: list[Term], shape: Shape, op: AffineOp) -> tuple[list[Term], Shape]:
+        """``op`` applied to an expression: its bias goes to the first term, its linear part to the others."""
+        check = AffineMap._from_ops([op], shape, self.context)  # the shape check and the output shape
+        first, *rest = terms
+        return [Term(first.source, (*first.ops, op))] + [Term(t.source, (*t.ops, LinearPartOp(op))) for t in rest], check.out_shape
+
+    def scaled(self, terms: list[Term], shape: Shape, factor: float, where: str) -> list[Term]:
+        if factor == 1.0:
+            return terms
+        return self.apply(terms, shape, affine_op(ScaleShift(factor, 0.0), where))[0]
+
+    def max_pool(self, terms: list[Term], shape: Shape, pool: nn.Module, where: str) -> tuple[list[Term], Shape]:
+        """Max pooling as ReLU nodes: m ← m + ReLU(e − m) over the entries e of every window."""
+        entries = []
+        for gather in pooling_windows(pool, shape):
+            entry, out_shape = self.apply(terms, shape, GatherOp(gather, where))
+            entries.append(entry)
+        return self._maximum(entries, out_shape, where), out_shape
+
+    def _maximum(self, entries: list[list[Term]], shape: Shape, where: str) -> list[Term]:
+        """max(left, right) = left + ReLU(right − left) over the two halves, recursively: n − 1 ReLU nodes,
+        and 1 + ⌈log₂ n⌉ terms in the result (each read by the layer after the pooling)."""
+        if len(entries) == 1:
+            return entries[0]
+        half = len(entries) // 2
+        left, right = self._maximum(entries[:half], shape, where), self._maximum(entries[half:], shape, where)
+        gap = right + self.scaled(left, shape, -1.0, where)
+        return left + self.node(gap, shape, ReLUProx(), f"{where} (as ReLUs)")
+
+
+def lift_steps(steps: Sequence[Step], input_shape: Shape) -> list[NodeSpec]:
+    """The lifted nodes of a network given as steps on inputs of shape ``input_shape``; the last node's
+    value is the network's output.
+
+    Raises ValueError (naming the step's ``where`` and what to use instead) for unsupported modules,
+    non-proximal activations, BatchNorm in training mode, shapes that do not fit and sums of values of
+    different shapes.
+    """
+    context = [s.module for s in steps if s.module is not None]
+    lifting = _Lifting(tuple(input_shape), context)
+    values: list[tuple[list[Term], Shape]] = [([Term(0)], tuple(input_shape))]
+    for step in steps:
+        if step.module is None:
+            values.append(_join(lifting, step, [values[i] for i in step.inputs]))
+            continue
+        terms, shape = values[step.inputs[0]]
+        module, where = step.module, step.where
+        if any(is_plain(module, kind) for kind in _MAX_POOLS):
+            values.append(lifting.max_pool(terms, shape, module, where))
+            continue
+        alternative = next((a for t, a in _POOLING_ALTERNATIVE.items() if isinstance(module, t)), None)
+        if alternative is not None:
+            raise ValueError(f"{where} is not supported: its pooling has no lifted Bregman form; use {alternative} instead")
+        op = affine_op(module, where)
+        if op is not None:
+            values.append(lifting.apply(terms, shape, op))
+            continue
+        if not is_activation(module):
+            raise ValueError(f"{where} is not supported; {SUPPORTED_LAYERS}")
+        try:
+            activation = proximal_activation(module)
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from err
+        values.append((lifting.node(terms, shape, activation, where), shape))
+    terms, shape = values[-1]
+    if terms != [Term(len(lifting.nodes))] or not lifting.nodes:  # ends in an affine map: an identity node
+        lifting.node(terms, shape, IDENTITY, "the output")
+    return lifting.nodes
+
+
+def _join(lifting: _Lifting, step: Step, values: list[tuple[list[Term], Shape]]) -> tuple[list[Term], Shape]:
+    """The expression of a sum ``a + c·b`` or of a ``torch.cat``."""
+    shapes = [shape for _, shape in values]
+    if step.coefficients:
+        if shapes[0] != shapes[1]:
+            raise ValueError(
+                f"{step.where}: adds values of shapes {shapes[0]} and {shapes[1]}; lbinv reads sums of values of one "
+                "shape (no broadcasting)"
+            )
+        (first, shape), (second, _) = values
+        return first + lifting.scaled(second, shape, step.coefficients[1], step.where), shape
+    dim = step.dim
+    if any(len(s) != len(shapes[0]) or s[:dim] + s[dim + 1 :] != shapes[0][:dim] + shapes[0][dim + 1 :] for s in shapes):
+        raise ValueError(f"{step.where}: concatenates values of shapes {shapes} along dimension {dim + 1}, which do not fit")
+    total, offset, terms = sum(s[dim] for s in shapes), 0, []
+    for part, shape in values:
+        terms += lifting.apply(part, shape, EmbedOp(Embed(dim, offset, total), step.where))[0]
+        offset += shape[dim]
+    out_shape = (*shapes[0][:dim], total, *shapes[0][dim + 1 :])
+    return terms, out_shape

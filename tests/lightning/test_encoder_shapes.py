@@ -1,0 +1,128 @@
+"""The four shapes of encoder the README shows under "Use it in your own Lightning project", as
+real projects write them, each trained for one epoch with the callback and nothing changed in the
+user's code: a custom module with a hand-written forward, a VAE's mean head through its encode
+method, a residual encoder with max pooling, and networks under ``self.model``."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tests.lightning.helpers import QUIET_LIGHTNING, SIZE, events, inversion_tags, make_callback, make_trainer, train_loader, val_loader
+
+pytestmark = QUIET_LIGHTNING
+CODE = 12
+
+
+class Encoder(nn.Module):
+    """A hand-written forward: F.relu, x.view(x.size(0), -1)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, stride=2, padding=1)
+        self.fc = nn.Linear(4 * (SIZE // 2) ** 2, CODE)
+
+    def forward(self, x):
+        h = F.relu(self.conv(x))
+        return F.relu(self.fc(h.view(h.size(0), -1)))
+
+
+class ResidualEncoder(nn.Module):
+    """A stem, max pooling, a residual block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, 4, 3, padding=1)
+        self.conv1, self.conv2 = nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * (SIZE // 2) ** 2, CODE)
+
+    def forward(self, x):
+        h = F.max_pool2d(F.relu(self.stem(x)), 2)
+        h = F.relu(h + self.conv2(F.relu(self.conv1(h))))
+        return self.fc(torch.flatten(h, 1))
+
+
+class Decoder(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(CODE, SIZE * SIZE)
+
+    def forward(self, z):
+        return torch.sigmoid(self.fc(z)).view(-1, 1, SIZE, SIZE)
+
+
+class VAE(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = Encoder()
+        self.fc_mu, self.fc_var = nn.Linear(CODE, CODE), nn.Linear(CODE, CODE)
+        self.decoder = Decoder()
+
+    def encode(self, x):
+        h = self.body(x)
+        return [self.fc_mu(h), self.fc_var(h)]
+
+    def decode(self, z):
+        return self.decoder(z)
+
+
+class AE(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder, self.decoder = Encoder(), Decoder()
+
+
+class Project(L.LightningModule):
+    """A user's module: ``shape`` says how it holds its networks."""
+
+    def __init__(self, shape: str) -> None:
+        super().__init__()
+        self.shape = shape
+        if shape == "vae":
+            self.model = VAE()
+        elif shape == "self.model":
+            self.model = AE()
+        else:
+            self.encoder = Encoder() if shape == "custom" else ResidualEncoder()
+            self.decoder = Decoder()
+
+    def _loss(self, batch):
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        if self.shape == "vae":
+            mu, logvar = self.model.encode(x)
+            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+            return F.mse_loss(self.model.decode(z), x) - 1e-3 * torch.mean(1 + logvar - mu**2 - logvar.exp())
+        nets = self.model if self.shape == "self.model" else self
+        return F.mse_loss(nets.decoder(nets.encoder(x)), x)
+
+    def training_step(self, batch, batch_idx):
+        return self._loss(batch)
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val_loss", self._loss(batch))
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=1e-2)
+
+
+# the README's four lines, one per shape
+SHAPES = {
+    "custom": {"encoder": "encoder", "decoder": "decoder"},
+    "vae": {"encoder": "model.encode", "encoder_output": 0, "decoder": "model.decode"},
+    "residual": {"encoder": "encoder", "decoder": "decoder"},
+    "self.model": {"encoder": "model.encoder", "decoder": "model.decoder"},
+}
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_each_shape_trains_an_epoch_with_the_callback(tmp_path, shape):
+    cb = make_callback(log_images=False, input_shape=(1, SIZE, SIZE), **SHAPES[shape])
+    make_trainer(tmp_path, [cb]).fit(Project(shape), train_loader(), val_loader())
+    acc = events(tmp_path)
+    for tag in inversion_tags():
+        assert [e.step for e in acc.Scalars(tag)] == [0], tag
+    assert acc.Scalars("inversion/delta2/sigma_0")[0].value == 0.0  # the clean code is the encoder's own
+    assert 0.0 < acc.Scalars("inversion/psnr_inverted/sigma_0")[0].value < 100.0
