@@ -3,6 +3,8 @@
 - :mod:`~lbinv.solvers.inversion`: :func:`invert`, the entry point, and :class:`InversionResult`;
 - :mod:`~lbinv.solvers.loop`: the problem, the masked iteration loop and what every solver shares;
 - :mod:`~lbinv.solvers.pdhg`: one layer by PDHG (§5), with its step rules;
+- :mod:`~lbinv.solvers.fista`: one layer by monotone FISTA with a warm-started inner TV prox and a
+  duality-gap stopping test (``invert(..., solver="fista")``);
 - :mod:`~lbinv.solvers.coordinate_descent`: several layers by block coordinate descent (§6);
 - :mod:`~lbinv.solvers.sequential`: layer-wise inversion (§7, Remark 2);
 - :mod:`~lbinv.solvers.landweber`: Landweber with the discrepancy principle (§8);

@@ -24,6 +24,7 @@ from lbinv._checks import HALF_PRECISION, check_int, check_interval, check_numbe
 from lbinv.lifted import LiftedNetwork
 from lbinv.regularizers import TotalVariation
 from lbinv.solvers.coordinate_descent import HIDDEN_INITS, CoordinateDescent
+from lbinv.solvers.fista import FISTA
 from lbinv.solvers.gradient import AdamInversion
 from lbinv.solvers.landweber import Landweber
 from lbinv.solvers.loop import LoopResult, Problem, iterate
@@ -38,10 +39,14 @@ REGULARIZERS = ("tv", "tv-aniso", None)
 #: Options that had another name before: old name -> new name (a clear error, not "unknown option").
 RENAMED_OPTIONS = {"discrepancy_tau": "eta"}
 
+#: The one-layer solvers of method "lifted" (option ``solver``): the paper's PDHG (§5), or FISTA
+#: with a warm-started inner TV prox and a duality-gap stopping test (:mod:`lbinv.solvers.fista`).
+SINGLE_LAYER_SOLVERS = ("pdhg", "fista")
+
 #: The options each method accepts beyond invert's own arguments, with their defaults: the
 #: solvers' own (``Solver.options``), a starting point where the method takes one, and history.
 OPTIONS: dict[str, dict[str, Any]] = {
-    "lifted": {**CoordinateDescent.options, "x_init": None, "record_history": False},  # ⊇ PDHG's
+    "lifted": {**CoordinateDescent.options, "solver": "pdhg", **FISTA.options, "x_init": None, "record_history": False},  # ⊇ PDHG's
     "sequential": {**PDHG.options, "record_history": False},
     "landweber": {**Landweber.options, "x_init": None, "record_history": False},
     "gradient": {**AdamInversion.options, "x_init": None, "record_history": False},
@@ -119,7 +124,10 @@ def invert(
         machine's speed. None: no budget.
     output : the index or key of the code ``y`` when the model returns a tuple, list or dict (``output=0``
         for a VAE's ``(mu, logvar)``).
-    options : per method (:data:`OPTIONS`) — lifted: ``step_rule`` ("balanced" | "paper"), ``balance``,
+    options : per method (:data:`OPTIONS`) — lifted: ``solver`` ("pdhg" | "fista": the one-layer solver,
+        see :data:`SINGLE_LAYER_SOLVERS`; with "fista", ``tol`` bounds the relative duality gap, see
+        :mod:`lbinv.solvers.fista`), ``step_rule`` ("balanced" | "paper") and ``balance`` (PDHG),
+        ``inner_steps`` and ``max_inner_steps`` (FISTA's inner TV-prox steps, initial and cap),
         ``x_init``, ``hidden_init`` ("forward" | "zeros"), ``record_history``; sequential:
         ``step_rule``, ``balance``, ``record_history``; landweber: ``eta`` (η ≥ 1 of the discrepancy principle),
         ``x_init``, ``record_history``; gradient: ``lr``, ``betas``, ``tv_smoothing``, ``x_init``,
@@ -180,8 +188,11 @@ def invert(
                 )
             return _sequential(net, problem, opts, loop)
         if net.is_chain and len(net) == 1:
-            solver = PDHG(net.layers[0], problem, **_own(PDHG, opts))
+            single = FISTA if opts["solver"] == "fista" else PDHG
+            solver = single(net.layers[0], problem, **_own(single, opts))
             return _result(solver, iterate(solver, **loop), dual=solver.z)
+        if opts["solver"] == "fista":
+            raise ValueError("solver='fista': solves one-layer networks; this one has several: use solver='pdhg'")
         solver = CoordinateDescent(net, problem, **_own(CoordinateDescent, opts))
         return _result(solver, iterate(solver, **loop), hidden=solver.hidden, dual=solver.z)
 
@@ -246,6 +257,11 @@ def _check_options(method: str, options: dict[str, Any]) -> dict[str, Any]:
     opts = {**allowed, **options}
     if "step_rule" in opts and opts["step_rule"] not in STEP_RULES:
         raise ValueError(f"step_rule: expected one of {STEP_RULES}, got {opts['step_rule']!r}")
+    if "solver" in opts and opts["solver"] not in SINGLE_LAYER_SOLVERS:
+        raise ValueError(f"solver: expected one of {SINGLE_LAYER_SOLVERS}, got {opts['solver']!r}")
+    for name in ("inner_steps", "max_inner_steps"):
+        if name in opts:
+            check_int(name, opts[name])
     if "hidden_init" in opts and opts["hidden_init"] not in HIDDEN_INITS:
         raise ValueError(f"hidden_init: expected one of {HIDDEN_INITS}, got {opts['hidden_init']!r}")
     for name in ("balance", "lr", "tv_smoothing"):
