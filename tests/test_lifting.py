@@ -153,4 +153,4 @@ def test_graphs_refuse_the_chain_only_methods():
     with pytest.raises(ValueError, match=r"method='landweber': supports one-layer networks"):
         invert(module, y, input_shape=(1, 8, 8), method="landweber")
     with pytest.raises(ValueError, match=r"is a graph.*use net\.nodes"):
-        LiftedNetwork.from_module(module, (1, 8, 8)).layers
+        _ = LiftedNetwork.from_module(module, (1, 8, 8)).layers
