@@ -123,7 +123,7 @@ class InversionModule(LightningModule):
         y = encoder(x)  # (k, *code)
         code = tuple(y.shape[1:])
         sigma = torch.tensor(self.noise_levels, dtype=y.dtype, device=y.device).reshape(1, levels, *[1] * len(code))
-        y_delta = net.layers[-1].activation.project_data(y.unsqueeze(1) + sigma * noise.to(y.dtype))  # (k, levels, *code)
+        y_delta = net.nodes[-1].activation.project_data(y.unsqueeze(1) + sigma * noise.to(y.dtype))  # (k, levels, *code)
         data = y_delta.unsqueeze(2).expand(k, levels, grid, *code).reshape(-1, *code)
         alpha = torch.tensor(self.alphas, dtype=y.dtype, device=y.device).repeat(k * levels)
         result = invert(net, data, alpha=alpha, input_shape=INPUT_SHAPE, **self.solver)
