@@ -133,6 +133,45 @@ class ResNetLike(nn.Module):
         return self.fc(h.flatten(1))
 
 
+class ToImage(nn.Module):
+    """A decoder-style reshape from flat to image, and a torch.cat of one value (DenseNet's first layer)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 36)
+        self.conv = nn.Conv2d(1, 2, 3, padding=1)
+
+    def forward(self, z):
+        h = torch.relu(self.fc(z)).view(z.shape[0], 1, 6, 6)
+        return torch.cat([F.relu(self.conv(h))], 1)
+
+
+class ShapeLoop(nn.Module):
+    """The PyTorch tutorial's LeNet counts features in a loop over x.size()."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(36, 3)
+
+    def forward(self, x):
+        n = 1
+        for d in x.size()[1:]:
+            n *= d
+        return self.fc(x.view(-1, n))
+
+
+class Sampling(nn.Module):
+    """A VAE-style forward that samples in training mode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        h = self.fc(x)
+        return h + torch.exp(h) * 0.1 if self.training else h
+
+
 IMAGE = (1, 6, 6)
 
 # name -> (module factory, input shape, how to call it: the module itself or (method, output))
@@ -151,6 +190,7 @@ EQUAL = {
     "max pooling in a Sequential": (lambda: nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2)), IMAGE, None),
     "two activations in a row": (lambda: nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Sigmoid()), (4,), None),
     "ResNet-like": (ResNetLike, IMAGE, None),
+    "flat to image, cat of one": (ToImage, (8,), None),
 }
 
 
@@ -301,6 +341,8 @@ REFUSALS = {
     "tuple without output": (VAE().encode, IMAGE, r"output: VAE\.encode returns a tuple or list of 2 items.*output=0"),
     "dict without output": (VAE(), IMAGE, r"output: VAE\.forward returns a dict of 2 items"),
     "missing output": (code_module(VAE().encode, 2), IMAGE, r"output: VAE\.encode returns list, which has no item 2"),
+    "shape loop": (ShapeLoop(), IMAGE, r"cannot trace ShapeLoop\.forward.*reads the input's shape.*x\.flatten\(1\)"),
+    "training mode": (Sampling(), None, r"torch\.exp in forward\(\) at test_tracing\.py:\d+:.*training mode.*\.eval\(\)"),
     "ModuleList": (nn.ModuleList([nn.Linear(4, 4)]), None, r"ModuleList has no forward\(\).*nn\.Sequential"),
 }
 

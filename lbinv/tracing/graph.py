@@ -95,10 +95,15 @@ def _trace(module: nn.Module) -> fx.GraphModule:
     except OutputError:
         raise
     except Exception as err:  # fx raises TraceError, TypeError, RuntimeError, ... from the user's code
+        shape_hint = (
+            " Here a loop or `if` reads the input's shape (x.size(), x.shape): compute sizes with x.flatten(1) or "
+            "x.view(x.size(0), -1) instead, which tracing reads."
+            if "iterated" in str(err) or "control flow" in str(err) else ""
+        )
         raise ValueError(
             f"cannot trace {_name(module)} with torch.fx ({type(err).__name__}: {err}). lbinv reads a module with "
-            "its own forward() by tracing it, which fails for example on `if` or loops that depend on the input's "
-            "values; pass an nn.Sequential of its layers, or a module whose forward has no such branch"
+            "its own forward() by tracing it, which fails for example on `if` or loops that depend on the input; "
+            f"pass an nn.Sequential of its layers, or a module whose forward has no such branch.{shape_hint}"
         ) from None
     graph_module = fx.GraphModule(module, graph)
     graph_module.graph.eliminate_dead_code()  # e.g. a VAE's log-variance head once the mean is picked
@@ -173,13 +178,22 @@ def _steps(graph_module: fx.GraphModule, placeholder: fx.Node) -> list[Step]:
                 if not inputs:
                     raise Refusal("it computes a value that does not depend on the input; lbinv needs every operation to act on it")
                 layer = _layer(graph_module, node)
-                step = None if layer is None else Step(where, (value[inputs[0]],), layer)
+                # a reshape is Flatten then Unflatten: one step each
+                layers = [] if layer is None else list(layer) if type(layer) is nn.Sequential else [layer]
+                step = None
+                for part in layers:
+                    steps.append(Step(where, (value[inputs[0]] if not step else len(steps),), part))
+                    step = steps[-1]
         except Refusal as err:
-            raise ValueError(f"{where}: {err}") from None
+            hint = (" (the module is in training mode, where some forwards sample or use batch statistics: call "
+                    ".eval() on it first)") if graph_module.training else ""
+            raise ValueError(f"{where}: {err}{hint}") from None
         if step is None:  # an operation that changes nothing: the node is its input's value
             value[node] = value[inputs[0]]
-        else:
+        elif step.module is None:  # a join
             steps.append(step)
+            value[node] = len(steps)
+        else:
             value[node] = len(steps)
     return steps
 
@@ -202,6 +216,8 @@ def _join(node: fx.Node, inputs: tuple[int, ...], where: str) -> Step:
         if not isinstance(dim, int) or dim % rank == 0:
             raise Refusal(f"the concatenation along dim={dim!r} joins samples of the batch; concatenate along dim >= 1")
         return Step(where, inputs, dim=dim % rank - 1)
+    if node.op == "call_module":
+        raise Refusal(f"`{node.target}` takes {len(inputs)} values computed from the input; lbinv lifts modules of one input")
     raise Refusal(
         f"{callable_name(node)} of {len(inputs)} values computed from the input is not affine in them "
         "(lbinv reads sums, differences and torch.cat of such values, e.g. residual connections)"
@@ -239,7 +255,7 @@ def _layer(graph_module: fx.GraphModule, node: fx.Node) -> nn.Module | None:
         return graph_module.get_submodule(target)
     if target in RESHAPES:
         return reshape(node)
-    if target in IDENTITIES:
+    if target in IDENTITIES or target in (torch.cat, torch.concat):  # a cat of one value is that value
         return None
     if target in ARITHMETIC:
         return scale_shift(node)
