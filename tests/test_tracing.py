@@ -361,3 +361,11 @@ def test_bad_model_and_output_arguments():
         LiftedNetwork.from_module(nn.Linear(3, 2), output=1.5)
     with pytest.raises(TypeError, match=r"model: expected an nn\.Module, a method of one"):
         invert(torch.relu, torch.zeros(1, 3))
+
+
+def test_tracing_leaves_the_global_random_state_alone():
+    # the callback traces at every inversion: the training run's random stream must not move
+    module = init_module(ConvEncoder())
+    state = torch.get_rng_state()
+    LiftedNetwork.from_module(module, (1, 12, 12))
+    assert torch.equal(torch.get_rng_state(), state)
