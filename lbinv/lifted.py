@@ -32,11 +32,11 @@ import torch
 from torch import Tensor, nn
 
 from lbinv._checks import Shape, check_shape, is_plain
-from lbinv.lifting import lift_steps
+from lbinv.lifting import LiftedEdge, LiftedNode, lift_steps
 from lbinv.operators import AffineMap
 from lbinv.operators.sequential import flatten_modules, is_plain_sequential, uncompiled, where_in_sequential
 from lbinv.proximal import ProxActivation, is_activation
-from lbinv.tracing import Output, Step, code_module, traced_steps
+from lbinv.tracing import Output, Step, code_module, eval_mode, traced_steps
 
 __all__ = ["LiftedEdge", "LiftedLayer", "LiftedNetwork", "LiftedNode"]
 
@@ -50,36 +50,6 @@ class LiftedLayer:
 
     def __call__(self, x: Tensor) -> Tensor:
         return self.activation(self.affine.forward(x))
-
-
-@dataclass(frozen=True)
-class LiftedEdge:
-    """``A x_source`` (with its share of the bias) in a node's pre-activation; ``source`` 0 is the
-    network's input, ``source`` k ≥ 1 the value of node k − 1."""
-
-    source: int
-    affine: AffineMap
-
-
-@dataclass
-class LiftedNode:
-    """One lifted node ``x = σ(Σ_e A_e x_{source_e} + b)`` (MATH.md §1)."""
-
-    edges: list[LiftedEdge]
-    activation: ProxActivation
-    where: str = ""
-
-    def pre_activation(self, values: Sequence[Tensor]) -> Tensor:
-        """``a = Σ_e A_e values[source_e] + b``; ``values[0]`` is the input, ``values[k]`` node k − 1's value."""
-        first, *rest = self.edges
-        a = first.affine.forward(values[first.source])
-        for edge in rest:
-            a = a + edge.affine.forward(values[edge.source])
-        return a
-
-    @property
-    def shape(self) -> Shape:
-        return self.edges[0].affine.out_shape
 
 
 class LiftedNetwork:
@@ -161,7 +131,7 @@ class LiftedNetwork:
         if first is not None and shape[-1] != first[1].in_features:
             # an image of in_features elements: the perceptron reads it vectorised
             steps = [Step("Flatten", (0,), nn.Flatten()), *(_shifted(s) for s in steps)]
-        net = cls([LiftedNode([LiftedEdge(j, a) for j, a in n.edges], n.activation, n.where) for n in lift_steps(steps, shape)])
+        net = cls(lift_steps(steps, shape))
         if traced_shape is not None:
             _check_same(net, module, traced_shape)
         return net
@@ -287,12 +257,15 @@ def _is_torch_layer(module: nn.Module) -> bool:
 
 
 def _check_same(net: LiftedNetwork, module: nn.Module, traced_shape: Shape) -> None:
-    """``net(x) == module(x)`` on one random input: what tracing read is what the module computes."""
+    """``net(x) == module(x)`` (eval semantics) on a few random inputs, in [0, 1] and signed: what
+    tracing read is what the module computes."""
     param = next((p for p in module.parameters() if p.is_floating_point()), None)
     like = {} if param is None else {"dtype": param.dtype, "device": param.device}
-    x = torch.rand(2, *net.input_shape, generator=torch.Generator().manual_seed(0), dtype=like.get("dtype")).to(**like)
-    with torch.no_grad():
-        want, got = module(x.reshape(2, *traced_shape)), net(x)
+    g = torch.Generator().manual_seed(0)  # not the global generator: a training run's stream stays as it was
+    x = torch.cat([torch.rand(2, *net.input_shape, generator=g), torch.randn(4, *net.input_shape, generator=g)])
+    x = x.to(**like) if like else x
+    with torch.no_grad(), eval_mode(module):
+        want, got = module(x.reshape(len(x), *traced_shape)), net(x)
     if not isinstance(want, Tensor) or want.shape != got.shape or not torch.allclose(
         got, want, rtol=1e-4, atol=1e-5 * float(want.abs().max().clamp(min=1.0))
     ):

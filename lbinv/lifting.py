@@ -1,4 +1,5 @@
-"""From traced steps to lifted nodes (MATH.md §1, graphs).
+"""From traced steps to lifted nodes: MATH.md §1's chain extended to graphs (derived here; MATH.md has
+no graph section).
 
 A network's operations (:class:`~lbinv.tracing.Step`: layers and joins) are read as *nodes*
 ``x_k = σ_k(a_k)``, one per activation, each with a pre-activation that is affine in the input ``x_0``
@@ -26,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from torch import nn
+from torch import Tensor, nn
 
 from lbinv._checks import Shape, is_plain
 from lbinv.operators import SUPPORTED_AFFINE_LAYERS, AffineMap, AffineOp, affine_op
@@ -35,7 +36,7 @@ from lbinv.operators.module_ops import ScaleShift
 from lbinv.proximal import IDENTITY, SUPPORTED_ACTIVATIONS, ProxActivation, ReLUProx, is_activation, proximal_activation
 from lbinv.tracing import Step
 
-__all__ = ["NodeSpec", "lift_steps", "SUPPORTED_LAYERS"]
+__all__ = ["LiftedEdge", "LiftedNode", "lift_steps", "SUPPORTED_LAYERS"]
 
 SUPPORTED_LAYERS = (
     "lbinv lifts networks of supported layers: " + SUPPORTED_AFFINE_LAYERS
@@ -43,7 +44,7 @@ SUPPORTED_LAYERS = (
     "joined by sums and torch.cat"
 )
 
-_POOLING_ALTERNATIVE = {
+_POOLING_ALTERNATIVES = {
     nn.AdaptiveMaxPool1d: "nn.MaxPool1d with a fixed kernel, or nn.AdaptiveAvgPool1d",
     nn.AdaptiveMaxPool2d: "nn.MaxPool2d with a fixed kernel, or nn.AdaptiveAvgPool2d",
     nn.FractionalMaxPool2d: "nn.MaxPool2d, or nn.AvgPool2d",
@@ -61,27 +62,48 @@ class Term:
     ops: tuple[AffineOp, ...] = ()
 
 
-@dataclass
-class NodeSpec:
-    """One node ``x = σ(Σ_e A_e x_{source_e} + b)``: its edges ``(source, A)`` and its activation."""
+@dataclass(frozen=True)
+class LiftedEdge:
+    """``A x_source`` (with its share of the bias) in a node's pre-activation; ``source`` 0 is the
+    network's input, ``source`` k ≥ 1 the value of node k − 1."""
 
-    edges: list[tuple[int, AffineMap]]
+    source: int
+    affine: AffineMap
+
+
+@dataclass
+class LiftedNode:
+    """One lifted node ``x = σ(Σ_e A_e x_{source_e} + b)`` (MATH.md §1)."""
+
+    edges: list[LiftedEdge]
     activation: ProxActivation
-    where: str
+    where: str = ""
+
+    def pre_activation(self, values: Sequence[Tensor]) -> Tensor:
+        """``a = Σ_e A_e values[source_e] + b``; ``values[0]`` is the input, ``values[k]`` node k − 1's value."""
+        first, *rest = self.edges
+        a = first.affine.forward(values[first.source])
+        for edge in rest:
+            a = a + edge.affine.forward(values[edge.source])
+        return a
+
+    @property
+    def shape(self) -> Shape:
+        return self.edges[0].affine.out_shape
 
 
 class _Lifting:
     """The state of :func:`lift_steps`: the nodes so far and the shape of every lifted variable."""
 
     def __init__(self, input_shape: Shape, context: Sequence[nn.Module]) -> None:
-        self.nodes: list[NodeSpec] = []
+        self.nodes: list[LiftedNode] = []
         self.shapes: list[Shape] = [input_shape]  # of x_0 (the input), x_1, …
         self.context = list(context)
 
     def node(self, terms: list[Term], shape: Shape, activation: ProxActivation, where: str) -> list[Term]:
         """A new node on the expression ``terms``; returns the expression of its value."""
-        edges = [(t.source, AffineMap._from_ops(list(t.ops), self.shapes[t.source], self.context)) for t in terms]
-        self.nodes.append(NodeSpec(edges, activation, where))
+        edges = [LiftedEdge(t.source, AffineMap._from_ops(list(t.ops), self.shapes[t.source], self.context)) for t in terms]
+        self.nodes.append(LiftedNode(edges, activation, where))
         self.shapes.append(shape)
         return [Term(len(self.nodes))]
 
@@ -115,7 +137,7 @@ class _Lifting:
         return left + self.node(gap, shape, ReLUProx(), f"{where} (as ReLUs)")
 
 
-def lift_steps(steps: Sequence[Step], input_shape: Shape) -> list[NodeSpec]:
+def lift_steps(steps: Sequence[Step], input_shape: Shape) -> list[LiftedNode]:
     """The lifted nodes of a network given as steps on inputs of shape ``input_shape``; the last node's
     value is the network's output.
 
@@ -135,7 +157,7 @@ def lift_steps(steps: Sequence[Step], input_shape: Shape) -> list[NodeSpec]:
         if any(is_plain(module, kind) for kind in _MAX_POOLS):
             values.append(lifting.max_pool(terms, shape, module, where))
             continue
-        alternative = next((a for t, a in _POOLING_ALTERNATIVE.items() if isinstance(module, t)), None)
+        alternative = next((a for t, a in _POOLING_ALTERNATIVES.items() if isinstance(module, t)), None)
         if alternative is not None:
             raise ValueError(f"{where} is not supported: its pooling has no lifted Bregman form; use {alternative} instead")
         op = affine_op(module, where)

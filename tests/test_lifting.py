@@ -154,3 +154,27 @@ def test_graphs_refuse_the_chain_only_methods():
         invert(module, y, input_shape=(1, 8, 8), method="landweber")
     with pytest.raises(ValueError, match=r"is a graph.*use net\.nodes"):
         _ = LiftedNetwork.from_module(module, (1, 8, 8)).layers
+
+
+def test_a_node_that_nothing_reads_takes_no_gradient():
+    # built by hand: x_1 = ReLU(A x_0) is read by no node, the output x_2 = ReLU(B x_0) is
+    from lbinv.lifted import LiftedEdge, LiftedNode
+    from lbinv.operators import AffineMap
+    from lbinv.proximal import ReLUProx
+
+    a, b = init_module(nn.Linear(3, 2)), init_module(nn.Linear(3, 2))
+    net = LiftedNetwork([LiftedNode([LiftedEdge(0, AffineMap(a, (3,)))], ReLUProx()),
+                         LiftedNode([LiftedEdge(0, AffineMap(b, (3,)))], ReLUProx())])
+    x = torch.rand(2, 3, dtype=F64)
+    res = invert(net, net(x), regularizer=None, x_init=x, max_iter=5, tol=0.0)
+    torch.testing.assert_close(res.x, x, rtol=0, atol=1e-12)
+
+
+def test_max_pooling_built_under_inference_mode_still_differentiates():
+    # Lightning validates under torch.inference_mode(); method="gradient" needs autograd through the pooling
+    module = init_module(RandomGraph(("maxpool",)))
+    with torch.inference_mode():
+        net = LiftedNetwork.from_module(module, (1, 8, 8))
+    x = torch.rand(1, 1, 8, 8, dtype=F64, requires_grad=True)
+    net(x).sum().backward()
+    assert x.grad is not None and bool(torch.isfinite(x.grad).all())

@@ -160,6 +160,27 @@ class ShapeLoop(nn.Module):
         return self.fc(x.view(-1, n))
 
 
+class InPlace(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        out = self.fc(x)
+        out.add_(x)  # torch.fx does not follow this
+        return F.relu(out)
+
+
+class CatConstant(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.register_buffer("extra", torch.zeros(2, 2))  # fits a batch of 2 only: a constant, not a layer
+
+    def forward(self, x):
+        return torch.cat([self.fc(x), self.extra], 1)
+
+
 class Sampling(nn.Module):
     """A VAE-style forward that samples in training mode."""
 
@@ -341,7 +362,8 @@ REFUSALS = {
     "dict without output": (VAE(), IMAGE, r"output: VAE\.forward returns a dict of 2 items"),
     "missing output": (code_module(VAE().encode, 2), IMAGE, r"output: VAE\.encode returns list, which has no item 2"),
     "shape loop": (ShapeLoop(), IMAGE, r"cannot trace ShapeLoop\.forward.*reads the input's shape.*x\.flatten\(1\)"),
-    "training mode": (Sampling(), None, r"torch\.exp in forward\(\) at test_tracing\.py:\d+:.*training mode.*\.eval\(\)"),
+    "in place, result unused": (InPlace(), None, r"the method \.add_\(\) in forward\(\) at test_tracing\.py:\d+ changes a value in place.*out = out \+ h"),
+    "cat with a constant": (CatConstant(), None, r"torch\.cat in forward\(\) at test_tracing\.py:\d+:.*constant tensor"),
     "ModuleList": (nn.ModuleList([nn.Linear(4, 4)]), None, r"ModuleList has no forward\(\).*nn\.Sequential"),
 }
 
@@ -368,3 +390,26 @@ def test_tracing_leaves_the_global_random_state_alone():
     state = torch.get_rng_state()
     LiftedNetwork.from_module(module, (1, 12, 12))
     assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_a_module_in_training_mode_is_read_with_eval_semantics_and_left_as_it_was():
+    # a VAE-style forward samples in training mode: lbinv reads its eval forward, like nn.Dropout in a
+    # Sequential, and neither the modes nor BatchNorm's statistics change; BatchNorm itself in training
+    # mode is still refused, as in a Sequential
+    sampling = init_module(Sampling()).train()
+    net = LiftedNetwork.from_module(sampling)
+    assert sampling.training
+    x = randn(3, 4)
+    torch.testing.assert_close(net(x), sampling.eval()(x))
+    body = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4)).double().train()
+    module = SequentialWithForward(*body)
+    mean = module[1].running_mean.clone()
+    with pytest.raises(ValueError, match=r"BatchNorm1d.*training mode.*call \.eval\(\)"):
+        LiftedNetwork.from_module(module, (4,))
+    assert torch.equal(module[1].running_mean, mean) and int(module[1].num_batches_tracked) == 0
+
+
+def test_a_compiled_submodule_is_read_as_the_module_it_wraps():
+    inner = init_module(nn.Sequential(nn.Linear(4, 3), nn.ReLU()))
+    outer = SequentialWithForward(torch.compile(inner))
+    torch.testing.assert_close(LiftedNetwork.from_module(outer, (4,))(randn(2, 4)), outer(randn(2, 4)))

@@ -1,4 +1,4 @@
-"""The linear operators that lifting a graph adds (MATH.md §1, graphs): the entries of pooling windows
+"""The linear operators that lifting a graph adds (:mod:`lbinv.lifting`): the entries of pooling windows
 (:class:`WindowGather`, for max pooling written with ReLUs), a value's place in a concatenation
 (:class:`Embed`, for ``torch.cat``), and the linear part of an op (:class:`LinearPartOp`, for a layer
 applied to a sum whose bias must count once). Each has an explicit adjoint.
@@ -35,7 +35,8 @@ class WindowGather(nn.Module):
 
     def index(self, device: torch.device) -> Tensor:
         if device not in self._index:
-            self._index[device] = next(iter(self._index.values())).to(device)
+            with torch.inference_mode(False):  # a normal tensor, usable by autograd later
+                self._index[device] = next(iter(self._index.values())).to(device)
         return self._index[device]
 
     def forward(self, x: Tensor) -> Tensor:
@@ -61,6 +62,11 @@ def pooling_windows(pool: nn.Module, in_shape: Shape) -> list[WindowGather]:
     every window. Where that entry lies in the padding (which max pooling fills with −∞, so it never
     wins) it picks the window's first entry inside the input instead, which leaves the maximum unchanged.
     """
+    with torch.inference_mode(False):  # the indices must stay usable by autograd (method="gradient")
+        return _pooling_windows(pool, tuple(in_shape))
+
+
+def _pooling_windows(pool: nn.Module, in_shape: Shape) -> list[WindowGather]:
     spatial = tuple(in_shape[1:])
     dims = len(spatial)
     with torch.no_grad():
@@ -105,7 +111,9 @@ class Embed(nn.Module):
 
 
 class EmbedOp(AffineOp):
-    """:class:`Embed`: Wᵀ y is the part of ``y`` that ``x`` filled."""
+    """:class:`Embed`: Wᵀ y is the part of ``y`` that ``x`` filled; ‖W‖ = 1."""
+
+    isometry = True
 
     def linear(self, x: Tensor) -> Tensor:
         return self.module(x)

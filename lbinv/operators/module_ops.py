@@ -4,8 +4,10 @@
 :func:`affine_op` maps a module to its op. Every op offers ``forward`` (exact module
 semantics, eval mode), ``linear`` (W x, no bias), ``adjoint`` (Wᵀ y: explicit transposed
 operators, ``torch.func.vjp`` only where no clean closed form exists) and ``tensors`` (the
-parameters and buffers it reads). Shapes exclude the batch dimension; ``set_shapes`` is
-called once, after a dry forward, so that ops can precompute what their adjoint needs.
+parameters and buffers it reads). Shapes exclude the batch dimension; ``set_shapes`` is called
+after a dry forward, so that ops can precompute what their adjoint needs: once per
+:class:`~lbinv.operators.AffineMap` holding the op, and a graph's maps may share an op (always with
+the same shapes), so it must give the same result when called again.
 """
 
 from __future__ import annotations
@@ -58,7 +60,8 @@ class AffineOp:
         raise NotImplementedError
 
     def set_shapes(self, in_shape: Shape, out_shape: Shape) -> None:
-        """Called once after the dry forward; ops that need the shapes precompute here."""
+        """Called after the dry forward of each map holding the op (always the same shapes); ops that
+        need the shapes precompute here."""
         self.in_shape, self.out_shape = in_shape, out_shape
 
     def check_input(self, in_shape: Shape) -> None:

@@ -87,7 +87,7 @@ class CoordinateDescent(StepTest):
             for edge in edges:
                 part = edge.affine.adjoint(residual)
                 grad = part if grad is None else grad + part
-        return grad
+        return torch.zeros_like(self._values()[j]) if grad is None else grad  # a node nothing reads
 
     def _moved(self, j: int) -> None:
         for k in self.readers[j]:

@@ -17,7 +17,7 @@ output (``output=0``) into a module whose forward returns the code, so that ever
 sees an ``nn.Module``.
 """
 
-from lbinv.tracing.code import CodeModule, Output, OutputError, code_module
+from lbinv.tracing.code import CodeModule, Output, OutputError, code_module, eval_mode
 from lbinv.tracing.graph import Step, traced_steps
 
-__all__ = ["CodeModule", "Output", "OutputError", "Step", "code_module", "traced_steps"]
+__all__ = ["CodeModule", "Output", "OutputError", "Step", "code_module", "eval_mode", "traced_steps"]

@@ -1,13 +1,16 @@
 """The code of an encoder: a method of a module (``vae.encode``) and the item of its output that is
-the code (``output=0``), as one module. Import from :mod:`lbinv.tracing`."""
+the code (``output=0``), as one module; and running a user's module in eval mode without changing
+its modes. Import from :mod:`lbinv.tracing`."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Union
 
 from torch import Tensor, nn
 
-__all__ = ["CodeModule", "Output", "OutputError", "code_module"]
+__all__ = ["CodeModule", "Output", "OutputError", "code_module", "eval_mode"]
 
 #: How an encoder's code is picked from a tuple, list or dict output: an index or a key.
 Output = Union[int, str, None]
@@ -67,3 +70,17 @@ def code_module(model: Any, output: Output = None) -> nn.Module:
             f"model: expected an nn.Module or a method of one (e.g. vae.encode), got {type(model).__name__}"
         )
     return model if output is None else CodeModule(model, "forward", output)
+
+
+@contextmanager
+def eval_mode(*modules: Any) -> Iterator[None]:
+    """Put the given modules (and their children) in eval mode; restore each one's mode after."""
+    saved = [(m, m.training) for module in modules if isinstance(module, nn.Module) for m in module.modules()]
+    try:
+        for module in modules:
+            if isinstance(module, nn.Module):
+                module.eval()
+        yield
+    finally:
+        for m, training in saved:
+            m.training = training

@@ -1,6 +1,6 @@
 """torch.fx graph nodes → the modules they apply: functional forms (``F.relu`` → ``nn.ReLU``,
 ``F.linear(x, w, b)`` → an ``nn.Linear`` holding ``w`` and ``b``), reshapes, arithmetic with numbers,
-and the names that refusals use. Used by :mod:`lbinv.tracing.chain`."""
+and the names that refusals use. Used by :mod:`lbinv.tracing.graph`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from torch import Tensor, fx, nn
 
 from lbinv.operators.module_ops import ScaleShift
 
-_POOLING_ALTERNATIVE = "average pooling (nn.AvgPool2d / F.avg_pool2d), which is linear"
+_AVERAGE_POOLING = "average pooling (nn.AvgPool2d / F.avg_pool2d), which is linear"
 
 
 def _conv(n: int) -> Callable[..., nn.Module]:
@@ -56,7 +56,7 @@ def _dropout(p: float = 0.5, training: bool = True, inplace: bool = False) -> nn
 def _adaptive_max_pool(*args: Any, **kwargs: Any) -> nn.Module:
     raise Refusal(
         "adaptive max pooling has windows that vary with the input size; use F.max_pool2d with a fixed kernel, "
-        f"or {_POOLING_ALTERNATIVE}"
+        f"or {_AVERAGE_POOLING}"
     )
 
 

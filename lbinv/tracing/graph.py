@@ -19,7 +19,7 @@ from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from lbinv._checks import Shape
-from lbinv.tracing.code import CodeModule, OutputError, several_outputs
+from lbinv.tracing.code import CodeModule, OutputError, eval_mode, several_outputs
 from lbinv.tracing.functions import (
     ARITHMETIC,
     FUNCTIONS,
@@ -34,9 +34,17 @@ from lbinv.tracing.functions import (
 
 
 class _Tracer(fx.Tracer):
+    """fx's tracer, recording source lines, that reads a ``torch.compile``d submodule as the module it wraps."""
+
     def __init__(self) -> None:
         super().__init__()
         self.record_stack_traces = True
+
+    def call_module(self, m: nn.Module, forward: Any, args: tuple, kwargs: dict) -> Any:
+        original = getattr(m, "_orig_mod", None)
+        if isinstance(original, nn.Module):
+            return self.call_module(original, original.forward, args, kwargs)
+        return super().call_module(m, forward, args, kwargs)
 
 
 @dataclass(frozen=True)
@@ -62,19 +70,20 @@ def traced_steps(module: nn.Module, input_shape: Shape | None) -> tuple[list[Ste
     Raises ValueError naming the construct and the source line for what is not affine, an
     activation or a max pooling, and for a module fx cannot trace.
     """
-    graph_module = _trace(module)
-    nodes = [n for n in graph_module.graph.nodes if n.op not in ("placeholder", "output", "get_attr")]
-    placeholders = [n for n in graph_module.graph.nodes if n.op == "placeholder"]
-    if len(placeholders) != 1:
-        raise ValueError(
-            f"{_name(module)} takes {len(placeholders)} inputs; lbinv inverts a map of one tensor: "
-            "pass a module or method of one input"
-        )
-    result = next(n for n in graph_module.graph.nodes if n.op == "output").args[0]
-    if isinstance(result, (tuple, list, dict)):
-        raise OutputError(several_outputs(_name(module), result))
-    shape = _propagation_shape(graph_module, nodes, input_shape)
-    _propagate(graph_module, shape, module)
+    with eval_mode(module):  # eval semantics, as the lifted network (and no BatchNorm statistics updated)
+        graph_module = _trace(module)
+        nodes = [n for n in graph_module.graph.nodes if n.op not in ("placeholder", "output", "get_attr")]
+        placeholders = [n for n in graph_module.graph.nodes if n.op == "placeholder"]
+        if len(placeholders) != 1:
+            raise ValueError(
+                f"{_name(module)} takes {len(placeholders)} inputs; lbinv inverts a map of one tensor: "
+                "pass a module or method of one input"
+            )
+        result = next(n for n in graph_module.graph.nodes if n.op == "output").args[0]
+        if isinstance(result, (tuple, list, dict)):
+            raise OutputError(several_outputs(_name(module), result))
+        shape = _propagation_shape(graph_module, nodes, input_shape)
+        _propagate(graph_module, shape, module)
     return _steps(graph_module, placeholders[0]), shape
 
 
@@ -106,8 +115,24 @@ def _trace(module: nn.Module) -> fx.GraphModule:
             f"pass an nn.Sequential of its layers, or a module whose forward has no such branch.{shape_hint}"
         ) from None
     graph_module = fx.GraphModule(module, graph)
+    for node in graph_module.graph.nodes:
+        if not node.users and node.op != "output" and _is_in_place(node):
+            raise ValueError(
+                f"{_where(graph_module, node)} changes a value in place and its result is not used: torch.fx cannot "
+                "follow in-place changes, so lbinv would read the value before it; write `out = out + h` (or assign "
+                "the result) instead"
+            )
     graph_module.graph.eliminate_dead_code()  # e.g. a VAE's log-variance head once the mean is picked
     return graph_module
+
+
+def _is_in_place(node: fx.Node) -> bool:
+    """``x.add_(h)``, ``F.relu(x, inplace=True)``, ``x += h`` (``operator.iadd``)."""
+    name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
+    return node.op in ("call_method", "call_function") and (
+        name.endswith("_") and not name.startswith("_") or node.kwargs.get("inplace") is True
+        or name in ("iadd", "isub", "imul", "itruediv")
+    )
 
 
 def _propagation_shape(graph_module: fx.GraphModule, nodes: list[fx.Node], input_shape: Shape | None) -> Shape:
@@ -185,9 +210,7 @@ def _steps(graph_module: fx.GraphModule, placeholder: fx.Node) -> list[Step]:
                     steps.append(Step(where, (value[inputs[0]] if not step else len(steps),), part))
                     step = steps[-1]
         except Refusal as err:
-            hint = (" (the module is in training mode, where some forwards sample or use batch statistics: call "
-                    ".eval() on it first)") if graph_module.training else ""
-            raise ValueError(f"{where}: {err}{hint}") from None
+            raise ValueError(f"{where}: {err}") from None
         if step is None:  # an operation that changes nothing: the node is its input's value
             value[node] = value[inputs[0]]
         elif step.module is None:  # a join
@@ -255,7 +278,11 @@ def _layer(graph_module: fx.GraphModule, node: fx.Node) -> nn.Module | None:
         return graph_module.get_submodule(target)
     if target in RESHAPES:
         return reshape(node)
-    if target in IDENTITIES or target in (torch.cat, torch.concat):  # a cat of one value is that value
+    if target in (torch.cat, torch.concat):
+        if len(node.args[0]) != 1:
+            raise Refusal("it concatenates a value computed from the input with a constant tensor, which is not supported")
+        return None  # a cat of one value is that value
+    if target in IDENTITIES:
         return None
     if target in ARITHMETIC:
         return scale_shift(node)
@@ -286,7 +313,6 @@ _LIBRARIES = tuple(os.path.dirname(m.__file__) + os.sep for m in (torch, sys.mod
 def _is_library(file: str) -> bool:
     """A frame of torch or lbinv, not of the user's code."""
     return os.path.abspath(file).startswith(_LIBRARIES)
-
 
 
 def _where(graph_module: fx.GraphModule, node: fx.Node) -> str:

@@ -9,8 +9,7 @@ from __future__ import annotations
 import copy
 import operator
 from collections.abc import Mapping
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import torch
 from torch import Tensor, nn
@@ -18,7 +17,7 @@ from torch import Tensor, nn
 from lbinv._checks import HALF_PRECISION
 from lbinv.lifted import LiftedNetwork
 from lbinv.probe import as_inputs
-from lbinv.tracing import Output, code_module
+from lbinv.tracing import Output, code_module, eval_mode
 
 if TYPE_CHECKING:  # either namespace's LightningModule
     from lightning.pytorch import LightningModule
@@ -192,20 +191,6 @@ def batch_inputs(batch: Any) -> Tensor:
     if not isinstance(x, Tensor) or x.dim() < 2:
         raise ValueError(f"InversionCallback: the validation inputs must be a batched tensor (B, ...), got {x!r:.80}.")
     return x
-
-
-@contextmanager
-def eval_mode(*modules: Any) -> Iterator[None]:
-    """Put the given modules (and their children) in eval mode; restore each one's mode after."""
-    saved = [(m, m.training) for module in modules if isinstance(module, nn.Module) for m in module.modules()]
-    try:
-        for module in modules:
-            if isinstance(module, nn.Module):
-                module.eval()
-        yield
-    finally:
-        for m, training in saved:
-            m.training = training
 
 
 def inversion_target(encoder: nn.Module, pl_module: LightningModule) -> tuple[torch.device, torch.dtype]:
