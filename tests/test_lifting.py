@@ -178,3 +178,26 @@ def test_max_pooling_built_under_inference_mode_still_differentiates():
     x = torch.rand(1, 1, 8, 8, dtype=F64, requires_grad=True)
     net(x).sum().backward()
     assert x.grad is not None and bool(torch.isfinite(x.grad).all())
+
+
+def test_the_stacked_norms_are_computed_once_per_weights(monkeypatch):
+    # the callback rebuilds the network at every inversion: blocks read by several edges take their
+    # Lipschitz constant from the cache until the weights change
+    import lbinv.solvers.coordinate_descent as cd
+
+    calls = []
+    original = cd.operator_norm
+    monkeypatch.setattr(cd, "operator_norm", lambda *a, **k: calls.append(1) or original(*a, **k))
+    module = init_module(RandomGraph(GRAPH_BLOCKS))
+    y = module(torch.rand(1, 1, 8, 8, dtype=F64)).detach()
+
+    def build() -> int:
+        calls.clear()
+        invert(module, y, alpha=1e-2, input_shape=(1, 8, 8), max_iter=1)
+        return len(calls)
+
+    first = build()
+    assert first > 0 and build() == 0
+    with torch.no_grad():
+        module.convs[1].weight.mul_(2.0)  # the residual block's conv: its node's stacked norm changes
+    assert 0 < build() <= first

@@ -9,7 +9,7 @@ iteration, cached while the parameters are unchanged). All methods are batched: 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from itertools import chain
 from typing import Any
 
@@ -178,6 +178,17 @@ class AffineMap:
         on the same modules (:func:`~lbinv.operators.cache.cached`)."""
         return cached(self._cache_owner, (name, self._structure), list(self._tensors()), compute)
 
+    def cached_with(self, others: Sequence[AffineMap], name: Hashable, compute: Callable[[], Any]) -> Any:
+        """``compute()`` of a value that depends on this map and on ``others`` (e.g. the norm of their
+        stacked operator), kept like ‖W‖ while none of their parameters or buffers changes; ``name``
+        says everything else it depends on."""
+        maps = (self, *others)
+        key = (name, tuple(m._structure for m in maps), self.dtype, self.device)
+        # kept with the first module holding tensors; maps without any (max pooling's window entries, traced
+        # anew at every call) share one owner, their key saying all they compute
+        owner = next((m._cache_owner for m in maps if isinstance(m._cache_owner, nn.Module)), _PARAMETER_FREE)
+        return cached(owner, key, [t for m in maps for t in m._tensors()], compute)
+
     @property
     def bias(self) -> Tensor:
         """b = forward(0), shape ``out_shape`` (detached; cached while parameters are unchanged)."""
@@ -205,6 +216,13 @@ class AffineMap:
     def __repr__(self) -> str:
         names = ", ".join(type(m).__name__ for m in self.modules)
         return f"AffineMap([{names}], in_shape={self.in_shape}, out_shape={self.out_shape})"
+
+
+class _ParameterFree:
+    """The owner of cached values that depend on parameter-free maps only."""
+
+
+_PARAMETER_FREE = _ParameterFree()
 
 
 def _configuration(module: nn.Module) -> tuple:

@@ -118,7 +118,8 @@ class CoordinateDescent(StepTest):
 def _lipschitz(readers: dict[int, list], shape: tuple[int, ...]) -> float:
     """A Lipschitz constant of ``g_j: x_j ↦ Σ_k A_kjᵀ(σ_k(a_k) − x_k)``: its Jacobian is ``Bᵀ D B`` with
     ``B x = (Σ_{edges k←j} A_e x)_k`` and ``0 ⪯ D ⪯ I`` (each σ_k is 1-Lipschitz), so ``‖B‖²`` (inflated by
-    ``OPNORM_SAFETY``) bounds it: ``‖W_{j+1}‖²`` for a chain (cached), else by power iteration on ``B``.
+    ``OPNORM_SAFETY``) bounds it: ``‖W_{j+1}‖²`` for a chain, else by power iteration on ``B``; both
+    cached while the weights are unchanged.
     1 when that gradient vanishes (no reader)."""
     edges = [e for group in readers.values() for e in group]
     if len(edges) == 1:
@@ -136,7 +137,12 @@ def _lipschitz(readers: dict[int, list], shape: tuple[int, ...]) -> float:
         return sum(e.affine.adjoint(part.reshape(-1, *e.affine.out_shape)) for part, group in zip(parts, groups) for e in group)
 
     reference = edges[0].affine
-    return lipschitz(operator_norm(forward, adjoint, shape, dtype=reference.dtype, device=reference.device))
+
+    def compute() -> float:
+        return operator_norm(forward, adjoint, shape, dtype=reference.dtype, device=reference.device)
+
+    grouping = ("stacked_opnorm", tuple(len(group) for group in groups))  # which edges are summed
+    return lipschitz(reference.cached_with([e.affine for e in edges[1:]], grouping, compute))
 
 
 def lifted_objective(
