@@ -163,7 +163,7 @@ METADATA = {"size", "dim", "numel"}
 
 
 
-def reshape(node: fx.Node) -> nn.Module:
+def reshape(node: fx.Node) -> list[nn.Module]:
     """A batch-preserving reshape ``(B, *in) → (B, *out)`` as Flatten, then Unflatten to ``out``."""
     in_shape = node.args[0].meta["tensor_meta"].shape
     out_shape = node.meta["tensor_meta"].shape
@@ -173,9 +173,7 @@ def reshape(node: fx.Node) -> nn.Module:
             "keep the batch dimension first, e.g. x.view(x.size(0), -1)"
         )
     out = tuple(out_shape[1:])
-    if len(out) == 1:
-        return nn.Flatten()
-    return nn.Sequential(nn.Flatten(), nn.Unflatten(1, out))
+    return [nn.Flatten()] if len(out) == 1 else [nn.Flatten(), nn.Unflatten(1, out)]
 
 
 def scale_shift(node: fx.Node) -> nn.Module:

@@ -198,26 +198,17 @@ def _steps(graph_module: fx.GraphModule, placeholder: fx.Node) -> list[Step]:
         inputs = _inputs(node, metadata)
         try:
             if len(inputs) > 1:
-                step = _join(node, tuple(value[a] for a in inputs), where)
-            else:
-                if not inputs:
-                    raise Refusal("it computes a value that does not depend on the input; lbinv needs every operation to act on it")
-                layer = _layer(graph_module, node)
-                # a reshape is Flatten then Unflatten: one step each
-                layers = [] if layer is None else list(layer) if type(layer) is nn.Sequential else [layer]
-                step = None
-                for part in layers:
-                    steps.append(Step(where, (value[inputs[0]] if not step else len(steps),), part))
-                    step = steps[-1]
+                steps.append(_join(node, tuple(value[a] for a in inputs), where))
+                value[node] = len(steps)
+                continue
+            if not inputs:
+                raise Refusal("it computes a value that does not depend on the input; lbinv needs every operation to act on it")
+            value[node] = value[inputs[0]]  # an operation that changes nothing leaves it there
+            for module in _layers(graph_module, node):
+                steps.append(Step(where, (value[node],), module))
+                value[node] = len(steps)
         except Refusal as err:
             raise ValueError(f"{where}: {err}") from None
-        if step is None:  # an operation that changes nothing: the node is its input's value
-            value[node] = value[inputs[0]]
-        elif step.module is None:  # a join
-            steps.append(step)
-            value[node] = len(steps)
-        else:
-            value[node] = len(steps)
     return steps
 
 
@@ -269,23 +260,23 @@ def _node_args(node: fx.Node) -> list[Any]:
     return out
 
 
-def _layer(graph_module: fx.GraphModule, node: fx.Node) -> nn.Module | None:
-    """The module that ``node`` applies to its input; None for an operation that changes nothing."""
+def _layers(graph_module: fx.GraphModule, node: fx.Node) -> list[nn.Module]:
+    """The modules that ``node`` applies to its input, in order; none for an operation that changes nothing."""
     target = node.target
     if node.op == "call_module":
         if len(node.args) != 1 or node.kwargs:
             raise Refusal("the module is called with more than its input; lbinv supports modules of one tensor")
-        return graph_module.get_submodule(target)
+        return [graph_module.get_submodule(target)]
     if target in RESHAPES:
         return reshape(node)
     if target in (torch.cat, torch.concat):
         if len(node.args[0]) != 1:
             raise Refusal("it concatenates a value computed from the input with a constant tensor, which is not supported")
-        return None  # a cat of one value is that value
+        return []  # a cat of one value is that value
     if target in IDENTITIES:
-        return None
+        return []
     if target in ARITHMETIC:
-        return scale_shift(node)
+        return [scale_shift(node)]
     builder = FUNCTIONS.get(target)
     if builder is None:
         raise Refusal(
@@ -295,7 +286,7 @@ def _layer(graph_module: fx.GraphModule, node: fx.Node) -> nn.Module | None:
         )
     args = [_value(graph_module, a) for a in node.args[1:]]
     kwargs = {k: _value(graph_module, v) for k, v in node.kwargs.items() if k != "input"}
-    return builder(*args, **kwargs)
+    return [builder(*args, **kwargs)]
 
 
 def _value(graph_module: fx.GraphModule, arg: Any) -> Any:

@@ -40,7 +40,6 @@ from lbinv.lightning.callback.access import (
     batch_inputs,
     check_encoder,
     dry_run,
-    eval_mode,
     has_validation_step,
     known_input_shape,
     range_warning,
@@ -66,6 +65,7 @@ from lbinv.lightning.callback.probe_images import ProbeImages
 from lbinv.lightning.callback.schedule import Progress, last_epoch, solver_budget
 from lbinv.probe import invert_probe, summarize
 from lbinv.solvers import invert
+from lbinv.tracing import eval_mode
 
 if TYPE_CHECKING:  # either namespace's classes; only for type checkers
     from lightning.pytorch import LightningModule, Trainer
