@@ -160,3 +160,69 @@ class OneLayer(Foreign):
         super().__init__()
         torch.manual_seed(0)
         self.enc = nn.Sequential(nn.Flatten(), nn.Linear(SIZE * SIZE, 12), nn.ReLU())
+
+
+# ---------------------------------------------------------------------- users' own networks
+CODE = 12
+
+
+def batch_images(batch):
+    """The images of a batch that is a tensor or an (x, y, …) tuple."""
+    return batch[0] if isinstance(batch, (tuple, list)) else batch
+
+
+class TrainSteps:
+    """A user's training loop, for LightningModules of either namespace that define ``_loss(batch)``."""
+
+    def training_step(self, batch, batch_idx):
+        return self._loss(batch)
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val_loss", self._loss(batch))
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=1e-2)
+
+
+class Encoder(nn.Module):
+    """A hand-written forward: F.relu, x.view(x.size(0), -1)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, stride=2, padding=1)
+        self.fc = nn.Linear(4 * (SIZE // 2) ** 2, CODE)
+
+    def forward(self, x):
+        h = F.relu(self.conv(x))
+        return F.relu(self.fc(h.view(h.size(0), -1)))
+
+
+class Decoder(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(CODE, SIZE * SIZE)
+
+    def forward(self, z):
+        return torch.sigmoid(self.fc(z)).view(-1, 1, SIZE, SIZE)
+
+
+class VAE(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = Encoder()
+        self.fc_mu, self.fc_var = nn.Linear(CODE, CODE), nn.Linear(CODE, CODE)
+        self.decoder = Decoder()
+
+    def encode(self, x):
+        h = self.body(x)
+        return [self.fc_mu(h), self.fc_var(h)]
+
+    def decode(self, z):
+        return self.decoder(z)
+
+
+def vae_loss(vae: VAE, x: torch.Tensor) -> torch.Tensor:
+    """Reconstruction from a sampled code plus a small KL term, as VAE projects train."""
+    mu, logvar = vae.encode(x)
+    z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+    return F.mse_loss(vae.decode(z), x) - 1e-3 * torch.mean(1 + logvar - mu**2 - logvar.exp())

@@ -11,23 +11,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tests.lightning.helpers import QUIET_LIGHTNING, SIZE, events, inversion_tags, make_callback, make_trainer, train_loader, val_loader
+from tests.lightning.helpers import (
+    CODE,
+    QUIET_LIGHTNING,
+    SIZE,
+    VAE,
+    Decoder,
+    Encoder,
+    TrainSteps,
+    batch_images,
+    events,
+    inversion_tags,
+    make_callback,
+    make_trainer,
+    train_loader,
+    val_loader,
+    vae_loss,
+)
 
 pytestmark = QUIET_LIGHTNING
-CODE = 12
-
-
-class Encoder(nn.Module):
-    """A hand-written forward: F.relu, x.view(x.size(0), -1)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(1, 4, 3, stride=2, padding=1)
-        self.fc = nn.Linear(4 * (SIZE // 2) ** 2, CODE)
-
-    def forward(self, x):
-        h = F.relu(self.conv(x))
-        return F.relu(self.fc(h.view(h.size(0), -1)))
 
 
 class ResidualEncoder(nn.Module):
@@ -45,37 +47,13 @@ class ResidualEncoder(nn.Module):
         return self.fc(torch.flatten(h, 1))
 
 
-class Decoder(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = nn.Linear(CODE, SIZE * SIZE)
-
-    def forward(self, z):
-        return torch.sigmoid(self.fc(z)).view(-1, 1, SIZE, SIZE)
-
-
-class VAE(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.body = Encoder()
-        self.fc_mu, self.fc_var = nn.Linear(CODE, CODE), nn.Linear(CODE, CODE)
-        self.decoder = Decoder()
-
-    def encode(self, x):
-        h = self.body(x)
-        return [self.fc_mu(h), self.fc_var(h)]
-
-    def decode(self, z):
-        return self.decoder(z)
-
-
 class AE(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.encoder, self.decoder = Encoder(), Decoder()
 
 
-class Project(L.LightningModule):
+class Project(TrainSteps, L.LightningModule):
     """A user's module: ``shape`` says how it holds its networks."""
 
     def __init__(self, shape: str) -> None:
@@ -90,22 +68,11 @@ class Project(L.LightningModule):
             self.decoder = Decoder()
 
     def _loss(self, batch):
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        x = batch_images(batch)
         if self.shape == "vae":
-            mu, logvar = self.model.encode(x)
-            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-            return F.mse_loss(self.model.decode(z), x) - 1e-3 * torch.mean(1 + logvar - mu**2 - logvar.exp())
+            return vae_loss(self.model, x)
         nets = self.model if self.shape == "self.model" else self
         return F.mse_loss(nets.decoder(nets.encoder(x)), x)
-
-    def training_step(self, batch, batch_idx):
-        return self._loss(batch)
-
-    def validation_step(self, batch, batch_idx):
-        self.log("val_loss", self._loss(batch))
-
-    def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=1e-2)
 
 
 # the README's four lines, one per shape

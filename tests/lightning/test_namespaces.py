@@ -5,18 +5,30 @@ Trainer and TensorBoardLogger all from the ``pytorch_lightning`` package, exactl
 from __future__ import annotations
 
 import pytest
-import torch
 import torch.nn.functional as F
 
 from lbinv.lightning.callback import InversionCallback
-from tests.lightning.helpers import QUIET_LIGHTNING, LEVELS, Foreign, events, inversion_tags, make_callback, train_loader, val_loader
+from tests.lightning.helpers import (
+    LEVELS,
+    QUIET_LIGHTNING,
+    VAE,
+    Foreign,
+    TrainSteps,
+    batch_images,
+    events,
+    inversion_tags,
+    make_callback,
+    train_loader,
+    val_loader,
+    vae_loss,
+)
 
 pl = pytest.importorskip("pytorch_lightning")
 
 pytestmark = QUIET_LIGHTNING
 
 
-class PLForeign(pl.LightningModule):
+class PLForeign(TrainSteps, pl.LightningModule):
     """The helpers' Foreign encoder and decoder in a module written against pytorch_lightning."""
 
     def __init__(self) -> None:
@@ -25,17 +37,8 @@ class PLForeign(pl.LightningModule):
         self.enc, self.dec = body.enc, body.dec
 
     def _loss(self, batch):
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        x = batch_images(batch)
         return F.mse_loss(self.dec(self.enc(x)), x)
-
-    def training_step(self, batch, batch_idx):
-        return self._loss(batch)
-
-    def validation_step(self, batch, batch_idx):
-        self.log("val_loss", self._loss(batch))
-
-    def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=1e-2)
 
 
 def pl_trainer(tmp_path, callbacks, **kwargs):
@@ -77,45 +80,15 @@ def test_validate_in_a_pytorch_lightning_project_inverts_and_bad_encoders_fail_e
         bad.fit(PLForeign(), train_loader(), val_loader())
 
 
-class VanillaVAE(torch.nn.Module):
-    """A VAE written as such projects write it: a hand-written forward, F.leaky_relu, view, two heads."""
+class PLVAE(TrainSteps, pl.LightningModule):
+    """A VAE under self.model, its code the mean head of self.model.encode."""
 
-    def __init__(self, size: int = 8, latent: int = 6) -> None:
-        super().__init__()
-        self.conv = torch.nn.Conv2d(1, 4, 3, stride=2, padding=1)
-        self.fc_mu = torch.nn.Linear(4 * (size // 2) ** 2, latent)
-        self.fc_var = torch.nn.Linear(4 * (size // 2) ** 2, latent)
-        self.out = torch.nn.Linear(latent, size * size)
-        self.size = size
-
-    def encode(self, x):
-        h = F.leaky_relu(self.conv(x), 0.1)
-        h = h.view(h.size(0), -1)
-        return [self.fc_mu(h), self.fc_var(h)]
-
-    def decode(self, z):
-        return torch.sigmoid(self.out(z)).view(-1, 1, self.size, self.size)
-
-
-class PLVAE(pl.LightningModule):
     def __init__(self) -> None:
         super().__init__()
-        self.model = VanillaVAE()
+        self.model = VAE()
 
     def _loss(self, batch):
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        mu, logvar = self.model.encode(x)
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-        return F.mse_loss(self.model.decode(z), x) - 1e-3 * torch.mean(1 + logvar - mu**2 - logvar.exp())
-
-    def training_step(self, batch, batch_idx):
-        return self._loss(batch)
-
-    def validation_step(self, batch, batch_idx):
-        self.log("val_loss", self._loss(batch))
-
-    def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=1e-2)
+        return vae_loss(self.model, batch_images(batch))
 
 
 def test_a_vae_mean_head_inverts_through_its_encode_method(tmp_path):
@@ -128,5 +101,5 @@ def test_a_vae_mean_head_inverts_through_its_encode_method(tmp_path):
         assert [e.step for e in acc.Scalars(tag)] == [0], tag
     assert acc.Scalars("inversion/delta2/sigma_0")[0].value == 0.0  # the clean code is the mean head's output
     without_output = pl_trainer(tmp_path / "bad", [make_callback(encoder="model.encode", decoder="model.decode")])
-    with pytest.raises(ValueError, match=r"output: VanillaVAE\.encode returns a tuple or list of 2 items.*output=0"):
+    with pytest.raises(ValueError, match=r"output: VAE\.encode returns a tuple or list of 2 items.*output=0"):
         without_output.fit(PLVAE(), train_loader(), val_loader())

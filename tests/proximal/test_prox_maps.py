@@ -53,18 +53,6 @@ def _xlogx(x: np.ndarray) -> np.ndarray:
     return np.where(x > 0, x * np.log(np.where(x > 0, x, 1.0)), 0.0)
 
 
-def _bisect(f: Callable[[np.ndarray], np.ndarray], lo: float, hi: float, shape, iters: int = 200) -> np.ndarray:
-    """Root of an increasing f on (lo, hi), elementwise, by plain bisection."""
-    a = np.full(shape, lo, dtype=np.float64)
-    b = np.full(shape, hi, dtype=np.float64)
-    for _ in range(iters):
-        m = 0.5 * (a + b)
-        pos = f(m) > 0
-        b = np.where(pos, m, b)
-        a = np.where(pos, a, m)
-    return 0.5 * (a + b)
-
-
 def _logit(u):
     with np.errstate(divide="ignore"):
         return np.log(u) - np.log1p(-u)
@@ -72,13 +60,13 @@ def _logit(u):
 
 def _sigmoid_prox_ref(v, t):
     v, t = np.broadcast_arrays(v, t)
-    return _bisect(lambda u: (1 - t) * u + t * _logit(u) - v, 0.0, 1.0, v.shape)
+    return refs.bisect(lambda u: (1 - t) * u + t * _logit(u) - v, np.zeros(v.shape), np.ones(v.shape))
 
 
 def _tanh_prox_ref(v, t):
     v, t = np.broadcast_arrays(v, t)
     with np.errstate(divide="ignore"):
-        return _bisect(lambda u: (1 - t) * u + t * np.arctanh(u) - v, -1.0, 1.0, v.shape)
+        return refs.bisect(lambda u: (1 - t) * u + t * np.arctanh(u) - v, -np.ones(v.shape), np.ones(v.shape))
 
 
 def _tanh_psi_ref(u):

@@ -21,13 +21,7 @@ from tests.solvers.test_inversion import (
 ALPHA = 0.05
 
 
-@pytest.fixture(autouse=True)
-def float64_default():
-    """These tests compare against double-precision references; restore the default afterwards."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64_default")  # double-precision references
 
 
 def cvxpy_relu_box(W, b, y, alpha, h, w, bounds):

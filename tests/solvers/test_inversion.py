@@ -13,13 +13,7 @@ from lbinv.regularizers import TotalVariation
 
 
 
-@pytest.fixture(autouse=True)
-def float64_default():
-    """These tests compare against double-precision references; restore the default afterwards."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64_default")  # double-precision references
 
 
 def difference_matrices(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
