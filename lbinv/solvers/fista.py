@@ -18,11 +18,8 @@ monotone FISTA) or its momentum points uphill, ``⟨u − x̂, x̂ − x⟩ > 0`
 with ``Wᵀ`` (at ``u``), as a plain gradient step does.
 
 The prox of ``τ(α TV + ι_box)`` (TV denoising with weight ``λ = τα``) has no closed form; it is
-computed by the fast gradient projection (FGP) of Beck & Teboulle (2009) on its dual::
-
-    x(q) = Proj_box( v + λ div q ),   p⁺ = Proj_{‖·‖≤1}( q + ∇x(q) / (8λ) ),   q: Nesterov momentum on p
-
-for ``m`` inner steps without any host synchronisation, warm-started from the dual ``p`` of the
+computed by the fast gradient projection (FGP) of Beck & Teboulle (2009) on its dual
+(:class:`~lbinv.solvers.tv_prox.TVProx`) for ``m`` inner steps without any host synchronisation, warm-started from the dual ``p`` of the
 previous outer iteration. ``m`` adapts at the checks (every ``check_every`` iterations, where the
 loop synchronises anyway): it doubles while the prox's inexactness dominates the duality gap below
 (its TV part is ``1/τ`` times the duality gap of the prox problem), and halves when it is a small
@@ -59,9 +56,10 @@ import torch
 from torch import Tensor
 
 from lbinv.lifted import LiftedLayer
-from lbinv.regularizers import TotalVariation, project_box_
+from lbinv.regularizers import project_box_
 from lbinv.solvers.loop import Problem, lipschitz, masked, per_sample, sample_norm
 from lbinv.solvers.pdhg import single_layer_objective
+from lbinv.solvers.tv_prox import TVProx
 
 #: Inner (FGP) steps per outer iteration at the start; they adapt between this floor and ``max_inner_steps``.
 DEFAULT_INNER_STEPS = 20
@@ -106,10 +104,8 @@ class FISTA:
         self.alpha_x = per_sample(self.alpha, x)
         self.z = None
         if self.tv is not None:
-            self.z = x.new_zeros((x.shape[0], 2, *x.shape[1:]))
-            lam = self.tau * self.alpha  # the prox weight λ = τα, per sample
-            self.lam_x = per_sample(lam, x)
-            self.dual_step = per_sample(1.0 / (TotalVariation.NORM_BOUND**2 * lam), self.z)  # 1/(8λ)
+            self.tv_prox = TVProx(self.tv, self.bounds, self.tau * self.alpha, x)  # weight λ = τα, per sample
+            self.z = self.tv_prox.initial_dual(x)
         self.bounded = self.bounds is not None and all(math.isfinite(v) for v in self.bounds)
         self.x_checked = self.x  # the iterate at the last check
         self.gap = torch.full_like(self.alpha, float("inf"))
@@ -123,15 +119,7 @@ class FISTA:
         """``prox_{τg}(v)`` by ``inner_steps`` FGP steps on the TV dual from ``p``; returns ``(x, p)``."""
         if self.tv is None:
             return project_box_(v.clone(), self.bounds), None
-        tv, lam, step = self.tv, self.lam_x, self.dual_step
-        q, t = p, 1.0
-        for _ in range(self.inner_steps):
-            x = project_box_(torch.addcmul(v, lam, tv.div(q)), self.bounds)
-            p_new = tv.project_dual_(torch.addcmul(q, step, tv.grad(x)))
-            t_new = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * t * t))
-            q = torch.lerp(p_new, p, (1.0 - t) / t_new)  # p⁺ + ((t − 1)/t⁺)(p⁺ − p)
-            p, t = p_new, t_new
-        return project_box_(torch.addcmul(v, lam, tv.div(p)), self.bounds), p
+        return self.tv_prox(v, p, self.inner_steps)
 
     def step(self, active: Tensor | None, measure: bool) -> Tensor | None:
         layer, u, x, au, ax = self.layer, self.u, self.x, self.au, self.ax
