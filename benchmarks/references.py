@@ -1,4 +1,5 @@
-"""lbinv against references: an exact CVXPY/Clarabel solve, and the paper's step rule."""
+"""lbinv's PDHG (``solver="pdhg"``) against references: an exact CVXPY/Clarabel solve, and the paper's
+step rule (the one-layer default, FISTA, against peers and Clarabel: peers.py)."""
 
 from __future__ import annotations
 
@@ -65,7 +66,7 @@ def bench_clarabel(device: torch.device, rounds: int, batch: int, gap: float = 1
     def sweeps_to_gap(y_dev, f_star: torch.Tensor) -> int | None:
         budget = 1000
         while True:  # a growing budget
-            hist = invert(net_dev, y_dev, alpha=alpha, max_iter=budget, tol=0.0, record_history=True, check_every=10)
+            hist = invert(net_dev, y_dev, alpha=alpha, solver="pdhg", max_iter=budget, tol=0.0, record_history=True, check_every=10)
             rel = (hist.history["objective"].cpu() - f_star) / f_star.abs()  # (checks, B)
             hit = torch.nonzero((rel <= gap).all(dim=1))
             if hit.numel():
@@ -83,11 +84,11 @@ def bench_clarabel(device: torch.device, rounds: int, batch: int, gap: float = 1
         return {"reached": False, "max_iter": max_iter}
 
     def lbinv_run():
-        return invert(net_dev, y0, alpha=alpha, max_iter=k, tol=0.0, check_every=k)
+        return invert(net_dev, y0, alpha=alpha, solver="pdhg", max_iter=k, tol=0.0, check_every=k)
 
     final = float(lbinv_run().objective[0])
-    default = invert(net_dev, y0, alpha=alpha)
-    t = interleaved({"clarabel": clarabel, "lbinv": lbinv_run, "lbinv_default_stop": lambda: invert(net_dev, y0, alpha=alpha)},
+    default = invert(net_dev, y0, alpha=alpha, solver="pdhg")
+    t = interleaved({"clarabel": clarabel, "lbinv": lbinv_run, "lbinv_default_stop": lambda: invert(net_dev, y0, alpha=alpha, solver="pdhg")},
                     device, rounds)
     out = {
         "problem": f"{size}x{size} disc, Linear({size * size}, {m}) + ReLU (default init, seed 0), noise 0.005, "
@@ -117,7 +118,7 @@ def bench_clarabel(device: torch.device, rounds: int, batch: int, gap: float = 1
     y_dev = ys.to(device)
     k_all = sweeps_to_gap(y_dev, torch.tensor(optima))
     if k_all is not None:
-        t_batch = interleaved({"lbinv": lambda: invert(net_dev, y_dev, alpha=alpha, max_iter=k_all, tol=0.0, check_every=k_all)},
+        t_batch = interleaved({"lbinv": lambda: invert(net_dev, y_dev, alpha=alpha, solver="pdhg", max_iter=k_all, tol=0.0, check_every=k_all)},
                               device, rounds)["lbinv"]
         out["batch"] = {"problems": batch, "seconds_clarabel_one_by_one": sum(seconds), "iterations_to_gap_all": k_all,
                         "seconds_lbinv_batched": t_batch, "speedup": sum(seconds) / t_batch}
@@ -130,7 +131,7 @@ def bench_paper_steps(device: torch.device, max_default: int, max_paper: int, ga
     from circle import make_problem
 
     perceptron, _, _, y_delta = make_problem(64, 512, 0.005, 0, str(device), torch.float64)
-    opts = dict(alpha=1.5e-2, input_shape=(1, 64, 64), tol=0.0, record_history=True)
+    opts = dict(alpha=1.5e-2, input_shape=(1, 64, 64), tol=0.0, record_history=True, solver="pdhg")
     start = time.perf_counter()
     default = invert(perceptron, y_delta, max_iter=max_default, check_every=10, **opts)
     seconds_default = time.perf_counter() - start

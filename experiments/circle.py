@@ -2,7 +2,8 @@
 
 A 64×64 disc seen through a random ReLU perceptron nn.Linear(4096, 512) with PyTorch's default
 initialisation, noisy data ``clip₊(y + N(0, 0.005²))``, inverted with Landweber + discrepancy
-principle and with lifted-Bregman TV-PDHG (α = 1.5e−2), both through ``lbinv.invert``.
+principle and with lifted-Bregman TV-PDHG (α = 1.5e−2, the paper's solver: ``solver="pdhg"``), both
+through ``lbinv.invert``.
 
     python experiments/circle.py --out results/circle [--device cuda]
 """
@@ -83,17 +84,17 @@ def run_circle(
                           "seconds": lw_seconds, "residual": residual.item(), "converged": bool(lw.converged.item())}
 
     start = time.perf_counter()
-    tv = invert(perceptron, y_delta, alpha=alpha, input_shape=shape, max_iter=max_iter, tol=tol, record_history=True)
+    pdhg = dict(alpha=alpha, input_shape=shape, max_iter=max_iter, solver="pdhg")
+    tv = invert(perceptron, y_delta, tol=tol, record_history=True, **pdhg)
     tv_seconds = time.perf_counter() - start
     table["tv"] = {**measures(tv.x, x_true), "iterations": int(tv.iterations.item()), "seconds": tv_seconds,
                    "objective": tv.objective.item(), "converged": bool(tv.converged.item())}
     figures = {"x_true": x_true, "landweber": lw.x, "tv": tv.x, "histories": {"default": tv.history}}
     if compare_steps:
-        paper = invert(perceptron, y_delta, alpha=alpha, input_shape=shape, max_iter=max_iter, tol=tol,
-                       record_history=True, step_rule="paper")
+        paper = invert(perceptron, y_delta, tol=tol, record_history=True, step_rule="paper", **pdhg)
         figures["histories"]["paper"] = paper.history
         table["tv_paper_steps"] = {"iterations": int(paper.iterations.item()), "objective": paper.objective.item()}
-        reference = invert(perceptron, y_delta, alpha=alpha, input_shape=shape, max_iter=max_iter, tol=1e-10)
+        reference = invert(perceptron, y_delta, tol=1e-10, **pdhg)
         figures["optimum"] = table["optimum"] = reference.objective.item()
     return table, figures
 

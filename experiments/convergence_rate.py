@@ -9,7 +9,8 @@ a convergent regularisation: if the true input x† satisfies the source conditi
 The paper never measures it. This script does, on the circle perceptron of the paper
 (nn.Linear(4096, 512) + ReLU, default initialisation under ``--seed``; MATH.md §9) and, with
 ``--mnist``, on a dense MNIST encoder Flatten → Linear(784, 100) → ReLU. For every network all
-noise levels and cases go through ONE batched :func:`lbinv.invert` call (α is a per-sample tensor).
+noise levels and cases go through ONE batched :func:`lbinv.invert` call (α is a per-sample tensor),
+by the paper's PDHG (``solver="pdhg"``: ``--tol`` bounds its step, as in the recorded results).
 
 Cases (reference solution x† and its subgradient p†), all in the same batched call:
 
@@ -133,7 +134,7 @@ def source_cases(
     cases = []
     data, x_init, start = y0.flatten(1), None, time.perf_counter()
     for k in range(rounds):
-        res = invert(net, data, alpha=alpha0, max_iter=max_iter, tol=tol, x_init=x_init)
+        res = invert(net, data, alpha=alpha0, max_iter=max_iter, tol=tol, x_init=x_init, solver="pdhg")
         y = net(res.x).flatten(1)
         violations = int(((y <= 0) & (data > 0)).sum())
         if k == 0:  # already Example 1's case when nothing is violated
@@ -202,7 +203,7 @@ def solve_network(
     delta = (y_delta - y_clean).norm(dim=1)
     alpha = c * delta
     start = time.perf_counter()
-    res = invert(net, y_delta, alpha=alpha, max_iter=max_iter, tol=tol)
+    res = invert(net, y_delta, alpha=alpha, max_iter=max_iter, tol=tol, solver="pdhg")
     seconds = time.perf_counter() - start
 
     x = res.x

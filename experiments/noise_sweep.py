@@ -4,8 +4,8 @@ For the dense (one-layer encoder) and the conv (three-layer encoder) autoencoder
 images, add Gaussian noise of standard deviation σ to the code (σ from 0.33 down to 0), clip the
 noisy code into the ReLU's domain, and recover the image from it
 
-- with the lifted Bregman formulation (``method="lifted"``: PDHG for the dense encoder, coordinate
-  descent for the conv one), isotropic TV, x in the box [0, 1] (the images' range);
+- with the lifted Bregman formulation (``method="lifted"``: the paper's PDHG for the dense encoder,
+  ``solver="pdhg"``, coordinate descent for the conv one), isotropic TV, x in the box [0, 1] (the images' range);
 - with the baselines on the same noisy codes: ``method="sequential"`` (layer by layer; skipped for the
   one-layer dense encoder, where it *is* the lifted problem) and ``method="gradient"`` (Adam through
   the encoder on ``½‖N(x) − y^δ‖² + α TV_ε(x)``, same bounds);
@@ -153,7 +153,7 @@ def methods_for(encoder: nn.Module, methods: Sequence[str]) -> list[str]:
 def solve_all(model: AutoencoderModule, x: Tensor, method: str, cfg: SweepConfig) -> dict[str, Tensor]:
     """One batched inversion of levels × images × α grid; the per-sample numbers of
     :func:`lbinv.probe.invert_probe` (x_inv, psnr_inv, residual, delta, x_dec, …)."""
-    options = cfg.gradient_options if method == "gradient" else {}
+    options = {"gradient": cfg.gradient_options, "lifted": {"solver": "pdhg"}}.get(method, {})
     solve = partial(invert, method=method, regularizer="tv", bounds=BOUNDS, max_iter=cfg.max_iter,
                     tol=cfg.tol, check_every=cfg.check_every, **options)
     levels = len(cfg.sigmas)

@@ -42,11 +42,14 @@ def conv() -> nn.Sequential:
     )
 
 
-#: method name -> (encoder, invert's options): PDHG, coordinate descent, the sequential, Landweber
-#: and gradient baselines
+#: method name -> (encoder, invert's options): FISTA (the one-layer default), PDHG, inertial
+#: coordinate descent (the several-layer default), the paper's, the sequential, Landweber and
+#: gradient baselines
 CASES = {
-    "pdhg": (dense, dict(method="lifted", alpha=1e-2, bounds=(0.0, 1.0))),
-    "coordinate_descent": (conv, dict(method="lifted", alpha=1e-2)),
+    "fista": (dense, dict(method="lifted", alpha=1e-2, bounds=(0.0, 1.0))),
+    "pdhg": (dense, dict(method="lifted", alpha=1e-2, bounds=(0.0, 1.0), solver="pdhg")),
+    "inertial_coordinate_descent": (conv, dict(method="lifted", alpha=1e-2)),
+    "coordinate_descent": (conv, dict(method="lifted", alpha=1e-2, solver="pdhg")),
     "sequential": (conv, dict(method="sequential", alpha=1e-2)),
     "landweber": (dense, dict(method="landweber", noise_level=0.05)),
     "gradient": (conv, dict(method="gradient", alpha=1e-2, bounds=(0.0, 1.0))),

@@ -156,7 +156,7 @@ def single_layer_solve():
     with torch.no_grad():
         y = (net(x) + 0.01 * torch.randn(3, 64, dtype=DT)).clamp_min(0.0)
         alpha = torch.tensor([3e-3, 1e-2, 3e-2], dtype=DT)
-        res = invert(net, y, alpha=alpha, max_iter=6000, tol=1e-9)
+        res = invert(net, y, alpha=alpha, max_iter=6000, tol=1e-9, solver="pdhg")  # its dual: the certificates below
     return net, x, y, alpha, res
 
 
@@ -169,7 +169,7 @@ def test_optimality_condition_gives_a_subgradient_of_the_solution(single_layer_s
     assert gap.relative.max() < 2e-5
     # "up to solver accuracy": a rough solve is further from ∂TV(x_α)
     with torch.no_grad():
-        rough = invert(net, y, alpha=alpha, max_iter=200, tol=0.0)
+        rough = invert(net, y, alpha=alpha, max_iter=200, tol=0.0, solver="pdhg")
     rough_gap = subgradient_gap(single_layer_subgradient(net, rough.x, y, alpha), rough.x, rough.dual, max_iter=0)
     assert (rough_gap.relative > 10 * gap.relative).all()
     # also for the layer itself and a float α; a deeper network is refused
@@ -194,7 +194,7 @@ def test_source_condition_construction(single_layer_solve):
         assert torch.allclose(p_true, single_layer_subgradient(net, x_true, y0, alpha0))
         y_delta = (y + 1e-3 * torch.randn(y.shape, generator=torch.Generator().manual_seed(1), dtype=DT)).clamp_min(0)
         alpha = torch.full((3,), 2e-3, dtype=DT)
-        res = invert(net, y_delta, alpha=alpha, max_iter=6000, tol=1e-9)
+        res = invert(net, y_delta, alpha=alpha, max_iter=6000, tol=1e-9, solver="pdhg")
         p_alpha = single_layer_subgradient(net, res.x, y_delta, alpha)
         d = symmetric_bregman_tv(res.x, x_true, p_alpha, p_true)
         slack = symmetric_bregman_tolerance(

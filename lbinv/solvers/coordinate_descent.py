@@ -18,12 +18,17 @@ in topological order:
 The problem is convex in each block, not jointly. Stopping test: every block (``x_0``, ``z`` as
 in :meth:`~lbinv.solvers.pdhg.PrimalDualStep.change`, and each ``x_j``) moved less than ``tol`` in
 the last sweep.
+
+This is the paper's sweep (``solver="pdhg"``). :class:`LiftedBlocks` holds what it shares with the
+inertial sweep of :mod:`lbinv.solvers.accelerated_cd` (the default): the blocks, who reads them,
+their Lipschitz constants, the cached pre-activations and the hidden blocks' step.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -37,13 +42,12 @@ from lbinv.solvers.pdhg import PDHG, PrimalDualStep
 HIDDEN_INITS = ("forward", "zeros")
 
 
-class CoordinateDescent(StepTest):
-    """State ``x`` (= x_0), ``hidden`` (= [x_1, …, x_{K−1}], the hidden nodes' values) and ``z``."""
+class LiftedBlocks:
+    """What both sweeps share: the variables ``x`` (= x_0), ``hidden`` (= [x_1, …, x_{K−1}], the hidden
+    nodes' values), the nodes that read each variable, the Lipschitz constants of the blocks'
+    gradients, and the pre-activations ``a_k`` at the current variables (recomputed when stale)."""
 
-    #: The options of :func:`lbinv.invert` this solver takes, with their defaults.
-    options = {**PDHG.options, "hidden_init": "forward"}
-
-    def __init__(self, net: LiftedNetwork, problem: Problem, step_rule: str, balance: float, hidden_init: str) -> None:
+    def __init__(self, net: LiftedNetwork, problem: Problem, hidden_init: str) -> None:
         self.net, self.y, self.alpha, self.tv, self.tol = net, problem.y, problem.alpha, problem.tv, problem.tol
         self.x = x_init = problem.x_init
         # readers[j]: the nodes k that read x_j, each with the edges doing so
@@ -52,15 +56,12 @@ class CoordinateDescent(StepTest):
             for edge in node.edges:
                 self.readers[edge.source][k].append(edge)
         shapes = [net.input_shape, *(node.shape for node in net.nodes)]
-        lips = [_lipschitz(readers, shape) for readers, shape in zip(self.readers, shapes)]
-        self.primal_dual = PrimalDualStep(lips[0], problem, step_rule, balance)
-        self.z = self.primal_dual.initial_dual(x_init)
+        self.lips = [_lipschitz(readers, shape) for readers, shape in zip(self.readers, shapes)]
         if hidden_init == "forward":
             self.hidden = net.forward_all(x_init)[:-1]
         else:
             self.hidden = [x_init.new_zeros((x_init.shape[0], *node.shape)) for node in net.nodes[:-1]]
-        self.hidden_steps = [1.0 / lip for lip in lips[1:]]
-        self.last_change = torch.full_like(self.alpha, float("inf"))
+        self.hidden_steps = [1.0 / lip for lip in self.lips[1:]]
         # pre[k] = a_k at the current variables; after x_j moves, the a_k of its readers are stale
         # until needed (for a chain: one forward and one adjoint per layer and sweep)
         self.pre = [node.pre_activation(self._values()) for node in net.nodes]
@@ -81,9 +82,13 @@ class CoordinateDescent(StepTest):
 
     def _gradient(self, j: int) -> Tensor:
         """``Σ_k A_kjᵀ(σ_k(a_k) − target_k)``: the gradient in ``x_j`` of the terms of the nodes that read it."""
+        return self._gradient_from({k: self._pre(k) for k in self.readers[j]}, j)
+
+    def _gradient_from(self, pre: dict[int, Tensor], j: int) -> Tensor:
+        """The gradient in ``x_j`` given the pre-activations ``pre[k]`` of its readers."""
         grad = None
         for k, edges in self.readers[j].items():
-            residual = self.net.nodes[k].activation(self._pre(k)) - self._target(k)
+            residual = self.net.nodes[k].activation(pre[k]) - self._target(k)
             for edge in edges:
                 part = edge.affine.adjoint(residual)
                 grad = part if grad is None else grad + part
@@ -93,16 +98,40 @@ class CoordinateDescent(StepTest):
         for k in self.readers[j]:
             self.stale[k] = True
 
+    def _hidden_step(self, j: int, start: Tensor, grad: Tensor) -> Tensor:
+        """The proximal-gradient step of hidden block ``x_j`` from ``start`` with the readers' gradient ``grad``::
+
+            prox_{(τ/(1+τ)) Ψ_j}( [start + τ (a_j − grad)] / (1 + τ) ),  τ = 1 / L_j
+        """
+        tau = self.hidden_steps[j - 1]
+        v = torch.sub(self._pre(j - 1), grad).mul_(tau / (1.0 + tau)).add_(start, alpha=1.0 / (1.0 + tau))
+        return self.net.nodes[j - 1].activation.prox(v, tau / (1.0 + tau))
+
+    def objective(self) -> Tensor:
+        return lifted_objective(self.net, self.x, self.hidden, self.y, self.alpha, self.tv)
+
+
+class CoordinateDescent(LiftedBlocks, StepTest):
+    """The paper's sweep (eqs. 15–17): a PDHG step on ``(x_0, z)``, then one proximal-gradient step per
+    hidden block, in topological order; the stopping test of :class:`~lbinv.solvers.loop.StepTest`."""
+
+    #: The options of :func:`lbinv.invert` this solver takes, with their defaults.
+    options: ClassVar[dict[str, Any]] = {**PDHG.options, "hidden_init": "forward"}
+
+    def __init__(self, net: LiftedNetwork, problem: Problem, step_rule: str, balance: float, hidden_init: str) -> None:
+        super().__init__(net, problem, hidden_init)
+        self.primal_dual = PrimalDualStep(self.lips[0], problem, step_rule, balance)
+        self.z = self.primal_dual.initial_dual(self.x)
+        self.last_change = torch.full_like(self.alpha, float("inf"))
+
     def step(self, active: Tensor | None, measure: bool) -> Tensor | None:
         x_old, z_old = self.x, self.z
         self.x, self.z = self.primal_dual(x_old, z_old, self._gradient(0), active)
         moved = self.primal_dual.change(self.x, x_old, self.z, z_old) if measure else None
         self._moved(0)
         for j in range(1, len(self.net.nodes)):
-            x_j, tau = self.hidden[j - 1], self.hidden_steps[j - 1]
-            g = self._gradient(j)
-            v = torch.sub(self._pre(j - 1), g).mul_(tau / (1.0 + tau)).add_(x_j, alpha=1.0 / (1.0 + tau))
-            new = masked(active, self.net.nodes[j - 1].activation.prox(v, tau / (1.0 + tau)), x_j)
+            x_j = self.hidden[j - 1]
+            new = masked(active, self._hidden_step(j, x_j, self._gradient(j)), x_j)
             if measure:
                 moved = torch.maximum(moved, sample_norm(new - x_j))
             self.hidden[j - 1] = new
@@ -110,9 +139,6 @@ class CoordinateDescent(StepTest):
         if measure:
             self.last_change = moved
         return active
-
-    def objective(self) -> Tensor:
-        return lifted_objective(self.net, self.x, self.hidden, self.y, self.alpha, self.tv)
 
 
 def _lipschitz(readers: dict[int, list], shape: tuple[int, ...]) -> float:

@@ -3,7 +3,9 @@ checks of its arguments.
 
 Methods (MATH.md §3–8):
 
-- ``"lifted"``: PDHG (§5) for a one-layer network, coordinate descent (§6) for several;
+- ``"lifted"``: for a one-layer network FISTA with an inner TV prox (:mod:`lbinv.solvers.fista`) or
+  the paper's PDHG (§5); for several, inertial coordinate descent (:mod:`lbinv.solvers.accelerated_cd`)
+  or the paper's (§6, PDHG input block);
 - ``"sequential"``: layer-wise inversion from the output down (§7, Remark 2);
 - ``"landweber"``: Landweber with the discrepancy principle (§8), one-layer networks;
 - ``"gradient"``: Adam through the network on ``½‖N(x) − y‖² + α TV_ε(x)``.
@@ -23,6 +25,7 @@ from torch import Tensor, nn
 from lbinv._checks import HALF_PRECISION, check_int, check_interval, check_number
 from lbinv.lifted import LiftedNetwork
 from lbinv.regularizers import TotalVariation
+from lbinv.solvers.accelerated_cd import AcceleratedCoordinateDescent
 from lbinv.solvers.coordinate_descent import HIDDEN_INITS, CoordinateDescent
 from lbinv.solvers.fista import FISTA
 from lbinv.solvers.gradient import AdamInversion
@@ -39,14 +42,21 @@ REGULARIZERS = ("tv", "tv-aniso", None)
 #: Options that had another name before: old name -> new name (a clear error, not "unknown option").
 RENAMED_OPTIONS = {"discrepancy_tau": "eta"}
 
-#: The one-layer solvers of method "lifted" (option ``solver``): the paper's PDHG (§5), or FISTA
-#: with a warm-started inner TV prox and a duality-gap stopping test (:mod:`lbinv.solvers.fista`).
-SINGLE_LAYER_SOLVERS = ("pdhg", "fista")
+#: The solvers of method "lifted" (option ``solver``), for one layer and for several: "fista" (the
+#: default), FISTA with a warm-started inner TV prox and a duality-gap stopping test
+#: (:mod:`lbinv.solvers.fista`), and inertial coordinate descent whose input block is a FISTA-like
+#: step (:mod:`lbinv.solvers.accelerated_cd`); "pdhg", the paper's: PDHG (§5, eq. 14) and coordinate
+#: descent with a PDHG input block (§6, eqs. 15–17).
+LIFTED_SOLVERS = {"fista": (FISTA, AcceleratedCoordinateDescent), "pdhg": (PDHG, CoordinateDescent)}
+SOLVER_NAMES = {FISTA: "solver='fista' on one layer", PDHG: "solver='pdhg' on one layer",
+                AcceleratedCoordinateDescent: "solver='fista' on several layers",
+                CoordinateDescent: "solver='pdhg' on several layers"}
 
 #: The options each method accepts beyond invert's own arguments, with their defaults: the
 #: solvers' own (``Solver.options``), a starting point where the method takes one, and history.
 OPTIONS: dict[str, dict[str, Any]] = {
-    "lifted": {**CoordinateDescent.options, "solver": "pdhg", **FISTA.options, "x_init": None, "record_history": False},  # ⊇ PDHG's
+    "lifted": {"solver": "fista", **CoordinateDescent.options, **FISTA.options, **AcceleratedCoordinateDescent.options,
+               "x_init": None, "record_history": False},  # ⊇ PDHG's
     "sequential": {**PDHG.options, "record_history": False},
     "landweber": {**Landweber.options, "x_init": None, "record_history": False},
     "gradient": {**AdamInversion.options, "x_init": None, "record_history": False},
@@ -112,9 +122,14 @@ def invert(
     regularizer : "tv" (isotropic) | "tv-aniso" | None.
     bounds : optional box ``(lo, hi)`` on x, e.g. ``(0.0, 1.0)`` for images.
     max_iter, tol, check_every : at most ``max_iter`` iterations; every ``check_every`` iterations
-        each sample whose last step was at most ``tol`` stops: every block's Euclidean change, the
-        TV dual's measured per paper-sized dual step (``‖Δz‖/(8ατ_z)``); "landweber" with a
-        ``noise_level`` stops by the discrepancy principle instead. "sequential"
+        each sample whose stopping test holds stops. What ``tol`` bounds depends on the solver:
+        "lifted" on a one-layer network (``solver="fista"``, the default) the relative duality gap
+        ``gap / F(x) ≤ tol``, a certified bound on ``(F(x) − F*)/F(x)`` with finite ``bounds``, an
+        estimate without (:mod:`lbinv.solvers.fista`); on several layers (the default) the relative
+        decrease of the objective over the last ``check_every`` sweeps (:mod:`lbinv.solvers.accelerated_cd`);
+        ``solver="pdhg"`` (either), "sequential", "gradient" and "landweber" the size of the last step:
+        every block's Euclidean change, the TV dual's measured per paper-sized dual step
+        (``‖Δz‖/(8ατ_z)``); "landweber" with a ``noise_level`` stops by the discrepancy principle instead. "sequential"
         solves one problem per layer, each with at most ``max_iter`` iterations, so its reported
         ``iterations`` (their sum) is at most ``L · max_iter`` for an L-layer network.
     noise_level : δ = ‖y^δ − y‖ per sample or scalar, for the discrepancy principle of "landweber".
@@ -124,11 +139,12 @@ def invert(
         machine's speed. None: no budget.
     output : the index or key of the code ``y`` when the model returns a tuple, list or dict (``output=0``
         for a VAE's ``(mu, logvar)``).
-    options : per method (:data:`OPTIONS`) — lifted: ``solver`` ("pdhg" | "fista": the one-layer solver,
-        see :data:`SINGLE_LAYER_SOLVERS`; with "fista", ``tol`` bounds the relative duality gap, see
-        :mod:`lbinv.solvers.fista`), ``step_rule`` ("balanced" | "paper") and ``balance`` (PDHG),
-        ``inner_steps`` and ``max_inner_steps`` (FISTA's inner TV-prox steps, initial and cap),
-        ``x_init``, ``hidden_init`` ("forward" | "zeros"), ``record_history``; sequential:
+    options : per method (:data:`OPTIONS`) — lifted: ``solver`` ("fista" | "pdhg", see
+        :data:`LIFTED_SOLVERS`; "pdhg" is the paper's method), ``step_rule`` ("balanced" | "paper") and
+        ``balance`` (``solver="pdhg"`` only), ``inner_steps`` and ``max_inner_steps`` (one-layer FISTA's
+        inner TV-prox steps, initial and cap), ``input_inner_steps`` (the TV-prox steps per sweep of
+        inertial coordinate descent), ``x_init``, ``hidden_init`` ("forward" | "zeros": the hidden
+        variables start at a forward pass of ``x_init``, or at 0), ``record_history``; sequential:
         ``step_rule``, ``balance``, ``record_history``; landweber: ``eta`` (η ≥ 1 of the discrepancy principle),
         ``x_init``, ``record_history``; gradient: ``lr``, ``betas``, ``tv_smoothing``, ``x_init``,
         ``record_history``.
@@ -187,13 +203,13 @@ def invert(
                     "a graph (residual connections, concatenations or max pooling): use method='lifted' or 'gradient'"
                 )
             return _sequential(net, problem, opts, loop)
+        single, several = LIFTED_SOLVERS[opts["solver"]]
         if net.is_chain and len(net) == 1:
-            single = FISTA if opts["solver"] == "fista" else PDHG
+            _check_solver_options(single, options)
             solver = single(net.layers[0], problem, **_own(single, opts))
             return _result(solver, iterate(solver, **loop), dual=solver.z)
-        if opts["solver"] == "fista":
-            raise ValueError("solver='fista': solves one-layer networks; this one has several: use solver='pdhg'")
-        solver = CoordinateDescent(net, problem, **_own(CoordinateDescent, opts))
+        _check_solver_options(several, options)
+        solver = several(net, problem, **_own(several, opts))
         return _result(solver, iterate(solver, **loop), hidden=solver.hidden, dual=solver.z)
 
 
@@ -215,6 +231,17 @@ def _sequential(net: LiftedNetwork, problem: Problem, opts: dict[str, Any], loop
     out = iterate(solver, **loop)
     final = LoopResult(iterations + out.iterations, converged & out.converged, out.history)
     return _result(solver, final, dual=solver.z)
+
+
+def _check_solver_options(solver: type, options: dict[str, Any]) -> None:
+    """Refuse an option that ``solver`` would ignore (PDHG's step rule with FISTA, say), naming the
+    solvers that take it."""
+    for name in sorted(options):
+        owners = [cls for cls in SOLVER_NAMES if name in cls.options]
+        if owners and solver not in owners:
+            takers = " or ".join(SOLVER_NAMES[cls] for cls in owners)
+            raise ValueError(f"{name}: an option of {takers}; this call uses {SOLVER_NAMES[solver]}: "
+                             f"change solver or drop {name}")
 
 
 def _own(solver: type, opts: dict[str, Any]) -> dict[str, Any]:
@@ -257,9 +284,9 @@ def _check_options(method: str, options: dict[str, Any]) -> dict[str, Any]:
     opts = {**allowed, **options}
     if "step_rule" in opts and opts["step_rule"] not in STEP_RULES:
         raise ValueError(f"step_rule: expected one of {STEP_RULES}, got {opts['step_rule']!r}")
-    if "solver" in opts and opts["solver"] not in SINGLE_LAYER_SOLVERS:
-        raise ValueError(f"solver: expected one of {SINGLE_LAYER_SOLVERS}, got {opts['solver']!r}")
-    for name in ("inner_steps", "max_inner_steps"):
+    if "solver" in opts and opts["solver"] not in LIFTED_SOLVERS:
+        raise ValueError(f"solver: expected one of {tuple(LIFTED_SOLVERS)}, got {opts['solver']!r}")
+    for name in ("inner_steps", "max_inner_steps", "input_inner_steps"):
         if name in opts:
             check_int(name, opts[name])
     if "hidden_init" in opts and opts["hidden_init"] not in HIDDEN_INITS:

@@ -148,7 +148,7 @@ def test_other_regularizers_reach_the_pdhg_solution(regularizer):
     module, _, y, (h, w) = small_problem("relu")
     opts = {"alpha": ALPHA, "input_shape": (1, h, w), "regularizer": regularizer, "bounds": (-2.0, 2.0), "max_iter": 20_000}
     fista = invert(module, y, solver="fista", tol=1e-6 if regularizer is None else 1e-8, **opts)
-    pdhg = invert(module, y, tol=1e-10, **opts)
+    pdhg = invert(module, y, solver="pdhg", tol=1e-10, **opts)
     assert bool(fista.converged.all())  # regularizer=None: the optimum is 0 (an exact fit), the floor of the test
     assert fista.objective.item() <= pdhg.objective.item() + 1e-8 * (pdhg.objective.item() + 1e-9)
     assert fista.objective.item() >= pdhg.objective.item() * (1 - 1e-8) - 1e-12
@@ -181,5 +181,9 @@ def test_bad_solver_options_raise_clear_errors():
     with pytest.raises(ValueError, match="inner_steps"):
         invert(module, y, alpha=ALPHA, input_shape=(1, h, w), solver="fista", inner_steps=0)
     deep = nn.Sequential(nn.Linear(36, 30), nn.ReLU(), nn.Linear(30, 20), nn.ReLU())
-    with pytest.raises(ValueError, match="solver='fista': solves one-layer networks"):
-        invert(deep, torch.zeros(1, 20), alpha=ALPHA, input_shape=(1, 6, 6), solver="fista")
+    with pytest.raises(ValueError, match="inner_steps: an option of solver='fista' on one layer; this call uses "
+                                         "solver='fista' on several layers"):
+        invert(deep, torch.zeros(1, 20), alpha=ALPHA, input_shape=(1, 6, 6), inner_steps=10)
+    with pytest.raises(ValueError, match="input_inner_steps: an option of solver='fista' on several layers; this call "
+                                         "uses solver='pdhg' on several layers"):
+        invert(deep, torch.zeros(1, 20), alpha=ALPHA, input_shape=(1, 6, 6), solver="pdhg", input_inner_steps=3)

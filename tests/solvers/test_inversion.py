@@ -69,7 +69,8 @@ def test_single_layer_pdhg_matches_cvxpy(activation, step_rule):
     x_ref, obj_ref = cvxpy_single_layer(
         layer.weight.detach().numpy(), layer.bias.detach().numpy(), y[0].numpy(), alpha, h, w, activation
     )
-    res = invert(module, y, alpha=alpha, input_shape=(1, h, w), max_iter=50_000, tol=1e-10, step_rule=step_rule)
+    res = invert(module, y, alpha=alpha, input_shape=(1, h, w), max_iter=50_000, tol=1e-10, solver="pdhg",
+                 step_rule=step_rule)
     assert bool(res.converged.all())
     assert res.objective.item() == pytest.approx(obj_ref, rel=1e-4)
     assert np.abs(res.x.flatten().numpy() - x_ref).max() <= 2e-2
@@ -85,12 +86,15 @@ def test_objective_field_is_the_lifted_objective():
 
 
 def test_batch_with_per_sample_alpha_equals_separate_solves():
+    """PDHG: every step is per sample, so a batch gives each sample's single solve exactly (FISTA shares
+    its inner-step count: test_fista.py)."""
     module, _, y, (h, w) = small_problem("relu")
     ys = torch.cat([y, 0.9 * y, y.flip(1)])
     alphas = torch.tensor([0.01, 0.05, 0.2])
-    batched = invert(module, ys, alpha=alphas, input_shape=(1, h, w), max_iter=1000, tol=1e-6)
+    batched = invert(module, ys, alpha=alphas, input_shape=(1, h, w), solver="pdhg", max_iter=1000, tol=1e-6)
     for i in range(3):
-        single = invert(module, ys[i : i + 1], alpha=alphas[i].item(), input_shape=(1, h, w), max_iter=1000, tol=1e-6)
+        single = invert(module, ys[i : i + 1], alpha=alphas[i].item(), input_shape=(1, h, w), solver="pdhg",
+                        max_iter=1000, tol=1e-6)
         assert batched.iterations[i] == single.iterations[0]
         torch.testing.assert_close(batched.x[i], single.x[0], rtol=0, atol=1e-10)
     assert len(set(batched.iterations.tolist())) > 1, "samples should stop at different iterations"
@@ -118,26 +122,28 @@ def image4(seed=0):
 
 
 @pytest.mark.parametrize("regularizer", [None, "tv"])
-def test_coordinate_descent_objective_is_non_increasing(regularizer):
+def test_the_papers_coordinate_descent_objective_is_non_increasing(regularizer):
+    """The paper's sweep is monotone; the inertial one (the default) is not: it restarts after a rise."""
     net = deep_net()
     x = image4()
     with torch.no_grad():
         y = net(x.flatten(1))
     res = invert(net, y, alpha=1e-3, input_shape=(1, 4, 4), regularizer=regularizer, max_iter=400, tol=0,
-                 check_every=1, record_history=True)
+                 check_every=1, record_history=True, solver="pdhg")
     obj = res.history["objective"]
     increase = (obj[1:] - obj[:-1]).clamp_min(0).max()
     assert increase <= 1e-9 * obj[0].abs().max()
     assert (obj[-1] < 0.1 * obj[0]).all()
 
 
-def test_coordinate_descent_recovers_input_at_zero_noise():
+@pytest.mark.parametrize("solver", ["fista", "pdhg"])
+def test_coordinate_descent_recovers_input_at_zero_noise(solver):
     """Jointly non-convex, but on a two-hidden-layer expansive network it finds the true input."""
     net = deep_net(1, widths=(16, 64, 128))
     x = image4(1)
     with torch.no_grad():
         y = net(x.flatten(1))
-    res = invert(net, y, alpha=1e-6, input_shape=(1, 4, 4), max_iter=3000, tol=1e-9, check_every=50)
+    res = invert(net, y, alpha=1e-6, input_shape=(1, 4, 4), max_iter=3000, tol=1e-9, check_every=50, solver=solver)
     assert (res.x - x).flatten(1).norm(dim=1).max() <= 1e-2 * x.flatten(1).norm(dim=1).min()
     for hidden, clean in zip(res.hidden, LiftedNetwork.from_module(net, (1, 4, 4)).forward_all(x)):
         assert (hidden - clean).norm() <= 1e-2 * clean.norm()
@@ -145,7 +151,7 @@ def test_coordinate_descent_recovers_input_at_zero_noise():
 
 def test_sequential_on_one_layer_equals_lifted():
     module, _, y, (h, w) = small_problem("relu")
-    lifted = invert(module, y, alpha=0.05, input_shape=(1, h, w), max_iter=2000, tol=1e-8)
+    lifted = invert(module, y, alpha=0.05, input_shape=(1, h, w), solver="pdhg", max_iter=2000, tol=1e-8)  # sequential's
     seq = invert(module, y, alpha=0.05, input_shape=(1, h, w), method="sequential", max_iter=2000, tol=1e-8)
     torch.testing.assert_close(seq.x, lifted.x)
 
@@ -227,6 +233,9 @@ def test_clips_data_into_the_domain_with_a_warning():
         (dict(tol=-1.0), ValueError, "tol: expected"),
         (dict(bounds=(1, 0)), ValueError, "bounds"),
         (dict(step_rule="fast"), ValueError, "step_rule: expected one of"),
+        (dict(solver="newton"), ValueError, "solver: expected one of"),
+        (dict(step_rule="paper"), ValueError, "step_rule: an option of solver='pdhg' on one layer.*uses solver='fista' on one layer"),
+        (dict(solver="pdhg", inner_steps=10), ValueError, "inner_steps: an option of solver='fista'"),
         (dict(speed=3), TypeError, "unknown option"),
         (dict(method="landweber", eta=0.5, noise_level=0.1), ValueError, "eta"),
         (dict(method="landweber", discrepancy_tau=2.0), TypeError, "'discrepancy_tau' is now called 'eta'"),

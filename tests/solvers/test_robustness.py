@@ -127,7 +127,7 @@ def test_float32_with_large_dynamic_range_converges_or_says_it_did_not(layers, s
         y = enc(x_true)
     assert y.abs().max() > 0  # codes ~ scale^layers: from 1e-6 to 1e6
     bounds = (0.0, 1.0)
-    res = invert(enc, y, alpha=ALPHA, input_shape=(1, SIZE, SIZE), max_iter=150, tol=TOL, bounds=bounds)
+    res = invert(enc, y, alpha=ALPHA, input_shape=(1, SIZE, SIZE), max_iter=150, tol=TOL, bounds=bounds, solver="pdhg")
     assert res.x.dtype == torch.float32
     assert bool(torch.isfinite(res.x).all()) and bool(torch.isfinite(res.objective).all())
     assert bool((res.iterations <= 150).all())

@@ -1,0 +1,123 @@
+"""Multi-layer lifted-Bregman inversion by inertial block coordinate descent (MATH.md §6, accelerated).
+
+The objective and the blocks are those of :mod:`lbinv.solvers.coordinate_descent` (paper eqs. 15–17);
+the sweep differs in two ways:
+
+- **Momentum on every block** (iPALM, Pock & Sabach 2016): block ``x_j`` takes its proximal-gradient
+  step from the extrapolated point ``u_j = x_j + β (x_j − x_j^prev)`` (its value one sweep earlier),
+  with FISTA's ``β = (t − 1)/t⁺``, ``t⁺ = (1 + √(1 + 4t²))/2``, per sample. The gradient at ``u_j``
+  needs the readers' ``a_k(u_j) = a_k(x_j) + β (a_k(x_j) − a_k(x_j^prev))`` (a node that reads
+  ``x_j`` only, as in a chain), or one more product with ``A_kj`` (a node with other sources).
+- **The input block is a proximal-gradient step**, ``x_0 ← prox_{τ₀(α TV + ι_box)}(u_0 − τ₀ g_0)``
+  with ``τ₀ = 1/L_0``, the TV prox by a few warm-started FGP steps (:class:`~lbinv.solvers.tv_prox.TVProx`),
+  instead of the paper's PDHG step. The hidden blocks' step is the paper's, from ``u_j``.
+
+The joint problem is not convex, so no rate is claimed: a sample whose objective rose over a sweep
+restarts its momentum (``t = 1``; O'Donoghue & Candès 2015). Measured on the trained conv AE
+(README, "Multi-layer convergence"): within 1e−3 of the limit in about 5× fewer sweeps than the paper's.
+
+Stopping test — what ``tol`` means: the objective fell by at most ``tol · F`` over the last
+``check_every`` sweeps (and did not rise).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from lbinv.lifted import LiftedNetwork
+from lbinv.regularizers import project_box_
+from lbinv.solvers.coordinate_descent import LiftedBlocks
+from lbinv.solvers.loop import Problem, masked, per_sample
+from lbinv.solvers.tv_prox import TVProx
+
+#: FGP steps of the input block's TV prox per sweep (warm-started, so the prox sharpens over the sweeps).
+DEFAULT_INPUT_INNER_STEPS = 5
+
+
+class AcceleratedCoordinateDescent(LiftedBlocks):
+    """State ``x``, ``hidden`` (as :class:`~lbinv.solvers.coordinate_descent.LiftedBlocks`), their values one
+    sweep earlier, the TV dual ``z`` of the input block's prox and the momentum ``t`` per sample."""
+
+    #: The options of :func:`lbinv.invert` this solver takes, with their defaults.
+    options: ClassVar[dict[str, Any]] = {"hidden_init": "forward", "input_inner_steps": DEFAULT_INPUT_INNER_STEPS}
+
+    def __init__(self, net: LiftedNetwork, problem: Problem, hidden_init: str, input_inner_steps: int) -> None:
+        problem = replace(problem, x_init=project_box_(problem.x_init.clone(), problem.bounds))
+        super().__init__(net, problem, hidden_init)
+        self.bounds, self.inner_steps = problem.bounds, int(input_inner_steps)
+        self.input_step = 1.0 / self.lips[0]
+        self.z = None
+        if self.tv is not None:
+            self.tv_prox = TVProx(self.tv, self.bounds, self.input_step * self.alpha, self.x)
+            self.z = self.tv_prox.initial_dual(self.x)
+        self.previous = self._values()
+        # a node that reads one variable only: its pre-activation at that variable's previous value
+        self.single_source = [len({e.source for e in node.edges}) == 1 for node in net.nodes]
+        self.pre_previous: list[Tensor | None] = [None] * len(net.nodes)
+        self.t = torch.ones_like(self.alpha)
+        self.value = self._objective()
+        self.f_floor = math.sqrt(torch.finfo(self.value.dtype).eps) * self.value  # an objective ≈ 0
+        self.value_checked = self.value  # the objective at the last check (the first window starts at x_init)
+        self.decrease = torch.full_like(self.value, float("inf"))
+
+    def _pre(self, k: int) -> Tensor:
+        if self.stale[k] and self.single_source[k]:
+            self.pre_previous[k] = self.pre[k]
+        return super()._pre(k)
+
+    def _extrapolated_gradient(self, j: int, beta: Tensor) -> tuple[Tensor, Tensor]:
+        """``(u_j, ∇_j at u_j)``: the momentum point of block ``j`` and the gradient of its readers' terms there."""
+        x_j = self._values()[j]
+        step = x_j - self.previous[j]
+        u = x_j.addcmul(per_sample(beta, x_j), step)
+        pre = {}
+        for k, edges in self.readers[j].items():
+            a = self._pre(k)
+            b = per_sample(beta, a)
+            if self.single_source[k] and self.pre_previous[k] is not None:
+                pre[k] = a.addcmul(b, a - self.pre_previous[k])  # by linearity: a_k(x_j) + β(a_k(x_j) − a_k(x_j^prev))
+            else:
+                pre[k] = a.addcmul(b, sum(e.affine.linear(step) for e in edges))
+        return u, self._gradient_from(pre, j)
+
+    def step(self, active: Tensor | None, measure: bool) -> Tensor | None:
+        t_next = 0.5 * (1.0 + torch.sqrt(1.0 + 4.0 * self.t * self.t))
+        beta = (self.t - 1.0) / t_next
+        current = self._values()
+        u, grad = self._extrapolated_gradient(0, beta)
+        v = u.add(grad, alpha=-self.input_step)
+        if self.tv is None:
+            new = project_box_(v, self.bounds)
+        else:
+            new, z = self.tv_prox(v, self.z, self.inner_steps)
+            self.z = masked(active, z, self.z)
+        self.x = masked(active, new, self.x)
+        self._moved(0)
+        for j in range(1, len(self.net.nodes)):
+            u, grad = self._extrapolated_gradient(j, beta)
+            self.hidden[j - 1] = masked(active, self._hidden_step(j, u, grad), self.hidden[j - 1])
+            self._moved(j)
+        self.previous = current
+        value = self._objective()
+        rose = ~(value <= self.value)  # NaN counts as a rise
+        self.t = masked(active, torch.where(rose, 1.0, t_next), self.t)
+        self.value = masked(active, value, self.value)
+        if measure:
+            self.decrease = masked(active, self.value_checked - self.value, self.decrease)
+            self.value_checked = self.value
+        return active
+
+    def _objective(self) -> Tensor:
+        """``Σ_k B_{Ψ_k}(x_k, a_k) + α TV(x_0)`` from the (fresh) pre-activations."""
+        value = sum(node.activation.bregman(self._target(k), self._pre(k)) for k, node in enumerate(self.net.nodes))
+        return value if self.tv is None else value + self.alpha * self.tv.value(self.x)
+
+    def done(self) -> Tensor:
+        """The objective fell by at most ``tol · F`` (and did not rise) over the last check window."""
+        scale = torch.maximum(self.value, self.f_floor)
+        return (self.decrease >= 0) & (self.decrease <= self.tol * scale)
