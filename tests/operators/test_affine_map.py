@@ -192,7 +192,7 @@ def test_opnorm_and_bias_follow_optimizer_step():
 def test_opnorm_is_computed_once_per_weights_across_invert_calls(monkeypatch):
     """``invert(module, …)`` builds a new LiftedNetwork at every call; ‖W‖ is kept per module
     weights (lbinv.operators.cache), also through the Flatten that from_module inserts before a
-    perceptron that reads images. An update in place, or a new weight tensor, is seen."""
+    perceptron that reads images. An optimiser step, an update in place, or a new weight tensor, is seen."""
     from lbinv import invert
 
     lin = init_module(nn.Linear(16, 6))
@@ -204,6 +204,12 @@ def test_opnorm_is_computed_once_per_weights_across_invert_calls(monkeypatch):
     for _ in range(3):
         invert(lin, y, **solve)
     assert len(calls) == 1
+    opt = torch.optim.SGD(lin.parameters(), lr=0.1)
+    lin(randn(5, 16)).square().sum().backward()
+    opt.step()
+    for _ in range(2):
+        invert(lin, y, **solve)
+    assert len(calls) == 2
     exact = float(torch.linalg.matrix_norm(lin.weight.detach(), ord=2))
     assert LiftedNetwork.from_module(lin, (4, 4)).layers[0].affine.opnorm() == pytest.approx(exact, rel=1e-2)
     with torch.no_grad():
@@ -211,7 +217,7 @@ def test_opnorm_is_computed_once_per_weights_across_invert_calls(monkeypatch):
     assert LiftedNetwork.from_module(lin, (4, 4)).layers[0].affine.opnorm() == pytest.approx(2 * exact, rel=1e-2)
     lin.weight = nn.Parameter(torch.zeros_like(lin.weight))  # a new tensor, not a new version
     assert LiftedNetwork.from_module(lin, (4, 4)).layers[0].affine.opnorm() == 0.0
-    assert len(calls) == 3
+    assert len(calls) == 4
 
 
 def test_the_cache_does_not_keep_modules_alive():
