@@ -2,6 +2,7 @@
 
     python benchmarks/peers.py --quick --json benchmarks/results_peers_cpu.json   # 32×32 only
     python benchmarks/peers.py --json benchmarks/results_peers_cpu.json           # 32×32 and 64×64
+    python benchmarks/peers.py --batched --json benchmarks/results_peers_batched16_cpu.json  # 16 α in one call
 
 Problem: ``min_x B_ReLU(y, Wx + b) + α TV_iso(x)``, the circle of ``experiments/circle.py``
 (``make_problem``: disc, ``nn.Linear(n², m)`` + ReLU with PyTorch's default init under seed 0,
@@ -27,15 +28,25 @@ many iterations (median of ``--rounds``). Each method is tuned over the small gr
   ``f = 0``; the step ratio over the grid.
 
 JSON keys per instance: ``speedup_vs_best_peer_1e-6`` (the best peer's seconds to 1e−6 / the best
-lbinv method's) and ``speedup_vs_clarabel_1e-6`` (Clarabel's seconds / the best lbinv method's
-seconds to 1e−6); the table is in ``methods``.
+lbinv method's), ``default_speedup_vs_best_peer_1e-6`` (the same for ``lbinv_default``, untuned) and
+``speedup_vs_clarabel_1e-6`` (Clarabel's seconds / the best lbinv method's seconds to 1e−6); the
+table is in ``methods``.
+
+``--batched``: instead, :data:`BATCH` values of α (log-spaced in :data:`BATCH_ALPHAS`) on the 32×32
+instance, each problem with its own Clarabel optimum; the time until every problem is within 1e−4
+and 1e−6 of its optimum for lbinv's default in one call (per-sample α), deepinv's FISTA in one
+batched call (its ``lambda_reg`` per sample; best of the same grid) and pyproximal in one call per
+problem (each stopped at its own iteration; best ratio of the grid). Keys
+``batched16_speedup_vs_deepinv_1e-6`` and ``batched16_speedup_vs_pyproximal_1e-6`` (and ``_1e-4``).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -59,7 +70,11 @@ GRIDS: dict[str, list[dict[str, Any]]] = {
     "pyproximal": [{"ratio": r} for r in (0.3, 1.0, 3.0)],
 }
 #: Iterations of each traced run (FISTA's inner steps grow to ``max_inner_steps`` in the tail: fewer outer ones).
-BUDGETS = {"lbinv_default": 20_000, "lbinv_pdhg": 20_000, "lbinv_fista": 500, "deepinv": 600, "pyproximal": 10_000}
+BUDGETS = {"lbinv_default": 500, "lbinv_pdhg": 20_000, "lbinv_fista": 500, "deepinv": 600, "pyproximal": 10_000}
+#: The batched comparison: this many α values, log-spaced in this interval, of the 32×32 instance.
+BATCH, BATCH_ALPHAS = 16, (5e-3, 5e-2)
+#: Iterations of the batched traced runs (deepinv gets more than above: the smallest α converge slowest).
+BATCH_BUDGETS = {"lbinv_default": 1000, "deepinv": 1500, "pyproximal": 10_000}
 
 
 class Instance:
@@ -79,11 +94,13 @@ class Instance:
         self.lip = (1.01 * self.layer.affine.opnorm()) ** 2
 
     @torch.no_grad()
-    def objective(self, x: torch.Tensor) -> float:
+    def objective(self, x: torch.Tensor, alpha: torch.Tensor | float | None = None) -> float:
+        """lbinv's objective at one ``x``, at ``ALPHA`` or ``alpha``."""
         x = x.reshape(1, 1, self.size, self.size).to(torch.float64)
-        return float(single_layer_objective(self.layer, x, self.y, self.alpha, self.tv))
+        a = self.alpha if alpha is None else torch.as_tensor(alpha, dtype=torch.float64).reshape(1)
+        return float(single_layer_objective(self.layer, x, self.y, a, self.tv))
 
-    def clarabel(self) -> dict[str, Any]:
+    def clarabel(self, alpha: float = ALPHA) -> dict[str, Any]:
         import cvxpy as cp
         import numpy as np
         import scipy.sparse as sp
@@ -99,11 +116,11 @@ class Instance:
         z = W @ x + b
         fit = 0.5 * float(yn @ yn) + 0.5 * cp.sum_squares(cp.pos(z)) - yn @ z
         tv = cp.sum(cp.norm(cp.vstack([dv @ x, dh @ x]), 2, axis=0))
-        problem = cp.Problem(cp.Minimize(fit + ALPHA * tv))
+        problem = cp.Problem(cp.Minimize(fit + alpha * tv))
         start = time.perf_counter()
         problem.solve(solver=cp.CLARABEL, tol_gap_abs=1e-8, tol_gap_rel=1e-8, tol_feas=1e-8)
         seconds = time.perf_counter() - start
-        self.f_star = self.objective(torch.from_numpy(x.value))
+        self.f_star = self.objective(torch.from_numpy(x.value), alpha)
         return {"seconds": seconds, "solver_seconds": problem.solver_stats.solve_time, "status": problem.status,
                 "optimum": self.f_star, "clarabel_value": problem.value}
 
@@ -120,10 +137,13 @@ def lbinv_runner(inst: Instance, opts: dict[str, Any]) -> Callable[[int], Any]:
     return lambda k: invert(inst.net, inst.y, alpha=ALPHA, max_iter=k, tol=0.0, check_every=10, **opts)
 
 
-def deepinv_solver(inst: Instance, inner: int, inner_tau: float, max_iter: int, metrics: bool):
+def deepinv_solver(inst: Instance, inner: int, inner_tau: float, max_iter: int, metrics: bool, alphas=None):
+    """deepinv's FISTA on ``inst``; with ``alphas`` (B,) a batch of B problems (``inst.y`` repeated), one α each."""
     import deepinv as dinv
 
     W, b = inst.W, inst.b
+    batch = 1 if alphas is None else len(alphas)
+    y = inst.y.expand(batch, -1).clone()
 
     class ReLUBregman(dinv.optim.DataFidelity):
         """B_ReLU(y, Wx + b); its gradient Wᵀ(relu(Wx + b) − y) needs no derivative of ReLU."""
@@ -139,17 +159,21 @@ def deepinv_solver(inst: Instance, inner: int, inner_tau: float, max_iter: int, 
     prior = dinv.optim.TVPrior(def_crit=0.0, n_it_max=inner)
     prior.TVModel.tau = inner_tau
     custom = None
-    if metrics:
-        custom = {"objective": lambda _values, _prev, x: inst.objective(x)}
-    model = dinv.optim.FISTA(data_fidelity=ReLUBregman(), prior=prior, lambda_reg=ALPHA, stepsize=1.0 / inst.lip,
+    if metrics:  # deepinv calls a metric once per sample, in batch order, without saying which
+        calls = itertools.count()
+        custom = {"objective": lambda _values, _prev, x: inst.objective(x, None if alphas is None else alphas[next(calls) % batch])}
+    lam = ALPHA if alphas is None else [alphas.reshape(batch, 1, 1, 1)] * max_iter  # a tensor would read as one value per iteration
+    model = dinv.optim.FISTA(data_fidelity=ReLUBregman(), prior=prior, lambda_reg=lam, stepsize=1.0 / inst.lip,
                              max_iter=max_iter, early_stop=False, custom_metrics=custom)
+    if alphas is not None:
+        model.has_cost = False  # its batched cost does not reduce to one number per sample (deepinv 0.5); not used
     physics = dinv.physics.Physics()
-    x0 = torch.zeros(1, 1, inst.size, inst.size, dtype=torch.float64)
+    x0 = torch.zeros(batch, 1, inst.size, inst.size, dtype=torch.float64)
 
     def run():
         prior.TVModel.restart, prior.TVModel.x2, prior.TVModel.u2 = True, None, None  # no warm state from a previous run
         with torch.no_grad():
-            return model(inst.y, physics, init=(x0, x0), compute_metrics=metrics)
+            return model(y, physics, init=(x0, x0), compute_metrics=metrics)
 
     return run
 
@@ -171,7 +195,7 @@ def deepinv_runner(inst: Instance, opts: dict[str, Any]) -> Callable[[int], Any]
     return run
 
 
-def pyproximal_solver(inst: Instance, ratio: float, niter: int, callback=None):
+def pyproximal_solver(inst: Instance, ratio: float, niter: int, callback=None, alpha: float = ALPHA):
     """Chambolle–Pock on g(Kx), K = [W; ∇] (pylops), g = φ(·) ⊕ α‖·‖_{2,1}, f = 0; τμ‖K‖² < 1 with μ/τ = ratio."""
     import numpy as np
     import pylops
@@ -198,7 +222,7 @@ def pyproximal_solver(inst: Instance, ratio: float, niter: int, callback=None):
 
     grad = pylops.Gradient(dims=(n, n), kind="forward", dtype="float64")
     K = pylops.VStack([pylops.MatrixMult(W, dtype="float64"), grad])
-    g = pyproximal.VStack([ReLUBregman(), pyproximal.L21(ndim=2, sigma=ALPHA)], nn=[m, 2 * n * n])
+    g = pyproximal.VStack([ReLUBregman(), pyproximal.L21(ndim=2, sigma=alpha)], nn=[m, 2 * n * n])
     f = pyproximal.Box(-np.inf, np.inf)
     k_norm = math.sqrt(inst.layer.affine.opnorm() ** 2 + 8.0) * 1.01
     tau = 0.99 / (k_norm * math.sqrt(ratio))
@@ -288,6 +312,96 @@ def bench_fista_stop(inst: Instance, rounds: int, tol: float = 1e-6) -> dict[str
             "seconds": median_seconds(call, rounds)}
 
 
+def bench_batched(rounds: int) -> dict[str, Any]:
+    """:data:`BATCH` α values of the 32×32 instance (module docstring, ``--batched``)."""
+    inst = Instance(32, 256)
+    alphas = torch.logspace(math.log10(BATCH_ALPHAS[0]), math.log10(BATCH_ALPHAS[1]), BATCH, dtype=torch.float64)
+    ys = inst.y.expand(BATCH, -1).clone()
+    log(f"batched: Clarabel x {BATCH}")
+    refs = [inst.clarabel(float(a)) for a in alphas]
+    f_star = torch.tensor([r["optimum"] for r in refs], dtype=torch.float64)
+
+    def first_all(iterations: list[int], values: torch.Tensor, target: float) -> int | None:
+        """The first iteration where every problem is within ``target`` (``values``: (iterations, B))."""
+        within = ((values - f_star) / f_star.abs() <= target).all(dim=1)
+        hit = torch.nonzero(within)
+        return iterations[int(hit[0])] if hit.numel() else None
+
+    out: dict[str, Any] = {"problem": f"circle 32x32, Linear(1024, 256) + ReLU, {BATCH} alpha log-spaced in {BATCH_ALPHAS}",
+                           "alphas": alphas.tolist(), "budgets": BATCH_BUDGETS, "grids": {k: GRIDS[k] for k in ("deepinv", "pyproximal")},
+                           "clarabel": {"seconds_all": sum(r["seconds"] for r in refs), "status": sorted({r["status"] for r in refs}),
+                                        "optima": f_star.tolist()}, "methods": {}}
+
+    log("batched: lbinv default")
+    budget = BATCH_BUDGETS["lbinv_default"]
+    traced = invert(inst.net, ys, alpha=alphas, max_iter=budget, tol=0.0, record_history=True, check_every=10)
+    hits = {key: first_all(list(traced.history["iteration"]), traced.history["objective"], t) for key, t in TARGETS.items()}
+    lbinv = {"iterations": hits}
+    for key, k in hits.items():
+        lbinv[f"seconds_{key}"] = median_seconds(
+            lambda k=k: invert(inst.net, ys, alpha=alphas, max_iter=k, tol=0.0, check_every=10), rounds) if k else None
+
+    def stop():
+        return invert(inst.net, ys, alpha=alphas, tol=1e-6, max_iter=budget)
+
+    res = stop()
+    lbinv["default_stop_tol_1e-6"] = {"all_converged": bool(res.converged.all()), "iterations_max": int(res.iterations.max()),
+                                      "max_relative_gap_reached": float(((res.objective - f_star) / f_star.abs()).max()),
+                                      "seconds": median_seconds(stop, rounds)}
+    out["methods"]["lbinv_default"] = lbinv
+
+    log("batched: deepinv")
+    settings = []
+    for opts in GRIDS["deepinv"]:
+        _, metrics = deepinv_solver(inst, max_iter=BATCH_BUDGETS["deepinv"], metrics=True, alphas=alphas, **opts)()
+        values = torch.tensor(metrics["objective"], dtype=torch.float64).T  # (iterations, B)
+        its = list(range(1, values.shape[0] + 1))
+        settings.append({"setting": opts, "iterations": {key: first_all(its, values, t) for key, t in TARGETS.items()},
+                         "final_max_relative_gap": float(((values[-1] - f_star) / f_star.abs()).max())})
+        log(f"  deepinv {opts}: {settings[-1]['iterations']}")
+    best = min(settings, key=lambda s: (s["iterations"]["1e-6"] is None, s["iterations"]["1e-6"] or math.inf,
+                                         s["iterations"]["1e-4"] or math.inf))
+    deepinv = {"setting": best["setting"], "grid": settings, "iterations": best["iterations"]}
+    for key, k in best["iterations"].items():  # time each target's iteration count (settings differ per iteration)
+        candidates = [s for s in settings if s["iterations"][key]]
+        times = {}
+        for s in candidates:
+            run = deepinv_solver(inst, max_iter=s["iterations"][key], metrics=False, alphas=alphas, **s["setting"])
+            times[json.dumps(s["setting"])] = median_seconds(run, rounds)
+        deepinv[f"seconds_{key}"] = min(times.values()) if times else None
+        deepinv[f"seconds_{key}_per_setting"] = times
+    out["methods"]["deepinv"] = deepinv
+
+    log("batched: pyproximal, one call per problem")
+    settings = []
+    for opts in GRIDS["pyproximal"]:
+        its: dict[str, list[int | None]] = {key: [] for key in TARGETS}
+        for i, a in enumerate(alphas.tolist()):
+            values: list[float] = []
+            pyproximal_solver(inst, niter=BATCH_BUDGETS["pyproximal"], alpha=a,
+                              callback=lambda x, a=a: values.append(inst.objective(torch.from_numpy(x), a)), **opts)()
+            for key, t in TARGETS.items():
+                its[key].append(first_hit(list(range(1, len(values) + 1)), values, float(f_star[i]), t))
+        settings.append({"setting": opts, "iterations": its})
+        log(f"  pyproximal {opts}: max iterations {[max(v, key=lambda k: k or math.inf) for v in its.values()]}")
+    pyprox: dict[str, Any] = {"grid": settings}
+    for key in TARGETS:
+        times = {}
+        for s in settings:
+            if all(s["iterations"][key]):
+                runs = [pyproximal_solver(inst, niter=k, alpha=a, **s["setting"]) for k, a in zip(s["iterations"][key], alphas.tolist())]
+                times[json.dumps(s["setting"])] = median_seconds(lambda runs=runs: [r() for r in runs], rounds)
+        pyprox[f"seconds_{key}"] = min(times.values()) if times else None
+        pyprox[f"seconds_{key}_per_setting"] = times
+    out["methods"]["pyproximal"] = pyprox
+
+    for peer in ("deepinv", "pyproximal"):
+        for key in TARGETS:
+            ours, theirs = lbinv[f"seconds_{key}"], out["methods"][peer][f"seconds_{key}"]
+            out[f"batched{BATCH}_speedup_vs_{peer}_{key}"] = theirs / ours if ours and theirs else None
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="the 32×32 instance only")
@@ -296,15 +410,22 @@ def main() -> None:
     parser.add_argument("--instances", nargs="*", default=list(INSTANCES), choices=list(INSTANCES))
     parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument("--smoke", action="store_true", help="one setting per method, tiny budgets: checks the APIs only")
+    parser.add_argument("--batched", action="store_true", help=f"only the batched comparison ({BATCH} alpha values in one call)")
     args = parser.parse_args()
     if args.smoke:
         for name in GRIDS:
             GRIDS[name] = GRIDS[name][:1]
             BUDGETS[name] = 30
+        for name in BATCH_BUDGETS:
+            BATCH_BUDGETS[name] = 30
     torch.set_num_threads(1)
     results: dict[str, Any] = {"machine": machine(torch.device("cpu"), 1), "grids": GRIDS, "budgets": BUDGETS,
                                "alpha": ALPHA, "targets": TARGETS, "instances": {}}
+    if args.batched:
+        results["batched"] = bench_batched(args.rounds)
     for key, (size, m) in INSTANCES.items():
+        if args.batched:
+            break
         if (args.quick and size != 32) or key not in args.instances:
             continue
         inst = Instance(size, m)
@@ -325,6 +446,8 @@ def main() -> None:
         ours = best([n for n in entry["methods"] if n.startswith("lbinv")])
         peers = best([n for n in entry["methods"] if not n.startswith("lbinv")])
         entry["speedup_vs_best_peer_1e-6"] = peers / ours if ours and peers else None
+        default = best(["lbinv_default"])
+        entry["default_speedup_vs_best_peer_1e-6"] = peers / default if default and peers else None
         entry["speedup_vs_clarabel_1e-6"] = entry["clarabel"]["seconds"] / ours if ours else None
         ours4 = best([n for n in entry["methods"] if n.startswith("lbinv")], "1e-4")
         peers4 = best([n for n in entry["methods"] if not n.startswith("lbinv")], "1e-4")
@@ -332,6 +455,7 @@ def main() -> None:
         results["instances"][key] = entry
         log(f"{key}: speedup vs best peer (1e-6) {entry['speedup_vs_best_peer_1e-6']}, "
             f"vs Clarabel {entry['speedup_vs_clarabel_1e-6']}")
+    results["machine"]["load_average_at_end"] = os.getloadavg()[0]
     text = json.dumps(results, indent=2, default=str)
     if args.json:
         with open(args.json, "w") as fh:
