@@ -25,13 +25,16 @@ in ``details``. Keys (see the README, "Performance"):
   ``details.callback_share.last_epoch``: the last inversion's PSNRs against a cold ``max_iter``
   solve of the same codes at the final weights.
 - ``memory_1024``: peak memory of a batch of 1,024 conv-AE inversions (a fresh subprocess).
+- ``multilayer_sweeps_to_1e-3``: sweeps of each multi-layer solver until a trained conv AE's probe is
+  within 1e−3 of the objective's limit, from x = 0 and from the decoder's output (CPU, float64;
+  ``multilayer.py``, which also compares PSNRs under code noise and code residuals of random encoders).
 - ``speed_changes``: sweep time with each speed change of issue 10 switched off, one at a time; on
   CUDA also ``tf32_convolutions`` (IEEE float32 convolutions / cuDNN's default TF32 ones) and
   ``cuda_graph`` (10 sweeps launched one kernel at a time / replayed as one CUDA graph).
 
 ``--threads`` (default 1: with these small iterations one thread is fastest on a shared CPU).
 The sections live beside this file: ``solver_speed.py`` (batched, overhead, compile, CUDA graph),
-``references.py`` (Clarabel, paper steps), ``callback_cost.py``, ``callback_share.py`` and ``memory.py``; ``timing.py``
+``references.py`` (Clarabel, paper steps), ``callback_cost.py``, ``callback_share.py``, ``multilayer.py`` and ``memory.py``; ``timing.py``
 holds what they share.
 """
 
@@ -52,6 +55,7 @@ from timing import log, machine  # first: it puts the repository on sys.path
 from callback_cost import bench_callback
 from callback_share import bench_callback_share
 from memory import bench_memory
+from multilayer import bench_multilayer
 from references import bench_clarabel, bench_paper_steps
 from solver_speed import bench_batched, bench_compile, bench_cuda_graph, bench_overhead
 
@@ -63,6 +67,7 @@ GOALS = {
     "callback_overhead": "<= 0.15",
     "callback_share": "<= 0.25",
     "memory_1024": "peak < 2 GiB (CPU)",
+    "multilayer_sweeps_to_1e-3": "<= 300 (the default, from x = 0)",
 }
 
 
@@ -73,7 +78,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--with-compile", action="store_true", help="also measure torch.compile of a sweep (minutes)")
-    parser.add_argument("--skip", nargs="*", default=[], help="sections to skip (batched overhead graph clarabel circle callback share memory)")
+    parser.add_argument("--skip", nargs="*", default=[], help="sections to skip (batched overhead graph clarabel circle callback share multilayer memory)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -122,6 +127,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             log("InversionCallback's share of a conv training run")
             details["callback_share"] = bench_callback_share(epochs=8 if q else None, work=Path(tmp) / "share")
             results["callback_share"] = details["callback_share"]["callback_share"]
+        if "multilayer" not in args.skip and device.type == "cpu":
+            log("multi-layer convergence on a trained conv AE")
+            details["multilayer"] = bench_multilayer(q)
+            results["multilayer_sweeps_to_1e-3"] = {k: v["sweeps"] for k, v in details["multilayer"]["sweeps_to_1e-3"].items()}
         if "memory" not in args.skip:
             log("memory of 1,024 inversions (subprocess)")
             results["memory_1024"] = bench_memory(device, args.threads, sweeps=10 if q else 50)
