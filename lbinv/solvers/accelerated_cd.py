@@ -1,4 +1,4 @@
-"""Multi-layer lifted-Bregman inversion by inertial block coordinate descent (MATH.md §6, accelerated).
+"""Multi-layer lifted-Bregman inversion by inertial block coordinate descent (the problem of MATH.md §6).
 
 The objective and the blocks are those of :mod:`lbinv.solvers.coordinate_descent` (paper eqs. 15–17);
 the sweep differs in two ways:
@@ -22,7 +22,6 @@ Stopping test — what ``tol`` means: the objective fell by at most ``tol · F``
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 from typing import Any, ClassVar
 
@@ -61,11 +60,15 @@ class AcceleratedCoordinateDescent(LiftedBlocks):
         self.pre_previous: list[Tensor | None] = [None] * len(net.nodes)
         self.t = torch.ones_like(self.alpha)
         self.value = self._objective()
-        self.f_floor = math.sqrt(torch.finfo(self.value.dtype).eps) * self.value  # an objective ≈ 0
+        # an objective below eps · F(x_init) counts as that floor (an exact fit, F* = 0, still stops)
+        self.f_floor = torch.finfo(self.value.dtype).eps * self.value
         self.value_checked = self.value  # the objective at the last check (the first window starts at x_init)
         self.decrease = torch.full_like(self.value, float("inf"))
 
     def _pre(self, k: int) -> Tensor:
+        """``a_k`` at the current variables; when a single-source node's stale ``a_k`` is replaced,
+        the old one is kept as ``pre_previous[k]``: ``a_k`` at its source's value one sweep earlier,
+        since every variable moves once per sweep and its readers are refreshed before it moves again."""
         if self.stale[k] and self.single_source[k]:
             self.pre_previous[k] = self.pre[k]
         return super()._pre(k)
@@ -102,7 +105,7 @@ class AcceleratedCoordinateDescent(LiftedBlocks):
             u, grad = self._extrapolated_gradient(j, beta)
             self.hidden[j - 1] = masked(active, self._hidden_step(j, u, grad), self.hidden[j - 1])
             self._moved(j)
-        self.previous = current
+        self.previous = [masked(active, c, p) for c, p in zip(current, self.previous)]
         value = self._objective()
         rose = ~(value <= self.value)  # NaN counts as a rise
         self.t = masked(active, torch.where(rose, 1.0, t_next), self.t)

@@ -48,9 +48,6 @@ RENAMED_OPTIONS = {"discrepancy_tau": "eta"}
 #: step (:mod:`lbinv.solvers.accelerated_cd`); "pdhg", the paper's: PDHG (§5, eq. 14) and coordinate
 #: descent with a PDHG input block (§6, eqs. 15–17).
 LIFTED_SOLVERS = {"fista": (FISTA, AcceleratedCoordinateDescent), "pdhg": (PDHG, CoordinateDescent)}
-SOLVER_NAMES = {FISTA: "solver='fista' on one layer", PDHG: "solver='pdhg' on one layer",
-                AcceleratedCoordinateDescent: "solver='fista' on several layers",
-                CoordinateDescent: "solver='pdhg' on several layers"}
 
 #: The options each method accepts beyond invert's own arguments, with their defaults: the
 #: solvers' own (``Solver.options``), a starting point where the method takes one, and history.
@@ -205,10 +202,8 @@ def invert(
             return _sequential(net, problem, opts, loop)
         single, several = LIFTED_SOLVERS[opts["solver"]]
         if net.is_chain and len(net) == 1:
-            _check_solver_options(single, options)
             solver = single(net.layers[0], problem, **_own(single, opts))
             return _result(solver, iterate(solver, **loop), dual=solver.z)
-        _check_solver_options(several, options)
         solver = several(net, problem, **_own(several, opts))
         return _result(solver, iterate(solver, **loop), hidden=solver.hidden, dual=solver.z)
 
@@ -233,15 +228,17 @@ def _sequential(net: LiftedNetwork, problem: Problem, opts: dict[str, Any], loop
     return _result(solver, final, dual=solver.z)
 
 
-def _check_solver_options(solver: type, options: dict[str, Any]) -> None:
-    """Refuse an option that ``solver`` would ignore (PDHG's step rule with FISTA, say), naming the
-    solvers that take it."""
+def check_solver_family(options: dict[str, Any]) -> None:
+    """Refuse an option of the other family of :data:`LIFTED_SOLVERS` than ``options["solver"]``
+    (PDHG's ``step_rule`` with "fista", FISTA's inner steps with "pdhg"), whatever the depth; an
+    option of one depth only (``hidden_init``, ``input_inner_steps``) is ignored at the other."""
+    solver = options.get("solver", OPTIONS["lifted"]["solver"])
+    own = {name for cls in LIFTED_SOLVERS.get(solver, ()) for name in cls.options}
     for name in sorted(options):
-        owners = [cls for cls in SOLVER_NAMES if name in cls.options]
-        if owners and solver not in owners:
-            takers = " or ".join(SOLVER_NAMES[cls] for cls in owners)
-            raise ValueError(f"{name}: an option of {takers}; this call uses {SOLVER_NAMES[solver]}: "
-                             f"change solver or drop {name}")
+        for family, classes in LIFTED_SOLVERS.items():
+            if name not in own and any(name in cls.options for cls in classes):
+                raise ValueError(f"{name}: an option of solver={family!r}; this call uses solver={solver!r}: "
+                                 f"pass solver={family!r} or drop {name}")
 
 
 def _own(solver: type, opts: dict[str, Any]) -> dict[str, Any]:
@@ -286,6 +283,8 @@ def _check_options(method: str, options: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"step_rule: expected one of {STEP_RULES}, got {opts['step_rule']!r}")
     if "solver" in opts and opts["solver"] not in LIFTED_SOLVERS:
         raise ValueError(f"solver: expected one of {tuple(LIFTED_SOLVERS)}, got {opts['solver']!r}")
+    if method == "lifted":
+        check_solver_family(options)
     for name in ("inner_steps", "max_inner_steps", "input_inner_steps"):
         if name in opts:
             check_int(name, opts[name])

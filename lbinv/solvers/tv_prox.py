@@ -8,7 +8,7 @@ runs accelerated projected gradient on its dual, ``‖p_ij‖ ≤ 1`` (MATH.md �
 A fixed number of steps per call, without host synchronisation, warm-started from the dual ``p`` of
 the previous call: inside an iterative solver the prox is inexact at first and sharpens as the
 outer iterates settle. Used by the one-layer FISTA (:mod:`lbinv.solvers.fista`) and by the input
-block of accelerated coordinate descent (:mod:`lbinv.solvers.coordinate_descent`).
+block of inertial coordinate descent (:mod:`lbinv.solvers.accelerated_cd`).
 """
 
 from __future__ import annotations

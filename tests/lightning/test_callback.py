@@ -75,6 +75,7 @@ pytestmark = QUIET_LIGHTNING
         ({"solver_options": {"alpha": 1.0}}, "solver_options.*alpha"),
         ({"eta": 0.0}, "eta.*> 0"),
         ({"solver_options": {"stepsize": 1.0}}, "solver_options.*'stepsize'.*valid"),
+        ({"solver_options": {"step_rule": "paper"}}, "solver_options: step_rule: an option of solver=.pdhg.; this call uses solver=.fista."),
         ({"method": "landweber", "alpha": "oracle"}, "landweber.*ignores alpha"),
         ({"method": "landweber", "eta": 0.5}, "eta: method='landweber' stops at .* needs eta >= 1, got 0.5"),
         ({"solver_options": {"discrepancy_tau": 2.0}}, "'discrepancy_tau' is now the callback's own argument eta"),

@@ -75,12 +75,36 @@ def test_at_its_limit_every_block_minimises_its_own_subproblem():
     assert np.abs(h.value - x1).max() <= 1e-6
 
 
-def test_extrapolation_by_linearity_equals_the_product_with_the_edges():
+class ResidualPooling(nn.Module):
+    """A graph: a residual sum, a node reading one source through two edges, and max pooling."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(4)
+        self.stem, self.branch = nn.Conv2d(1, 2, 3, padding=1), nn.Conv2d(2, 2, 3, padding=1)
+        self.head = nn.Linear(2 * 3 * 3, 6)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(0.5 * torch.randn(p.shape, generator=g))
+
+    def forward(self, x):
+        h = torch.relu(self.stem(x))
+        h = torch.relu(h + self.branch(h) + 0.5 * h)
+        return torch.relu(self.head(torch.flatten(nn.functional.max_pool2d(h, 2), 1)))
+
+
+@pytest.mark.parametrize("build", [lambda: two_layer_chain(seed=1), ResidualPooling], ids=["chain", "graph"])
+def test_extrapolation_by_linearity_equals_the_product_with_the_edges(build):
     """A node reading one variable forms ``a_k(u)`` from two stored pre-activations; forcing the
     general path (one product with ``A_kj`` of the step) gives the same iterates."""
-    module = two_layer_chain(seed=1)
-    problem = problem_for(module, batch=2)
+    module, batch = build(), 2
+    x_true = torch.zeros(batch, 1, H, W)
+    x_true[..., 1:4, 2:5] = 1.0
     net = LiftedNetwork.from_module(module, (1, H, W))
+    with torch.no_grad():
+        y = net(x_true)
+    problem = Problem(y, torch.full((batch,), ALPHA), TotalVariation(isotropic=True), (0.0, 1.0), 0.0,
+                      torch.zeros(batch, 1, H, W))
     runs = []
     for general in (False, True):
         solver = AcceleratedCoordinateDescent(net, problem, "forward", 5)

@@ -181,9 +181,10 @@ def test_bad_solver_options_raise_clear_errors():
     with pytest.raises(ValueError, match="inner_steps"):
         invert(module, y, alpha=ALPHA, input_shape=(1, h, w), solver="fista", inner_steps=0)
     deep = nn.Sequential(nn.Linear(36, 30), nn.ReLU(), nn.Linear(30, 20), nn.ReLU())
-    with pytest.raises(ValueError, match="inner_steps: an option of solver='fista' on one layer; this call uses "
-                                         "solver='fista' on several layers"):
-        invert(deep, torch.zeros(1, 20), alpha=ALPHA, input_shape=(1, 6, 6), inner_steps=10)
-    with pytest.raises(ValueError, match="input_inner_steps: an option of solver='fista' on several layers; this call "
-                                         "uses solver='pdhg' on several layers"):
+    with pytest.raises(ValueError, match="step_rule: an option of solver='pdhg'; this call uses solver='fista'"):
+        invert(deep, torch.zeros(1, 20), alpha=ALPHA, input_shape=(1, 6, 6), step_rule="paper")
+    with pytest.raises(ValueError, match="input_inner_steps: an option of solver='fista'; this call uses solver='pdhg'"):
         invert(deep, torch.zeros(1, 20), alpha=ALPHA, input_shape=(1, 6, 6), solver="pdhg", input_inner_steps=3)
+    # an option of the other depth is ignored, as hidden_init on one layer always was
+    one = invert(module, y, alpha=ALPHA, input_shape=(1, h, w), hidden_init="zeros", input_inner_steps=3, max_iter=20)
+    torch.testing.assert_close(one.x, invert(module, y, alpha=ALPHA, input_shape=(1, h, w), max_iter=20).x, rtol=0, atol=0)

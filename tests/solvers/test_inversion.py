@@ -234,7 +234,7 @@ def test_clips_data_into_the_domain_with_a_warning():
         (dict(bounds=(1, 0)), ValueError, "bounds"),
         (dict(step_rule="fast"), ValueError, "step_rule: expected one of"),
         (dict(solver="newton"), ValueError, "solver: expected one of"),
-        (dict(step_rule="paper"), ValueError, "step_rule: an option of solver='pdhg' on one layer.*uses solver='fista' on one layer"),
+        (dict(step_rule="paper"), ValueError, "step_rule: an option of solver='pdhg'; this call uses solver='fista'"),
         (dict(solver="pdhg", inner_steps=10), ValueError, "inner_steps: an option of solver='fista'"),
         (dict(speed=3), TypeError, "unknown option"),
         (dict(method="landweber", eta=0.5, noise_level=0.1), ValueError, "eta"),

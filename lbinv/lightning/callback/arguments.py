@@ -17,6 +17,7 @@ from torch import nn
 from lbinv._checks import check_bool, check_number
 from lbinv.probe import ALPHA_RULES, DEFAULT_ALPHA_GRID
 from lbinv.solvers import METHODS, OPTIONS
+from lbinv.solvers.inversion import check_solver_family
 
 #: invert() arguments that come from the callback's own arguments or its probe.
 _OWN_ARGUMENTS = ("alpha", "input_shape", "method", "max_iter", "tol", "max_seconds", "eta")
@@ -144,4 +145,9 @@ def check_solver_options(options: Any, method: str) -> dict[str, Any]:
         raise ValueError(
             f"solver_options: option(s) {unknown} that invert(method={method!r}) does not accept; valid: {sorted(allowed)}"
         )
+    if method == "lifted":
+        try:
+            check_solver_family(dict(options))
+        except ValueError as err:
+            raise ValueError(f"solver_options: {err}") from None
     return dict(options)
