@@ -2,7 +2,6 @@
 
     python benchmarks/peers.py --quick --json benchmarks/results_peers_cpu.json   # 32×32 only
     python benchmarks/peers.py --json benchmarks/results_peers_cpu.json           # 32×32 and 64×64
-    python benchmarks/peers.py --batched --json benchmarks/results_peers_batched16_cpu.json  # 16 α in one call
 
 Problem: ``min_x B_ReLU(y, Wx + b) + α TV_iso(x)``, the circle of ``experiments/circle.py``
 (``make_problem``: disc, ``nn.Linear(n², m)`` + ReLU with PyTorch's default init under seed 0,
@@ -32,12 +31,7 @@ lbinv method's), ``default_speedup_vs_best_peer_1e-6`` (the same for ``lbinv_def
 ``speedup_vs_clarabel_1e-6`` (Clarabel's seconds / the best lbinv method's seconds to 1e−6); the
 table is in ``methods``.
 
-``--batched``: instead, :data:`BATCH` values of α (log-spaced in :data:`BATCH_ALPHAS`) on the 32×32
-instance, each problem with its own Clarabel optimum; the time until every problem is within 1e−4
-and 1e−6 of its optimum for lbinv's default in one call (per-sample α), deepinv's FISTA in one
-batched call (its ``lambda_reg`` per sample; best of the same grid) and pyproximal in one call per
-problem (each stopped at its own iteration; best ratio of the grid). Keys
-``batched16_speedup_vs_deepinv_1e-6`` and ``batched16_speedup_vs_pyproximal_1e-6`` (and ``_1e-4``).
+The batched comparison (16 α values in one call) is ``peers_batched.py``.
 """
 
 from __future__ import annotations
@@ -71,10 +65,6 @@ GRIDS: dict[str, list[dict[str, Any]]] = {
 }
 #: Iterations of each traced run (FISTA's inner steps grow to ``max_inner_steps`` in the tail: fewer outer ones).
 BUDGETS = {"lbinv_default": 500, "lbinv_pdhg": 20_000, "lbinv_fista": 500, "deepinv": 600, "pyproximal": 10_000}
-#: The batched comparison: this many α values, log-spaced in this interval, of the 32×32 instance.
-BATCH, BATCH_ALPHAS = 16, (5e-3, 5e-2)
-#: Iterations of the batched traced runs (deepinv gets more than above: the smallest α converge slowest).
-BATCH_BUDGETS = {"lbinv_default": 1000, "deepinv": 1500, "pyproximal": 10_000}
 
 
 class Instance:
@@ -312,96 +302,6 @@ def bench_fista_stop(inst: Instance, rounds: int, tol: float = 1e-6) -> dict[str
             "seconds": median_seconds(call, rounds)}
 
 
-def bench_batched(rounds: int) -> dict[str, Any]:
-    """:data:`BATCH` α values of the 32×32 instance (module docstring, ``--batched``)."""
-    inst = Instance(32, 256)
-    alphas = torch.logspace(math.log10(BATCH_ALPHAS[0]), math.log10(BATCH_ALPHAS[1]), BATCH, dtype=torch.float64)
-    ys = inst.y.expand(BATCH, -1).clone()
-    log(f"batched: Clarabel x {BATCH}")
-    refs = [inst.clarabel(float(a)) for a in alphas]
-    f_star = torch.tensor([r["optimum"] for r in refs], dtype=torch.float64)
-
-    def first_all(iterations: list[int], values: torch.Tensor, target: float) -> int | None:
-        """The first iteration where every problem is within ``target`` (``values``: (iterations, B))."""
-        within = ((values - f_star) / f_star.abs() <= target).all(dim=1)
-        hit = torch.nonzero(within)
-        return iterations[int(hit[0])] if hit.numel() else None
-
-    out: dict[str, Any] = {"problem": f"circle 32x32, Linear(1024, 256) + ReLU, {BATCH} alpha log-spaced in {BATCH_ALPHAS}",
-                           "alphas": alphas.tolist(), "budgets": BATCH_BUDGETS, "grids": {k: GRIDS[k] for k in ("deepinv", "pyproximal")},
-                           "clarabel": {"seconds_all": sum(r["seconds"] for r in refs), "status": sorted({r["status"] for r in refs}),
-                                        "optima": f_star.tolist()}, "methods": {}}
-
-    log("batched: lbinv default")
-    budget = BATCH_BUDGETS["lbinv_default"]
-    traced = invert(inst.net, ys, alpha=alphas, max_iter=budget, tol=0.0, record_history=True, check_every=10)
-    hits = {key: first_all(list(traced.history["iteration"]), traced.history["objective"], t) for key, t in TARGETS.items()}
-    lbinv = {"iterations": hits}
-    for key, k in hits.items():
-        lbinv[f"seconds_{key}"] = median_seconds(
-            lambda k=k: invert(inst.net, ys, alpha=alphas, max_iter=k, tol=0.0, check_every=10), rounds) if k else None
-
-    def stop():
-        return invert(inst.net, ys, alpha=alphas, tol=1e-6, max_iter=budget)
-
-    res = stop()
-    lbinv["default_stop_tol_1e-6"] = {"all_converged": bool(res.converged.all()), "iterations_max": int(res.iterations.max()),
-                                      "max_relative_gap_reached": float(((res.objective - f_star) / f_star.abs()).max()),
-                                      "seconds": median_seconds(stop, rounds)}
-    out["methods"]["lbinv_default"] = lbinv
-
-    log("batched: deepinv")
-    settings = []
-    for opts in GRIDS["deepinv"]:
-        _, metrics = deepinv_solver(inst, max_iter=BATCH_BUDGETS["deepinv"], metrics=True, alphas=alphas, **opts)()
-        values = torch.tensor(metrics["objective"], dtype=torch.float64).T  # (iterations, B)
-        its = list(range(1, values.shape[0] + 1))
-        settings.append({"setting": opts, "iterations": {key: first_all(its, values, t) for key, t in TARGETS.items()},
-                         "final_max_relative_gap": float(((values[-1] - f_star) / f_star.abs()).max())})
-        log(f"  deepinv {opts}: {settings[-1]['iterations']}")
-    best = min(settings, key=lambda s: (s["iterations"]["1e-6"] is None, s["iterations"]["1e-6"] or math.inf,
-                                         s["iterations"]["1e-4"] or math.inf))
-    deepinv = {"setting": best["setting"], "grid": settings, "iterations": best["iterations"]}
-    for key, k in best["iterations"].items():  # time each target's iteration count (settings differ per iteration)
-        candidates = [s for s in settings if s["iterations"][key]]
-        times = {}
-        for s in candidates:
-            run = deepinv_solver(inst, max_iter=s["iterations"][key], metrics=False, alphas=alphas, **s["setting"])
-            times[json.dumps(s["setting"])] = median_seconds(run, rounds)
-        deepinv[f"seconds_{key}"] = min(times.values()) if times else None
-        deepinv[f"seconds_{key}_per_setting"] = times
-    out["methods"]["deepinv"] = deepinv
-
-    log("batched: pyproximal, one call per problem")
-    settings = []
-    for opts in GRIDS["pyproximal"]:
-        its: dict[str, list[int | None]] = {key: [] for key in TARGETS}
-        for i, a in enumerate(alphas.tolist()):
-            values: list[float] = []
-            pyproximal_solver(inst, niter=BATCH_BUDGETS["pyproximal"], alpha=a,
-                              callback=lambda x, a=a: values.append(inst.objective(torch.from_numpy(x), a)), **opts)()
-            for key, t in TARGETS.items():
-                its[key].append(first_hit(list(range(1, len(values) + 1)), values, float(f_star[i]), t))
-        settings.append({"setting": opts, "iterations": its})
-        log(f"  pyproximal {opts}: max iterations {[max(v, key=lambda k: k or math.inf) for v in its.values()]}")
-    pyprox: dict[str, Any] = {"grid": settings}
-    for key in TARGETS:
-        times = {}
-        for s in settings:
-            if all(s["iterations"][key]):
-                runs = [pyproximal_solver(inst, niter=k, alpha=a, **s["setting"]) for k, a in zip(s["iterations"][key], alphas.tolist())]
-                times[json.dumps(s["setting"])] = median_seconds(lambda runs=runs: [r() for r in runs], rounds)
-        pyprox[f"seconds_{key}"] = min(times.values()) if times else None
-        pyprox[f"seconds_{key}_per_setting"] = times
-    out["methods"]["pyproximal"] = pyprox
-
-    for peer in ("deepinv", "pyproximal"):
-        for key in TARGETS:
-            ours, theirs = lbinv[f"seconds_{key}"], out["methods"][peer][f"seconds_{key}"]
-            out[f"batched{BATCH}_speedup_vs_{peer}_{key}"] = theirs / ours if ours and theirs else None
-    return out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="the 32×32 instance only")
@@ -410,22 +310,13 @@ def main() -> None:
     parser.add_argument("--instances", nargs="*", default=list(INSTANCES), choices=list(INSTANCES))
     parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument("--smoke", action="store_true", help="one setting per method, tiny budgets: checks the APIs only")
-    parser.add_argument("--batched", action="store_true", help=f"only the batched comparison ({BATCH} alpha values in one call)")
     args = parser.parse_args()
     if args.smoke:
-        for name in GRIDS:
-            GRIDS[name] = GRIDS[name][:1]
-            BUDGETS[name] = 30
-        for name in BATCH_BUDGETS:
-            BATCH_BUDGETS[name] = 30
+        shrink_to_smoke()
     torch.set_num_threads(1)
     results: dict[str, Any] = {"machine": machine(torch.device("cpu"), 1), "grids": GRIDS, "budgets": BUDGETS,
                                "alpha": ALPHA, "targets": TARGETS, "instances": {}}
-    if args.batched:
-        results["batched"] = bench_batched(args.rounds)
     for key, (size, m) in INSTANCES.items():
-        if args.batched:
-            break
         if (args.quick and size != 32) or key not in args.instances:
             continue
         inst = Instance(size, m)
@@ -455,10 +346,24 @@ def main() -> None:
         results["instances"][key] = entry
         log(f"{key}: speedup vs best peer (1e-6) {entry['speedup_vs_best_peer_1e-6']}, "
             f"vs Clarabel {entry['speedup_vs_clarabel_1e-6']}")
+    write_results(results, args.json)
+
+
+def shrink_to_smoke(*budgets: dict[str, int]) -> None:
+    """``--smoke``: one setting per method and 30 iterations for every budget (checks the APIs only)."""
+    for name in GRIDS:
+        GRIDS[name] = GRIDS[name][:1]
+    for budget in (BUDGETS, *budgets):
+        for name in budget:
+            budget[name] = 30
+
+
+def write_results(results: dict[str, Any], path: str | None) -> None:
+    """Print ``results`` as JSON (with the load average at the end) and write them to ``path``."""
     results["machine"]["load_average_at_end"] = os.getloadavg()[0]
     text = json.dumps(results, indent=2, default=str)
-    if args.json:
-        with open(args.json, "w") as fh:
+    if path:
+        with open(path, "w") as fh:
             fh.write(text + "\n")
     print(text)
 
