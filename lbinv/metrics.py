@@ -9,7 +9,6 @@ certificate of how genuine a subgradient is (:func:`subgradient_gap`).
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from torch import Tensor
 from lbinv._checks import check_interval
 from lbinv.lifted import LiftedLayer, LiftedNetwork
 from lbinv.regularizers import TotalVariation
+from lbinv.solvers.loop import next_momentum
 
 __all__ = [
     "psnr",
@@ -220,7 +220,7 @@ def _nearest_divergence(target: Tensor, q: Tensor, project: Callable[[Tensor], T
     t = 1.0
     for _ in range(max_iter):
         q_new = project(yk + grad(target + div(yk)) / 8.0)  # ∇_q ½‖target + div q‖² = −∇(target + div q)
-        t_new = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * t * t))
+        t_new = next_momentum(t)
         yk = q_new + ((t - 1.0) / t_new) * (q_new - qk)
         qk, t = q_new, t_new
         res = (target + div(qk)).flatten(1).norm(dim=1)

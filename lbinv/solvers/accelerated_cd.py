@@ -31,7 +31,7 @@ from torch import Tensor
 from lbinv.lifted import LiftedNetwork
 from lbinv.regularizers import project_box_
 from lbinv.solvers.coordinate_descent import LiftedBlocks
-from lbinv.solvers.loop import Problem, masked, per_sample
+from lbinv.solvers.loop import Problem, masked, next_momentum, per_sample
 from lbinv.solvers.tv_prox import TVProx
 
 #: FGP steps of the input block's TV prox per sweep (warm-started, so the prox sharpens over the sweeps).
@@ -89,7 +89,7 @@ class AcceleratedCoordinateDescent(LiftedBlocks):
         return u, self._gradient_from(pre, j)
 
     def step(self, active: Tensor | None, measure: bool) -> Tensor | None:
-        t_next = 0.5 * (1.0 + torch.sqrt(1.0 + 4.0 * self.t * self.t))
+        t_next = next_momentum(self.t)
         beta = (self.t - 1.0) / t_next
         current = self._values()
         u, grad = self._extrapolated_gradient(0, beta)

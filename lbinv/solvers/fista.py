@@ -57,7 +57,7 @@ from torch import Tensor
 
 from lbinv.lifted import LiftedLayer
 from lbinv.regularizers import project_box_
-from lbinv.solvers.loop import Problem, lipschitz, masked, per_sample, sample_norm
+from lbinv.solvers.loop import Problem, lipschitz, masked, next_momentum, per_sample, sample_norm
 from lbinv.solvers.pdhg import single_layer_objective
 from lbinv.solvers.tv_prox import TVProx
 
@@ -129,7 +129,7 @@ class FISTA:
         f_hat = self._value(x_hat, ax_hat)
         worse = ~(f_hat <= self.fx)  # NaN counts as worse
         restart = worse | (_dot(u - x_hat, x_hat - x) > 0.0)
-        t_next = torch.where(restart, 1.0, 0.5 * (1.0 + torch.sqrt(1.0 + 4.0 * self.t * self.t)))
+        t_next = torch.where(restart, 1.0, next_momentum(self.t))
         beta = torch.where(restart, 0.0, (self.t - 1.0) / t_next)
         x_new = torch.where(per_sample(worse, x), x, x_hat)
         ax_new = torch.where(per_sample(worse, ax), ax, ax_hat)

@@ -8,6 +8,7 @@ loop synchronises with the host only every ``check_every`` iterations, to test c
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -31,6 +32,13 @@ def lipschitz(opnorm: float) -> float:
     """
     lip = (OPNORM_SAFETY * opnorm) ** 2
     return lip if lip > 0.0 else 1.0
+
+
+def next_momentum(t: float | Tensor) -> float | Tensor:
+    """FISTA's ``t⁺ = (1 + √(1 + 4t²)) / 2`` (Beck & Teboulle 2009), for a float or per sample;
+    the extrapolation weight of the next step is ``(t − 1)/t⁺``."""
+    root = torch.sqrt(1.0 + 4.0 * t * t) if isinstance(t, Tensor) else math.sqrt(1.0 + 4.0 * t * t)
+    return 0.5 * (1.0 + root)
 
 
 def per_sample(t: Tensor, like: Tensor) -> Tensor:

@@ -11,14 +11,13 @@ TV problem with data ``x_1`` (PDHG, §5).
 
 from __future__ import annotations
 
-import math
 
 import torch
 from torch import Tensor
 
 from lbinv.lifted import LiftedLayer
 from lbinv.proximal import ProxActivation
-from lbinv.solvers.loop import SingleBlock, lipschitz, masked, per_sample
+from lbinv.solvers.loop import SingleBlock, lipschitz, masked, next_momentum, per_sample
 from lbinv.solvers.pdhg import bregman_gradient
 
 
@@ -40,7 +39,7 @@ class LayerFISTA(SingleBlock):
         x_old = self.x
         step = self.prior.prox(u - self.tau * bregman_gradient(self.layer, u, self.data), self.prox_t)
         self.move_to(step, active, measure)
-        t_next = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * self.t**2))
+        t_next = next_momentum(self.t)
         self.momentum_point = masked(active, self.x + ((self.t - 1.0) / t_next) * (self.x - x_old), x_old)
         self.t = t_next
         return active

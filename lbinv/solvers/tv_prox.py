@@ -13,12 +13,11 @@ block of inertial coordinate descent (:mod:`lbinv.solvers.accelerated_cd`).
 
 from __future__ import annotations
 
-import math
 
 from torch import Tensor
 
 from lbinv.regularizers import TotalVariation, project_box_
-from lbinv.solvers.loop import per_sample
+from lbinv.solvers.loop import next_momentum, per_sample
 
 
 class TVProx:
@@ -41,7 +40,7 @@ class TVProx:
         for _ in range(steps):
             x = project_box_(v.addcmul(lam, tv.div(q)), self.bounds)
             p_new = tv.project_dual_(q.addcmul(step, tv.grad(x)))
-            t_new = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * t * t))
+            t_new = next_momentum(t)
             q = p_new.lerp(p, (1.0 - t) / t_new)  # p⁺ + ((t − 1)/t⁺)(p⁺ − p)
             p, t = p_new, t_new
         return project_box_(v.addcmul(lam, tv.div(p)), self.bounds), p
