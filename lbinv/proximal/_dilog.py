@@ -26,7 +26,7 @@ import math
 import torch
 from torch import Tensor
 
-from lbinv.proximal.base import split
+from lbinv.proximal.base import horner, softplus, split
 
 __all__ = ["ZETA2", "li2_exp_neg", "li2_neg_exp", "li2_series"]
 
@@ -51,10 +51,7 @@ _COEFFS = (
 def li2_series(u: Tensor) -> Tensor:
     """Li₂(1 − e^{−u}) by its Bernoulli series; accurate to round-off for |u| ≤ log 2 (≤ 1 is fine)."""
     x = u * u
-    p = _COEFFS[-1] * x + _COEFFS[-2]
-    for c in reversed(_COEFFS[:-2]):
-        p = p * x + c
-    return u + x * (u * p - 0.25)
+    return u + x * (u * horner(_COEFFS, x) - 0.25)
 
 
 def li2_exp_neg(x: Tensor) -> tuple[Tensor, Tensor]:
@@ -75,6 +72,6 @@ def li2_exp_neg(x: Tensor) -> tuple[Tensor, Tensor]:
 def li2_neg_exp(x: Tensor) -> Tensor:
     """Li₂(−eˣ) for every real x: −π²/12 at 0, → 0 as x → −∞, ≈ −x²/2 − π²/6 for large x."""
     pos, neg = split(x)
-    direct = li2_series(-torch.logaddexp(neg, torch.zeros_like(neg)))
-    inverted = -ZETA2 - 0.5 * pos * pos - li2_series(-torch.logaddexp(-pos, torch.zeros_like(pos)))
+    direct = li2_series(-softplus(neg))
+    inverted = -ZETA2 - 0.5 * pos * pos - li2_series(-softplus(-pos))
     return torch.where(x <= 0, direct, inverted)

@@ -10,7 +10,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["ProxActivation", "StepSize", "clamp", "is_unit_step", "split"]
+__all__ = ["ProxActivation", "StepSize", "clamp", "horner", "is_unit_step", "softplus", "split"]
 
 StepSize = float | Tensor
 
@@ -28,6 +28,19 @@ def split(x: Tensor, at: float = 0.0) -> tuple[Tensor, Tensor]:
     above = x > at
     bound = torch.full_like(x, at)
     return torch.where(above, x, bound), torch.where(above, bound, x)
+
+
+def softplus(x: Tensor) -> Tensor:
+    """log(1 + eˣ) without overflow and with the exact derivative sigmoid(x) (also at 0)."""
+    return torch.logaddexp(x, x.new_zeros(()))
+
+
+def horner(coeffs: tuple[float, ...], x: Tensor) -> Tensor:
+    """Σ_k coeffs[k]·xᵏ by Horner's rule (at least two coefficients)."""
+    p = coeffs[-1] * x + coeffs[-2]
+    for c in reversed(coeffs[:-2]):
+        p = p * x + c
+    return p
 
 
 def is_unit_step(t: StepSize) -> bool:

@@ -14,22 +14,29 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lbinv._checks import check_step
-from lbinv.proximal.base import ProxActivation, StepSize, is_unit_step
+from lbinv.proximal.base import ProxActivation, StepSize, is_unit_step, softplus
 
 __all__ = ["SigmoidProx", "SoftsignProx", "TanhProx"]
 
 _LOG2 = math.log(2.0)
 
 
-def _softplus(x: Tensor) -> Tensor:
-    """log(1 + eˣ) without overflow and with the exact derivative sigmoid(x) (also at 0)."""
-    return torch.logaddexp(x, x.new_zeros(()))
-
-
 def _logcosh(z: Tensor) -> Tensor:
     """log cosh z = |z| + softplus(−2|z|) − log 2, finite for every finite z."""
     a = z.abs()
-    return a + _softplus(-2.0 * a) - _LOG2
+    return a + softplus(-2.0 * a) - _LOG2
+
+
+def _newton_bisection_step(
+    w: Tensor, h: Tensor, dh: Tensor, lo: Tensor, hi: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One step of Newton's method for the root of an increasing h, safeguarded by bisection on its
+    bracket [lo, hi]: (w, lo, hi) updated from h = h(w) and dh = h'(w), elementwise (no device sync)."""
+    pos = h > 0
+    hi = torch.where(pos, w, hi)
+    lo = torch.where(pos, lo, w)
+    wn = w - h / dh
+    return torch.where((wn >= lo) & (wn <= hi), wn, 0.5 * (lo + hi)), lo, hi
 
 
 class _SmoothProx(ProxActivation):
@@ -108,12 +115,7 @@ class _SmoothProx(ProxActivation):
             for _ in range(self.newton_steps):
                 s = self._sigma(w)
                 h = (s - vd) - td * self._shift(s, w)
-                dh = a * self._dsigma(s, w) + td
-                pos = h > 0
-                hi = torch.where(pos, w, hi)
-                lo = torch.where(pos, lo, w)
-                wn = w - h / dh
-                w = torch.where((wn >= lo) & (wn <= hi), wn, 0.5 * (lo + hi))
+                w, lo, hi = _newton_bisection_step(w, h, a * self._dsigma(s, w) + td, lo, hi)
         if torch.is_grad_enabled() and (v.requires_grad or (isinstance(t, Tensor) and t.requires_grad)):
             # one more Newton step with live inputs: its value equals w (h(w) ≈ 0) and its
             # derivative is the implicit one, dw/dv = 1/h'(w), dw/dt = −∂_t h/h'(w).
@@ -145,11 +147,11 @@ class SigmoidProx(_SmoothProx):
         return torch.xlogy(u, u) + torch.xlogy(q, q) - 0.5 * u * u
 
     def _phi_elem(self, z: Tensor) -> Tensor:
-        return _softplus(z)
+        return softplus(z)
 
     def _bregman_elem(self, y: Tensor, z: Tensor) -> Tensor:
         q = 1.0 - y
-        return torch.xlogy(y, y) + torch.xlogy(q, q) + y * _softplus(-z) + q * _softplus(z)
+        return torch.xlogy(y, y) + torch.xlogy(q, q) + y * softplus(-z) + q * softplus(z)
 
 
 class TanhProx(_SmoothProx):
@@ -183,7 +185,7 @@ class TanhProx(_SmoothProx):
 
     def _bregman_elem(self, y: Tensor, z: Tensor) -> Tensor:
         p, q = 0.5 * (1.0 + y), 0.5 * (1.0 - y)
-        return torch.xlogy(p, p) + torch.xlogy(q, q) + p * _softplus(-2.0 * z) + q * _softplus(2.0 * z)
+        return torch.xlogy(p, p) + torch.xlogy(q, q) + p * softplus(-2.0 * z) + q * softplus(2.0 * z)
 
 
 class SoftsignProx(ProxActivation):

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from lbinv._checks import check_step
 from lbinv.proximal._dilog import li2_exp_neg, li2_neg_exp, li2_series
-from lbinv.proximal.base import ProxActivation, StepSize, is_unit_step, split
+from lbinv.proximal.base import ProxActivation, StepSize, is_unit_step, softplus, split
 from lbinv.proximal.smooth import _SmoothProx
 
 __all__ = ["SOFTPLUS_MIN_THRESHOLD", "CELUProx", "ELUProx", "LogSigmoidProx", "SoftplusProx"]
@@ -28,11 +28,6 @@ __all__ = ["SOFTPLUS_MIN_THRESHOLD", "CELUProx", "ELUProx", "LogSigmoidProx", "S
 #: the least ``threshold`` of nn.Softplus accepted: above it the switch to the identity moves σ by
 #: log(1 + e^{−threshold})/β, relatively ≤ e^{−15}/15 ≈ 2e−8 < half a float32 ulp
 SOFTPLUS_MIN_THRESHOLD = 15.0
-
-
-def _softplus1(x: Tensor) -> Tensor:
-    """log(1 + eˣ), exact for every x (no threshold), with derivative sigmoid(x)."""
-    return torch.logaddexp(x, torch.zeros_like(x))
 
 
 class SoftplusProx(_SmoothProx):
@@ -76,13 +71,13 @@ class SoftplusProx(_SmoothProx):
         return F.softplus(v, self.beta, self.threshold)
 
     def _sigma(self, w: Tensor) -> Tensor:
-        return _softplus1(self.beta * w) / self.beta
+        return softplus(self.beta * w) / self.beta
 
     def _dsigma(self, s: Tensor, w: Tensor) -> Tensor:
         return torch.sigmoid(self.beta * w)
 
     def _shift(self, s: Tensor, w: Tensor) -> Tensor:
-        return _softplus1(-self.beta * w) / self.beta  # σ(w) − w
+        return softplus(-self.beta * w) / self.beta  # σ(w) − w
 
     def _psi_elem(self, u: Tensor) -> Tensor:
         return li2_exp_neg(self.beta * u)[1] / self.beta**2
@@ -95,8 +90,8 @@ class SoftplusProx(_SmoothProx):
         yb, x = b * y, b * z
         xp, xn = split(x)
         li2_y, psi_y = li2_exp_neg(yb)  # Li₂(e^{−ŷ}) and β²Ψ(y)
-        pos = 0.5 * (yb - xp) ** 2 + li2_y + li2_series(-_softplus1(-xp))  # Li₂(−e^{−x})
-        neg = yb * (0.5 * yb - xn) + psi_y - li2_series(-_softplus1(xn))  # − Li₂(−eˣ)
+        pos = 0.5 * (yb - xp) ** 2 + li2_y + li2_series(-softplus(-xp))  # Li₂(−e^{−x})
+        neg = yb * (0.5 * yb - xn) + psi_y - li2_series(-softplus(xn))  # − Li₂(−eˣ)
         return torch.where(x > 0, pos, neg) / b**2
 
 
@@ -219,7 +214,10 @@ class CELUProx(_ExpLinearProx):
         if not (a > 0.0 and math.isfinite(a)):
             raise ValueError(f"CELUProx: alpha must be a finite number > 0, got {alpha}")
         super().__init__(a)
-        self._c = a
+
+    @property
+    def _c(self) -> float:  # type: ignore[override]
+        return self.alpha
 
     def _sigma(self, w: Tensor) -> Tensor:
         return F.celu(w, self.alpha)

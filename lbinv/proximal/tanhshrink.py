@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lbinv.proximal.base import StepSize
-from lbinv.proximal.smooth import _logcosh, _SmoothProx
+from lbinv.proximal.base import StepSize, horner
+from lbinv.proximal.smooth import _logcosh, _newton_bisection_step, _SmoothProx
 
 __all__ = ["TanhshrinkProx"]
 
@@ -28,10 +28,7 @@ def _tanhshrink(w: Tensor) -> Tensor:
     small = w.abs() < 0.25
     ws = torch.where(small, w, torch.zeros_like(w))
     x = ws * ws
-    p = _TANHSHRINK_SERIES[-1] * x + _TANHSHRINK_SERIES[-2]
-    for c in reversed(_TANHSHRINK_SERIES[:-2]):
-        p = p * x + c
-    return torch.where(small, ws * x * p, w - torch.tanh(w))
+    return torch.where(small, ws * x * horner(_TANHSHRINK_SERIES, x), w - torch.tanh(w))
 
 
 class TanhshrinkProx(_SmoothProx):
@@ -64,11 +61,12 @@ class TanhshrinkProx(_SmoothProx):
         # h is convex where w·sign(v) > 0 for t < 1 and concave for t > 1, so Newton converges
         # monotonically from the far end for t < 1 and from the near one for t > 1, never
         # crossing the inflection at 0, where it can cycle.
-        a = torch.as_tensor(a, dtype=vd.dtype, device=vd.device)
         av = vd.abs()
         other = (av + a).clamp(min=0.0)
         near, far = torch.minimum(av, other), torch.maximum(av, other)
-        start = torch.where(a > 0, torch.minimum(far, av / td), near)
+        from_far = torch.minimum(far, av / td)
+        # a Python a picks the side in Python: no host-to-device copy of it at every prox call
+        start = torch.where(a > 0, from_far, near) if isinstance(a, Tensor) else (from_far if a > 0 else near)
         up = vd >= 0
         return torch.where(up, near, -far), torch.where(up, far, -near), torch.sign(vd) * start
 
@@ -88,14 +86,9 @@ class TanhshrinkProx(_SmoothProx):
             lo = torch.maximum((3.0 * a) ** (1.0 / 3.0), a + torch.tanh(a))
             hi = a + 1.0
             w = lo
-            for _ in range(self.newton_steps):
+            for _ in range(self.newton_steps):  # h' = tanh² w > 0 on the bracket where a > 0
                 th = torch.tanh(w)
-                h = _tanhshrink(w) - a
-                pos = h > 0
-                hi = torch.where(pos, w, hi)
-                lo = torch.where(pos | (h == 0), lo, w)
-                wn = w - h / (th * th)
-                w = torch.where(h == 0, w, torch.where((wn >= lo) & (wn <= hi), wn, 0.5 * (lo + hi)))
+                w, lo, hi = _newton_bisection_step(w, _tanhshrink(w) - a, th * th, lo, hi)
             return torch.where(a == 0, torch.zeros_like(w), w).copysign(y.detach())
 
     @staticmethod

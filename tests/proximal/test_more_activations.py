@@ -299,17 +299,6 @@ def test_tanhshrink_inverse_and_y_derivatives():
     torch.testing.assert_close(gp, torch.tanh(wy), rtol=1e-12, atol=1e-12)
 
 
-def test_celu_is_proximal_for_every_alpha_but_elu_only_up_to_one():
-    """CELU's slope e^{x/α} ≤ 1 for x < 0 (any α > 0); ELU's reaches α just below 0."""
-    x = torch.linspace(-20.0, 0.0, 2001, dtype=F64)
-    for alpha in (0.2, 1.0, 3.0, 10.0):
-        slope = torch.diff(nn.CELU(alpha)(x)) / torch.diff(x)
-        assert float(slope.max()) <= 1.0 + 1e-9
-    assert float((torch.diff(nn.ELU(1.5)(x)) / torch.diff(x)).max()) > 1.4
-    with pytest.raises(ValueError, match="expansive"):
-        proximal_activation(nn.ELU(1.5))
-
-
 def test_lifted_network_reproduces_the_module():
     """The lifted network of a stack of the new activations computes the module's output."""
     from lbinv import LiftedNetwork
