@@ -23,7 +23,6 @@ eval semantics: BatchNorm with its running statistics, Dropout as the identity.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,9 +33,21 @@ from torch import Tensor, nn
 from lbinv._checks import Shape, check_shape, is_plain
 from lbinv.lifting import LiftedEdge, LiftedNode, lift_steps
 from lbinv.operators import AffineMap
-from lbinv.operators.sequential import flatten_modules, is_plain_sequential, uncompiled, where_in_sequential
+from lbinv.operators.sequential import (
+    flatten_modules,
+    is_plain_sequential,
+    uncompiled,
+    where_in_sequential,
+)
 from lbinv.proximal import ProxActivation, is_activation
-from lbinv.tracing import Output, Step, code_module, eval_mode, traced_steps
+from lbinv.tracing import (
+    Output,
+    Step,
+    code_module,
+    eval_mode,
+    linear_input_shape,
+    traced_steps,
+)
 
 __all__ = ["LiftedEdge", "LiftedLayer", "LiftedNetwork", "LiftedNode"]
 
@@ -127,8 +138,8 @@ class LiftedNetwork:
             input_shape = check_shape("input_shape", input_shape)
         steps, traced_shape = _steps(module, input_shape)
         first = _first_linear(steps)
-        shape = _input_shape(input_shape or traced_shape, first, steps[0].where if steps else "")
-        if first is not None and shape[-1] != first[1].in_features:
+        shape = linear_input_shape(input_shape or traced_shape, first, steps[0].where if steps else "none")
+        if first is not None and shape[-1] != first[1]:
             # an image of in_features elements: the perceptron reads it vectorised
             steps = [Step("Flatten", (0,), nn.Flatten()), *(_shifted(s) for s in steps)]
         net = cls(lift_steps(steps, shape))
@@ -237,15 +248,15 @@ def _shifted(step: Step) -> Step:
     return Step(step.where, tuple(i + 1 for i in step.inputs), step.module, step.coefficients, step.dim)
 
 
-def _first_linear(steps: list[Step]) -> tuple[str, nn.Linear] | None:
-    """(where, module) of a first nn.Linear on the input (after elementwise modules: activations,
+def _first_linear(steps: list[Step]) -> tuple[str, int] | None:
+    """(where, in_features) of a first nn.Linear on the input (after elementwise modules: activations,
     identities, dropout), if any."""
     elementwise = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout)
     for value, step in enumerate(steps):
         if step.inputs != (value,) or step.module is None:
             return None
         if is_plain(step.module, nn.Linear):
-            return step.where, step.module
+            return step.where, step.module.in_features
         if not (isinstance(step.module, elementwise) or is_activation(step.module)):
             return None
     return None
@@ -275,25 +286,3 @@ def _check_same(net: LiftedNetwork, module: nn.Module, traced_shape: Shape) -> N
             f"(shape {tuple(got.shape)}) differs from the module's (shape {shape}) on a random input; "
             "please report this, and pass an nn.Sequential of the encoder's layers meanwhile"
         )
-
-
-def _input_shape(input_shape: Sequence[int] | int | None, first: tuple[str, nn.Linear] | None, where: str) -> Shape:
-    """The network's input shape: the given one, checked against a first nn.Linear (which
-    also accepts an image with in_features elements), or else that Linear's (in_features,)."""
-    if input_shape is None:
-        if first is not None:
-            return (first[1].in_features,)
-        raise ValueError(
-            f"input_shape is required: it can only be inferred when the first layer is nn.Linear, but the first "
-            f"layer is {where}; pass input_shape without the batch dimension, e.g. input_shape=(1, 28, 28)"
-        )
-    shape = check_shape("input_shape", input_shape)
-    if first is not None:
-        where, n = first[0], first[1].in_features
-        if shape[-1] != n and (len(shape) == 1 or math.prod(shape) != n):
-            raise ValueError(
-                f"{where} expects input_shape ({n},) (in_features={n}), "
-                f"or an image with {n} elements in all (read as flattened), but got "
-                f"input_shape {shape}"
-            )
-    return shape

@@ -86,11 +86,15 @@ class SequentialWithForward(nn.Sequential):
         return -super().forward(x)
 
 
-class Residual(nn.Module):
+class OneLinear(nn.Module):
+    """A forward around one ``self.fc = nn.Linear(4, 4)``; subclasses write the forward."""
+
     def __init__(self) -> None:
         super().__init__()
         self.fc = nn.Linear(4, 4)
 
+
+class Residual(OneLinear):
     def forward(self, x):
         return F.relu(x + self.fc(x))
 
@@ -160,33 +164,24 @@ class ShapeLoop(nn.Module):
         return self.fc(x.view(-1, n))
 
 
-class InPlace(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = nn.Linear(4, 4)
-
+class InPlace(OneLinear):
     def forward(self, x):
         out = self.fc(x)
         out.add_(x)  # torch.fx does not follow this
         return F.relu(out)
 
 
-class CatConstant(nn.Module):
+class CatConstant(OneLinear):
     def __init__(self) -> None:
         super().__init__()
-        self.fc = nn.Linear(4, 4)
         self.register_buffer("extra", torch.zeros(2, 2))  # fits a batch of 2 only: a constant, not a layer
 
     def forward(self, x):
         return torch.cat([self.fc(x), self.extra], 1)
 
 
-class Sampling(nn.Module):
+class Sampling(OneLinear):
     """A VAE-style forward that samples in training mode."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = nn.Linear(4, 4)
 
     def forward(self, x):
         h = self.fc(x)
@@ -284,11 +279,7 @@ def test_code_module_picks_the_output_and_keeps_plain_modules():
 
 
 # ---------------------------------------------------------------------------- refusals
-class Product(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = nn.Linear(4, 4)
-
+class Product(OneLinear):
     def forward(self, x):
         return torch.sigmoid(self.fc(x)) * x
 
@@ -302,49 +293,32 @@ class AdaptiveMax(nn.Module):
         return F.adaptive_max_pool2d(F.relu(self.conv(x)), 2)
 
 
-class WithGELU(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = nn.Linear(4, 4)
-
+class WithGELU(OneLinear):
     def forward(self, x):
         return F.gelu(self.fc(x))
 
 
-class DropoutAlwaysOn(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = nn.Linear(4, 4)
-
+class DropoutAlwaysOn(OneLinear):
     def forward(self, x):
         return F.dropout(self.fc(x), 0.5)  # training=True by default
 
 
-class BatchMixing(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = nn.Linear(4, 4)
-
+class BatchMixing(OneLinear):
     def forward(self, x):
         return self.fc(x).view(-1)
 
 
-class Branching(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = nn.Linear(4, 4)
-
+class Branching(OneLinear):
     def forward(self, x):
         if x.sum() > 0:
             return self.fc(x)
         return x
 
 
-class TensorConstant(nn.Module):
+class TensorConstant(OneLinear):
     def __init__(self) -> None:
         super().__init__()
         self.register_buffer("mean", torch.ones(4))
-        self.fc = nn.Linear(4, 4)
 
     def forward(self, x):
         return self.fc(x - self.mean)
@@ -413,3 +387,13 @@ def test_a_compiled_submodule_is_read_as_the_module_it_wraps():
     inner = init_module(nn.Sequential(nn.Linear(4, 3), nn.ReLU()))
     outer = SequentialWithForward(torch.compile(inner))
     torch.testing.assert_close(LiftedNetwork.from_module(outer, (4,))(randn(2, 4)), outer(randn(2, 4)))
+
+
+def test_a_traced_first_linear_checks_input_shape_as_a_sequential_does():
+    # one rule for both: the shape is inferred from in_features, an image of in_features elements is read
+    # flattened, and any other shape is refused naming the layer
+    module = init_module(SequentialWithForward(nn.Linear(36, 3)))
+    assert LiftedNetwork.from_module(module).input_shape == (36,)
+    assert LiftedNetwork.from_module(module, IMAGE).input_shape == IMAGE
+    with pytest.raises(ValueError, match=r"`0` \(Linear\).*expects input_shape \(36,\) \(in_features=36\).*got input_shape \(1, 5, 5\)"):
+        LiftedNetwork.from_module(module, (1, 5, 5))

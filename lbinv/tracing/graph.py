@@ -7,10 +7,10 @@ from __future__ import annotations
 import builtins
 import math
 import operator
-from dataclasses import dataclass
 import os
 import re
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from lbinv._checks import Shape
+from lbinv._checks import Shape, check_shape
 from lbinv.tracing.code import CodeModule, OutputError, eval_mode, several_outputs
 from lbinv.tracing.functions import (
     ARITHMETIC,
@@ -136,8 +136,8 @@ def _is_in_place(node: fx.Node) -> bool:
 
 
 def _propagation_shape(graph_module: fx.GraphModule, nodes: list[fx.Node], input_shape: Shape | None) -> Shape:
-    """The shape to run the graph on: ``input_shape``, flattened before a first linear layer with as many
-    inputs, or that layer's ``(in_features,)`` when no shape is given."""
+    """The shape to run the graph on: :func:`linear_input_shape` for a first ``nn.Linear`` or ``F.linear``
+    node, flattened when it reads an image."""
     first = nodes[0] if nodes else None
     in_features = None
     if first is not None and first.op == "call_module" and type(graph_module.get_submodule(first.target)) is nn.Linear:
@@ -146,16 +146,32 @@ def _propagation_shape(graph_module: fx.GraphModule, nodes: list[fx.Node], input
         weight = first.args[1] if len(first.args) > 1 else first.kwargs.get("weight")
         if isinstance(weight, fx.Node) and weight.op == "get_attr":
             in_features = _attribute(graph_module, weight.target).shape[1]
+    where = _where(graph_module, first) if first is not None else "none"
+    shape = linear_input_shape(input_shape, None if in_features is None else (where, in_features), where)
+    return shape if in_features is None or shape[-1] == in_features else (in_features,)
+
+
+def linear_input_shape(input_shape: Shape | None, first_linear: tuple[str, int] | None, where: str) -> Shape:
+    """A network's input shape: ``input_shape``, checked against a first linear layer (``first_linear``:
+    where it is and its ``in_features``; it also accepts an image with ``in_features`` elements, read
+    flattened), or else that layer's ``(in_features,)``. ``where``: the first layer, named when
+    ``input_shape`` is required."""
     if input_shape is None:
-        if in_features is None:
+        if first_linear is not None:
+            return (first_linear[1],)
+        raise ValueError(
+            f"input_shape is required: it can only be inferred when the first layer is nn.Linear (or F.linear), but "
+            f"the first layer is {where}; pass input_shape without the batch dimension, e.g. input_shape=(1, 28, 28)"
+        )
+    shape = check_shape("input_shape", input_shape)
+    if first_linear is not None:
+        where, n = first_linear
+        if shape[-1] != n and (len(shape) == 1 or math.prod(shape) != n):
             raise ValueError(
-                "input_shape is required: it can only be inferred when the first layer is nn.Linear or F.linear; "
-                "pass input_shape without the batch dimension, e.g. input_shape=(1, 28, 28)"
+                f"{where} expects input_shape ({n},) (in_features={n}), or an image with {n} elements in all "
+                f"(read as flattened), but got input_shape {shape}"
             )
-        return (in_features,)
-    if in_features is not None and input_shape[-1] != in_features and math.prod(input_shape) == in_features:
-        return (in_features,)
-    return tuple(input_shape)
+    return shape
 
 
 def _propagate(graph_module: fx.GraphModule, shape: Shape, module: nn.Module) -> None:
