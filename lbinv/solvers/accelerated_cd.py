@@ -59,7 +59,7 @@ class AcceleratedCoordinateDescent(LiftedBlocks):
         self.single_source = [len({e.source for e in node.edges}) == 1 for node in net.nodes]
         self.pre_previous: list[Tensor | None] = [None] * len(net.nodes)
         self.t = torch.ones_like(self.alpha)
-        self.value = self._objective()
+        self.value = self.objective()
         # an objective below eps · F(x_init) counts as that floor (an exact fit, F* = 0, still stops)
         self.f_floor = torch.finfo(self.value.dtype).eps * self.value
         self.value_checked = self.value  # the objective at the last check (the first window starts at x_init)
@@ -106,7 +106,7 @@ class AcceleratedCoordinateDescent(LiftedBlocks):
             self.hidden[j - 1] = masked(active, self._hidden_step(j, u, grad), self.hidden[j - 1])
             self._moved(j)
         self.previous = [masked(active, c, p) for c, p in zip(current, self.previous)]
-        value = self._objective()
+        value = self.objective()
         rose = ~(value <= self.value)  # NaN counts as a rise
         self.t = masked(active, torch.where(rose, 1.0, t_next), self.t)
         self.value = masked(active, value, self.value)
@@ -114,11 +114,6 @@ class AcceleratedCoordinateDescent(LiftedBlocks):
             self.decrease = masked(active, self.value_checked - self.value, self.decrease)
             self.value_checked = self.value
         return active
-
-    def _objective(self) -> Tensor:
-        """``Σ_k B_{Ψ_k}(x_k, a_k) + α TV(x_0)`` from the (fresh) pre-activations."""
-        value = sum(node.activation.bregman(self._target(k), self._pre(k)) for k, node in enumerate(self.net.nodes))
-        return value if self.tv is None else value + self.alpha * self.tv.value(self.x)
 
     def done(self) -> Tensor:
         """The objective fell by at most ``tol · F`` (and did not rise) over the last check window."""

@@ -108,7 +108,9 @@ class LiftedBlocks:
         return self.net.nodes[j - 1].activation.prox(v, tau / (1.0 + tau))
 
     def objective(self) -> Tensor:
-        return lifted_objective(self.net, self.x, self.hidden, self.y, self.alpha, self.tv)
+        """``Σ_k B_{Ψ_k}(x_k, a_k) + α TV(x_0)`` per sample (paper eq. 3), from the cached pre-activations."""
+        value = sum(node.activation.bregman(self._target(k), self._pre(k)) for k, node in enumerate(self.net.nodes))
+        return value if self.tv is None else value + self.alpha * self.tv.value(self.x)
 
 
 class CoordinateDescent(LiftedBlocks, StepTest):

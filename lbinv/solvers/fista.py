@@ -58,7 +58,6 @@ from torch import Tensor
 from lbinv.lifted import LiftedLayer
 from lbinv.regularizers import project_box_
 from lbinv.solvers.loop import Problem, lipschitz, masked, next_momentum, per_sample, sample_norm
-from lbinv.solvers.pdhg import single_layer_objective
 from lbinv.solvers.tv_prox import TVProx
 
 #: Inner (FGP) steps per outer iteration at the start; they adapt between this floor and ``max_inner_steps``.
@@ -177,4 +176,5 @@ class FISTA:
         return (self.gap <= self.tol * torch.maximum(self.fx, self.f_floor)) & torch.isfinite(self.gap)
 
     def objective(self) -> Tensor:
-        return single_layer_objective(self.layer, self.x, self.y, self.alpha, self.tv)
+        """``F(x)`` per sample: kept with ``x`` at every step."""
+        return self.fx
