@@ -202,8 +202,10 @@ def invert(
             return _sequential(net, problem, opts, loop)
         single, several = LIFTED_SOLVERS[opts["solver"]]
         if net.is_chain and len(net) == 1:
+            _check_depth(options, single, several, "one layer")
             solver = single(net.layers[0], problem, **_own(single, opts))
             return _result(solver, iterate(solver, **loop), dual=solver.z)
+        _check_depth(options, several, single, f"{len(net)} lifted nodes")
         solver = several(net, problem, **_own(several, opts))
         return _result(solver, iterate(solver, **loop), hidden=solver.hidden, dual=solver.z)
 
@@ -239,6 +241,22 @@ def check_solver_family(options: dict[str, Any]) -> None:
             if name not in own and any(name in cls.options for cls in classes):
                 raise ValueError(f"{name}: an option of solver={family!r}; this call uses solver={solver!r}: "
                                  f"pass solver={family!r} or drop {name}")
+
+
+#: Options of one depth with a counterpart at the other, named in the refusal.
+DEPTH_COUNTERPARTS = {"inner_steps": "input_inner_steps", "max_inner_steps": "input_inner_steps",
+                      "input_inner_steps": "inner_steps"}
+
+
+def _check_depth(options: dict[str, Any], solver: type, other: type, network: str) -> None:
+    """Refuse an option that only the same family's solver for the other depth takes (one-layer FISTA's
+    ``inner_steps`` on several layers, say); ``hidden_init`` on one layer stays ignored, as it always was."""
+    for name in sorted(set(options) - set(solver.options) - {"hidden_init"}):
+        if name in other.options:
+            counterpart = DEPTH_COUNTERPARTS.get(name)
+            hint = f"use {counterpart}" if counterpart in solver.options else "drop it"
+            raise ValueError(f"{name}: an option of {other.__name__}, but this network has {network} and is solved by "
+                             f"{solver.__name__}: {hint}")
 
 
 def _own(solver: type, opts: dict[str, Any]) -> dict[str, Any]:
@@ -327,8 +345,10 @@ def _check_data(y: Any, net: LiftedNetwork) -> Tensor:
     elif y.dim() == 2 and y.shape[1] == size:
         y = y.reshape(y.shape[0], *out_shape)
     else:
+        dims = ", ".join(map(str, out_shape))
+        expected = f"(B, {dims})" if len(out_shape) == 1 else f"(B, {dims}) or (B, {size})"
         raise ValueError(
-            f"y: expected shape (B, {', '.join(map(str, out_shape))}) or (B, {size}) for this network's output, got {tuple(y.shape)}"
+            f"y: expected shape {expected} for this network's output, with the batch dimension first, got {tuple(y.shape)}"
         )
     if y.shape[0] == 0:
         raise ValueError("y: expected a batch of at least one sample, got an empty batch")

@@ -132,6 +132,11 @@ def test_finished_samples_stay_put_and_stop_at_their_own_iteration():
     res = invert(module, ys, alpha=alphas, input_shape=(1, h, w), solver="fista", max_iter=20_000, tol=1e-8)
     assert bool(res.converged.all())
     assert res.iterations[0] != res.iterations[1]
+    first, stop = int(res.iterations.argmin()), int(res.iterations.min())
+    # the same batch cut at the iteration where that sample stopped: the other ran on, it stayed put
+    cut = invert(module, ys, alpha=alphas, input_shape=(1, h, w), solver="fista", max_iter=stop, tol=1e-8)
+    assert not torch.equal(cut.x[1 - first], res.x[1 - first])
+    torch.testing.assert_close(res.x[first], cut.x[first], rtol=0, atol=0)
 
 
 def test_objective_never_increases():
@@ -164,14 +169,16 @@ def test_float32_and_inference_mode():
 
 
 def test_solver_loop_directly():
-    """The solver class on its own (what invert builds): per-sample gap, objective and done()."""
-    module, _, y, (h, w) = small_problem("relu")
+    """The solver class on its own (what invert builds): stopped by its own test at tol = 1e−6, its
+    objective is within 1e−6 (relative) of Clarabel's optimum and its gap bounds the true gap."""
+    module, _, y, (h, w), _, obj_ref = reference("relu")
     net = LiftedNetwork.from_module(module, (1, h, w))
     problem = Problem(y, torch.tensor([ALPHA]), TotalVariation(), None, 1e-6, torch.zeros(1, 1, h, w))
     solver = FISTA(net.layers[0], problem, **FISTA.options)
     out = iterate(solver, batch=1, device=torch.device("cpu"), max_iter=5000, check_every=10)
     assert bool(out.converged.all())
-    assert solver.gap.item() <= 1e-6 * solver.objective().item()
+    true_gap = solver.objective().item() - obj_ref
+    assert -1e-9 <= true_gap <= 1e-6 * obj_ref
 
 
 def test_bad_solver_options_raise_clear_errors():
@@ -185,6 +192,11 @@ def test_bad_solver_options_raise_clear_errors():
         invert(deep, torch.zeros(1, 20), alpha=ALPHA, input_shape=(1, 6, 6), step_rule="paper")
     with pytest.raises(ValueError, match="input_inner_steps: an option of solver='fista'; this call uses solver='pdhg'"):
         invert(deep, torch.zeros(1, 20), alpha=ALPHA, input_shape=(1, 6, 6), solver="pdhg", input_inner_steps=3)
-    # an option of the other depth is ignored, as hidden_init on one layer always was
-    one = invert(module, y, alpha=ALPHA, input_shape=(1, h, w), hidden_init="zeros", input_inner_steps=3, max_iter=20)
+    # an option of the other depth is refused, pointing to its counterpart
+    with pytest.raises(ValueError, match="inner_steps: an option of FISTA, but this network has 2 lifted nodes.*use input_inner_steps"):
+        invert(deep, torch.zeros(1, 20), alpha=ALPHA, input_shape=(1, 6, 6), inner_steps=10)
+    with pytest.raises(ValueError, match="input_inner_steps: an option of AcceleratedCoordinateDescent, but this network has one layer"):
+        invert(module, y, alpha=ALPHA, input_shape=(1, h, w), input_inner_steps=3)
+    # hidden_init on one layer is ignored, as it always was
+    one = invert(module, y, alpha=ALPHA, input_shape=(1, h, w), hidden_init="zeros", max_iter=20)
     torch.testing.assert_close(one.x, invert(module, y, alpha=ALPHA, input_shape=(1, h, w), max_iter=20).x, rtol=0, atol=0)
