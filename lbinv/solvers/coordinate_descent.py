@@ -35,7 +35,6 @@ from torch import Tensor
 
 from lbinv.lifted import LiftedNetwork
 from lbinv.operators import operator_norm
-from lbinv.regularizers import TotalVariation
 from lbinv.solvers.loop import Problem, StepTest, lipschitz, masked, sample_norm
 from lbinv.solvers.pdhg import PDHG, PrimalDualStep
 
@@ -172,11 +171,3 @@ def _lipschitz(readers: dict[int, list], shape: tuple[int, ...]) -> float:
     grouping = ("stacked_opnorm", tuple(len(group) for group in groups))  # which edges are summed
     return lipschitz(reference.cached_with([e.affine for e in edges[1:]], grouping, compute))
 
-
-def lifted_objective(
-    net: LiftedNetwork, x: Tensor, hidden: list[Tensor], y: Tensor, alpha: Tensor, tv: TotalVariation | None
-) -> Tensor:
-    """``Σ_k B_{Ψ_k}(x_k, a_k) + α TV(x_0)`` per sample (paper eq. 3), ``x_K = y``."""
-    values, targets = [x, *hidden], [*hidden, y]
-    value = sum(node.activation.bregman(t, node.pre_activation(values)) for node, t in zip(net.nodes, targets))
-    return value if tv is None else value + alpha * tv.value(x)
