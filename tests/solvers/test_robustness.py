@@ -140,8 +140,9 @@ def test_float32_with_large_dynamic_range_converges_or_says_it_did_not(layers, s
 
 
 def test_float32_stagnation_is_not_reported_as_convergence():
-    """Weights at 1e3 with a tol far below float32 resolution of the codes: the stopping test
-    cannot be met honestly, so no sample may claim convergence by a rounding-level zero step."""
+    """Weights at 1e3 with a tol far below float32 resolution: the default solver's test (the objective's
+    relative fall over a window) cannot be met honestly, so no sample may claim convergence by a fall
+    that rounds to 0."""
     enc = encoder(2, 1e3)
     with torch.no_grad():
         y = enc(images())
