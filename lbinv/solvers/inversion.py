@@ -200,12 +200,11 @@ def invert(
                     "a graph (residual connections, concatenations or max pooling): use method='lifted' or 'gradient'"
                 )
             return _sequential(net, problem, opts, loop)
+        check_solver_depth(options, net)
         single, several = LIFTED_SOLVERS[opts["solver"]]
         if net.is_chain and len(net) == 1:
-            _check_depth(options, single, several, "one layer")
             solver = single(net.layers[0], problem, **_own(single, opts))
             return _result(solver, iterate(solver, **loop), dual=solver.z)
-        _check_depth(options, several, single, f"{len(net)} lifted nodes")
         solver = several(net, problem, **_own(several, opts))
         return _result(solver, iterate(solver, **loop), hidden=solver.hidden, dual=solver.z)
 
@@ -248,9 +247,13 @@ DEPTH_COUNTERPARTS = {"inner_steps": "input_inner_steps", "max_inner_steps": "in
                       "input_inner_steps": "inner_steps"}
 
 
-def _check_depth(options: dict[str, Any], solver: type, other: type, network: str) -> None:
+def check_solver_depth(options: dict[str, Any], net: LiftedNetwork) -> None:
     """Refuse an option that only the same family's solver for the other depth takes (one-layer FISTA's
     ``inner_steps`` on several layers, say); ``hidden_init`` on one layer stays ignored, as it always was."""
+    single, several = LIFTED_SOLVERS[options.get("solver", OPTIONS["lifted"]["solver"])]
+    one_layer = net.is_chain and len(net) == 1
+    solver, other = (single, several) if one_layer else (several, single)
+    network = "one layer" if one_layer else f"{len(net)} lifted nodes"
     for name in sorted(set(options) - set(solver.options) - {"hidden_init"}):
         if name in other.options:
             counterpart = DEPTH_COUNTERPARTS.get(name)

@@ -136,6 +136,13 @@ def invert_batches(monkeypatch):
     return sizes
 
 
+def test_an_option_for_another_depth_fails_when_fit_starts_not_at_every_epoch(tmp_path):
+    """The encoder has several lifted nodes; one-layer FISTA's inner_steps would fail every inversion."""
+    cb = make_callback(solver_options={"bounds": (0.0, 1.0), "inner_steps": 5})
+    with pytest.raises(ValueError, match="cannot invert the encoder 'enc'.*inner_steps: an option of FISTA.*use input_inner_steps"):
+        make_trainer(tmp_path, [cb]).fit(Foreign(), train_loader(), val_loader())
+
+
 def test_the_last_epoch_is_inverted_off_the_interval_too(tmp_path, invert_batches):
     cb = make_callback(every_n_epochs=5)
     make_trainer(tmp_path, [cb], max_epochs=3).fit(Foreign(), train_loader(), val_loader())

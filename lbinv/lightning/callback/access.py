@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from lbinv._checks import HALF_PRECISION
 from lbinv.lifted import LiftedNetwork
 from lbinv.probe import as_inputs
+from lbinv.solvers.inversion import check_solver_depth
 from lbinv.tracing import Output, code_module, eval_mode
 
 if TYPE_CHECKING:  # either namespace's LightningModule
@@ -76,9 +77,11 @@ def check_encoder(
     input_shape: Optional[tuple[int, ...]],
     defer_if_shape_unknown: bool,
     encoder_output: Output = None,
+    solver_options: Optional[dict[str, Any]] = None,
 ) -> bool:
-    """Resolve encoder and decoder and build the lifted network: a missing attribute or an
-    unsupported layer raises ``ValueError``. Returns ``False`` when the check has to wait: without
+    """Resolve encoder and decoder and build the lifted network: a missing attribute, an
+    unsupported layer or (with ``solver_options`` of method "lifted") an option for another depth
+    raises ``ValueError``. Returns ``False`` when the check has to wait: without
     a known input shape (and with ``defer_if_shape_unknown``) a network that needs one is checked
     again at the first validation batch, whose shape is then known; that batch comes before the
     first training epoch when a sanity check runs."""
@@ -86,7 +89,9 @@ def check_encoder(
     resolve_decoder(decoder_spec, pl_module)
     with eval_mode(encoder):
         try:
-            LiftedNetwork.from_module(encoder, input_shape)
+            net = LiftedNetwork.from_module(encoder, input_shape)
+            if solver_options is not None:
+                check_solver_depth(solver_options, net)
         except ValueError as err:
             # without a shape only the "input_shape is required" failure can wait for a batch;
             # an unsupported layer or a missing attribute fails now

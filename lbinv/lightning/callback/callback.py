@@ -371,8 +371,9 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
     ) -> None:
         """See :func:`lbinv.lightning.callback.access.check_encoder`; passes once per run."""
         if not self._encoder_checked:
+            options = self.solver_options if self.method == "lifted" else None
             self._encoder_checked = check_encoder(
-                pl_module, self.encoder, self.decoder, input_shape, defer_if_shape_unknown, self.encoder_output
+                pl_module, self.encoder, self.decoder, input_shape, defer_if_shape_unknown, self.encoder_output, options
             )
 
     def _check_range(self, trainer: Trainer, x: Tensor) -> None:
