@@ -387,11 +387,14 @@ def test_every_generated_affine_map_passes_the_adjoint_test(stack):
 
 
 # ------------------------------------------------------ regressions: what the properties found
-@pytest.mark.parametrize("method, regularizer", [("lifted", None), ("lifted", "tv"), ("sequential", "tv"), ("landweber", None)])
-@pytest.mark.parametrize("step_rule", ["balanced", "paper", None])
+@pytest.mark.parametrize("method, regularizer, step_rule", [
+    *[(method, regularizer, rule) for method, regularizer in [("lifted", None), ("lifted", "tv"), ("sequential", "tv")]
+      for rule in ("balanced", "paper", None)],
+    ("landweber", None, None),  # Landweber has no step rule
+])
 def test_zero_weights_give_a_finite_answer_not_a_division_by_zero(method, regularizer, step_rule):
     """A zero map (‖W‖ = 0) made every step size 1/‖W‖² a ZeroDivisionError (``step_rule``: PDHG's;
-    None: the default solver)."""
+    None: the method's default solver and steps)."""
     layers = [nn.Flatten(), nn.Linear(9, 4), nn.ReLU()] + ([] if method == "landweber" else [nn.Linear(4, 3), nn.Sigmoid()])
     module = nn.Sequential(*layers).double()
     with torch.no_grad():
@@ -399,9 +402,9 @@ def test_zero_weights_give_a_finite_answer_not_a_division_by_zero(method, regula
             if isinstance(m, nn.Linear):
                 m.weight.zero_()
     y = torch.full((2, 3 if method != "landweber" else 4), 0.5, dtype=torch.float64)
-    options = {} if method == "landweber" or step_rule is None else {"step_rule": step_rule}
-    if method == "lifted" and options:
-        options["solver"] = "pdhg"
+    options = {}
+    if step_rule is not None:  # "sequential" always uses PDHG; "lifted" must choose it
+        options = {"step_rule": step_rule, "solver": "pdhg"} if method == "lifted" else {"step_rule": step_rule}
     res = invert(module, y, alpha=1e-2, input_shape=(1, 3, 3), method=method, regularizer=regularizer, max_iter=20, **options)
     assert bool(torch.isfinite(res.x).all()) and bool(torch.isfinite(res.objective).all())
 
