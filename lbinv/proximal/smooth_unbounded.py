@@ -58,7 +58,8 @@ class SoftplusProx(_SmoothProx):
     def __init__(self, beta: float = 1.0, threshold: float = 20.0) -> None:
         b, th = float(beta), float(threshold)
         if not (b > 0.0 and math.isfinite(b)):
-            raise ValueError(f"SoftplusProx: beta must be a finite number > 0, got {beta}")
+            raise ValueError(f"SoftplusProx: beta must be a finite number > 0, got {beta} "
+                             "(LogSigmoid is the reflected softplus with beta = 1)")
         if not th >= SOFTPLUS_MIN_THRESHOLD:
             raise ValueError(
                 f"SoftplusProx: threshold must be >= {SOFTPLUS_MIN_THRESHOLD:g} (torch switches to the identity "
@@ -193,8 +194,9 @@ class ELUProx(_ExpLinearProx):
         a = float(alpha)
         if not (0.0 < a <= 1.0):
             raise ValueError(
-                f"ELUProx: alpha must lie in (0, 1], got {alpha}; its slope just below 0 is alpha, so alpha > 1 "
-                "is expansive and alpha < 0 decreasing (neither a proximal map), and alpha = 0 is ReLU"
+                f"ELUProx: alpha must lie in (0, 1], got {alpha}: its slope just below 0 is alpha, so alpha > 1 is "
+                "expansive and alpha < 0 not monotone: not a proximal map (alpha = 0 is ReLU; nn.CELU / CELUProx "
+                "is a proximal map for every alpha > 0)"
             )
         super().__init__(a)
 
@@ -212,7 +214,8 @@ class CELUProx(_ExpLinearProx):
     def __init__(self, alpha: float = 1.0) -> None:
         a = float(alpha)
         if not (a > 0.0 and math.isfinite(a)):
-            raise ValueError(f"CELUProx: alpha must be a finite number > 0, got {alpha}")
+            raise ValueError(f"CELUProx: alpha must be a finite number > 0, got {alpha} "
+                             "(for alpha < 0 its slope exceeds 1: not a proximal map)")
         super().__init__(a)
 
     @property

@@ -4,8 +4,6 @@ says why it is not a proximal map and what to use instead. Import from :mod:`lbi
 
 from __future__ import annotations
 
-import math
-
 from torch import nn
 
 from lbinv._checks import is_plain
@@ -176,34 +174,15 @@ def proximal_activation(module: nn.Module) -> ProxActivation:
 
 
 def _parametrised(module: nn.Module) -> ProxActivation | str | None:
-    """The proximal map of a plain nn.Softplus, nn.ELU or nn.CELU, or why its parameters exclude
-    one; None for any other module."""
-    if is_plain(module, nn.Softplus):
-        beta, threshold = float(module.beta), float(module.threshold)
-        if not beta > 0.0:
-            return f"beta={beta} must be > 0 (nn.LogSigmoid is the reflected softplus with beta = 1)"
-        if not threshold >= SOFTPLUS_MIN_THRESHOLD:
-            return (
-                f"threshold={threshold} is below {SOFTPLUS_MIN_THRESHOLD:g}: torch switches to the identity for "
-                "beta*x > threshold, which lowers the output there by log(1 + e^-threshold)/beta, too much for it "
-                "to be a proximal map (monotone) to float32 accuracy"
-            )
-        return SoftplusProx(beta, threshold)
-    if is_plain(module, nn.ELU):
-        alpha = float(module.alpha)
-        if alpha == 0.0:
-            return ReLUProx()
-        if 0.0 < alpha <= 1.0:
-            return ELUProx(alpha)
-        if alpha < 0.0:
-            return f"alpha={alpha} < 0 makes it decreasing for x < 0, so {_NOT_MONOTONE}"
-        return (
-            f"its slope alpha={alpha} just below 0 exceeds 1, so it is expansive and not a proximal map "
-            "(use alpha <= 1, or nn.CELU, a proximal map for every alpha > 0)"
-        )
-    if is_plain(module, nn.CELU):
-        alpha = float(module.alpha)
-        if alpha > 0.0 and math.isfinite(alpha):
-            return CELUProx(alpha)
-        return f"alpha={alpha} must be a finite number > 0 (for alpha < 0 its slope exceeds 1: not a proximal map)"
+    """The proximal map of a plain nn.Softplus, nn.ELU or nn.CELU, or its constructor's refusal of
+    the module's parameters; None for any other module."""
+    try:
+        if is_plain(module, nn.Softplus):
+            return SoftplusProx(module.beta, module.threshold)
+        if is_plain(module, nn.ELU):
+            return ReLUProx() if module.alpha == 0.0 else ELUProx(module.alpha)
+        if is_plain(module, nn.CELU):
+            return CELUProx(module.alpha)
+    except ValueError as error:
+        return f"with {module.extra_repr()}, {error}"
     return None
