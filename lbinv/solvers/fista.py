@@ -8,7 +8,7 @@ Problem (paper eq. 6, MATH.md §3–5), per sample::
 constant ``L = ‖W‖₂²`` (:func:`~lbinv.solvers.loop.lipschitz`). One outer iteration, step ``τ = 1/L``::
 
     x̂ = prox_{τg}( u − τ∇f(u) )                         (proximal gradient step at the momentum point u)
-    x⁺ = x̂ if F(x̂) ≤ F(x) else x                          (monotone: a step that increases F is rejected)
+    x⁺ = x̂ if F(x̂) ≤ (1 + 4ε) F_best else x              (monotone up to rounding, F_best = min F so far)
     t⁺ = (1 + √(1 + 4t²)) / 2,  u⁺ = x⁺ + ((t − 1)/t⁺)(x⁺ − x)
 
 with the adaptive restart of O'Donoghue & Candès (2015): a sample restarts its momentum (``t⁺ = 1``,
@@ -16,6 +16,21 @@ with the adaptive restart of O'Donoghue & Candès (2015): a sample restarts its 
 monotone FISTA) or its momentum points uphill, ``⟨u − x̂, x̂ − x⟩ > 0``. ``W(u⁺) + b`` follows from
 ``Wx⁺ + b`` and ``Wx + b`` by linearity, so an iteration costs one product with ``W`` (at ``x̂``) and one
 with ``Wᵀ`` (at ``u``), as a plain gradient step does.
+
+"Went up" means: above the lowest objective accepted so far, ``F_best``, by more than
+``ACCEPT_SLACK = 4`` units ``ε`` (the dtype's machine epsilon) of it, so the objective never exceeds
+``(1 + 4ε) F_best``. A strict ``F(x̂) ≤ F(x)`` stalls the iteration at the precision of the
+arithmetic: the computed ``x̂`` carries rounding noise of about ``ε|x|`` per pixel, which raises
+``F`` at first order (``F`` is not smooth: in the flat regions of a TV solution any noise raises
+``α TV``) by about as much as a step near the optimum lowers it (measured: both about 1e−8 of
+``F = 0.35``, float32); the accepted ``x`` is one whose noise happened to be low, and every later
+step is rejected.
+Measured with box (0, 1) and ``α = 1e−2`` on ``Linear(240, 120) + ReLU`` (input 1×20×12) and
+``Conv2d(1, 4, 3, 2, 1) + ReLU`` (1×16×16), two random images each: in float32 the strict test
+stalled the relative gap at 4e−5 to 5e−4 and the slack lets it fall to 3e−6 to 1e−5; in float64
+the strict test stalled it at 3e−10 to 3e−9 (on the 6×6 test problem with box (−1, 2), tol=1e−10
+ran 20,000 iterations), the slack lets it fall to about 1e−14. In float64 both rules take the same
+steps until that stall (the first differing step came at iterations 1,100–2,100, gap ≈ 1e−9).
 
 The prox of ``τ(α TV + ι_box)`` (TV denoising with weight ``λ = τα``) has no closed form; it is
 computed by the fast gradient projection (FGP) of Beck & Teboulle (2009) on its dual
@@ -42,14 +57,27 @@ and ``TV(x) ≥ ⟨z, ∇x⟩`` for ``‖z_ij‖ ≤ 1`` give, for the minimiser
 A sample stops when ``gap(x) ≤ tol · F(x)``: ``tol`` bounds the relative objective gap
 ``(F(x) − F*) / F(x)`` (certified with a box, estimated without). An objective below
 ``√eps · F(x⁰)`` counts as that floor (a problem whose optimum is 0, e.g. an exact fit without
-regulariser, would never meet a purely relative test). The gap is only as small as the TV dual is
-accurate: below a relative 1e−9 or so it falls more slowly than the objective, so a tighter ``tol``
-may run to ``max_iter`` with an ``x`` optimal to nearly machine precision.
+regulariser, would never meet a purely relative test). ``converged`` is True only for this test.
+
+The rounding floor of the gap. ``x`` is only known to ``ε|x|`` per pixel, so the residual ``r``
+cannot fall below about ``ρ = ε (L|x| + |∇f(x)| + α|div z|)`` per pixel (the rounding of ``x`` seen
+through the step ``1/L``, and of the terms of ``r`` and of ``u − τ∇f(u)``), and the box certificate
+weighs it with the distance to the farther bound: ``floor = Σ_i ρ_i max(x_i − lo, hi − x_i)``
+(without a box ``‖ρ‖ · R``), plus ``ε α (TV(x) + |⟨z, ∇x⟩|)`` for the TV part; it is computed at
+every check. The true suboptimality there is far smaller. Measured on the problems above and with
+``α`` from 1e−3 to 1e−1, a wider ``Linear(256, 400)`` and a mostly-zero image: in float32 the
+floor is 1e−5 to 5e−4 of ``F`` (in float64 4e−14 to 6e−14), and the gap settles at 0.15–0.3 times it.
+A sample whose gap is at or below its floor and has not halved in the last ``STALL_ITERS``
+iterations, while still above ``tol · F(x)``, stops there with ``converged`` False, and a solve
+with such stops warns once at its end (``UserWarning``), naming ``tol``, the dtype and the
+remedies: a ``tol`` at least the floor (rounded up to a power of ten), or a float64 copy.
+``tol = 0`` never stops that way (it asks for ``max_iter`` iterations).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, ClassVar
 
 import torch
@@ -68,6 +96,11 @@ DEFAULT_MAX_INNER_STEPS = 200
 RADIUS_FACTOR = 10.0
 #: Inner steps double when the TV (prox) part of the gap is above this share of the gap, halve below the second.
 INNER_MORE, INNER_LESS = 0.5, 0.1
+#: A step is rejected when it raises the objective above ``(1 + ACCEPT_SLACK · ε)`` times the lowest accepted so far.
+ACCEPT_SLACK = 4.0
+#: A sample at its gap's rounding floor stops (unconverged) once its gap has gone ``STALL_ITERS`` iterations
+#: without falling to ``STALL_FALL`` times its value at the last such fall.
+STALL_FALL, STALL_ITERS = 0.5, 100
 
 
 def _dot(a: Tensor, b: Tensor) -> Tensor:
@@ -81,7 +114,8 @@ class FISTA:
     (momentum point), ``z`` (TV dual).
 
     Batched: the step ``τ = 1/‖W‖²`` and the number of inner steps are shared; ``α`` (so the prox
-    weight ``τα``), the momentum, the restarts, the rejections and the stopping test are per sample.
+    weight ``τα``), the momentum, the restarts, the rejections and the stopping tests (:meth:`done`,
+    and :meth:`stalled` at the rounding floor) are per sample.
     """
 
     #: The options of :func:`lbinv.invert` this solver takes, with their defaults.
@@ -92,13 +126,17 @@ class FISTA:
         self.bounds, self.tol = problem.bounds, problem.tol
         self.max_inner_steps = int(max_inner_steps)
         self.inner_steps = min(int(inner_steps), self.max_inner_steps)
-        self.tau = 1.0 / lipschitz(layer.affine.opnorm())
+        self.lip = lipschitz(layer.affine.opnorm())
+        self.tau = 1.0 / self.lip
         x = project_box_(problem.x_init.clone(), self.bounds)
         self.x, self.ax = x, layer.affine.forward(x)  # ax = Wx + b
         self.u, self.au = self.x, self.ax
         self.fx = self._value(self.x, self.ax)
+        self.f_best = self.fx  # the lowest objective accepted so far
+        self.eps = torch.finfo(x.dtype).eps
+        self.accept = 1.0 + ACCEPT_SLACK * self.eps
         # the scale below which an objective counts as 0 for the relative test: √eps · F(x⁰)
-        self.f_floor = math.sqrt(torch.finfo(x.dtype).eps) * self.fx
+        self.f_floor = math.sqrt(self.eps) * self.fx
         self.t = torch.ones_like(self.alpha)
         self.alpha_x = per_sample(self.alpha, x)
         self.z = None
@@ -108,6 +146,11 @@ class FISTA:
         self.bounded = self.bounds is not None and all(math.isfinite(v) for v in self.bounds)
         self.x_checked = self.x  # the iterate at the last check
         self.gap = torch.full_like(self.alpha, float("inf"))
+        self.floor = torch.zeros_like(self.alpha)  # the gap's rounding floor at the last check (module docstring)
+        self.gap_ref = torch.full_like(self.alpha, float("inf"))  # the gap when it last halved
+        self.stalled_for = torch.zeros_like(self.alpha, dtype=torch.long)  # iterations since then
+        self.steps = 0  # iterations since the last check
+        self.floor_stops = torch.zeros_like(self.alpha, dtype=torch.bool)  # samples :meth:`stalled` stopped
 
     def _value(self, x: Tensor, ax: Tensor) -> Tensor:
         """``F(x)`` per sample from ``ax = Wx + b``."""
@@ -126,7 +169,7 @@ class FISTA:
         x_hat, z_new = self.prox(torch.add(u, grad, alpha=-self.tau), self.z)
         ax_hat = layer.affine.forward(x_hat)
         f_hat = self._value(x_hat, ax_hat)
-        worse = ~(f_hat <= self.fx)  # NaN counts as worse
+        worse = ~(f_hat <= self.accept * self.f_best)  # a rise beyond rounding (module docstring); NaN counts as worse
         restart = worse | (_dot(u - x_hat, x_hat - x) > 0.0)
         t_next = torch.where(restart, 1.0, next_momentum(self.t))
         beta = torch.where(restart, 0.0, (self.t - 1.0) / t_next)
@@ -137,7 +180,9 @@ class FISTA:
         self.x, self.ax, self.u, self.au = (masked(active, x_new, x), masked(active, ax_new, ax),
                                             masked(active, u_new, u), masked(active, au_new, au))
         self.fx = masked(active, torch.where(worse, self.fx, f_hat), self.fx)
+        self.f_best = torch.minimum(self.f_best, self.fx)
         self.t = masked(active, t_next, self.t)
+        self.steps += 1
         if z_new is not None:
             self.z = masked(active, z_new, self.z)
         if measure:
@@ -145,22 +190,36 @@ class FISTA:
         return active
 
     def _measure(self, active: Tensor | None) -> None:
-        """The duality gap at ``x`` (module docstring), and the number of inner steps for the next window."""
+        """The duality gap at ``x`` and its rounding floor (module docstring), the stall count, and
+        the number of inner steps for the next window."""
         x, z = self.x, self.z
         r = self.layer.affine.adjoint(self.layer.activation(self.ax) - self.y)  # ∇f(x)
-        gap = x.new_zeros(x.shape[0])
+        scale = x.abs().mul_(self.lip).add_(r.abs())  # L|x| + |∇f(x)| (+ α|div z| below): ρ/ε
+        gap = floor = x.new_zeros(x.shape[0])
         if self.tv is not None:
             grad_x = self.tv.grad(x)
-            gap = self.alpha * (self.tv.pointwise_norm(grad_x).flatten(1).sum(1) - _dot(z, grad_x))
-            r = r.addcmul_(self.alpha_x, self.tv.div(z), value=-1.0)
+            tv_x, tv_z = self.tv.pointwise_norm(grad_x).flatten(1).sum(1), _dot(z, grad_x)
+            gap = self.alpha * (tv_x - tv_z)
+            floor = self.alpha * (tv_x + tv_z.abs())
+            alpha_div_z = self.alpha_x * self.tv.div(z)
+            scale.add_(alpha_div_z.abs())
+            r = r.sub_(alpha_div_z)
         tv_part = gap
         if self.bounded:
             lo, hi = self.bounds
             gap = gap + torch.where(r > 0, r * (x - lo), r * (x - hi)).flatten(1).sum(1)
+            floor = floor + _dot(scale, torch.maximum(x - lo, hi - x))
         else:
-            gap = gap + sample_norm(r) * RADIUS_FACTOR * sample_norm(x - self.x_checked)
+            radius = RADIUS_FACTOR * sample_norm(x - self.x_checked)
+            gap = gap + sample_norm(r) * radius
+            floor = floor + sample_norm(scale) * radius
         self.x_checked = x
         self.gap = masked(active, gap, self.gap)
+        self.floor = masked(active, self.eps * floor, self.floor)
+        fell = gap <= STALL_FALL * self.gap_ref  # NaN: not
+        self.gap_ref = masked(active, torch.where(fell, gap, self.gap_ref), self.gap_ref)
+        self.stalled_for = masked(active, torch.where(fell, 0, self.stalled_for + self.steps), self.stalled_for)
+        self.steps = 0
         if self.tv is not None:
             share = tv_part / gap.clamp_min(torch.finfo(gap.dtype).tiny)
             if active is not None:
@@ -174,6 +233,34 @@ class FISTA:
     def done(self) -> Tensor:
         """Samples whose duality gap is at most ``tol`` times their objective (see the module docstring)."""
         return (self.gap <= self.tol * torch.maximum(self.fx, self.f_floor)) & torch.isfinite(self.gap)
+
+    def stalled(self) -> Tensor:
+        """Samples that cannot meet their test: not :meth:`done`, their gap at or below its rounding
+        floor and not halved in ``STALL_ITERS`` iterations (module docstring). The loop stops them
+        unconverged, without a host synchronisation; :meth:`finish` warns. Never with ``tol = 0``."""
+        if self.tol <= 0.0:
+            return torch.zeros_like(self.gap, dtype=torch.bool)
+        stuck = (self.gap <= self.floor) & (self.stalled_for >= STALL_ITERS) & ~self.done()
+        self.floor_stops |= stuck
+        return stuck
+
+    def finish(self) -> None:
+        """After the loop: one warning if :meth:`stalled` stopped any sample. Its text depends only on
+        ``tol``, the dtype and the order of the floor, so that a training run inverting at every epoch
+        shows it once."""
+        if not bool(self.floor_stops.any()):  # the one host synchronisation, once per solve
+            return
+        stops = self.floor_stops
+        floor = float((self.floor[stops] / torch.maximum(self.fx, self.f_floor)[stops]).max())
+        suggestion = f"{10.0 ** math.ceil(math.log10(floor)):.0e}" if 0.0 < floor < math.inf else "a larger tol"
+        dtype = str(self.x.dtype).removeprefix("torch.")
+        copy = ", or invert a float64 copy (copy.deepcopy(model).double(), y.double())" if self.x.dtype != torch.float64 else ""
+        warnings.warn(
+            f"FISTA: tol={self.tol:g} is below the rounding floor of the certified duality gap in {dtype} for some "
+            f"samples: they stopped where their gap stopped falling, with converged=False (their objective is "
+            f"certified within that relative gap of the optimum). To meet it, pass tol >= {suggestion}{copy}.",
+            stacklevel=4,  # the caller of invert (finish <- iterate <- invert)
+        )
 
     def objective(self) -> Tensor:
         """``F(x)`` per sample: kept with ``x`` at every step."""

@@ -139,7 +139,9 @@ def iterate(
     """Run ``solver.step`` up to ``max_iter`` times with per-sample stopping masks.
 
     Every ``check_every`` iterations (and at the last one) the stopping test is evaluated;
-    samples that pass stop changing, and the loop ends once none is active, or at the first check
+    samples that pass stop changing, as do, unconverged, those a solver's optional ``stalled()``
+    marks (:meth:`lbinv.solvers.fista.FISTA.stalled`; its optional ``finish()`` runs after the last
+    check), and the loop ends once none is active, or at the first check
     at or after ``deadline`` (a ``time.perf_counter()`` value; the samples still active then stay
     unconverged). ``skip_masks=False`` passes the mask even while every sample is active (to
     measure what skipping it saves).
@@ -158,6 +160,9 @@ def iterate(
         done = solver.done() & active
         converged |= done
         active &= ~done
+        stalled = getattr(solver, "stalled", None)  # optional: samples that cannot meet their test stop unconverged
+        if stalled is not None:
+            active &= ~stalled()
         if history is not None:
             history["iteration"].append(k + 1)
             history["objective"].append(solver.objective())
@@ -165,4 +170,7 @@ def iterate(
         if remaining == 0 or (deadline is not None and time.perf_counter() >= deadline):
             break
         everyone = everyone and remaining == batch
+    finish = getattr(solver, "finish", None)
+    if finish is not None:
+        finish()
     return LoopResult(iterations, converged, history)
