@@ -1,6 +1,7 @@
 """Tests of inertial block coordinate descent (lbinv.solvers.accelerated_cd) against independent
 references: at its limit every block is the minimiser of its own convex subproblem (CVXPY), the two
-ways of forming the extrapolated pre-activations agree, and a batch equals its samples solved alone."""
+ways of forming the extrapolated pre-activations agree, a batch equals its samples solved alone, and
+hidden blocks that follow their inputs explain the code better than blocks that do not."""
 
 import cvxpy as cp
 import numpy as np
@@ -117,6 +118,34 @@ def test_extrapolation_by_linearity_equals_the_product_with_the_edges(build):
     assert float(runs[0].t.min()) > 1.0  # momentum is on: the extrapolation was exercised
     for a, b in zip(runs[0]._values(), runs[1]._values()):
         assert torch.allclose(a, b, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_hidden_blocks_that_follow_their_inputs_leave_a_smaller_code_residual(seed):
+    """A LeakyReLU chain with a linear head, 6 numbers of code for 36 pixels: the hidden variables may
+    track the input along a flat valley, which blocks that do not follow crawl along. After 1,000
+    sweeps the largest relative code residual ‖N(x̂) − y‖/‖y‖ with following is at most 0.8× the one
+    without (measured 0.29–0.70×)."""
+    torch.manual_seed(seed)
+    module = nn.Sequential(nn.Flatten(), nn.Linear(36, 24), nn.LeakyReLU(0.1), nn.Linear(24, 12), nn.LeakyReLU(0.1),
+                           nn.Linear(12, 6))
+    x_true = torch.zeros(2, 1, H, W)
+    x_true[0, 0, 1:4, 2:5] = 1.0
+    x_true[1, 0, 2:6, 0:3] = 1.0
+    net = LiftedNetwork.from_module(module, (1, H, W))
+    with torch.no_grad():
+        y = module(x_true)
+    problem = Problem(y, torch.full((2,), 1e-6), TotalVariation(isotropic=True), None, 0.0, torch.zeros_like(x_true))
+    residuals = []
+    for follow in (True, False):
+        solver = AcceleratedCoordinateDescent(net, problem, "forward", 5)
+        if not follow:
+            solver.follow.zero_()
+            solver.follow_floor = [0.0] * len(solver.follow_floor)
+        with torch.no_grad():
+            iterate(solver, 2, torch.device("cpu"), 1000, 10)
+            residuals.append(float(((module(solver.x) - y).norm(dim=1) / y.norm(dim=1)).max()))
+    assert residuals[0] <= 0.8 * residuals[1]
 
 
 def test_a_batch_with_per_sample_alpha_equals_its_samples_solved_alone():
