@@ -4,8 +4,8 @@ checks of its arguments.
 Methods (MATH.md §3–8):
 
 - ``"lifted"``: for a one-layer network FISTA with an inner TV prox (:mod:`lbinv.solvers.fista`) or
-  the paper's PDHG (§5); for several, inertial coordinate descent (:mod:`lbinv.solvers.accelerated_cd`)
-  or the paper's (§6, PDHG input block);
+  the paper's PDHG (§5); for several, inertial coordinate descent whose hidden blocks follow their
+  inputs (:mod:`lbinv.solvers.accelerated_cd`) or the paper's (§6, PDHG input block);
 - ``"sequential"``: layer-wise inversion from the output down (§7, Remark 2);
 - ``"landweber"``: Landweber with the discrepancy principle (§8), one-layer networks;
 - ``"gradient"``: Adam through the network on ``½‖N(x) − y‖² + α TV_ε(x)``.
@@ -44,8 +44,8 @@ RENAMED_OPTIONS = {"discrepancy_tau": "eta"}
 
 #: The solvers of method "lifted" (option ``solver``), for one layer and for several: "fista" (the
 #: default), FISTA with a warm-started inner TV prox and a duality-gap stopping test
-#: (:mod:`lbinv.solvers.fista`), and inertial coordinate descent whose input block is a FISTA-like
-#: step (:mod:`lbinv.solvers.accelerated_cd`); "pdhg", the paper's: PDHG (§5, eq. 14) and coordinate
+#: (:mod:`lbinv.solvers.fista`), and inertial coordinate descent whose hidden blocks follow their
+#: inputs and whose input block is a FISTA-like step (:mod:`lbinv.solvers.accelerated_cd`); "pdhg", the paper's: PDHG (§5, eq. 14) and coordinate
 #: descent with a PDHG input block (§6, eqs. 15–17).
 LIFTED_SOLVERS = {"fista": (FISTA, AcceleratedCoordinateDescent), "pdhg": (PDHG, CoordinateDescent)}
 
