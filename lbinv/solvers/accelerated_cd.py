@@ -6,13 +6,15 @@ the sweep differs in three ways:
 - **Momentum on every block** (iPALM, Pock & Sabach 2016): block ``x_j`` takes its proximal-gradient
   step from the extrapolated point ``u_j = x_j + β (x_j − x_j^prev)`` (its value one sweep earlier),
   with FISTA's ``β = (t − 1)/t⁺``, ``t⁺ = (1 + √(1 + 4t²))/2``, per sample. The gradient at ``u_j``
-  needs the readers' ``a_k(u_j)``: one product with ``A_kj`` of ``u_j − x_j``, or, for the input
-  block of a node that reads ``x_0`` only, ``a_k(x_0) + β (a_k(x_0) − a_k(x_0^prev))`` by linearity.
+  needs the readers' ``a_k(u_j)``: one product with ``A_kj`` of ``u_j − x_j``, or, for a node that
+  reads ``x_0`` only, ``a_k(x_0) + β (a_k(x_0) − a_k(x_0^prev))`` by linearity.
 - **Hidden blocks follow their inputs**: the blocks before ``x_j`` moved in this sweep, so its node's
-  value ``σ_j(a_j)`` changed; ``x_j`` steps from ``u_j + ρ_j (σ_j(a_j) − σ_j(a_j°))``, ``a_j°`` its
-  pre-activation at the start of the sweep. With the readers fixed, the exact minimiser of block
-  ``j`` answers a change ``δ`` of ``σ_j(a_j)`` by ``(I + H_j)⁻¹ δ``, ``0 ⪯ H_j ⪯ L_j`` (its readers'
-  curvature), so ``ρ_j`` lies in ``[1/(1 + L_j), 1]``: per sample ``ρ_j = max(c, 1/(1 + L_j))``, where
+  value ``σ_j(a_j)`` changed (``x_j`` is the value of node ``j − 1`` in code, ``net.nodes[j - 1]``);
+  ``x_j`` steps from ``u_j + ρ_j (σ_j(a_j) − σ_j(a_j°))``, ``a_j°`` its pre-activation at the start
+  of the sweep. With the readers fixed, the exact minimiser of block ``j`` answers a change ``δ``
+  of ``σ_j(a_j)`` by ``(Ψ_j'' + H_j)⁻¹ Ψ_j'' δ`` (``(I + H_j)⁻¹ δ`` for a piecewise-linear ``σ_j``),
+  ``0 ⪯ H_j ⪯ L_j`` its readers' curvature; as ``Ψ_j'' ⪰ I``, the eigenvalues lie in
+  ``[1/(1 + L_j), 1]``: per sample ``ρ_j = max(c, 1/(1 + L_j))``, where
   ``c`` starts at 1 (follow fully: the directions the readers do not see) and halves whenever the
   sample's objective rises. Without it the blocks crawl along the valley in which the hidden
   variables track the input (README, "Several layers: convergence").
@@ -40,7 +42,7 @@ from torch import Tensor
 from lbinv.lifted import LiftedNetwork
 from lbinv.regularizers import project_box_
 from lbinv.solvers.coordinate_descent import LiftedBlocks
-from lbinv.solvers.loop import Problem, masked, next_momentum, per_sample
+from lbinv.solvers.loop import Problem, masked, next_momentum, per_sample, rose
 from lbinv.solvers.tv_prox import TVProx
 
 #: FGP steps of the input block's TV prox per sweep (warm-started, so the prox sharpens over the sweeps).
@@ -69,7 +71,7 @@ class AcceleratedCoordinateDescent(LiftedBlocks):
         self.reads_input_only = [{e.source for e in node.edges} == {0} for node in net.nodes]
         self.pre_previous: list[Tensor | None] = [None] * len(net.nodes)
         self.t = torch.ones_like(self.alpha)
-        self.follow = torch.ones_like(self.alpha)  # c
+        self.follow = torch.ones_like(self.alpha)  # c: how far hidden blocks follow (module docstring)
         self.follow_floor = [1.0 / (1.0 + lip) for lip in self.lips[1:]]  # 1/(1 + L_j) per hidden block
         self.value = self.objective()
         # an objective below eps · F(x_init) counts as that floor (an exact fit, F* = 0, still stops)
@@ -92,13 +94,12 @@ class AcceleratedCoordinateDescent(LiftedBlocks):
         u = x_j.addcmul(per_sample(beta, x_j), x_j - self.previous[j])
         if shift is not None:
             u = u.add_(shift)
-        pre = {}
+        pre, move = {}, u - x_j
         for k, edges in self.readers[j].items():
             a = self._pre(k)
             if self.reads_input_only[k] and self.pre_previous[k] is not None:
                 pre[k] = a.addcmul(per_sample(beta, a), a - self.pre_previous[k])  # by linearity
             else:
-                move = u - x_j
                 pre[k] = a + sum(e.affine.linear(move) for e in edges)
         return u, self._gradient_from(pre, j)
 
@@ -129,9 +130,9 @@ class AcceleratedCoordinateDescent(LiftedBlocks):
             self._moved(j)
         self.previous = [masked(active, c, p) for c, p in zip(current, self.previous)]
         value = self.objective()
-        rose = ~(value <= self.value)  # NaN counts as a rise
-        self.t = masked(active, torch.where(rose, 1.0, t_next), self.t)
-        self.follow = masked(active, torch.where(rose, 0.5 * self.follow, self.follow), self.follow)
+        risen = rose(value, self.value)  # beyond rounding; NaN counts as a rise
+        self.t = masked(active, torch.where(risen, 1.0, t_next), self.t)
+        self.follow = masked(active, torch.where(risen, 0.5 * self.follow, self.follow), self.follow)
         self.value = masked(active, value, self.value)
         if measure:
             self.decrease = masked(active, self.value_checked - self.value, self.decrease)

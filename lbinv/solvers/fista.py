@@ -18,7 +18,8 @@ monotone FISTA) or its momentum points uphill, ``⟨u − x̂, x̂ − x⟩ > 0`
 with ``Wᵀ`` (at ``u``), as a plain gradient step does.
 
 "Went up" means: above the lowest objective accepted so far, ``F_best``, by more than
-``ACCEPT_SLACK = 4`` units ``ε`` (the dtype's machine epsilon) of it, so the objective never exceeds
+``ROUNDING_SLACK = 4`` units ``ε`` (the dtype's machine epsilon) of it (:func:`~lbinv.solvers.loop.rose`),
+so the objective never exceeds
 ``(1 + 4ε) F_best``. A strict ``F(x̂) ≤ F(x)`` stalls the iteration at the precision of the
 arithmetic: the computed ``x̂`` carries rounding noise of about ``ε|x|`` per pixel, which raises
 ``F`` at first order (``F`` is not smooth: in the flat regions of a TV solution any noise raises
@@ -67,11 +68,12 @@ weighs it with the distance to the farther bound: ``floor = Σ_i ρ_i max(x_i �
 every check. The true suboptimality there is far smaller. Measured on the problems above and with
 ``α`` from 1e−3 to 1e−1, a wider ``Linear(256, 400)`` and a mostly-zero image: in float32 the
 floor is 1e−5 to 5e−4 of ``F`` (in float64 4e−14 to 6e−14), and the gap settles at 0.15–0.3 times it.
-A sample whose gap is at or below its floor and has not halved in the last ``STALL_ITERS``
-iterations, while still above ``tol · F(x)``, stops there with ``converged`` False, and a solve
-with such stops warns once at its end (``UserWarning``), naming ``tol``, the dtype and the
-remedies: a ``tol`` at least the floor (rounded up to a power of ten), or a float64 copy.
-``tol = 0`` never stops that way (it asks for ``max_iter`` iterations).
+A sample whose gap is at or below its floor and has made no new low (by ``STALL_FALL``) in the
+last ``max(STALL_ITERS, k/2)`` of its ``k`` iterations, while still above ``tol · F(x)``, stops
+there with ``converged`` False (a gap still falling slowly below the estimate goes on), and a
+solve with such stops warns once at its end (``UserWarning``), naming ``tol``, the dtype and the
+remedies: a ``tol`` at least the floor estimate (rounded up to 1, 2 or 5 × 10ᵏ), or a float64
+copy. ``tol = 0`` never stops that way (it asks for ``max_iter`` iterations).
 """
 
 from __future__ import annotations
@@ -85,7 +87,7 @@ from torch import Tensor
 
 from lbinv.lifted import LiftedLayer
 from lbinv.regularizers import project_box_
-from lbinv.solvers.loop import Problem, lipschitz, masked, next_momentum, per_sample, sample_norm
+from lbinv.solvers.loop import Problem, lipschitz, masked, next_momentum, per_sample, rose, sample_norm
 from lbinv.solvers.tv_prox import TVProx
 
 #: Inner (FGP) steps per outer iteration at the start; they adapt between this floor and ``max_inner_steps``.
@@ -96,16 +98,22 @@ DEFAULT_MAX_INNER_STEPS = 200
 RADIUS_FACTOR = 10.0
 #: Inner steps double when the TV (prox) part of the gap is above this share of the gap, halve below the second.
 INNER_MORE, INNER_LESS = 0.5, 0.1
-#: A step is rejected when it raises the objective above ``(1 + ACCEPT_SLACK · ε)`` times the lowest accepted so far.
-ACCEPT_SLACK = 4.0
-#: A sample at its gap's rounding floor stops (unconverged) once its gap has gone ``STALL_ITERS`` iterations
-#: without falling to ``STALL_FALL`` times its value at the last such fall.
-STALL_FALL, STALL_ITERS = 0.5, 100
+#: A sample at its gap's rounding floor stops (unconverged) once its gap has gone ``max(STALL_ITERS, k/2)``
+#: of its ``k`` iterations without falling to ``STALL_FALL`` times its value at the last such fall.
+STALL_FALL, STALL_ITERS = 0.9, 100
 
 
 def _dot(a: Tensor, b: Tensor) -> Tensor:
     """Per-sample inner product, ``(B,)``."""
     return (a * b).flatten(1).sum(1)
+
+
+def _round_up(v: float) -> float:
+    """``v > 0`` rounded up to 1, 2 or 5 × 10ᵏ (a ``tol`` to suggest)."""
+    if not 0.0 < v < math.inf:
+        return v
+    scale = 10.0 ** math.floor(math.log10(v))
+    return next(m * scale for m in (1.0, 2.0, 5.0, 10.0) if m * scale >= v * (1.0 - 1e-9))
 
 
 class FISTA:
@@ -134,7 +142,6 @@ class FISTA:
         self.fx = self._value(self.x, self.ax)
         self.f_best = self.fx  # the lowest objective accepted so far
         self.eps = torch.finfo(x.dtype).eps
-        self.accept = 1.0 + ACCEPT_SLACK * self.eps
         # the scale below which an objective counts as 0 for the relative test: √eps · F(x⁰)
         self.f_floor = math.sqrt(self.eps) * self.fx
         self.t = torch.ones_like(self.alpha)
@@ -147,9 +154,10 @@ class FISTA:
         self.x_checked = self.x  # the iterate at the last check
         self.gap = torch.full_like(self.alpha, float("inf"))
         self.floor = torch.zeros_like(self.alpha)  # the gap's rounding floor at the last check (module docstring)
-        self.gap_ref = torch.full_like(self.alpha, float("inf"))  # the gap when it last halved
+        self.gap_ref = torch.full_like(self.alpha, float("inf"))  # the gap at its last new low
         self.stalled_for = torch.zeros_like(self.alpha, dtype=torch.long)  # iterations since then
         self.steps = 0  # iterations since the last check
+        self.iterations = 0
         self.floor_stops = torch.zeros_like(self.alpha, dtype=torch.bool)  # samples :meth:`stalled` stopped
 
     def _value(self, x: Tensor, ax: Tensor) -> Tensor:
@@ -169,7 +177,7 @@ class FISTA:
         x_hat, z_new = self.prox(torch.add(u, grad, alpha=-self.tau), self.z)
         ax_hat = layer.affine.forward(x_hat)
         f_hat = self._value(x_hat, ax_hat)
-        worse = ~(f_hat <= self.accept * self.f_best)  # a rise beyond rounding (module docstring); NaN counts as worse
+        worse = rose(f_hat, self.f_best)  # beyond rounding (module docstring); NaN counts as worse
         restart = worse | (_dot(u - x_hat, x_hat - x) > 0.0)
         t_next = torch.where(restart, 1.0, next_momentum(self.t))
         beta = torch.where(restart, 0.0, (self.t - 1.0) / t_next)
@@ -183,6 +191,7 @@ class FISTA:
         self.f_best = torch.minimum(self.f_best, self.fx)
         self.t = masked(active, t_next, self.t)
         self.steps += 1
+        self.iterations += 1
         if z_new is not None:
             self.z = masked(active, z_new, self.z)
         if measure:
@@ -236,29 +245,31 @@ class FISTA:
 
     def stalled(self) -> Tensor:
         """Samples that cannot meet their test: not :meth:`done`, their gap at or below its rounding
-        floor and not halved in ``STALL_ITERS`` iterations (module docstring). The loop stops them
-        unconverged, without a host synchronisation; :meth:`finish` warns. Never with ``tol = 0``."""
+        floor and without a new low for ``max(STALL_ITERS, k/2)`` iterations (module docstring). The
+        loop stops them unconverged, without a host synchronisation; :meth:`finish` warns. Never
+        with ``tol = 0``."""
         if self.tol <= 0.0:
             return torch.zeros_like(self.gap, dtype=torch.bool)
-        stuck = (self.gap <= self.floor) & (self.stalled_for >= STALL_ITERS) & ~self.done()
+        window = max(STALL_ITERS, self.iterations // 2)
+        stuck = (self.gap <= self.floor) & (self.stalled_for >= window) & ~self.done()
         self.floor_stops |= stuck
         return stuck
 
     def finish(self) -> None:
         """After the loop: one warning if :meth:`stalled` stopped any sample. Its text depends only on
-        ``tol``, the dtype and the order of the floor, so that a training run inverting at every epoch
-        shows it once."""
-        if not bool(self.floor_stops.any()):  # the one host synchronisation, once per solve
+        ``tol``, the dtype and the floor rounded up to 1, 2 or 5 × 10ᵏ, so that a training run
+        inverting at every epoch shows it once or a few times."""
+        if not bool(self.floor_stops.any()):  # one host synchronisation per solve (and one more to warn)
             return
         stops = self.floor_stops
         floor = float((self.floor[stops] / torch.maximum(self.fx, self.f_floor)[stops]).max())
-        suggestion = f"{10.0 ** math.ceil(math.log10(floor)):.0e}" if 0.0 < floor < math.inf else "a larger tol"
         dtype = str(self.x.dtype).removeprefix("torch.")
         copy = ", or invert a float64 copy (copy.deepcopy(model).double(), y.double())" if self.x.dtype != torch.float64 else ""
+        kind = "certified" if self.bounded else "estimated"
         warnings.warn(
-            f"FISTA: tol={self.tol:g} is below the rounding floor of the certified duality gap in {dtype} for some "
-            f"samples: they stopped where their gap stopped falling, with converged=False (their objective is "
-            f"certified within that relative gap of the optimum). To meet it, pass tol >= {suggestion}{copy}.",
+            f"FISTA: tol={self.tol:g} is below the rounding floor of the {kind} duality gap in {dtype} for some "
+            f"samples: they stopped at that floor with converged=False (their objective is within the gap they "
+            f"reached of the optimum, {kind}). To meet it, pass tol >= {_round_up(floor):.0e}{copy}.",
             stacklevel=4,  # the caller of invert (finish <- iterate <- invert)
         )
 

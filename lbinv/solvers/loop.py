@@ -51,6 +51,16 @@ def sample_norm(x: Tensor) -> Tensor:
     return x.flatten(1).norm(dim=1)
 
 
+#: An objective counts as risen only beyond this many units ε (its dtype's machine epsilon) of the reference:
+#: below that it is rounding (:mod:`lbinv.solvers.fista`, "Went up").
+ROUNDING_SLACK = 4.0
+
+
+def rose(value: Tensor, reference: Tensor) -> Tensor:
+    """``(B,)`` bool: ``value > (1 + ROUNDING_SLACK · ε) · reference`` (objectives ≥ 0); NaN counts as a rise."""
+    return ~(value <= reference * (1.0 + ROUNDING_SLACK * torch.finfo(value.dtype).eps))
+
+
 def masked(active: Tensor | None, new: Tensor, old: Tensor) -> Tensor:
     """``new`` where the sample is active, ``old`` where it has stopped (finished samples stay put).
     ``active=None`` means every sample is active: ``new`` itself, without a pass over the data."""
@@ -81,6 +91,11 @@ class Iterative(Protocol):
 
     While every sample is still active (the loop knows it from its last check) the solver is
     passed ``active=None``, so that it can skip the masking passes (:func:`masked`).
+
+    Two optional methods, looked up by :func:`iterate`: ``stalled() -> Tensor``, samples that
+    cannot meet their test and stop unconverged (after :meth:`done`, at each check, without a host
+    synchronisation), and ``finish() -> None``, run once after the loop
+    (:class:`~lbinv.solvers.fista.FISTA` has both).
     """
 
     def step(self, active: Tensor | None, measure: bool) -> Tensor | None:

@@ -110,7 +110,7 @@ def test_extrapolation_by_linearity_equals_the_product_with_the_edges(build):
     for general in (False, True):
         solver = AcceleratedCoordinateDescent(net, problem, "forward", 5)
         if general:
-            solver.single_source = [False] * len(net.nodes)
+            solver.reads_input_only = [False] * len(net.nodes)
         with torch.no_grad():
             for _ in range(60):
                 solver.step(None, False)
