@@ -28,7 +28,7 @@ sweep moves no block, so it is a fixed point of the paper's sweep too. Measured 
 AE (README, "Several layers: convergence"): within 1e−3 of the limit in about 10× fewer sweeps than the paper's.
 
 Stopping test — what ``tol`` means: the objective fell by at most ``tol · F`` over the last
-``check_every`` sweeps (and did not rise).
+``check_every`` sweeps (and did not rise beyond rounding).
 """
 
 from __future__ import annotations
@@ -140,8 +140,9 @@ class AcceleratedCoordinateDescent(LiftedBlocks):
         return active
 
     def done(self) -> Tensor:
-        """The objective fell by at most ``tol · F`` (and did not rise) over the last check window. A
-        ``tol`` below the dtype's resolution is never met: a fall of exactly 0 there is rounding, not proof."""
+        """The objective fell by at most ``tol · F`` (and did not rise beyond rounding, :func:`~lbinv.solvers.loop.rose`)
+        over the last check window. A ``tol`` below the dtype's resolution is never met: a fall of
+        exactly 0 there is rounding, not proof."""
         scale = torch.maximum(self.value, self.f_floor)
         resolvable = self.tol >= torch.finfo(self.value.dtype).eps
-        return (self.decrease >= 0) & (self.decrease <= self.tol * scale) & resolvable
+        return ~rose(self.value, self.value + self.decrease) & (self.decrease <= self.tol * scale) & resolvable
