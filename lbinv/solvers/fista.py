@@ -155,8 +155,7 @@ class FISTA:
         self.gap = torch.full_like(self.alpha, float("inf"))
         self.floor = torch.zeros_like(self.alpha)  # the gap's rounding floor at the last check (module docstring)
         self.gap_ref = torch.full_like(self.alpha, float("inf"))  # the gap at its last new low
-        self.stalled_for = torch.zeros_like(self.alpha, dtype=torch.long)  # iterations since then
-        self.steps = 0  # iterations since the last check
+        self.low_at = torch.zeros_like(self.alpha, dtype=torch.long)  # the iteration of that low
         self.iterations = 0
         self.floor_stops = torch.zeros_like(self.alpha, dtype=torch.bool)  # samples :meth:`stalled` stopped
 
@@ -190,7 +189,6 @@ class FISTA:
         self.fx = masked(active, torch.where(worse, self.fx, f_hat), self.fx)
         self.f_best = torch.minimum(self.f_best, self.fx)
         self.t = masked(active, t_next, self.t)
-        self.steps += 1
         self.iterations += 1
         if z_new is not None:
             self.z = masked(active, z_new, self.z)
@@ -227,8 +225,7 @@ class FISTA:
         self.floor = masked(active, self.eps * floor, self.floor)
         fell = gap <= STALL_FALL * self.gap_ref  # NaN: not
         self.gap_ref = masked(active, torch.where(fell, gap, self.gap_ref), self.gap_ref)
-        self.stalled_for = masked(active, torch.where(fell, 0, self.stalled_for + self.steps), self.stalled_for)
-        self.steps = 0
+        self.low_at = masked(active, torch.where(fell, self.iterations, self.low_at), self.low_at)
         if self.tv is not None:
             share = tv_part / gap.clamp_min(torch.finfo(gap.dtype).tiny)
             if active is not None:
@@ -251,7 +248,7 @@ class FISTA:
         if self.tol <= 0.0:
             return torch.zeros_like(self.gap, dtype=torch.bool)
         window = max(STALL_ITERS, self.iterations // 2)
-        stuck = (self.gap <= self.floor) & (self.stalled_for >= window) & ~self.done()
+        stuck = (self.gap <= self.floor) & (self.iterations - self.low_at >= window) & ~self.done()
         self.floor_stops |= stuck
         return stuck
 
