@@ -147,7 +147,7 @@ def invert(
         ``record_history``.
     """
     method, tv = _check_method(method, regularizer)
-    opts = _check_options(method, options)
+    opts = check_options(method, options)
     check_int("max_iter", max_iter)
     check_int("check_every", check_every)
     check_number("tol", tol, minimum=0.0)
@@ -290,7 +290,8 @@ def _check_method(method: str, regularizer: str | None) -> tuple[str, TotalVaria
     return method, None if regularizer is None else TotalVariation(isotropic=regularizer == "tv")
 
 
-def _check_options(method: str, options: dict[str, Any]) -> dict[str, Any]:
+def check_options(method: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` of ``method`` checked by name and value (also the callback's ``solver_options``), with the defaults filled in."""
     allowed = OPTIONS[method]
     renamed = sorted(set(options) & set(RENAMED_OPTIONS))
     if renamed:

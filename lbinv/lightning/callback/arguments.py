@@ -17,7 +17,7 @@ from torch import nn
 from lbinv._checks import check_bool, check_number
 from lbinv.probe import ALPHA_RULES, DEFAULT_ALPHA_GRID
 from lbinv.solvers import METHODS, OPTIONS
-from lbinv.solvers.inversion import check_solver_family
+from lbinv.solvers.inversion import check_options
 
 #: invert() arguments that come from the callback's own arguments or its probe.
 _OWN_ARGUMENTS = ("alpha", "input_shape", "method", "max_iter", "tol", "max_seconds", "eta")
@@ -145,9 +145,8 @@ def check_solver_options(options: Any, method: str) -> dict[str, Any]:
         raise ValueError(
             f"solver_options: option(s) {unknown} that invert(method={method!r}) does not accept; valid: {sorted(allowed)}"
         )
-    if method == "lifted":
-        try:
-            check_solver_family(dict(options))
-        except ValueError as err:
-            raise ValueError(f"solver_options: {err}") from None
+    try:  # invert's own checks of the values (solver, step_rule, families, integers, …)
+        check_options(method, {k: v for k, v in options.items() if k not in ("regularizer", "bounds", "check_every")})
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"solver_options: {err}") from None
     return dict(options)
