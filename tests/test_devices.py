@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from lbinv import LiftedNetwork, invert
 from lbinv.lightning.callback import InversionCallback
 from lbinv.regularizers import TotalVariation
+from lbinv.solvers.accelerated_cd import AcceleratedCoordinateDescent
 from lbinv.solvers.coordinate_descent import CoordinateDescent
 from lbinv.solvers.loop import Problem, iterate
 from tests.conftest import CUDA
@@ -90,9 +91,12 @@ def test_invert_on_the_gpu_gives_the_cpu_numbers(case):
 
 
 @CUDA
-def test_the_solver_loop_synchronises_only_at_its_checks():
+@pytest.mark.parametrize("sweep", ["paper", "inertial"])
+def test_the_solver_loop_synchronises_only_at_its_checks(sweep):
     """``iterate`` reads one number from the device per check (how many samples are still active),
-    and nothing else: CUDA's sync debug mode reports every synchronising call."""
+    and nothing else, for the paper's sweep and the inertial one (the several-layer default): CUDA's
+    sync debug mode reports every synchronising call. (One-layer FISTA reads one more per check,
+    the share of its gap that sets its inner steps, and one per solve in ``finish``.)"""
     torch.manual_seed(0)
     encoder, x = conv().double(), images(6, seed=0).double()
     y = noisy_codes(encoder, x).cuda()
@@ -100,8 +104,11 @@ def test_the_solver_loop_synchronises_only_at_its_checks():
     net = LiftedNetwork.from_module(encoder, (1, SIZE, SIZE))
     alpha = torch.full((6,), 1e-2, dtype=F64, device="cuda")
     with torch.no_grad():
-        solver = CoordinateDescent(net, Problem(y, alpha, TotalVariation(), (0.0, 1.0), 0.0, torch.zeros_like(x)),
-                                   "balanced", 32.0, "forward")  # set-up may synchronise (operator norms)
+        problem = Problem(y, alpha, TotalVariation(), (0.0, 1.0), 0.0, torch.zeros_like(x))
+        if sweep == "paper":  # set-up may synchronise (operator norms)
+            solver = CoordinateDescent(net, problem, "balanced", 32.0, "forward")
+        else:
+            solver = AcceleratedCoordinateDescent(net, problem, "forward", 5)
         torch.cuda.synchronize()
         previous = torch.cuda.get_sync_debug_mode()
         torch.cuda.set_sync_debug_mode("warn")
