@@ -9,13 +9,13 @@ in ``details``. Keys (see the README, "Performance"):
 
 - ``batched_speedup``: images/s of one batched ``invert`` of 64 noisy conv-AE codes / the same 64
   solved one by one, same number of sweeps (``tol=0``).
-- ``iteration_overhead``: seconds of one coordinate-descent sweep / seconds of the bare affine
+- ``iteration_overhead``: seconds of one sweep of the paper's coordinate descent / seconds of the bare affine
   forward + adjoint of every layer (the floor of any first-order method), batch 64.
 - ``speedup_vs_clarabel``: seconds of CVXPY + Clarabel on a single-layer TV inversion (32×32 image,
-  256 ReLU measurements) / seconds for ``invert`` to come within 1e−4 (relative) of its optimum;
+  256 ReLU measurements) / seconds for ``invert(solver="pdhg")`` to come within 1e−4 (relative) of its optimum;
   ``details.clarabel.batch`` does the same for a batch of problems (Clarabel one by one).
 - ``iterations_vs_paper_steps``: iterations to come within 1e−4 (absolute) of the optimum on the
-  circle problem with the paper's step rule / with lbinv's default (a lower bound when the paper's
+  circle problem with PDHG's paper step rule / with its balanced one (a lower bound when the paper's
   rule does not get there within its budget).
 - ``callback_overhead``: share of InversionCallback's wall time spent outside the batched solve, in a
   conv training run; ``details.callback`` adds its seconds per epoch, what ``every_n_epochs``,

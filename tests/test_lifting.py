@@ -122,7 +122,8 @@ def test_the_true_input_is_a_fixed_point():
     x = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(4), dtype=F64)
     with torch.no_grad():
         y = module(x)
-        values, targets = [x, *net.forward_all(x)[:-1]], [*net.forward_all(x)[:-1], y]  # Σ_k B_k(x_k, a_k): 0 at the truth
+        hidden = net.forward_all(x)[:-1]
+        values, targets = [x, *hidden], [*hidden, y]  # Σ_k B_k(x_k, a_k): 0 at the truth
         bregman = sum(node.activation.bregman(t, node.pre_activation(values)) for node, t in zip(net.nodes, targets))
         assert float(bregman.abs().max()) < 1e-14
     res = invert(module, y, input_shape=(1, 8, 8), regularizer=None, x_init=x, max_iter=5, tol=0.0)

@@ -59,14 +59,12 @@ def _logit(u):
 
 
 def _sigmoid_prox_ref(v, t):
-    v, t = np.broadcast_arrays(v, t)
-    return refs.bisect(lambda u: (1 - t) * u + t * _logit(u) - v, np.zeros(v.shape), np.ones(v.shape))
+    return refs.prox_by_bisection(_logit, v, t, 0.0, 1.0)
 
 
 def _tanh_prox_ref(v, t):
-    v, t = np.broadcast_arrays(v, t)
     with np.errstate(divide="ignore"):
-        return refs.bisect(lambda u: (1 - t) * u + t * np.arctanh(u) - v, -np.ones(v.shape), np.ones(v.shape))
+        return refs.prox_by_bisection(np.arctanh, v, t, -1.0, 1.0)
 
 
 def _tanh_psi_ref(u):
