@@ -45,6 +45,7 @@ from lbinv.tracing import (
     Step,
     code_module,
     eval_mode,
+    is_elementwise,
     linear_input_shape,
     traced_steps,
 )
@@ -251,13 +252,12 @@ def _shifted(step: Step) -> Step:
 def _first_linear(steps: list[Step]) -> tuple[str, int] | None:
     """(where, in_features) of a first nn.Linear on the input (after elementwise modules: activations,
     identities, dropout), if any."""
-    elementwise = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout)
     for value, step in enumerate(steps):
         if step.inputs != (value,) or step.module is None:
             return None
         if is_plain(step.module, nn.Linear):
             return step.where, step.module.in_features
-        if not (isinstance(step.module, elementwise) or is_activation(step.module)):
+        if not is_elementwise(step.module):
             return None
     return None
 

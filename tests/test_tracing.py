@@ -389,11 +389,15 @@ def test_a_compiled_submodule_is_read_as_the_module_it_wraps():
     torch.testing.assert_close(LiftedNetwork.from_module(outer, (4,))(randn(2, 4)), outer(randn(2, 4)))
 
 
-def test_a_traced_first_linear_checks_input_shape_as_a_sequential_does():
-    # one rule for both: the shape is inferred from in_features, an image of in_features elements is read
-    # flattened, and any other shape is refused naming the layer
-    module = init_module(SequentialWithForward(nn.Linear(36, 3)))
+@pytest.mark.parametrize("before", [[], [nn.ReLU(), nn.Dropout()]], ids=["linear first", "after elementwise modules"])
+def test_a_traced_first_linear_checks_input_shape_as_a_sequential_does(before):
+    # one rule for both: the shape is inferred from in_features (also after elementwise modules), an
+    # image of in_features elements is read flattened, and any other shape is refused naming the layer
+    module = init_module(SequentialWithForward(*before, nn.Linear(36, 3)))
     assert LiftedNetwork.from_module(module).input_shape == (36,)
-    assert LiftedNetwork.from_module(module, IMAGE).input_shape == IMAGE
-    with pytest.raises(ValueError, match=r"`0` \(Linear\).*expects input_shape \(36,\) \(in_features=36\).*got input_shape \(1, 5, 5\)"):
+    net = LiftedNetwork.from_module(module, IMAGE)
+    assert net.input_shape == IMAGE
+    x = randn(2, *IMAGE)
+    torch.testing.assert_close(net(x), module(x.flatten(1)))
+    with pytest.raises(ValueError, match=r"`\d` \(Linear\).*expects input_shape \(36,\) \(in_features=36\).*got input_shape \(1, 5, 5\)"):
         LiftedNetwork.from_module(module, (1, 5, 5))

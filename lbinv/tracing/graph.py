@@ -19,6 +19,7 @@ from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from lbinv._checks import Shape, check_shape
+from lbinv.proximal.torch_modules import is_activation
 from lbinv.tracing.code import CodeModule, OutputError, eval_mode, several_outputs
 from lbinv.tracing.functions import (
     ARITHMETIC,
@@ -135,10 +136,23 @@ def _is_in_place(node: fx.Node) -> bool:
     )
 
 
+#: Modules that keep their input's shape element by element (besides activations): a first ``nn.Linear``
+#: after them still fixes the network's input shape.
+ELEMENTWISE_MODULES = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout)
+
+
+def is_elementwise(module: nn.Module) -> bool:
+    """An activation, identity or dropout module: it maps its input element by element."""
+    return isinstance(module, ELEMENTWISE_MODULES) or is_activation(module)
+
+
 def _propagation_shape(graph_module: fx.GraphModule, nodes: list[fx.Node], input_shape: Shape | None) -> Shape:
     """The shape to run the graph on: :func:`linear_input_shape` for a first ``nn.Linear`` or ``F.linear``
-    node, flattened when it reads an image."""
+    node (after elementwise modules that read only what comes before them), flattened when it reads an image."""
     first = nodes[0] if nodes else None
+    while (first is not None and first.op == "call_module" and is_elementwise(graph_module.get_submodule(first.target))
+           and len(first.users) == 1):
+        first = next(iter(first.users))
     in_features = None
     if first is not None and first.op == "call_module" and type(graph_module.get_submodule(first.target)) is nn.Linear:
         in_features = graph_module.get_submodule(first.target).in_features
