@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,7 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from timing import log, machine  # first: it puts the repository on sys.path
+from timing import log, machine, write_results  # first: it puts the repository on sys.path
 
 from lbinv import LiftedNetwork, invert
 from lbinv.lightning.data import load_mnist_5k
@@ -183,9 +182,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(1)
     info = machine(torch.device("cpu"), 1)
     result = {"machine": info, "quick": args.quick, "multilayer": bench_multilayer(args.quick)}
-    info["load_average_at_end"] = __import__("os").getloadavg()[0]
-    if args.json is not None:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_results(result, args.json)
     return result
 
 

@@ -38,16 +38,14 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import math
-import os
 import statistics
 import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
-from timing import log, machine  # first: it puts the repository on sys.path
+from timing import log, machine, write_results  # first: it puts the repository on sys.path
 
 from lbinv import LiftedNetwork, invert
 from lbinv.regularizers import TotalVariation
@@ -356,16 +354,6 @@ def shrink_to_smoke(*budgets: dict[str, int]) -> None:
     for budget in (BUDGETS, *budgets):
         for name in budget:
             budget[name] = 30
-
-
-def write_results(results: dict[str, Any], path: str | None) -> None:
-    """Print ``results`` as JSON (with the load average at the end) and write them to ``path``."""
-    results["machine"]["load_average_at_end"] = os.getloadavg()[0]
-    text = json.dumps(results, indent=2, default=str)
-    if path:
-        with open(path, "w") as fh:
-            fh.write(text + "\n")
-    print(text)
 
 
 if __name__ == "__main__":

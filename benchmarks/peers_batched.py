@@ -20,8 +20,6 @@ from typing import Any
 
 import torch
 from peers import (  # first: it imports timing, which puts the repository on sys.path
-    ALPHA,
-    BUDGETS,
     GRIDS,
     TARGETS,
     Instance,
@@ -30,9 +28,8 @@ from peers import (  # first: it imports timing, which puts the repository on sy
     median_seconds,
     pyproximal_solver,
     shrink_to_smoke,
-    write_results,
 )
-from timing import log, machine
+from timing import log, machine, write_results
 
 from lbinv import invert
 
@@ -141,9 +138,8 @@ def main() -> None:
     if args.smoke:
         shrink_to_smoke(BATCH_BUDGETS)
     torch.set_num_threads(1)
-    results: dict[str, Any] = {"machine": machine(torch.device("cpu"), 1), "grids": GRIDS, "budgets": BUDGETS,
-                               "alpha": ALPHA, "targets": TARGETS, "instances": {}}
-    results["batched"] = bench_batched(args.rounds)
+    results: dict[str, Any] = {"machine": machine(torch.device("cpu"), 1), "targets": TARGETS,
+                               "batched": bench_batched(args.rounds)}
     write_results(results, args.json)
 
 

@@ -6,6 +6,7 @@ run as a script finds ``lbinv`` and the experiment scripts.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import platform
@@ -100,3 +101,13 @@ def conv_problem(batch: int, device: torch.device, sigma: float = 0.1, seed: int
         noisy = (code + sigma * torch.randn(code.shape, generator=g).to(device)).clamp_min(0.0)
     net = LiftedNetwork.from_module(ae.encoder, (1, 28, 28))
     return ae, net, x, noisy
+
+
+def write_results(results: dict[str, Any], path: str | Path | None) -> None:
+    """Print ``results`` as JSON (with the load average at the end in ``results["machine"]``) and
+    write them to ``path``."""
+    results["machine"]["load_average_at_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    text = json.dumps(results, indent=2, default=str)
+    if path:
+        Path(path).write_text(text + "\n")
+    print(text)
