@@ -68,8 +68,8 @@ weighs it with the distance to the farther bound: ``floor = Σ_i ρ_i max(x_i �
 every check. The true suboptimality there is far smaller. Measured on the problems above and with
 ``α`` from 1e−3 to 1e−1, a wider ``Linear(256, 400)`` and a mostly-zero image: in float32 the
 floor is 1e−5 to 5e−4 of ``F`` (in float64 4e−14 to 6e−14), and the gap settles at 0.15–0.3 times it.
-A sample whose gap is at or below its floor and has made no new low (by ``STALL_FALL``) in the
-last ``max(STALL_ITERS, k/2)`` of its ``k`` iterations, while still above ``tol · F(x)``, stops
+A sample whose gap is at or below its floor and has made no new low (by ``STALL_FALL``), nor its
+objective (by ``STALL_OBJECTIVE_FALL · ε``), in the last ``max(STALL_ITERS, k/2)`` of its ``k`` iterations, while still above ``tol · F(x)``, stops
 there with ``converged`` False (a gap still falling slowly below the estimate goes on), and a
 solve with such stops warns once at its end (``UserWarning``), naming ``tol``, the dtype and the
 remedies: a ``tol`` at least the floor estimate (rounded up to 1, 2 or 5 × 10ᵏ), or a float64
@@ -99,8 +99,9 @@ RADIUS_FACTOR = 10.0
 #: Inner steps double when the TV (prox) part of the gap is above this share of the gap, halve below the second.
 INNER_MORE, INNER_LESS = 0.5, 0.1
 #: A sample at its gap's rounding floor stops (unconverged) once its gap has gone ``max(STALL_ITERS, k/2)``
-#: of its ``k`` iterations without falling to ``STALL_FALL`` times its value at the last such fall.
-STALL_FALL, STALL_ITERS = 0.9, 100
+#: of its ``k`` iterations without falling to ``STALL_FALL`` times its value at the last such fall, nor the
+#: objective by more than ``STALL_OBJECTIVE_FALL`` units ε (relative) below its own last low.
+STALL_FALL, STALL_ITERS, STALL_OBJECTIVE_FALL = 0.9, 100, 64.0
 
 
 def _dot(a: Tensor, b: Tensor) -> Tensor:
@@ -155,7 +156,8 @@ class FISTA:
         self.gap = torch.full_like(self.alpha, float("inf"))
         self.floor = torch.zeros_like(self.alpha)  # the gap's rounding floor at the last check (module docstring)
         self.gap_ref = torch.full_like(self.alpha, float("inf"))  # the gap at its last new low
-        self.low_at = torch.zeros_like(self.alpha, dtype=torch.long)  # the iteration of that low
+        self.f_ref = self.fx  # the objective at its last new low
+        self.low_at = torch.zeros_like(self.alpha, dtype=torch.long)  # the iteration of the last new low of either
         self.iterations = 0
         self.floor_stops = torch.zeros_like(self.alpha, dtype=torch.bool)  # samples :meth:`stalled` stopped
 
@@ -167,7 +169,7 @@ class FISTA:
     def prox(self, v: Tensor, p: Tensor | None) -> tuple[Tensor, Tensor | None]:
         """``prox_{τg}(v)`` by ``inner_steps`` FGP steps on the TV dual from ``p``; returns ``(x, p)``."""
         if self.tv is None:
-            return project_box_(v.clone(), self.bounds), None
+            return project_box_(v, self.bounds), None
         return self.tv_prox(v, p, self.inner_steps)
 
     def step(self, active: Tensor | None, measure: bool) -> Tensor | None:
@@ -224,8 +226,10 @@ class FISTA:
         self.gap = masked(active, gap, self.gap)
         self.floor = masked(active, self.eps * floor, self.floor)
         fell = gap <= STALL_FALL * self.gap_ref  # NaN: not
+        descending = self.f_best < self.f_ref * (1.0 - STALL_OBJECTIVE_FALL * self.eps)  # not at a floor yet
         self.gap_ref = masked(active, torch.where(fell, gap, self.gap_ref), self.gap_ref)
-        self.low_at = masked(active, torch.where(fell, self.iterations, self.low_at), self.low_at)
+        self.f_ref = masked(active, torch.where(descending, self.f_best, self.f_ref), self.f_ref)
+        self.low_at = masked(active, torch.where(fell | descending, self.iterations, self.low_at), self.low_at)
         if self.tv is not None:
             share = tv_part / gap.clamp_min(torch.finfo(gap.dtype).tiny)
             if active is not None:
@@ -259,7 +263,7 @@ class FISTA:
         if not bool(self.floor_stops.any()):  # one host synchronisation per solve (and one more to warn)
             return
         stops = self.floor_stops
-        floor = float((self.floor[stops] / torch.maximum(self.fx, self.f_floor)[stops]).max())
+        floor = float((self.floor[stops] / self.fx[stops]).max())
         dtype = str(self.x.dtype).removeprefix("torch.")
         copy = ", or invert a float64 copy (copy.deepcopy(model).double(), y.double())" if self.x.dtype != torch.float64 else ""
         kind = "certified" if self.bounded else "estimated"

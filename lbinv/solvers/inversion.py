@@ -229,12 +229,12 @@ def _sequential(net: LiftedNetwork, problem: Problem, opts: dict[str, Any], loop
     return _result(solver, final, dual=solver.z)
 
 
-def check_solver_family(options: dict[str, Any]) -> None:
+def _check_solver_family(options: dict[str, Any]) -> None:
     """Refuse an option of the other family of :data:`LIFTED_SOLVERS` than ``options["solver"]``
     (PDHG's ``step_rule`` with "fista", FISTA's inner steps with "pdhg"), whatever the depth; an
-    option of one depth only (``hidden_init``, ``input_inner_steps``) is ignored at the other."""
+    option of one depth only is :func:`check_solver_depth`'s (once the network is known)."""
     solver = options.get("solver", OPTIONS["lifted"]["solver"])
-    own = {name for cls in LIFTED_SOLVERS.get(solver, ()) for name in cls.options}
+    own = {name for cls in LIFTED_SOLVERS[solver] for name in cls.options}
     for name in sorted(options):
         for family, classes in LIFTED_SOLVERS.items():
             if name not in own and any(name in cls.options for cls in classes):
@@ -306,7 +306,7 @@ def check_options(method: str, options: dict[str, Any]) -> dict[str, Any]:
     if "solver" in opts and opts["solver"] not in LIFTED_SOLVERS:
         raise ValueError(f"solver: expected one of {tuple(LIFTED_SOLVERS)}, got {opts['solver']!r}")
     if method == "lifted":
-        check_solver_family(options)
+        _check_solver_family(options)
     for name in ("inner_steps", "max_inner_steps", "input_inner_steps"):
         if name in opts:
             check_int(name, opts[name])

@@ -161,6 +161,7 @@ def iterate(
     unconverged). ``skip_masks=False`` passes the mask even while every sample is active (to
     measure what skipping it saves).
     """
+    stalled, finish = getattr(solver, "stalled", None), getattr(solver, "finish", None)  # optional (Iterative)
     active = torch.ones(batch, dtype=torch.bool, device=device)
     converged = torch.zeros_like(active)
     iterations = torch.zeros(batch, dtype=torch.long, device=device)
@@ -175,7 +176,6 @@ def iterate(
         done = solver.done() & active
         converged |= done
         active &= ~done
-        stalled = getattr(solver, "stalled", None)  # optional: samples that cannot meet their test stop unconverged
         if stalled is not None:
             active &= ~stalled()
         if history is not None:
@@ -185,7 +185,6 @@ def iterate(
         if remaining == 0 or (deadline is not None and time.perf_counter() >= deadline):
             break
         everyone = everyone and remaining == batch
-    finish = getattr(solver, "finish", None)
     if finish is not None:
         finish()
     return LoopResult(iterations, converged, history)

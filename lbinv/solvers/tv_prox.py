@@ -26,7 +26,7 @@ class TVProx:
     def __init__(self, tv: TotalVariation, bounds: tuple[float, float] | None, lam: Tensor, like: Tensor) -> None:
         self.tv, self.bounds = tv, bounds
         self.lam = per_sample(lam, like)
-        self.dual_step = per_sample(1.0 / (TotalVariation.NORM_BOUND**2 * lam), self.initial_dual(like))  # 1/(8λ)
+        self.dual_step = per_sample(1.0 / (TotalVariation.NORM_BOUND**2 * lam), like).unsqueeze(1)  # 1/(8λ), per dual
 
     @staticmethod
     def initial_dual(x: Tensor) -> Tensor:

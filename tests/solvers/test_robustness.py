@@ -248,3 +248,17 @@ def test_inversion_with_data_on_the_edges_stays_finite(name, dtype):
     assert any("outside the domain" in str(w.message) for w in caught)  # the second row was clipped
     assert bool(torch.isfinite(res.x).all()) and bool(torch.isfinite(res.objective).all())
     assert all(bool(torch.isfinite(h).all()) and bool(((h >= lo) & (h <= hi)).all()) for h in res.hidden)
+
+
+def test_one_layer_float32_at_large_scale_is_not_stopped_at_a_floor_while_it_improves():
+    """Weights at 1e3 (L ≈ 2.5e6): the gap's rounding-floor estimate lies far above the gap from the
+    start, but the objective keeps falling (as in float64), so the one-layer default must not stop the
+    samples as stalled at that floor: each runs to max_iter or converges, without the floor warning."""
+    enc = encoder(1, 1e3)
+    with torch.no_grad():
+        y = enc(images())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = invert(enc, y, alpha=ALPHA, input_shape=(1, SIZE, SIZE), max_iter=1000, tol=1e-5, bounds=(0.0, 1.0))
+    assert not any("rounding floor" in str(w.message) for w in caught)
+    assert bool((res.converged | (res.iterations == 1000)).all())
