@@ -257,7 +257,7 @@ def subgradient_gap(
     """
     tv = TotalVariation(isotropic=isotropic)
     if q is None:
-        q = p.new_zeros((p.shape[0], 2, *p.shape[1:]))
+        q = tv.zero_dual(p)
     q, residual = _nearest_divergence(p, q, tv.project_dual, max_iter)
     value = tv.value(x)
     epsilon = (value - (q * tv.grad(x)).flatten(1).sum(1)).clamp_min(0.0)

@@ -36,9 +36,14 @@ class TotalVariation:
         return f"TotalVariation(isotropic={self.isotropic})"
 
     @staticmethod
+    def zero_dual(x: Tensor) -> Tensor:
+        """A zero field with the shape of ``∇x``, ``(B, 2, …)``: the start of every TV dual."""
+        return x.new_zeros((x.shape[0], 2, *x.shape[1:]))
+
+    @staticmethod
     def grad(x: Tensor) -> Tensor:
         """Forward differences ``(∇x)_{i,j} = (x_{i+1,j} − x_{i,j}, x_{i,j+1} − x_{i,j})``, 0 at the far edge."""
-        g = x.new_zeros((x.shape[0], 2, *x.shape[1:]))
+        g = TotalVariation.zero_dual(x)
         g[:, 0, ..., :-1, :] = x[..., 1:, :] - x[..., :-1, :]
         g[:, 1, ..., :, :-1] = x[..., :, 1:] - x[..., :, :-1]
         return g

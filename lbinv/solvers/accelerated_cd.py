@@ -65,7 +65,7 @@ class AcceleratedCoordinateDescent(LiftedBlocks):
         self.z = None
         if self.tv is not None:
             self.tv_prox = TVProx(self.tv, self.bounds, self.input_step * self.alpha, self.x)
-            self.z = self.tv_prox.initial_dual(self.x)
+            self.z = self.tv.zero_dual(self.x)
         self.previous = self._values()
         # a node that reads x_0 only: its pre-activation at x_0's previous value (extrapolation by linearity)
         self.reads_input_only = [{e.source for e in node.edges} == {0} for node in net.nodes]

@@ -150,7 +150,7 @@ class FISTA:
         self.z = None
         if self.tv is not None:
             self.tv_prox = TVProx(self.tv, self.bounds, self.tau * self.alpha, x)  # weight λ = τα, per sample
-            self.z = self.tv_prox.initial_dual(x)
+            self.z = self.tv.zero_dual(x)
         self.bounded = self.bounds is not None and all(math.isfinite(v) for v in self.bounds)
         self.x_checked = self.x  # the iterate at the last check
         self.gap = torch.full_like(self.alpha, float("inf"))

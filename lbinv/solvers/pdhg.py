@@ -93,7 +93,7 @@ class PrimalDualStep:
 
     def initial_dual(self, x: Tensor) -> Tensor | None:
         """``z⁰ = 0`` with the shape of ``∇x`` (or None without TV)."""
-        return None if self.tv is None else x.new_zeros((x.shape[0], 2, *x.shape[1:]))
+        return None if self.tv is None else self.tv.zero_dual(x)
 
     def change(self, x_new: Tensor, x_old: Tensor, z_new: Tensor | None, z_old: Tensor | None) -> Tensor:
         """Per-sample size of the last step, ``max(‖Δx‖, ‖Δz‖ / (8ατ_z))``."""

@@ -28,11 +28,6 @@ class TVProx:
         self.lam = per_sample(lam, like)
         self.dual_step = per_sample(1.0 / (TotalVariation.NORM_BOUND**2 * lam), like).unsqueeze(1)  # 1/(8λ), per dual
 
-    @staticmethod
-    def initial_dual(x: Tensor) -> Tensor:
-        """``p = 0`` with the shape of ``∇x``."""
-        return x.new_zeros((x.shape[0], 2, *x.shape[1:]))
-
     def __call__(self, v: Tensor, p: Tensor, steps: int) -> tuple[Tensor, Tensor]:
         """``(prox(v), p⁺)`` after ``steps`` FGP steps from the dual ``p`` (the last call's, warm)."""
         tv, lam, step = self.tv, self.lam, self.dual_step
