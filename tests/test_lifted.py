@@ -87,6 +87,17 @@ def test_nested_sequential_and_activation_first():
     assert torch.equal(net(x), module(x))
 
 
+def test_a_module_used_twice_in_a_sequential_runs_twice():
+    """The Udacity conv autoencoder's encoder: one ReLU and one MaxPool2d instance, each listed twice
+    (named_children() lists them once, and the lifted network lost the second pooling)."""
+    relu, pool = nn.ReLU(), nn.MaxPool2d(2)
+    module = init_module(nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), relu, pool, nn.Conv2d(3, 2, 3, padding=1), relu, pool))
+    net = LiftedNetwork.from_module(module, input_shape=(1, 8, 8))
+    x = randn(2, 1, 8, 8)
+    assert net.output_shape == (2, 2, 2)
+    torch.testing.assert_close(net(x), module(x))
+
+
 def test_single_linear_perceptron_reads_images_flattened():
     lin = init_module(nn.Linear(64, 16))
     net = LiftedNetwork.from_module(lin, input_shape=(8, 8))

@@ -14,7 +14,6 @@ from lbinv._checks import is_plain
 __all__ = ["flatten_modules", "is_plain_sequential", "uncompiled", "where_in_sequential"]
 
 
-
 def is_plain_sequential(module: nn.Module) -> bool:
     """An ``nn.Sequential`` that runs its children in order (no overridden forward)."""
     return is_plain(module, nn.Sequential)
@@ -30,8 +29,10 @@ def uncompiled(module: nn.Module) -> nn.Module:
 def flatten_modules(
     module: nn.Module | Iterable[nn.Module], prefix: str = ""
 ) -> list[tuple[str, nn.Module]]:
-    """(dotted path, module) for every leaf of nested plain nn.Sequentials."""
-    items = module.named_children() if isinstance(module, nn.Module) else (
+    """(dotted path, module) for every leaf of nested plain nn.Sequentials, in the order they run: a
+    module that appears twice (``nn.Sequential(conv1, relu, pool, conv2, relu, pool)``) is listed
+    twice, which ``named_children`` would not do."""
+    items = ((name, m) for name, m in module._modules.items() if m is not None) if isinstance(module, nn.Module) else (
         (str(i), m) for i, m in enumerate(module))
     out: list[tuple[str, nn.Module]] = []
     for name, child in items:
