@@ -20,10 +20,15 @@ from lbinv.lifted import LiftedNetwork
 from lbinv.metrics import dual_subgradient, psnr, single_layer_subgradient, symmetric_bregman_tv
 from lbinv.solvers import InversionResult
 
-#: Data-driven α rules; each solves the whole α grid in the same batch and picks one α per level.
-ALPHA_RULES = ("discrepancy", "oracle")
-#: α grid of the data-driven rules: 10 values log-spaced in [1e-4, 1e-1].
+#: Data-driven α rules: "auto" searches a log grid locally (:class:`AlphaSearch`); "discrepancy" and
+#: "oracle" solve the whole grid in the same batch and pick one α per level (:func:`select_alpha`).
+ALPHA_RULES = ("auto", "discrepancy", "oracle")
+#: α grid of "discrepancy" and "oracle": 10 values log-spaced in [1e-4, 1e-1].
 DEFAULT_ALPHA_GRID = tuple(float(f"{10.0 ** (-4 + 3 * i / 9):.3g}") for i in range(10))
+#: α grid of "auto": three values a decade, from 1e-6 to 1.
+SEARCH_GRID = tuple(float(f"{10.0 ** (e / 3):.3g}") for e in range(-18, 1))
+#: Where "auto" starts, in the middle of the α that served the encoders tried (README, "The monitor").
+SEARCH_START = 1e-3
 
 #: :func:`lbinv.invert` with the callback's settings bound (method, max_iter, tol, solver options);
 #: called as ``solve(net, data, alpha=..., input_shape=..., noise_level=...)`` (and ``x_init=...``, warm).
@@ -53,18 +58,28 @@ def invert_probe(
     data_range: tuple[float, float],
     solve: Solve,
     subgradient: Optional[str] = None,
+    counts: Optional[Tensor] = None,
     x_init: Optional[Tensor] = None,
+    start: str = "zeros",
 ) -> dict[str, Tensor]:
     """Everything one rank computes for its share ``x`` (k images, from index ``offset`` of the ``n``
-    probe images) at every noise level and every α of ``alphas`` ``(levels, G)``.
+    probe images) at every noise level and every α column of ``alphas`` ``(levels, G)``.
 
-    ``out["bregman_sym"]`` ``(levels, k, G)`` is ``D^sym_TV(x_α(y^δ), x_α(y))`` (see
-    :func:`bregman_sym`) for a one-layer encoder when ``subgradient`` is ``"optimality"`` or
-    ``"dual"``, else NaN; its reference solves join the same batch. ``out["solution"]`` is the
-    whole batch the solver returned (references included): passed back as ``x_init`` (a warm
-    start), a batch of the same shape starts from it; another shape is ignored (a cold start)."""
+    ``counts`` ``(levels, G)``: column ``(l, g)`` solves the first ``counts[l, g]`` of the k images
+    (default: all; 0 leaves a column, or a whole level, out). The results are ``(levels, k, G)``
+    tensors, NaN where nothing was solved; ``out["solved"]`` is 1 where something was.
+
+    Starting points: ``x_init`` ``(levels, k, G, *input_shape)`` (a warm start), and where it is NaN
+    (or None) ``start``: ``"decoder"``, the decoder's output for the noisy code clamped into
+    ``data_range`` (with the hidden variables of a forward pass: the solvers' ``hidden_init``), or
+    ``"zeros"``.
+
+    ``out["bregman_sym"]`` is ``D^sym_TV(x_α(y^δ), x_α(y))`` (see :func:`bregman_sym`) for a one-layer
+    encoder when ``subgradient`` is ``"optimality"`` or ``"dual"``, for the columns that solve every
+    image, else NaN; its reference solves join the same batch."""
     k, input_shape = x.shape[0], tuple(x.shape[1:])
     levels, grid = alphas.shape
+    counts = torch.full((levels, grid), k, dtype=torch.long) if counts is None else counts.cpu().clamp(0, k)
     net = LiftedNetwork.from_module(encoder, input_shape)  # rebuilt: parameters/BN statistics change
     y = encoder(x)
     code_shape = tuple(y.shape[1:])
@@ -79,48 +94,82 @@ def invert_probe(
         y_delta.reshape(levels * k, *code_shape),
         pre_activation.unsqueeze(0).expand(levels, *pre_activation.shape).reshape(levels * k, *code_shape),
     ).reshape(levels, k)
+    out: dict[str, Tensor] = {"delta": delta, "bregman_delta": bregman}
+    decoded = None
+    if decoder is not None:
+        decoded = as_inputs(decoder(y_delta.reshape(levels * k, *code_shape)), code_shape, input_shape).to(x.dtype)
+        decoded = decoded.reshape(levels, k, *input_shape)
+        out["x_dec"] = decoded
+        truth = x.unsqueeze(0).expand(levels, *x.shape).reshape(levels * k, *input_shape)
+        out["psnr_dec"] = psnr(decoded.reshape(levels * k, *input_shape), truth, data_range).reshape(levels, k)
 
-    batch = levels * k * grid
-    data = y_delta.unsqueeze(2).expand(levels, k, grid, *code_shape).reshape(batch, *code_shape)
-    alpha = alphas.to(y.device, y.dtype).reshape(levels, 1, grid).expand(levels, k, grid).reshape(batch)
-    noise_level = delta.unsqueeze(2).expand(levels, k, grid).reshape(batch)  # used by "landweber"
-    with_reference = subgradient is not None and len(net) == 1 and net.is_chain
+    solved = torch.arange(k).reshape(1, k, 1) < counts.unsqueeze(1)  # (levels, k, G)
+    level_i, image_i, column_i = (i.to(y.device) for i in solved.nonzero(as_tuple=True))
+    batch = level_i.numel()
+    data = y_delta[level_i, image_i]
+    alpha = alphas.to(y.device, y.dtype)[level_i, column_i]
+    noise_level = delta[level_i, image_i]  # used by "landweber"
+    default_start = _default_start(start, decoded, data_range, levels, k, input_shape, x)
+    x0 = default_start[level_i, image_i]
+    if x_init is not None:
+        warm = x_init.to(y.device, y.dtype)[level_i, image_i, column_i]
+        x0 = torch.where(torch.isnan(warm), x0, warm)
+    full = counts == k  # (levels, G): columns that solve every image get noise-free references
+    with_reference = subgradient is not None and len(net) == 1 and net.is_chain and bool(full.any())
     if with_reference:  # the noise-free references x_α(y), one per image and distinct α, in the same batch
-        unique, which = torch.unique(alphas, return_inverse=True)  # which: (levels, G)
+        unique, which = torch.unique(alphas[full], return_inverse=True)
         data = torch.cat([data, y.unsqueeze(1).expand(k, len(unique), *code_shape).reshape(-1, *code_shape)])
         alpha = torch.cat([alpha, unique.to(y.device, y.dtype).expand(k, -1).reshape(-1)])
         noise_level = torch.cat([noise_level, noise_level.new_zeros(k * len(unique))])
+        clean_start = _default_start(start, None if decoder is None else decoder(y), data_range, 1, k, input_shape, x)
+        x0 = torch.cat([x0, clean_start[0].unsqueeze(1).expand(k, len(unique), *input_shape).reshape(-1, *input_shape)])
+    for affine in net.affine_maps():  # ‖W‖ by power iteration, before the solver's clock starts
+        affine.opnorm()
     _synchronize(y.device)
-    start = time.perf_counter()
-    warm = {} if x_init is None or tuple(x_init.shape) != (data.shape[0], *input_shape) else {"x_init": x_init}
-    result = solve(net, data, alpha=alpha, input_shape=input_shape, noise_level=noise_level, **warm)
+    begin = time.perf_counter()
+    starting = {} if start == "zeros" and x_init is None else {"x_init": x0}  # "sequential" takes none
+    result = solve(net, data, alpha=alpha, input_shape=input_shape, noise_level=noise_level, **starting) if batch else None
     _synchronize(y.device)
-    seconds = time.perf_counter() - start
+    out["seconds"] = torch.tensor([time.perf_counter() - begin], device=y.device, dtype=y.dtype)
+    if result is not None and tuple(result.x.shape) != (data.shape[0], *input_shape):
+        raise RuntimeError(f"the solver returned inputs of shape {tuple(result.x.shape)} for {data.shape[0]} codes, "
+                           f"expected {(data.shape[0], *input_shape)}")
 
-    x_inv = result.x[:batch].reshape(batch, *input_shape)
+    def scatter(values: Tensor) -> Tensor:
+        """Per-sample ``values`` (batch, ...) into a NaN-filled ``(levels, k, G, ...)``."""
+        target = torch.full((levels, k, grid, *values.shape[1:]), math.nan, device=y.device, dtype=y.dtype)
+        target[level_i, image_i, column_i] = values.to(y.dtype)
+        return target
+
+    x_inv = torch.empty(0, *input_shape, device=y.device, dtype=y.dtype) if result is None else result.x[:batch]
+    truth = x[image_i]
+    out["x_inv"] = scatter(x_inv)
+    out["psnr_inv"] = scatter(psnr(x_inv, truth, data_range))
+    out["residual"] = scatter((net(x_inv) - data[:batch]).flatten(1).norm(dim=1) if batch else x_inv.new_zeros(0))
+    out["iterations"] = scatter(x_inv.new_zeros(0) if result is None else result.iterations[:batch])
+    out["converged"] = scatter(x_inv.new_zeros(0) if result is None else result.converged[:batch])
+    out["solved"] = solved.to(y.device, y.dtype)
+    out["bregman_sym"] = torch.full((levels, k, grid), math.nan, device=y.device, dtype=y.dtype)
     if with_reference:
-        bsym = bregman_sym(net, result, data, alpha, subgradient, batch, which.to(y.device), (levels, k, grid))
-    else:
-        bsym = torch.full((levels, k, grid), math.nan, device=y.device, dtype=y.dtype)
-    truth = x.unsqueeze(0).unsqueeze(2).expand(levels, k, grid, *input_shape).reshape(batch, *input_shape)
-    out = {
-        "x_inv": x_inv.reshape(levels, k, grid, *input_shape),
-        "psnr_inv": psnr(x_inv, truth, data_range).reshape(levels, k, grid),
-        "residual": (net(x_inv) - data[:batch]).flatten(1).norm(dim=1).reshape(levels, k, grid),
-        "iterations": result.iterations[:batch].to(y.dtype).reshape(levels, k, grid),
-        "converged": result.converged[:batch].to(y.dtype).reshape(levels, k, grid),
-        "bregman_sym": bsym,
-        "delta": delta,
-        "bregman_delta": bregman,
-        "seconds": torch.tensor([seconds], device=y.device, dtype=y.dtype),
-        "solution": result.x,
-    }
-    if decoder is not None:
-        decoded = as_inputs(decoder(y_delta.reshape(levels * k, *code_shape)), code_shape, input_shape).to(x.dtype)
-        out["x_dec"] = decoded.reshape(levels, k, *input_shape)
-        truth = x.unsqueeze(0).expand(levels, *x.shape).reshape(levels * k, *input_shape)
-        out["psnr_dec"] = psnr(decoded, truth, data_range).reshape(levels, k)
+        assert result is not None
+        column_full = full.to(y.device)[level_i, column_i]  # (batch,) samples of full columns
+        index = torch.full((levels, grid), -1, dtype=torch.long)
+        index[full] = which
+        bsym = bregman_sym(net, result, data, alpha, subgradient, batch, k, index.to(y.device)[level_i, column_i], image_i)
+        out["bregman_sym"][level_i[column_full], image_i[column_full], column_i[column_full]] = bsym[column_full].to(y.dtype)
     return {key: value.to(y.dtype) for key, value in out.items()}
+
+
+def _default_start(
+    start: str, decoded: Optional[Tensor], data_range: tuple[float, float], levels: int, k: int,
+    input_shape: tuple[int, ...], like: Tensor,
+) -> Tensor:
+    """``(levels, k, *input_shape)`` starting points: the decoder's outputs clamped into
+    ``data_range`` (non-finite pixels 0) for ``start="decoder"`` when there is a decoder, else 0."""
+    if start == "decoder" and decoded is not None:
+        decoded = decoded.reshape(levels, k, *input_shape).to(like.dtype)
+        return torch.nan_to_num(decoded, nan=0.0, posinf=0.0, neginf=0.0).clamp(*data_range)
+    return like.new_zeros(levels, k, *input_shape)
 
 
 def as_inputs(decoded: Any, code_shape: tuple[int, ...], input_shape: tuple[int, ...]) -> Tensor:
@@ -137,29 +186,27 @@ def as_inputs(decoded: Any, code_shape: tuple[int, ...], input_shape: tuple[int,
 
 def bregman_sym(
     net: LiftedNetwork, result: InversionResult, data: Tensor, alpha: Tensor, subgradient: str,
-    batch: int, which: Tensor, shape: tuple[int, int, int],
+    batch: int, k: int, reference: Tensor, image: Tensor,
 ) -> Tensor:
-    r"""Symmetric Bregman distance of TV between each noisy inversion and its noise-free reference.
+    r"""Symmetric Bregman distance of TV between each noisy inversion and its noise-free reference, ``(batch,)``.
 
-    ``result`` holds the ``batch = levels·k·G`` noisy inversions followed by ``k × U`` references
-    ``x† := x_α(y)``: the inversion of the clean code at the same α (U distinct α values, ``which``
-    ``(levels, G)`` the index of each). Such an x† satisfies the source condition of Theorem 2 by
-    construction (p† = Wᵀ(y − σ(Wx† + b))/α), so this is the paper's error measure (MATH.md §10)
-    with the noise as its only source: 0 at σ = 0, and ``αD ≤ ‖y^δ − y‖·‖W(x_α − x†)‖``.
-    Subgradients: ``"optimality"`` ``p = −Wᵀ(σ(Wx + b) − y)/α`` (no box constraint); ``"dual"``
-    ``p = −div z`` of the solver's dual (with a box, whose normal cone enters the optimality condition).
-    Returns ``shape = (levels, k, G)``.
+    ``result`` holds the ``batch`` noisy inversions followed by ``k × U`` references ``x† := x_α(y)``:
+    the inversion of the clean code of each image at each of U distinct α values. Sample ``i`` is
+    compared with reference ``(image[i], reference[i])`` (``reference[i] < 0``: none, NaN). Such an
+    x† satisfies the source condition of Theorem 2 by construction (p† = Wᵀ(y − σ(Wx† + b))/α), so
+    this is the paper's error measure (MATH.md §10) with the noise as its only source: 0 at σ = 0,
+    and ``αD ≤ ‖y^δ − y‖·‖W(x_α − x†)‖``. Subgradients: ``"optimality"`` ``p = −Wᵀ(σ(Wx + b) − y)/α``
+    (no box constraint); ``"dual"`` ``p = −div z`` of the solver's dual (with a box, whose normal
+    cone enters the optimality condition).
     """
-    levels, k, grid = shape
     if subgradient == "dual":
         p = dual_subgradient(result.dual)
     else:
         p = single_layer_subgradient(net, result.x, data, alpha)
-    x_ref = result.x[batch:].reshape(k, -1, *result.x.shape[1:])[:, which]  # (k, levels, G, ...)
-    p_ref = p[batch:].reshape(k, -1, *p.shape[1:])[:, which]
-    x_ref = x_ref.transpose(0, 1).reshape(batch, *result.x.shape[1:])
-    p_ref = p_ref.transpose(0, 1).reshape(batch, *p.shape[1:])
-    return symmetric_bregman_tv(result.x[:batch], x_ref, p[:batch], p_ref).reshape(levels, k, grid)
+    unique = (result.x.shape[0] - batch) // k
+    ref = batch + image * unique + reference.clamp_min(0)
+    bsym = symmetric_bregman_tv(result.x[:batch], result.x[ref], p[:batch], p[ref])
+    return torch.where(reference >= 0, bsym, torch.full_like(bsym, math.nan))
 
 
 def _synchronize(device: torch.device) -> None:
@@ -167,17 +214,135 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+class AlphaSearch:
+    """α="auto": per noise level, the α of a log grid with the best mean probe PSNR (the paper's
+    choice for Fig. 7: the probe has ground truth), searched locally so that it follows the encoder
+    as it trains at about the cost of one α.
+
+    Each inversion solves, per level, three columns (:meth:`alphas`): the current α on every probe
+    image, and its two grid neighbours on a few (:meth:`counts`), each from the nearest solution of
+    the last inversions (:class:`WarmStarts`). :meth:`best` then names the column with the best mean
+    PSNR over the images all three solved, and :meth:`move` goes there: at most one grid step per
+    inversion, none on a tie. Beyond the grid's ends a neighbour column is NaN and solves nothing.
+    """
+
+    def __init__(self, levels: int, grid: Sequence[float] = SEARCH_GRID, start: float = SEARCH_START) -> None:
+        self.grid = tuple(sorted(grid))
+        nearest = min(range(len(self.grid)), key=lambda i: abs(math.log(self.grid[i] / start)))
+        self.index = torch.full((levels,), nearest, dtype=torch.long)
+
+    def alphas(self) -> Tensor:
+        """``(levels, 3)`` float64: the current α, the next lower and the next higher grid value (NaN beyond the grid)."""
+        grid = torch.tensor((math.nan, *self.grid, math.nan), dtype=torch.float64)
+        return torch.stack([grid[self.index + 1], grid[self.index], grid[self.index + 2]], dim=1)
+
+    def counts(self, k: int, neighbours: int, levels: Optional[Tensor] = None) -> Tensor:
+        """``(levels, 3)``: every one of the ``k`` images at the current α, the first ``neighbours`` at
+        each neighbour; 0 beyond the grid and for the levels off in the bool mask ``levels``."""
+        counts = torch.tensor([k, neighbours, neighbours]).expand(len(self.index), 3).clone()
+        counts[torch.isnan(self.alphas())] = 0
+        if levels is not None:
+            counts[~levels.cpu()] = 0
+        return counts
+
+    def best(self, psnr: Tensor, solved: Tensor) -> Tensor:
+        """``(levels,)`` the column (0: current, 1: lower, 2: higher) with the best mean PSNR over
+        the images every solved column has, from ``psnr`` and ``solved`` ``(levels, n, 3)``; a tie, a
+        non-finite score or nothing to compare keeps column 0."""
+        psnr, solved = psnr.double().cpu(), solved.cpu() > 0
+        present = solved.any(dim=1, keepdim=True)  # (levels, 1, 3)
+        common = (solved | ~present).all(dim=2, keepdim=True) & present  # (levels, n, 3)
+        score = torch.where(common, torch.nan_to_num(psnr, nan=-math.inf), 0.0).sum(dim=1)
+        score = torch.where(common.any(dim=1), score / common.sum(dim=1).clamp_min(1), -math.inf)
+        score = torch.nan_to_num(score, nan=-math.inf)
+        better = score > score[:, :1]
+        return torch.where(better.any(dim=1), score.argmax(dim=1), 0)
+
+    def move(self, column: Tensor) -> None:
+        """Go to ``column`` ``(levels,)`` of :meth:`alphas` (one grid step at most)."""
+        self.index = (self.index + torch.tensor([0, -1, 1])[column.cpu()]).clamp(0, len(self.grid) - 1)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"grid": self.grid, "index": self.index.tolist()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume where a checkpoint left the search (ignored when its grid or levels differ)."""
+        if tuple(state.get("grid", ())) == self.grid and len(state.get("index", ())) == len(self.index):
+            self.index = torch.tensor(state["index"], dtype=torch.long)
+
+
+class WarmStarts:
+    """The probe's last solutions per noise level and α (the whole probe, on the CPU), and the starting
+    points of the next inversion: for each image, the solution at the nearest α (in log α) that has
+    one, NaN where none does (:func:`invert_probe` then starts from its ``start``)."""
+
+    def __init__(self, levels: int) -> None:
+        self.solutions: list[dict[float, Tensor]] = [{} for _ in range(levels)]
+
+    def update(self, alphas: Tensor, x_inv: Tensor, solved: Tensor) -> None:
+        """Keep the finite solutions of ``x_inv`` ``(levels, n, G, ...)`` where ``solved`` ``(levels, n, G)``."""
+        x_inv, solved = x_inv.detach().cpu(), solved.cpu() > 0
+        finite = solved & torch.isfinite(x_inv.flatten(3)).all(dim=3)
+        for level, kept in enumerate(self.solutions):
+            for column, alpha in enumerate(alphas[level].tolist()):
+                ok = finite[level, :, column]
+                if not bool(ok.any()):
+                    continue
+                new = x_inv[level, :, column].clone()
+                old = kept.get(alpha)
+                keep = per_image(ok, new)
+                new = torch.where(keep, new, math.nan if old is None else old)
+                kept[alpha] = new
+
+    def starts(self, alphas: Tensor, images: Tensor) -> Optional[Tensor]:
+        """``(levels, k, G, ...)`` starting points for ``alphas`` ``(levels, G)`` and the probe images
+        of index ``images`` ``(k,)``; None before any solution was kept."""
+        if not any(self.solutions):
+            return None
+        some = next(x for kept in self.solutions for x in kept.values())
+        levels, grid = alphas.shape
+        out = torch.full((levels, len(images), grid, *some.shape[1:]), math.nan, dtype=some.dtype)
+        for level, kept in enumerate(self.solutions):
+            for column, alpha in enumerate(alphas[level].tolist()):
+                if math.isnan(alpha) or not kept:
+                    continue
+                start = out[level, :, column]
+                for known in sorted(kept, key=lambda a: abs(math.log(a / alpha))):
+                    candidate = kept[known][images]
+                    start = torch.where(torch.isnan(start), candidate, start)
+                out[level, :, column] = start
+        return out
+
+    def clear(self) -> None:
+        self.solutions = [{} for _ in self.solutions]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"solutions": [dict(kept) for kept in self.solutions]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume from a checkpoint's solutions (ignored when the number of levels differs)."""
+        solutions = state.get("solutions")
+        if solutions is not None and len(solutions) == len(self.solutions):
+            self.solutions = [{float(a): x.detach().cpu() for a, x in kept.items()} for kept in solutions]
+
+
+def per_image(mask: Tensor, like: Tensor) -> Tensor:
+    """A per-image bool ``(n,)`` reshaped to broadcast against ``like`` ``(n, ...)``."""
+    return mask.reshape(-1, *[1] * (like.dim() - 1))
+
+
 def select_alpha(rule: str, psnr: Tensor, residual: Tensor, delta: Tensor, eta: float = 1.0) -> Tensor:
     r"""Index of the chosen α per noise level, shape ``(levels,)``, from per-sample results.
 
     ``psnr`` and ``residual`` are ``(levels, n, G)`` over an ascending α grid, ``delta`` is
-    ``(levels, n)``. ``"fixed"`` (or G = 1) picks index 0. ``"oracle"``: the best mean PSNR
+    ``(levels, n)``. ``"fixed"`` and ``"auto"`` (the current α is column 0, :class:`AlphaSearch`), or
+    G = 1, pick index 0. ``"oracle"``: the best mean PSNR
     (non-finite PSNRs count as −∞). ``"discrepancy"``: the largest α whose stacked residual
     :math:`(\sum_i r_i^2)^{1/2}` is at most :math:`\eta (\sum_i \delta_i^2)^{1/2}`; the smallest α
     when none is, or when δ = 0. Non-finite residuals never qualify.
     """
     levels, _, grid = psnr.shape
-    if rule == "fixed" or grid == 1:
+    if rule in ("fixed", "auto") or grid == 1:
         return torch.zeros(levels, dtype=torch.long)
     if rule == "oracle":
         score = torch.where(torch.isnan(psnr), torch.full_like(psnr, -math.inf), psnr).mean(dim=1)
@@ -189,7 +354,7 @@ def select_alpha(rule: str, psnr: Tensor, residual: Tensor, delta: Tensor, eta: 
         ok = torch.isfinite(r) & (r <= eta * d.unsqueeze(1)) & (d.unsqueeze(1) > 0)
         positions = torch.arange(grid).expand(levels, grid)
         return torch.where(ok, positions, torch.zeros_like(positions)).max(dim=1).values
-    raise ValueError(f"select_alpha: `rule` must be 'fixed', 'oracle' or 'discrepancy', got {rule!r}.")
+    raise ValueError(f"select_alpha: `rule` must be 'fixed', 'auto', 'oracle' or 'discrepancy', got {rule!r}.")
 
 
 def summarize(
@@ -197,34 +362,42 @@ def summarize(
 ) -> dict[str, Any]:
     """Pick α per level with ``rule`` and reduce the per-sample results ``out`` to per-level numbers.
 
-    Returns ``index`` (the chosen α per level, ``(levels,)``), ``finite`` (``(levels, n)``: the
-    samples whose result at that α is finite; the others are left out of the numbers), ``seconds``
-    (the slowest rank's solver time) and ``levels``: one dict per noise level of CPU floats, ``None``
-    where no sample is left.
+    Returns ``index`` (the chosen α column per level, ``(levels,)``), ``finite`` and ``failed``
+    (``(levels, n)``: the samples solved at that α whose result is finite, and those whose result is
+    not; the latter are left out of the numbers), ``seconds`` (the slowest rank's solver time) and
+    ``levels``: one dict per noise level of CPU floats, with ``inverted`` False and ``None`` numbers
+    for a level left out of this inversion (``out["solved"]``), ``None`` where no sample is left.
     """
     psnr = out["psnr_inv"].double().cpu()
     residual = out["residual"].double().cpu()
     delta = out["delta"].double().cpu()
+    solved = out["solved"].cpu() > 0 if "solved" in out else torch.ones(psnr.shape, dtype=torch.bool)
     finite = torch.isfinite(out["x_inv"].flatten(3)).all(dim=3).cpu()  # (levels, n, G)
     finite &= torch.isfinite(psnr) | (psnr == math.inf)  # a perfect inversion has an infinite PSNR
     index = select_alpha(rule, psnr, residual, delta, eta)
-    chosen_finite = finite[torch.arange(len(noise_levels)), :, index]  # (levels, n)
+    rows = torch.arange(len(noise_levels))
+    chosen_solved, chosen_finite = solved[rows, :, index], finite[rows, :, index]  # (levels, n)
     levels = []
     for i, s in enumerate(noise_levels):
-        ok = chosen_finite[i]
+        ok = chosen_finite[i] & chosen_solved[i]
         kept = bool(ok.any())
-        level: dict[str, Optional[float]] = {
+
+        def chosen(name: str) -> Optional[float]:
+            return float(out[name][i, :, index[i]].double().cpu()[ok].mean()) if kept else None
+
+        level: dict[str, Any] = {
             "sigma": s,
+            "inverted": bool(solved[i].any()),
             "delta2": float(delta[i].pow(2).mean()),
             "delta2_bregman": float(out["bregman_delta"][i].double().mean()),
             "alpha": float(alphas[i, index[i]]) if kept else None,
-            "psnr_inverted": float(psnr[i, ok, index[i]].mean()) if kept else None,
-            "iterations": float(out["iterations"][i, :, index[i]].double().cpu()[ok].mean()) if kept else None,
-            "converged_fraction": float(out["converged"][i, :, index[i]].double().cpu()[ok].mean()) if kept else None,
+            "psnr_inverted": chosen("psnr_inv"),
+            "iterations": chosen("iterations"),
+            "converged_fraction": chosen("converged"),
             "psnr_decoded": None,
             "bregman_sym": None,
         }
-        if "bregman_sym" in out:
+        if "bregman_sym" in out and kept:
             bsym = out["bregman_sym"][i, :, index[i]].double().cpu()[ok]
             bsym = bsym[~torch.isnan(bsym)]
             level["bregman_sym"] = float(bsym.mean()) if bsym.numel() else None
@@ -233,4 +406,7 @@ def summarize(
             decoded = decoded[~torch.isnan(decoded)]
             level["psnr_decoded"] = float(decoded.mean()) if decoded.numel() else None
         levels.append(level)
-    return {"index": index, "finite": chosen_finite, "levels": levels, "seconds": float(out["seconds"].max())}
+    return {
+        "index": index, "finite": chosen_finite & chosen_solved, "failed": chosen_solved & ~chosen_finite,
+        "levels": levels, "seconds": float(out["seconds"].max()),
+    }

@@ -130,10 +130,10 @@ def invert(
         solves one problem per layer, each with at most ``max_iter`` iterations, so its reported
         ``iterations`` (their sum) is at most ``L · max_iter`` for an L-layer network.
     noise_level : δ = ‖y^δ − y‖ per sample or scalar, for the discrepancy principle of "landweber".
-    max_seconds : a wall-clock budget from the call on: the solve ends at the first check (every
-        ``check_every`` iterations) after it; samples not converged by then have ``converged``
-        False and their ``iterations`` say how far they got. The result then depends on the
-        machine's speed. None: no budget.
+    max_seconds : a wall-clock budget from the call on: the solve ends after the first iteration
+        (sweep) that ends past it; samples not converged by then have ``converged`` False and their
+        ``iterations`` say how far they got. The result then depends on the machine's speed. None:
+        no budget.
     output : the index or key of the code ``y`` when the model returns a tuple, list or dict (``output=0``
         for a VAE's ``(mu, logvar)``).
     options : per method (:data:`OPTIONS`) — lifted: ``solver`` ("fista" | "pdhg", see

@@ -156,9 +156,10 @@ def iterate(
     Every ``check_every`` iterations (and at the last one) the stopping test is evaluated;
     samples that pass stop changing, as do, unconverged, those a solver's optional ``stalled()``
     marks (:meth:`lbinv.solvers.fista.FISTA.stalled`; its optional ``finish()`` runs after the last
-    check), and the loop ends once none is active, or at the first check
-    at or after ``deadline`` (a ``time.perf_counter()`` value; the samples still active then stay
-    unconverged). ``skip_masks=False`` passes the mask even while every sample is active (to
+    check), and the loop ends once none is active, or after the first iteration that ends at or after
+    ``deadline`` (a ``time.perf_counter()`` value, read on the host after every iteration, without a
+    device synchronisation: on a GPU it runs ahead of the device by the queue of launched kernels;
+    the samples still active then stay unconverged). ``skip_masks=False`` passes the mask even while every sample is active (to
     measure what skipping it saves).
     """
     stalled, finish = getattr(solver, "stalled", None), getattr(solver, "finish", None)  # optional (Iterative)
@@ -171,7 +172,10 @@ def iterate(
         measure = (k + 1) % check_every == 0 or k + 1 == max_iter
         updated = solver.step(None if everyone else active, measure)
         iterations += 1 if updated is None else updated
+        late = deadline is not None and time.perf_counter() >= deadline
         if not measure:
+            if late:
+                break
             continue
         done = solver.done() & active
         converged |= done
@@ -182,7 +186,7 @@ def iterate(
             history["iteration"].append(k + 1)
             history["objective"].append(solver.objective())
         remaining = int(active.sum())  # the loop's one host synchronisation per check
-        if remaining == 0 or (deadline is not None and time.perf_counter() >= deadline):
+        if remaining == 0 or late:
             break
         everyone = everyone and remaining == batch
     if finish is not None:

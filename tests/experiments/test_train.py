@@ -50,7 +50,7 @@ def test_one_config_with_overrides(tmp_path, monkeypatch):
     run = tmp_path / "lightning_logs" / "conv" / "version_0"
     assert trainer.log_dir == str(run) and list(run.glob("events.out.tfevents.*"))
     (inversion,) = [c for c in trainer.callbacks if isinstance(c, InversionCallback)]
-    assert inversion.alpha == 9e-3 and inversion.max_iter == 20  # the config's α, the override's budget
+    assert inversion.alpha == "auto" and inversion.max_iter == 20  # the default α rule, the override's budget
     events = EventAccumulator(str(run)).Reload()
     assert {f"inversion/psnr_inverted/sigma_{s:g}" for s in inversion.noise_levels} <= set(events.Tags()["scalars"])
     (checkpoint,) = (run / "checkpoints").glob("*.ckpt")

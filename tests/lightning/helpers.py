@@ -111,6 +111,12 @@ def make_callback(**kwargs) -> InversionCallback:
         encoder="enc",
         decoder="dec",
         solver_options={"bounds": (0.0, 1.0), "check_every": 10},
+        # the settings of the tests written before these were the defaults (the new defaults: test_monitor.py)
+        data_range=(0.0, 1.0),
+        time_share=None,
+        warm_start=False,
+        start="zeros",
+        final_seconds=0,
     )
     options.update(kwargs)
     return InversionCallback(**options)

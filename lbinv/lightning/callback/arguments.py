@@ -21,8 +21,11 @@ from lbinv.solvers.inversion import check_options
 
 #: invert() arguments that come from the callback's own arguments or its probe.
 _OWN_ARGUMENTS = ("alpha", "input_shape", "method", "max_iter", "tol", "max_seconds", "eta")
-#: ``solver_options`` keys the callback sets itself (noise_level: the measured δ of each code).
-_RESERVED_OPTIONS = ("model", "y", *_OWN_ARGUMENTS, "noise_level")
+#: ``solver_options`` keys the callback sets itself (noise_level: the measured δ of each code; x_init:
+#: the arguments ``start`` and ``warm_start``).
+_RESERVED_OPTIONS = ("model", "y", *_OWN_ARGUMENTS, "noise_level", "x_init")
+#: Where an inversion without a warm start starts (the argument ``start``).
+STARTS = ("decoder", "zeros")
 
 
 @contextmanager
@@ -73,10 +76,11 @@ def check_alpha_grid(grid: Any) -> tuple[float, ...]:
 
 def check_method(method: Any, alpha: Union[float, tuple[float, ...], str], eta: float) -> str:
     """One of :data:`lbinv.solvers.METHODS`. Landweber stops by the discrepancy principle (with
-    ``eta``, which it needs ≥ 1) and ignores α, so an α rule would solve one problem per grid value."""
+    ``eta``, which it needs ≥ 1) and ignores α, so a grid rule would solve one problem per grid value
+    (the default "auto" is ignored)."""
     if not isinstance(method, str) or method not in METHODS:
         raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
-    if method == "landweber" and isinstance(alpha, str):
+    if method == "landweber" and isinstance(alpha, str) and alpha != "auto":  # "auto" (the default): ignored
         raise ValueError(
             f"alpha: method='landweber' ignores alpha (it stops by the discrepancy principle itself), so "
             f"alpha={alpha!r} would solve the same problem for every grid value; pass a float"
@@ -94,15 +98,30 @@ def check_share(share: Any) -> float:
     return value
 
 
-def check_warm_start(warm_start: Any, method: str, solver_options: Mapping[str, Any]) -> bool:
-    """A warm start is the previous inversion's solution as ``x_init``: the method must take one,
-    and the user must not have set one."""
+def check_warm_start(warm_start: Any, method: str) -> bool:
+    """A warm start is the previous inversion's solution as ``x_init``: the method must take one.
+    None: a warm start where the method takes one."""
+    if warm_start is None:
+        return "x_init" in OPTIONS[method]
     check_bool("warm_start", warm_start)
     if warm_start and "x_init" not in OPTIONS[method]:
         raise ValueError(f"warm_start: method={method!r} takes no starting point (x_init); pass warm_start=False")
-    if warm_start and "x_init" in solver_options:
-        raise ValueError("warm_start: solver_options sets x_init already; pass one of the two")
     return warm_start
+
+
+def check_start(start: Any, method: str, decoder: Any) -> str:
+    """Where an inversion without a warm start begins: one of :data:`STARTS`; the decoder's output
+    needs a decoder and a method that takes a starting point. None: the decoder's where possible."""
+    takes_start = "x_init" in OPTIONS[method]
+    if start is None:
+        return "decoder" if takes_start and decoder is not None else "zeros"
+    if start not in STARTS:
+        raise ValueError(f"start: expected one of {STARTS} or None, got {start!r}")
+    if start == "decoder" and not takes_start:
+        raise ValueError(f"start: method={method!r} takes no starting point (x_init); pass start='zeros' or None")
+    if start == "decoder" and decoder is None:
+        raise ValueError("start: 'decoder' needs a decoder, and decoder=None; pass start='zeros' or a decoder")
+    return start
 
 
 def check_accessor(name: str, value: Any, allow_none: bool) -> Any:
@@ -137,7 +156,8 @@ def check_solver_options(options: Any, method: str) -> dict[str, Any]:
     if reserved:
         raise ValueError(
             f"solver_options: must not set {reserved}: use the callback's own arguments "
-            f"({', '.join(_OWN_ARGUMENTS)}; noise_level is the measured delta of each noisy code)"
+            f"({', '.join(_OWN_ARGUMENTS)}, start and warm_start for x_init; noise_level is the measured delta "
+            "of each noisy code)"
         )
     allowed = {"regularizer", "bounds", "check_every", *OPTIONS[method]} - set(_RESERVED_OPTIONS)
     unknown = sorted(set(options) - allowed)

@@ -3,8 +3,10 @@
 :class:`InversionCallback` keeps a fixed probe of validation images. At the end of a validation
 epoch it encodes them, adds Gaussian noise of several standard deviations to the code, clips the
 noisy code into the domain of the code activation, and inverts *all* noise levels × images
-(× α-grid values) in one batched :func:`lbinv.invert` call. It logs the PSNR of the inversion and
-of the decoder applied to the same noisy code, per noise level, to TensorBoard.
+(× α columns) in one batched :func:`lbinv.invert` call, starting from the decoder's output or the
+last inversion's solution, within a share of the run's time. It logs the PSNR of the inversion and
+of the decoder applied to the same noisy code, per noise level, to TensorBoard; after the last
+epoch one more inversion runs to ``tol`` (the converged final point) and prints a table.
 
 Steps: every TensorBoard record this callback writes (scalars, images, figure) uses
 ``global_step = trainer.current_epoch`` (the final model's inversion at the end of a fit that
@@ -16,7 +18,8 @@ This module holds the hooks and decides what runs when and where; its helpers ar
 (its constructor's arguments), ``access`` (encoder, decoder and inputs of any LightningModule),
 ``probe_images`` (the probe), ``schedule`` (the last epoch, time budgets, console lines),
 :mod:`lbinv.probe` (the numbers, α rule included; plain PyTorch), ``ddp`` (collectives),
-``tensorboard`` (tags, images, figure) and ``namespaces``. None imports
+``monitor`` (the α rule, warm starts and costs carried between inversions), ``tensorboard`` (tags,
+images, figure, the final table) and ``namespaces``. None imports
 :mod:`lbinv.lightning.models`: the callback works with any LightningModule.
 """
 
@@ -25,8 +28,8 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Sequence
-from functools import partial
-from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Union
+from contextlib import nullcontext
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Literal, Optional, Union
 
 import torch
 from torch import Tensor, nn
@@ -57,12 +60,14 @@ from lbinv.lightning.callback.arguments import (
     check_output,
     check_share,
     check_solver_options,
+    check_start,
     check_warm_start,
 )
 from lbinv.lightning.callback.ddp import gather, placeholder
 from lbinv.lightning.callback.namespaces import CALLBACK_BASES, TENSORBOARD_LOGGERS
+from lbinv.lightning.callback.monitor import FINAL_ROUNDS, Monitor, Rounds
 from lbinv.lightning.callback.probe_images import ProbeImages
-from lbinv.lightning.callback.schedule import Progress, last_epoch, solver_budget
+from lbinv.lightning.callback.schedule import MIN_BUDGET_SECONDS, MIN_SWEEPS, Progress, TimeShare, last_epoch, say
 from lbinv.probe import invert_probe, summarize
 from lbinv.solvers import invert
 from lbinv.tracing import eval_mode
@@ -91,6 +96,13 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
     alpha
         Regularisation parameter α of :func:`lbinv.invert`:
 
+        - ``"auto"`` (default): per noise level the α with the best mean PSNR against the probe's
+          true images (the paper's choice for Fig. 7), searched on a log grid (three values a decade,
+          1e−6 to 1, starting at 1e−3): each inversion also solves the two grid neighbours of the
+          current α on a quarter of the probe and moves to the better one, one step at most, so α
+          follows the encoder as it trains; the final inversion solves the same columns to ``tol``, in
+          rounds while α moves (at most
+          :data:`~lbinv.lightning.callback.monitor.FINAL_ROUNDS`);
         - a float > 0 used at every noise level;
         - a sequence with one α > 0 per noise level;
         - ``"discrepancy"``: Morozov's principle per noise level — the largest α of ``alpha_grid``
@@ -98,9 +110,10 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
           :math:`\eta\,\delta` with :math:`\delta = \|y^\delta - y\|` (norms over the stacked probe);
           the smallest α when no grid value qualifies or σ = 0;
         - ``"oracle"``: per noise level the α of ``alpha_grid`` with the best mean PSNR against the
-          true images (the paper's choice; it uses the ground truth).
+          true images, the whole grid solved at every inversion (10× the work of one α).
 
-        The whole grid is solved in the same batched call as the noise levels and images.
+        The α columns are solved in the same batched call as the noise levels and images.
+        ``method="landweber"`` ignores α.
     num_samples
         Number of validation images in the probe (taken from the first validation batches of the
         first validation epoch that is not a sanity check, and kept in the checkpoint).
@@ -109,27 +122,42 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
         (``(epoch + 1) % every_n_epochs == 0``) and of the last one by ``max_epochs`` or
         ``max_steps``; a fit that stops otherwise (early stopping, ``max_steps`` within an epoch,
         an epoch off the interval) gets one more inversion of its final model at its end.
-        ``trainer.validate`` always inverts.
-    method, max_iter, tol
+        ``trainer.validate`` always inverts (as a final inversion).
+    method, tol
         Passed to :func:`lbinv.invert`.
+    max_iter
+        Most iterations (sweeps) of one inversion's solve (of each round of the final one).
     max_seconds
-        Wall-clock budget of each inversion (:func:`lbinv.invert`'s ``max_seconds``): the solve
-        stops at its first check after it, and ``inversion/converged_fraction`` tells how many
-        samples had converged by then. None: up to ``max_iter`` iterations.
+        Wall-clock budget of each inversion's solve during fit (:func:`lbinv.invert`'s
+        ``max_seconds``): ``inversion/converged_fraction`` tells how many samples had converged by
+        then. None: no such cap.
     time_share
-        During ``fit``, budget each inversion by the training time since the last one, so that the
-        callback takes about this share of the run whatever the machine: the solver may take
-        ``time_share / (1 − time_share)`` times those training seconds less the previous
-        inversion's time outside the solver (encoding, images, figure), at least a millisecond (one
-        check) and at most ``max_seconds``. 0.2: about a fifth of the run (plus up to
-        ``check_every`` iterations per solve). Best with ``warm_start``; with "sequential" the
-        budget is shared by its stages. None: no such budget.
+        During ``fit``, the share of the run the callback may take in all (its hooks: the probe,
+        the solves, the images and the figure), whatever the machine: an inversion may take
+        ``(time_share · elapsed − spent) / (1 − time_share)`` seconds, where ``elapsed`` is the fit's
+        wall time so far and ``spent`` the callback's, and its solve stops after the sweep that
+        ends past that. When that would not buy :data:`~lbinv.lightning.callback.schedule.MIN_SWEEPS`
+        sweeps of every noise level (by the cost of the last inversion), fewer levels are inverted,
+        in rotation, and when not even one, the epoch is skipped (the time is banked); the callback
+        says so once. The final inversion is outside the share. None: no such budget.
     warm_start
-        Start each inversion from the previous one's solution (same probe, noise and α; the
-        encoder has trained since), so that a small ``max_seconds`` at every epoch adds up over
-        the epochs instead of restarting from zero. The logged numbers then depend on the
-        inversions before. Methods that take ``x_init`` only (not "sequential"). The solution is not
-        kept in checkpoints: after a resume the first inversion starts cold.
+        Start each inversion from the previous ones' solutions (per image, the solution at the
+        nearest α of the same noise level; the encoder has trained since), so that short solves add
+        up over the epochs. The logged numbers then depend on the inversions before. Kept in
+        checkpoints. None (default): True for the methods that take a starting point (all but
+        "sequential").
+    start
+        Where an inversion starts that has no warm start: ``"decoder"``, the decoder's output for
+        the noisy code clamped into ``data_range``, the hidden variables by a forward pass of it (so
+        the first curves show the decoder's image being refined); or ``"zeros"``. None (default):
+        ``"decoder"`` when there is a decoder and the method takes a starting point, else ``"zeros"``.
+    final_seconds
+        The final inversion (after the last epoch, at the end of a fit that stopped otherwise, and in
+        ``trainer.validate``) runs to ``tol`` with the α search (at most ``max_iter`` sweeps per
+        round), outside ``time_share``, for at most this many seconds; its numbers are logged like
+        every inversion's, printed as a table (σ, δ², α, PSNR inverted and decoded, converged
+        fraction) and logged as text (``inversion/final``). 0: no final inversion (the last epoch
+        gets a budgeted one). None: no time cap.
     encoder
         Attribute name (dotted paths allowed, e.g. ``"model.encoder"``, or a method:
         ``"model.encode"``) of the encoder on the LightningModule, or a callable
@@ -147,9 +175,10 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
         from ``pl_module.example_input_array`` or from the validation batches.
     data_range
         ``(lo, hi)`` value range of the images: PSNR uses it (:func:`lbinv.metrics.psnr`, values
-        clamped into it), the image grids are drawn with this fixed range, and it is the box
-        ``bounds`` on the inversion unless ``solver_options`` sets one. None: the probe's own
-        (min, max). Validation images outside it give a warning when fit/validate starts.
+        clamped into it), the image grids are drawn with this fixed range, it is the box ``bounds``
+        on the inversion unless ``solver_options`` sets one, and the decoder start is clamped into
+        it. None (default): the probe's own (min, max). Validation images outside a given range
+        give a warning when fit/validate starts.
     seed
         Seed of the code noise; the same noise is used at every epoch.
     log_images
@@ -185,7 +214,7 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
     def __init__(
         self,
         noise_levels: Sequence[float] = (0.0, 0.05, 0.1, 0.2, 0.33),
-        alpha: Union[float, Sequence[float], Literal["discrepancy", "oracle"]] = 1e-2,
+        alpha: Union[float, Sequence[float], Literal["auto", "discrepancy", "oracle"]] = "auto",
         num_samples: int = 16,
         every_n_epochs: int = 1,
         method: str = "lifted",
@@ -195,15 +224,17 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
         decoder: DecoderSpec = "decoder",
         encoder_output: Optional[Union[int, str]] = None,
         input_shape: Optional[Sequence[int]] = None,
-        data_range: Optional[tuple[float, float]] = (0.0, 1.0),
+        data_range: Optional[tuple[float, float]] = None,
         seed: int = 0,
         log_images: bool = True,
         solver_options: Optional[dict[str, Any]] = None,
         alpha_grid: Optional[Sequence[float]] = None,
         eta: float = 1.0,
         max_seconds: Optional[float] = None,
-        time_share: Optional[float] = None,
-        warm_start: bool = False,
+        time_share: Optional[float] = 0.2,
+        warm_start: Optional[bool] = None,
+        start: Optional[Literal["decoder", "zeros"]] = None,
+        final_seconds: Optional[float] = 120.0,
     ) -> None:
         super().__init__()
         with callback_arguments():  # every ValueError names the callback, the argument, what came
@@ -214,10 +245,13 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
             self.every_n_epochs = check_int("every_n_epochs", every_n_epochs)
             self.eta = check_number("eta", eta, minimum=0.0, strict=True)
             self.method = check_method(method, self.alpha, self.eta)
+            if self.method == "landweber" and self.alpha == "auto":
+                self.alpha = 1.0  # ignored: Landweber stops by the discrepancy principle
             self.max_iter = check_int("max_iter", max_iter)
             self.tol = check_number("tol", tol, minimum=0.0)
             self.max_seconds = None if max_seconds is None else check_number("max_seconds", max_seconds, minimum=0.0, strict=True)
             self.time_share = None if time_share is None else check_share(time_share)
+            self.final_seconds = None if final_seconds is None else check_number("final_seconds", final_seconds, minimum=0.0)
             self.encoder = check_accessor("encoder", encoder, allow_none=False)
             self.encoder_output = check_output("encoder_output", encoder_output)
             self.decoder = check_accessor("decoder", decoder, allow_none=True)
@@ -226,20 +260,24 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
             self.seed = check_int("seed", seed, minimum=None)
             self.log_images = check_bool("log_images", log_images)
             self.solver_options = check_solver_options(solver_options, method)
-            self.warm_start = check_warm_start(warm_start, method, self.solver_options)
+            self.warm_start = check_warm_start(warm_start, method)
+            self.start = check_start(start, method, self.decoder)
 
-        self._probe_images = ProbeImages(self.num_samples)  # the state kept in checkpoints
+        self._probe_images = ProbeImages(self.num_samples)  # kept in checkpoints, with the monitor's state
+        self._monitor = Monitor(len(self.noise_levels), self.alpha, self.alpha_grid, self.warm_start)
+        self._clock = TimeShare(self.time_share) if self.time_share is not None else None
         self._encoder_checked = False
         self._batch_checked = False  # the dry run on the first validation batch of a run
         self._warned: set[str] = set()
         self._layout_written = False
         self._progress = Progress()
-        self._solution: Optional[Tensor] = None  # this rank's last solution, the next warm start
-        self._train_clock: Optional[float] = None  # perf_counter() when training last (re)started
-        self._train_seconds = 0.0  # training time since the last inversion
-        self._overhead_seconds = 0.0  # the last inversion's time outside this rank's solver
         self._validated: Optional[tuple[int, int]] = None  # (epoch, global_step) of the last fit validation
         self._inverted_at: Optional[int] = None  # global_step of the last inversion in this fit (None: none yet)
+        self._final_done = False  # whether the last inversion of this fit was the final one
+        #: The per-level numbers of the last inversion logged (:func:`lbinv.probe.summarize`'s ``levels``).
+        self.last_summary: Optional[list[dict[str, Any]]] = None
+        #: The same for the last final inversion (the converged point a user quotes).
+        self.final_summary: Optional[list[dict[str, Any]]] = None
 
     # ------------------------------------------------------------------ Lightning state
     @property
@@ -249,16 +287,23 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
 
     @override
     def state_dict(self) -> dict[str, Any]:
-        return self._probe_images.state_dict()
+        return {**self._probe_images.state_dict(), "monitor": self._monitor.state_dict()}
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._probe_images.load_state_dict(state_dict)
+        self._monitor.load_state_dict(state_dict.get("monitor") or {})
 
     @property
     def probe(self) -> Optional[Tensor]:
         """The fixed probe images ``(n, *input_shape)`` (CPU), or ``None`` before they are captured."""
         return self._probe_images.images
+
+    @property
+    def alphas(self) -> Optional[list[float]]:
+        """The current α per noise level of ``alpha="auto"`` (None for the other rules)."""
+        search = self._monitor.search
+        return None if search is None else search.alphas()[:, 0].tolist()
 
     # ------------------------------------------------------------------ skipping
     def _should_skip(self, trainer: Trainer) -> bool:
@@ -272,16 +317,22 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
             return True
         return (trainer.current_epoch + 1) % self.every_n_epochs != 0 and not last_epoch(trainer)
 
+    def _final(self, trainer: Trainer) -> bool:
+        """Whether an inversion here is the final one: ``trainer.validate``, or the last epoch of a fit."""
+        return self.final_seconds != 0 and (trainer.state.fn == "validate" or last_epoch(trainer))
+
     # ------------------------------------------------------------------ hooks
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         self._encoder_checked = self._batch_checked = False  # the module may differ from a previous run's
         self._probe_images.forget_pending()
         self._validated = self._inverted_at = None
-        self._train_clock, self._train_seconds = None, 0.0
+        self._final_done = False
 
     @override
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._clock is not None:
+            self._clock.start()
         self._check_encoder(pl_module, self._known_input_shape(pl_module), defer_if_shape_unknown=True)
         if not has_validation_step(pl_module) or trainer.limit_val_batches == 0:
             why = "has no validation_step" if not has_validation_step(pl_module) else "runs no validation (limit_val_batches=0)"
@@ -294,12 +345,16 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
 
     @override
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """The final model is inverted once more if it trained since the last inversion (a fit that
-        stopped early, at ``max_steps`` or off the interval). Every rank decides alike: the decision
-        reads only what all ranks share (the probe, the global step)."""
-        if self.probe is not None and self._validated is not None and self._inverted_at != trainer.global_step:
-            epoch, step = self._validated
-            self._invert_and_log(trainer, pl_module, epoch if step == trainer.global_step else epoch + 1, final=True)
+        """The final model gets the final inversion unless the last one was it (a fit that stopped
+        early, at ``max_steps`` or off the interval; or with ``final_seconds=0`` one that trained
+        since its last inversion). Every rank decides alike: the decision reads only what all ranks
+        share (the probe, the global step)."""
+        if self.probe is not None and self._validated is not None:
+            trained = self._inverted_at != trainer.global_step
+            if trained or (self.final_seconds != 0 and not self._final_done):
+                epoch, step = self._validated
+                self._invert_and_log(trainer, pl_module, epoch if step == trainer.global_step else epoch + 1,
+                                     final=self.final_seconds != 0, at_fit_end=True)
         if self._inverted_at is None and "no-validation" not in self._warned:
             self._warn_once(
                 trainer,
@@ -309,19 +364,7 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
             )
 
     @override
-    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._train_clock = time.perf_counter()
-
-    @override
-    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if trainer.state.fn == "fit":  # training goes on from here (also within an epoch: val_check_interval)
-            self._train_clock = time.perf_counter()
-
-    @override
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if trainer.state.fn == "fit" and self._train_clock is not None:
-            self._train_seconds += time.perf_counter() - self._train_clock
-            self._train_clock = None
         if trainer.state.fn == "validate":
             self._check_encoder(pl_module, self._known_input_shape(pl_module), defer_if_shape_unknown=True)
 
@@ -338,15 +381,16 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
         if dataloader_idx != 0 or trainer.state.fn not in ("fit", "validate"):
             return
         if not self._batch_checked or (not trainer.sanity_checking and self.probe is None):
-            x = batch_inputs(batch)
-            # fails here, before the first training epoch when a sanity check runs
-            self._check_encoder(pl_module, self.input_shape or tuple(x.shape[1:]), defer_if_shape_unknown=False)
-            if not self._batch_checked:
-                dry_run(pl_module, self.encoder, self.decoder, x[:1], self.encoder_output)
-                self._check_range(trainer, x)
-                self._batch_checked = True
-            if not trainer.sanity_checking:
-                self._probe_images.capture(x)
+            with self._charging(trainer):
+                x = batch_inputs(batch)
+                # fails here, before the first training epoch when a sanity check runs
+                self._check_encoder(pl_module, self.input_shape or tuple(x.shape[1:]), defer_if_shape_unknown=False)
+                if not self._batch_checked:
+                    dry_run(pl_module, self.encoder, self.decoder, x[:1], self.encoder_output)
+                    self._check_range(trainer, x)
+                    self._batch_checked = True
+                if not trainer.sanity_checking:
+                    self._probe_images.capture(x)
 
     @override
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -360,7 +404,13 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
             self._validated = (trainer.current_epoch, trainer.global_step)
         if self._should_skip(trainer) or self.probe is None:
             return
-        self._invert_and_log(trainer, pl_module, trainer.current_epoch)
+        self._invert_and_log(trainer, pl_module, trainer.current_epoch, final=self._final(trainer))
+
+    def _charging(self, trainer: Trainer) -> ContextManager[None]:
+        """Count the block as the callback's time during fit (``time_share``)."""
+        if self._clock is None or trainer.state.fn != "fit":
+            return nullcontext()
+        return self._clock.charging()
 
     # ------------------------------------------------------------------ encoder / decoder
     def _known_input_shape(self, pl_module: LightningModule) -> Optional[tuple[int, ...]]:
@@ -386,31 +436,98 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
         """``data_range``, or the probe's (min, max) where it is None."""
         return self.data_range or self._probe_images.value_range() or (0.0, 1.0)
 
-    def _alphas(self) -> Tensor:
-        """α values to solve, ``(levels, G)`` (float64, CPU)."""
-        levels = len(self.noise_levels)
-        if isinstance(self.alpha, str):
-            return torch.tensor(self.alpha_grid, dtype=torch.float64).expand(levels, -1).clone()
-        if isinstance(self.alpha, tuple):
-            return torch.tensor(self.alpha, dtype=torch.float64).reshape(levels, 1)
-        return torch.full((levels, 1), float(self.alpha), dtype=torch.float64)
-
     # ------------------------------------------------------------------ inversion
-    def _invert_and_log(self, trainer: Trainer, pl_module: LightningModule, epoch: int, final: bool = False) -> None:
-        """Invert the probe at every noise level (this rank's share), gather, summarise and log at
-        step ``epoch``; ``final``: at the end of fit, where ``pl_module.log`` is not allowed."""
+    def _invert_and_log(
+        self, trainer: Trainer, pl_module: LightningModule, epoch: int, final: bool, at_fit_end: bool = False
+    ) -> None:
+        """Invert the probe (this rank's share), gather, summarise and log at step ``epoch``: during
+        fit the levels and the time ``time_share`` allows (:meth:`_plan`), charged to it; ``final``:
+        the converged final inversion, in rounds while ``"auto"``'s search moves. ``at_fit_end``: at
+        the end of fit, where ``pl_module.log`` is not allowed."""
+        begin = time.perf_counter()
+        charging = nullcontext() if final else self._charging(trainer)
+        with charging:
+            plan = self._plan(trainer, begin, final)
+            if plan is None:
+                return
+            on, deadline = plan
+            if trainer.state.fn == "fit":
+                self._inverted_at = trainer.global_step
+                self._final_done = final
+            levels, n = int(on.sum()), self.probe.shape[0]  # type: ignore[union-attr]
+            self._progress.starting(trainer, epoch, f"{n} images × {levels} noise level{'s' * (levels > 1)}"
+                                    + (" to tol (final)" if final else ""))
+            solve_window = [begin, begin]  # when this rank's last solve started and ended
+            per_rank, rounds = self._probe_images.share(trainer.world_size, 0)[1], Rounds(len(self.noise_levels))
+            for _ in range(FINAL_ROUNDS if final else 1):
+                alphas, counts = self._monitor.columns(per_rank, on)
+                if final:  # a column solved to tol in an earlier round is not solved again
+                    counts[rounds.known(alphas, counts, per_rank, n)] = 0
+                out = self._invert_round(trainer, pl_module, epoch, alphas, counts, deadline, final, solve_window)
+                if out is None:
+                    return
+                rounds.add(alphas, out)
+                out = rounds.assemble(alphas, out)
+                summary = summarize(out, alphas, self.noise_levels, self._monitor.rule(), self.eta)
+                moved = self._monitor.learn(alphas, out)
+                if not bool(moved.any()) or (deadline is not None and time.perf_counter() >= deadline):
+                    break
+            self._monitor.inverted(on)
+            converged = int(out["converged"].nan_to_num(0.0).sum())
+            self._progress.finished(trainer, epoch, time.perf_counter() - begin, converged, int(out["solved"].sum()))
+            self._warn_nonfinite(summary, epoch)
+            self._log(trainer, pl_module, summary, out, epoch, at_fit_end, final)
+            if not final:  # what a budgeted inversion costs, for the next one's plan
+                sweeps = float(out["iterations"].nan_to_num(0.0).max())
+                self._monitor.cost.learn(summary["seconds"], int(counts.sum()), sweeps,
+                                         solve_window[0] - begin, time.perf_counter() - solve_window[1])
+
+    def _plan(self, trainer: Trainer, begin: float, final: bool) -> Optional[tuple[Tensor, Optional[float]]]:
+        """Which levels to invert (bool ``(levels,)``) and the solve's deadline (a ``perf_counter``
+        value, or None); None: skip this inversion (``time_share`` cannot afford one level)."""
+        all_levels = torch.ones(len(self.noise_levels), dtype=torch.bool)
+        if final:
+            return all_levels, None if self.final_seconds is None else begin + self.final_seconds
+        cap = None if self.max_seconds is None else begin + self.max_seconds
+        if self._clock is None or trainer.state.fn != "fit":
+            return all_levels, cap
+        allowance = self._clock.allowance()
+        per_rank = self._probe_images.share(trainer.world_size, 0)[1]
+        codes = int(self._monitor.columns(per_rank, all_levels)[1][0].sum())  # codes of one level
+        count = self._monitor.cost.levels(allowance, codes, len(self.noise_levels))
+        if trainer.world_size > 1:  # every rank must decide alike
+            count = int(trainer.strategy.reduce(torch.tensor(float(count)), reduce_op="min"))
+        if count < len(self.noise_levels):
+            self._say_reduced(trainer, count, allowance)
+        if count == 0:
+            return None
+        deadline = begin + allowance - self._monitor.cost.after_solve
+        return self._monitor.rotation(count), deadline if cap is None else min(cap, deadline)
+
+    def _say_reduced(self, trainer: Trainer, count: int, allowance: float) -> None:
+        """Once per kind: the time share affords fewer levels than all, or none this epoch."""
+        cost = self._monitor.cost
+        what = ("skips the inversion of this epoch (and of each epoch until the share affords one level)" if count == 0
+                else f"inverts {count} of {len(self.noise_levels)} noise levels per epoch, in rotation")
+        key = "skip" if count == 0 else "rotation"
+        if key not in self._warned:
+            self._warned.add(key)
+            say(trainer, f"InversionCallback: {MIN_SWEEPS} sweeps of the probe cost about "
+                         f"{MIN_SWEEPS * (cost.per_code_sweep or 0.0):.2g} s per code, and time_share={self.time_share} "
+                         f"leaves {max(allowance, 0.0):.2g} s now: it {what}. A smaller num_samples, fewer noise "
+                         "levels or a larger time_share invert more.")
+
+    def _invert_round(
+        self, trainer: Trainer, pl_module: LightningModule, epoch: int, alphas: Tensor, counts: Tensor,
+        deadline: Optional[float], final: bool, solve_window: list[float],
+    ) -> Optional[dict[str, Tensor]]:
+        """One batched solve of this rank's share at the α columns ``alphas`` / ``counts``, gathered on
+        every rank; None (warned) when it failed on some rank."""
         probe = self.probe
         assert probe is not None
         n, world, rank = probe.shape[0], trainer.world_size, trainer.global_rank
         local_x, per_rank = self._probe_images.share(world, rank)
-        alphas = self._alphas()
-
-        levels, grid = len(self.noise_levels), alphas.shape[1]
-        per_alpha = f" × {grid} α" if grid > 1 else ""
-        self._progress.starting(trainer, epoch, f"{levels * n * grid} noisy codes ({n} images × {levels} noise levels{per_alpha})")
-        if trainer.state.fn == "fit":
-            self._inverted_at = trainer.global_step
-        start = time.perf_counter()
+        images = torch.arange(rank * per_rank, (rank + 1) * per_rank).clamp(max=n - 1)
         device, dtype = pl_module.device, torch.get_default_dtype()  # if the encoder cannot even be resolved
         try:
             encoder = resolve_encoder(self.encoder, pl_module, self.encoder_output)
@@ -418,26 +535,15 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
             device, dtype = inversion_target(encoder, pl_module)
             with torch.no_grad(), eval_mode(encoder, decoder):
                 encoder, decoder = at_precision(encoder, decoder, dtype)
+                x = local_x.to(device, dtype)
+                if self._monitor.cost.per_code_sweep is None:
+                    self._monitor.cost.guess(_forward_seconds(encoder, x))
                 out = invert_probe(
-                    encoder,
-                    decoder,
-                    local_x.to(device, dtype),
-                    noise_levels=self.noise_levels,
-                    alphas=alphas,
-                    seed=self.seed,
-                    offset=rank * per_rank,
-                    n=n,
-                    data_range=self._data_range(),
-                    solve=partial(
-                        invert, method=self.method, max_iter=self.max_iter, tol=self.tol, max_seconds=self._budget(trainer),
-                        **self._solver_options(),
-                    ),
-                    subgradient=self._subgradient_rule(),
-                    x_init=self._solution,
+                    encoder, decoder, x, noise_levels=self.noise_levels, alphas=alphas, seed=self.seed,
+                    offset=rank * per_rank, n=n, data_range=self._data_range(), solve=self._solve(deadline, final, solve_window),
+                    subgradient=self._subgradient_rule(), counts=counts, x_init=self._monitor.starts(alphas, images),
+                    start=self.start if decoder is not None else "zeros",
                 )
-            local_seconds = float(out["seconds"])
-            solution = out.pop("solution")
-            self._solution = solution if self.warm_start and bool(torch.isfinite(solution).all()) else None
             out["ok"] = torch.ones(1)
         except Exception as err:  # a solver failure must not stop the training
             warnings.warn(
@@ -448,9 +554,7 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
                 stacklevel=2,
             )
             out = placeholder(len(self.noise_levels), per_rank, alphas.shape[1], tuple(probe.shape[1:]), self.decoder is not None)
-            self._solution, local_seconds = None, 0.0
         out = {k: v.to(device, dtype) for k, v in out.items()}  # the same on every rank, failed or not
-
         if world > 1:  # collectives on every rank, never rank-guarded
             # same keys in the same order on every rank, whether its inversion succeeded or not
             out = {k: gather(trainer, out[k], n, sample_dim=None if k in ("ok", "seconds") else 1) for k in sorted(out)}
@@ -462,29 +566,22 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
                     f"InversionCallback: the inversion failed at epoch {epoch} on rank(s) {failed}; "
                     "nothing is logged for this epoch; training continues.",
                 )
-            return
-        rule = self.alpha if isinstance(self.alpha, str) else "fixed"
-        summary = summarize(out, alphas, self.noise_levels, rule, self.eta)
-        converged = int(out["converged"].nan_to_num(0.0).sum())
-        self._progress.finished(trainer, epoch, time.perf_counter() - start, converged, levels * n * grid)
-        kept = summary["finite"]  # (levels, n)
-        bad = [f"sigma={s:g}: {int((~kept[i]).sum())}/{n}" for i, s in enumerate(self.noise_levels) if not kept[i].all()]
-        if bad:
-            warnings.warn(
-                f"InversionCallback: the inversion returned non-finite values at epoch {epoch} "
-                f"({', '.join(bad)} samples); those samples are left out of the logged numbers. Training continues.",
-                InversionWarning,
-                stacklevel=2,
-            )
-        self._log(trainer, pl_module, summary, probe, out, epoch, final)
-        self._overhead_seconds = max(0.0, time.perf_counter() - start - local_seconds)
-        self._train_seconds = 0.0
+            return None
+        return out
 
-    def _budget(self, trainer: Trainer) -> Optional[float]:
-        """The solver's budget (:func:`~lbinv.lightning.callback.schedule.solver_budget`); the share
-        of the training time only during fit."""
-        train_seconds = self._train_seconds if trainer.state.fn == "fit" and self._train_seconds > 0 else None
-        return solver_budget(self.max_seconds, self.time_share, train_seconds, self._overhead_seconds)
+    def _solve(self, deadline: Optional[float], final: bool, window: list[float]) -> Callable[..., Any]:
+        """:func:`lbinv.invert` with the callback's settings, its ``max_seconds`` what is left until
+        ``deadline`` when it starts; records when it started and ended in ``window``."""
+
+        def solve(*args: Any, **kwargs: Any) -> Any:
+            window[0] = time.perf_counter()
+            max_seconds = None if deadline is None else max(deadline - window[0], MIN_BUDGET_SECONDS)
+            result = invert(*args, method=self.method, max_iter=self.max_iter, tol=self.tol, max_seconds=max_seconds,
+                            **self._solver_options(), **kwargs)
+            window[1] = time.perf_counter()
+            return result
+
+        return solve
 
     def _solver_options(self) -> dict[str, Any]:
         """The options of :func:`lbinv.invert` beyond the callback's own arguments: the box
@@ -502,17 +599,34 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
             return None
         return "dual" if options["bounds"] is not None else "optimality"
 
+    def _warn_nonfinite(self, summary: dict[str, Any], epoch: int) -> None:
+        failed = summary["failed"]  # (levels, n)
+        bad = [f"sigma={s:g}: {int(failed[i].sum())}/{failed.shape[1]}" for i, s in enumerate(self.noise_levels) if failed[i].any()]
+        if bad:
+            warnings.warn(
+                f"InversionCallback: the inversion returned non-finite values at epoch {epoch} "
+                f"({', '.join(bad)} samples); those samples are left out of the logged numbers. Training continues.",
+                InversionWarning,
+                stacklevel=3,
+            )
+
     # ------------------------------------------------------------------ logging
     def _log(
-        self, trainer: Trainer, pl_module: LightningModule, summary: dict[str, Any], probe: Tensor,
-        out: dict[str, Tensor], epoch: int, final: bool,
+        self, trainer: Trainer, pl_module: LightningModule, summary: dict[str, Any], out: dict[str, Tensor],
+        epoch: int, at_fit_end: bool, final: bool,
     ) -> None:
         """Write the summary at step ``epoch`` to the TensorBoard logger on rank zero, or the scalars
         through ``pl_module.log`` without one (not at the end of fit, where Lightning forbids it);
-        what is written is named in :mod:`lbinv.lightning.callback.tensorboard`."""
+        what is written is named in :mod:`lbinv.lightning.callback.tensorboard`. A final inversion
+        also prints its table."""
+        self.last_summary = summary["levels"]
+        if final:
+            self.final_summary = summary["levels"]
+            table = tensorboard.final_table(summary["levels"], self.decoder is not None)
+            say(trainer, f"InversionCallback: the final inversion (epoch {epoch}):\n{table}")
         scalars = tensorboard.scalars(summary)
         logger = next((lg for lg in trainer.loggers if isinstance(lg, TENSORBOARD_LOGGERS)), None)
-        if logger is None and final:
+        if logger is None and at_fit_end:
             self._warn_once(
                 trainer,
                 "final-not-logged",
@@ -533,9 +647,12 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
             return
         if not trainer.is_global_zero:
             return
+        probe = self.probe
+        assert probe is not None
         images = tensorboard.write(
             logger.experiment, epoch, summary, probe, out, self.noise_levels, self._data_range(),
             has_decoder=self.decoder is not None, log_images=self.log_images, layout=not self._layout_written,
+            final=final,
         )
         self._layout_written = True
         if self.log_images and not images:
@@ -550,6 +667,14 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
         if key not in self._warned:
             self._warned.add(key)
             _warn_on_rank_zero(trainer, message)
+
+
+
+def _forward_seconds(encoder: Callable[[Tensor], Any], x: Tensor) -> float:
+    """Seconds of one forward pass of ``encoder`` per image of ``x`` (for the first cost guess)."""
+    begin = time.perf_counter()
+    encoder(x)
+    return (time.perf_counter() - begin) / max(x.shape[0], 1)
 
 
 def _warn_on_rank_zero(trainer: Trainer, message: str) -> None:

@@ -27,6 +27,7 @@ def placeholder(levels: int, k: int, grid: int, input_shape: tuple[int, ...], de
         "delta": torch.full((levels, k), nan),
         "bregman_delta": torch.full((levels, k), nan),
         "bregman_sym": torch.full((levels, k, grid), nan),
+        "solved": torch.zeros((levels, k, grid)),
         "seconds": torch.zeros(1),
         "ok": torch.zeros(1),
     }

@@ -1,19 +1,30 @@
-"""When the inversion callback inverts and for how long: the last epoch of a fit, the solver's time
-budget (``max_seconds``, ``time_share``), and the console lines of inversions that take long."""
+"""When the inversion callback inverts and for how long: the last epoch of a fit, the clock of
+``time_share`` and what an inversion costs, and the console lines of inversions that take long."""
 
 from __future__ import annotations
 
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Optional
 
 if TYPE_CHECKING:  # either namespace's Trainer
     from lightning.pytorch import Trainer
 
-__all__ = ["ANNOUNCE_AFTER_SECONDS", "MIN_BUDGET_SECONDS", "Progress", "last_epoch", "solver_budget"]
+__all__ = [
+    "ANNOUNCE_AFTER_SECONDS", "MIN_BUDGET_SECONDS", "MIN_SWEEPS", "Cost", "Progress", "TimeShare", "last_epoch", "say",
+]
 
 #: An inversion that took longer than this says so, and the next one says when it starts.
 ANNOUNCE_AFTER_SECONDS = 1.0
-#: The least solver budget ``time_share`` gives (the solve then stops at its first check).
+#: The least solver budget ``time_share`` gives (the solve then stops after its first sweep).
 MIN_BUDGET_SECONDS = 1e-3
+#: Sweeps an inversion under ``time_share`` must afford for a noise level to be inverted at all.
+MIN_SWEEPS = 5
+#: Before the first inversion, a sweep's cost per code is guessed as this many forward passes of the
+#: encoder per image (a forward and a backward pass, twice: measured 1.9–2.5× forward + backward).
+SWEEP_FORWARDS = 6.0
 
 
 def last_epoch(trainer: Trainer) -> bool:
@@ -26,17 +37,71 @@ def last_epoch(trainer: Trainer) -> bool:
     )
 
 
-def solver_budget(
-    max_seconds: Optional[float], time_share: Optional[float], train_seconds: Optional[float], overhead_seconds: float
-) -> Optional[float]:
-    """Seconds the solver may take: ``max_seconds``, or less by ``time_share`` when the training
-    seconds since the last inversion are known. The share covers the whole inversion, so the previous inversion's
-    time outside the solver (encoding, images, figure) comes off: ``time_share / (1 − time_share) ×
-    train_seconds − overhead_seconds``, at least :data:`MIN_BUDGET_SECONDS`. None: no budget."""
-    if time_share is None or train_seconds is None:
-        return max_seconds
-    share = max(time_share / (1.0 - time_share) * train_seconds - overhead_seconds, MIN_BUDGET_SECONDS)
-    return share if max_seconds is None else min(max_seconds, share)
+class TimeShare:
+    """The clock of ``time_share``: the fit's wall time and the callback's own time within it. The
+    callback may spend ``share`` of the fit in all, so an inversion starting now may take
+    :meth:`allowance` seconds: ``(share · elapsed − spent) / (1 − share)``, what keeps
+    ``spent + d ≤ share · (elapsed + d)``. Overspending (a first inversion, say) is paid back by the next."""
+
+    def __init__(self, share: float) -> None:
+        self.share = share
+        self.started: Optional[float] = None
+        self.spent = 0.0
+
+    def start(self) -> None:
+        """The fit starts: nothing spent yet."""
+        self.started, self.spent = time.perf_counter(), 0.0
+
+    @contextmanager
+    def charging(self) -> Iterator[None]:
+        """Count the block's time as the callback's (nothing before :meth:`start`)."""
+        begin = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.started is not None:
+                self.spent += time.perf_counter() - begin
+
+    def allowance(self) -> float:
+        """Seconds an inversion starting now may take (may be negative: spent ahead)."""
+        if self.started is None:
+            return math.inf
+        elapsed = time.perf_counter() - self.started
+        return (self.share * elapsed - self.spent) / (1.0 - self.share)
+
+
+class Cost:
+    """What an inversion costs, learned from the last one: the solver's seconds per sweep and per
+    code, and the seconds of the inversion outside it, before the solve (encoding, lifting,
+    decoding) and after it (measures, images, the figure)."""
+
+    def __init__(self) -> None:
+        self.per_code_sweep: Optional[float] = None
+        self.before_solve = 0.0
+        self.after_solve = 0.0
+
+    def guess(self, forward_seconds_per_image: float) -> None:
+        """Before any inversion: a sweep costs about :data:`SWEEP_FORWARDS` forward passes per code."""
+        if self.per_code_sweep is None:
+            self.per_code_sweep = SWEEP_FORWARDS * forward_seconds_per_image
+
+    def learn(self, solver_seconds: float, codes: int, sweeps: float, before_solve: float, after_solve: float) -> None:
+        """Measured: ``sweeps`` (the most any sample ran) over ``codes`` in ``solver_seconds``."""
+        if codes > 0 and sweeps > 0 and math.isfinite(sweeps):
+            self.per_code_sweep = solver_seconds / (codes * sweeps)
+        self.before_solve, self.after_solve = before_solve, after_solve
+
+    def levels(self, allowance: float, codes_per_level: int, levels: int) -> int:
+        """How many noise levels an inversion may take on: each must afford :data:`MIN_SWEEPS` sweeps
+        of its ``codes_per_level`` codes within ``allowance`` less the time outside the solver; all
+        of them while the cost is unknown."""
+        if self.per_code_sweep is None:
+            return levels
+        per_level = MIN_SWEEPS * codes_per_level * self.per_code_sweep
+        room = allowance - self.before_solve - self.after_solve
+        if per_level <= 0.0:
+            return levels if room > 0 else 0
+        return max(0, min(levels, math.floor(room / per_level)))
 
 
 class Progress:

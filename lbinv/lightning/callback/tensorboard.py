@@ -18,13 +18,17 @@ LEVEL_SCALARS = (
     "psnr_inverted", "psnr_decoded", "delta2", "delta2_bregman", "alpha", "iterations", "converged_fraction", "bregman_sym"
 )
 FIGURE_TAG = "inversion/psnr_vs_sigma"
+#: The final inversion's table (:func:`final_table`), as text.
+FINAL_TAG = "inversion/final"
 
 
 def scalars(summary: dict[str, Any]) -> dict[str, float]:
-    """The scalar tags and values of a summary (see :func:`lbinv.probe.summarize`);
-    numbers that are ``None`` (no finite sample) are left out."""
+    """The scalar tags and values of a summary (see :func:`lbinv.probe.summarize`); levels left out
+    of the inversion and numbers that are ``None`` (no finite sample) are left out."""
     values: dict[str, float] = {}
     for level in summary["levels"]:
+        if not level.get("inverted", True):
+            continue
         for name in LEVEL_SCALARS:
             if level[name] is not None:
                 values[f"inversion/{name}/sigma_{level['sigma']:g}"] = level[name]
@@ -44,20 +48,25 @@ def write(
     has_decoder: bool,
     log_images: bool,
     layout: bool,
+    final: bool = False,
 ) -> bool:
     """Write one inversion to a TensorBoard ``SummaryWriter`` at ``step``: the custom-scalars layout
-    (with ``layout``, once per run), the scalars and, with ``log_images``, the image grids and the
-    PSNR-vs-σ figure. Returns whether image grids were written (False: the inputs are not images)."""
+    (with ``layout``, once per run), the scalars, with ``log_images`` the image grids and the
+    PSNR-vs-σ figure, and with ``final`` the table of :func:`final_table`. Returns whether image
+    grids were written (False: the inputs are not images)."""
     if layout:
         writer.add_custom_scalars(custom_scalars_layout(has_decoder))
     for tag, value in scalars(summary).items():
         writer.add_scalar(tag, value, global_step=step)
     grids = None
     if log_images:
-        grids = image_grids(probe, out, summary["index"], noise_levels, data_range)
+        inverted = [level.get("inverted", True) for level in summary["levels"]]
+        grids = image_grids(probe, out, summary["index"], noise_levels, data_range, inverted)
         for tag, grid in (grids or {}).items():
             writer.add_image(tag, grid, global_step=step)
         writer.add_figure(FIGURE_TAG, psnr_figure(summary, has_decoder), global_step=step, close=True)
+    if final:
+        writer.add_text(FINAL_TAG, final_table(summary["levels"], has_decoder), global_step=step)
     writer.flush()
     return grids is not None
 
@@ -86,10 +95,11 @@ def image_grids(
     index: Tensor,
     noise_levels: Sequence[float],
     data_range: tuple[float, float],
+    inverted: Optional[Sequence[bool]] = None,
 ) -> Optional[dict[str, Tensor]]:
-    """Per noise level, a grid whose rows are truth / decoder / inversion at the chosen α
-    (``index``), drawn with the fixed ``data_range`` (NaN pixels as its low end); ``None`` when the
-    inputs are not images: ``(H, W)`` or ``(C, H, W)`` with C in (1, 3)."""
+    """Per noise level (of those ``inverted``, default all), a grid whose rows are truth / decoder /
+    inversion at the chosen α (``index``), drawn with the fixed ``data_range`` (NaN pixels as its
+    low end); ``None`` when the inputs are not images: ``(H, W)`` or ``(C, H, W)`` with C in (1, 3)."""
     from torchvision.utils import make_grid
 
     shape = tuple(probe.shape[1:])
@@ -98,6 +108,8 @@ def image_grids(
     lo, hi = data_range
     grids = {}
     for i, s in enumerate(noise_levels):
+        if inverted is not None and not inverted[i]:
+            continue
         rows = [probe.float()]
         if "x_dec" in out:
             rows.append(out["x_dec"][i].float().cpu())
@@ -133,3 +145,21 @@ def psnr_figure(summary: dict[str, Any], has_decoder: bool) -> Any:
     ax.legend()
     figure.tight_layout()
     return figure
+
+
+def final_table(levels: Sequence[dict[str, Any]], has_decoder: bool) -> str:
+    """The final inversion's numbers per noise level as a Markdown table: σ, δ² (mean ‖y^δ − y‖²),
+    α, PSNR of the inversion and of the decoder (dB), and the converged fraction."""
+
+    def number(value: Optional[float], spec: str) -> str:
+        return "–" if value is None else format(value, spec)
+
+    head = ["σ", "δ²", "α", "PSNR inverted"] + (["PSNR decoded"] if has_decoder else []) + ["converged"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for level in levels:
+        cells = [f"{level['sigma']:g}", number(level["delta2"], ".3g"), number(level["alpha"], ".3g"),
+                 number(level["psnr_inverted"], ".2f")]
+        cells += [number(level["psnr_decoded"], ".2f")] if has_decoder else []
+        cells += [number(level["converged_fraction"], ".2f")]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
