@@ -63,6 +63,9 @@ class Project(TrainSteps, L.LightningModule):
             self.model = VAE()
         elif shape == "self.model":
             self.model = AE()
+        elif shape == "flat":  # Lightning's README LitAutoEncoder: Linear first, the step flattens the batch
+            self.encoder = nn.Sequential(nn.Linear(SIZE * SIZE, 16), nn.ReLU(), nn.Linear(16, CODE))
+            self.decoder = nn.Sequential(nn.Linear(CODE, 16), nn.ReLU(), nn.Linear(16, SIZE * SIZE))
         else:
             self.encoder = Encoder() if shape == "custom" else ResidualEncoder()
             self.decoder = Decoder()
@@ -71,6 +74,8 @@ class Project(TrainSteps, L.LightningModule):
         x = batch_images(batch)
         if self.shape == "vae":
             return vae_loss(self.model, x)
+        if self.shape == "flat":
+            x = x.view(x.size(0), -1)
         nets = self.model if self.shape == "self.model" else self
         return F.mse_loss(nets.decoder(nets.encoder(x)), x)
 
@@ -81,13 +86,16 @@ SHAPES = {
     "vae": {"encoder": "model.encode", "encoder_output": 0, "decoder": "model.decode"},
     "residual": {"encoder": "encoder", "decoder": "decoder"},
     "self.model": {"encoder": "model.encoder", "decoder": "model.decoder"},
+    "flat": {"encoder": "encoder", "decoder": "decoder"},  # flattened for the encoder, said once
 }
 
 
 @pytest.mark.parametrize("shape", list(SHAPES))
-def test_each_shape_trains_an_epoch_with_the_callback(tmp_path, shape):
+def test_each_shape_trains_an_epoch_with_the_callback(tmp_path, capsys, shape):
     cb = make_callback(log_images=False, input_shape=(1, SIZE, SIZE), **SHAPES[shape])
     make_trainer(tmp_path, [cb]).fit(Project(shape), train_loader(), val_loader())
+    flattened = "InversionCallback: the encoder 'encoder' starts with Linear(in_features=64, out_features=16, bias=True) "
+    assert (flattened + "and the validation inputs are (1, 8, 8): they are flattened for it" in capsys.readouterr().out) == (shape == "flat")
     acc = events(tmp_path)
     for tag in inversion_tags():
         assert [e.step for e in acc.Scalars(tag)] == [0], tag

@@ -7,6 +7,7 @@ the float32 view of a half-precision encoder. Nothing here knows :mod:`lbinv.lig
 from __future__ import annotations
 
 import copy
+import math
 import operator
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable, Optional
@@ -16,6 +17,7 @@ from torch import Tensor, nn
 
 from lbinv._checks import HALF_PRECISION
 from lbinv.lifted import LiftedNetwork
+from lbinv.operators.sequential import is_plain_sequential
 from lbinv.probe import as_inputs
 from lbinv.solvers.inversion import check_solver_depth
 from lbinv.tracing import Output, code_module, eval_mode
@@ -46,16 +48,34 @@ def _resolve(name: str, spec: Any, pl_module: LightningModule) -> Any:
     return spec(pl_module)
 
 
-def resolve_encoder(spec: Any, pl_module: LightningModule, output: Output = None) -> nn.Module:
+def resolve_encoder(
+    spec: Any, pl_module: LightningModule, output: Output = None, input_shape: Optional[tuple[int, ...]] = None
+) -> nn.Module:
     """The encoder as a module returning the code: the accessor's module, or method of a module
-    (``"model.encode"``), with the item ``output`` of a tuple, list or dict output picked."""
+    (``"model.encode"``), with the item ``output`` of a tuple, list or dict output picked; with
+    ``nn.Flatten()`` before it when it takes the inputs flattened (:func:`takes_flat_inputs`)."""
     encoder = _resolve("encoder", spec, pl_module)
     if not isinstance(encoder, nn.Module) and not isinstance(getattr(encoder, "__self__", None), nn.Module):
         raise ValueError(
             f"InversionCallback: `encoder` must resolve to a torch.nn.Module or a method of one (e.g. "
             f"'model.encode'), got {type(encoder).__name__} from {accessor_name(spec)!r} on {type(pl_module).__name__}."
         )
-    return code_module(encoder, output)
+    encoder = code_module(encoder, output)
+    if input_shape is not None and takes_flat_inputs(encoder, input_shape) is not None:
+        return nn.Sequential(nn.Flatten(), encoder)
+    return encoder
+
+
+def takes_flat_inputs(encoder: nn.Module, input_shape: tuple[int, ...]) -> Optional[nn.Linear]:
+    """The first layer of ``encoder`` when it is an ``nn.Linear`` that reads the inputs flattened
+    (``in_features`` = the product of ``input_shape``, which has several dimensions), as in Lightning's
+    LitAutoEncoder, whose ``training_step`` flattens the batch; else None."""
+    first = encoder
+    while is_plain_sequential(first) and len(first) > 0:
+        first = first[0]
+    if isinstance(first, nn.Linear) and len(input_shape) > 1 and first.in_features == math.prod(input_shape):
+        return first
+    return None
 
 
 def resolve_decoder(spec: Any, pl_module: LightningModule) -> Optional[Callable[[Tensor], Tensor]]:
@@ -85,7 +105,7 @@ def check_encoder(
     a known input shape (and with ``defer_if_shape_unknown``) a network that needs one is checked
     again at the first validation batch, whose shape is then known; that batch comes before the
     first training epoch when a sanity check runs."""
-    encoder = resolve_encoder(encoder_spec, pl_module, encoder_output)
+    encoder = resolve_encoder(encoder_spec, pl_module, encoder_output, input_shape)
     resolve_decoder(decoder_spec, pl_module)
     with eval_mode(encoder):
         try:
@@ -111,9 +131,9 @@ def dry_run(
     what would fail at the first inversion fails now, before training, saying what to do: an encoder
     that cannot take the validation inputs as they come, a decoder that fails on its codes or whose
     output cannot be compared with the inputs."""
-    encoder = resolve_encoder(encoder_spec, pl_module, encoder_output)
-    decoder = resolve_decoder(decoder_spec, pl_module)
     shape = tuple(x.shape[1:])
+    encoder = resolve_encoder(encoder_spec, pl_module, encoder_output, shape)
+    decoder = resolve_decoder(decoder_spec, pl_module)
     param = next((p for p in encoder.parameters() if p.is_floating_point()), None)
     if param is not None:  # the encoder's own device and dtype (half precision included)
         x = x.to(param.device, param.dtype)

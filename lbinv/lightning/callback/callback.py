@@ -49,6 +49,7 @@ from lbinv.lightning.callback.access import (
     inversion_target,
     resolve_decoder,
     resolve_encoder,
+    takes_flat_inputs,
 )
 from lbinv.lightning.callback.arguments import (
     callback_arguments,
@@ -388,6 +389,7 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
                 if not self._batch_checked:
                     dry_run(pl_module, self.encoder, self.decoder, x[:1], self.encoder_output)
                     self._check_range(trainer, x)
+                    self._say_flattened(trainer, pl_module, tuple(x.shape[1:]))
                     self._batch_checked = True
                 if not trainer.sanity_checking:
                     self._probe_images.capture(x)
@@ -425,6 +427,15 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
             self._encoder_checked = check_encoder(
                 pl_module, self.encoder, self.decoder, input_shape, defer_if_shape_unknown, self.encoder_output, options
             )
+
+    def _say_flattened(self, trainer: Trainer, pl_module: LightningModule, input_shape: tuple[int, ...]) -> None:
+        """Once: the encoder reads the inputs flattened, and the callback flattens them for it."""
+        encoder = resolve_encoder(self.encoder, pl_module, self.encoder_output)
+        first = takes_flat_inputs(encoder, input_shape)
+        if first is not None and "flattened" not in self._warned:
+            self._warned.add("flattened")
+            say(trainer, f"InversionCallback: the encoder {accessor_name(self.encoder)!r} starts with {first} and the "
+                         f"validation inputs are {input_shape}: they are flattened for it (nn.Flatten() before the encoder).")
 
     def _check_range(self, trainer: Trainer, x: Tensor) -> None:
         """Warn once when validation images leave ``data_range`` (PSNR would clamp them)."""
@@ -530,7 +541,7 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
         images = torch.arange(rank * per_rank, (rank + 1) * per_rank).clamp(max=n - 1)
         device, dtype = pl_module.device, torch.get_default_dtype()  # if the encoder cannot even be resolved
         try:
-            encoder = resolve_encoder(self.encoder, pl_module, self.encoder_output)
+            encoder = resolve_encoder(self.encoder, pl_module, self.encoder_output, tuple(probe.shape[1:]))
             decoder = resolve_decoder(self.decoder, pl_module)
             device, dtype = inversion_target(encoder, pl_module)
             with torch.no_grad(), eval_mode(encoder, decoder):
