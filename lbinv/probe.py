@@ -220,21 +220,36 @@ class AlphaSearch:
     as it trains at about the cost of one α.
 
     Each inversion solves, per level, three columns (:meth:`alphas`): the current α on every probe
-    image, and its two grid neighbours on a few (:meth:`counts`), each from the nearest solution of
-    the last inversions (:class:`WarmStarts`). :meth:`best` then names the column with the best mean
-    PSNR over the images all three solved, and :meth:`move` goes there: at most one grid step per
-    inversion, none on a tie. Beyond the grid's ends a neighbour column is NaN and solves nothing.
+    image, and the grid values ``stride`` steps below and above it on a few (:meth:`counts`), each
+    from the nearest solution of the last inversions (:class:`WarmStarts`). :meth:`best` then names
+    the column with the best mean PSNR over the images all three solved, and :meth:`move` goes there
+    (a pattern search): a second move the same way doubles the stride (up to :attr:`MAX_STRIDE`), so
+    a far optimum is reached in a few inversions; staying halves it, turning back resets it to 1.
+    A neighbour beyond the grid's ends is its last value, or NaN (no column) at the end itself.
     """
+
+    #: The largest stride, in grid steps (4 steps of the default grid: a factor 21.5 in α).
+    MAX_STRIDE = 4
 
     def __init__(self, levels: int, grid: Sequence[float] = SEARCH_GRID, start: float = SEARCH_START) -> None:
         self.grid = tuple(sorted(grid))
         nearest = min(range(len(self.grid)), key=lambda i: abs(math.log(self.grid[i] / start)))
         self.index = torch.full((levels,), nearest, dtype=torch.long)
+        self.stride = torch.ones(levels, dtype=torch.long)
+        self.direction = torch.zeros(levels, dtype=torch.long)  # of the last move: -1, 0 (stayed), +1
+
+    def _neighbours(self) -> tuple[Tensor, Tensor]:
+        """Grid indices of the lower and upper neighbours (−1 / len(grid): none)."""
+        last = len(self.grid) - 1
+        lower = torch.where(self.index == 0, -1, (self.index - self.stride).clamp_min(0))
+        upper = torch.where(self.index == last, last + 1, (self.index + self.stride).clamp_max(last))
+        return lower, upper
 
     def alphas(self) -> Tensor:
-        """``(levels, 3)`` float64: the current α, the next lower and the next higher grid value (NaN beyond the grid)."""
+        """``(levels, 3)`` float64: the current α, the lower and the upper neighbour (NaN: none)."""
         grid = torch.tensor((math.nan, *self.grid, math.nan), dtype=torch.float64)
-        return torch.stack([grid[self.index + 1], grid[self.index], grid[self.index + 2]], dim=1)
+        lower, upper = self._neighbours()
+        return torch.stack([grid[self.index + 1], grid[lower + 1], grid[upper + 1]], dim=1)
 
     def counts(self, k: int, neighbours: int, levels: Optional[Tensor] = None) -> Tensor:
         """``(levels, 3)``: every one of the ``k`` images at the current α, the first ``neighbours`` at
@@ -259,16 +274,26 @@ class AlphaSearch:
         return torch.where(better.any(dim=1), score.argmax(dim=1), 0)
 
     def move(self, column: Tensor) -> None:
-        """Go to ``column`` ``(levels,)`` of :meth:`alphas` (one grid step at most)."""
-        self.index = (self.index + torch.tensor([0, -1, 1])[column.cpu()]).clamp(0, len(self.grid) - 1)
+        """Go to ``column`` ``(levels,)`` of :meth:`alphas` and adapt the stride (class docstring)."""
+        column = column.cpu()
+        lower, upper = self._neighbours()
+        target = torch.stack([self.index, lower, upper], dim=1).gather(1, column.unsqueeze(1)).squeeze(1)
+        direction = torch.tensor([0, -1, 1])[column]
+        again = (direction != 0) & (direction == self.direction)
+        self.stride = torch.where(direction == 0, (self.stride // 2).clamp_min(1),
+                                  torch.where(again, (2 * self.stride).clamp_max(self.MAX_STRIDE), 1))
+        self.index, self.direction = target.clamp(0, len(self.grid) - 1), direction
 
     def state_dict(self) -> dict[str, Any]:
-        return {"grid": self.grid, "index": self.index.tolist()}
+        return {"grid": self.grid, "index": self.index.tolist(), "stride": self.stride.tolist(),
+                "direction": self.direction.tolist()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Resume where a checkpoint left the search (ignored when its grid or levels differ)."""
         if tuple(state.get("grid", ())) == self.grid and len(state.get("index", ())) == len(self.index):
             self.index = torch.tensor(state["index"], dtype=torch.long)
+            self.stride = torch.tensor(state.get("stride", [1] * len(self.index)), dtype=torch.long)
+            self.direction = torch.tensor(state.get("direction", [0] * len(self.index)), dtype=torch.long)
 
 
 class WarmStarts:

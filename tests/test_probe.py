@@ -60,6 +60,22 @@ def test_alpha_search_compares_the_columns_on_the_images_they_share():
     assert search.alphas()[:, 0].tolist() == [1e-1, 1e-2, 1e-3]
 
 
+def test_alpha_search_stride_doubles_on_repeated_moves_and_halves_on_a_stay():
+    search = AlphaSearch(levels=1, grid=tuple(range(1, 30)), start=20)
+    path = []
+    for column in (1, 1, 1, 1, 0, 0, 2):
+        search.move(torch.tensor([column]))
+        path.append((int(search.index), int(search.stride)))
+    i = 19  # grid value 20
+    assert path == [(i - 1, 1), (i - 2, 2), (i - 4, 4), (i - 8, 4), (i - 8, 2), (i - 8, 1), (i - 7, 1)]
+    assert search.alphas()[0].tolist() == [13.0, 12.0, 14.0]
+    search.index[:] = 1
+    search.stride[:] = 4
+    assert search.alphas()[0].tolist() == [2.0, 1.0, 6.0]  # the lower neighbour stops at the grid's end
+    search.index[:] = 0
+    assert math.isnan(search.alphas()[0, 1])  # none below the first value
+
+
 def test_alpha_search_climbs_to_the_grid_maximum_and_stays():
     """On a PSNR that peaks at α* = 3e-5, the search walks from 1e-3 to the grid value nearest α*
     (one step per inversion) and stays there."""

@@ -23,7 +23,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
-import lbinv.lightning.callback.callback as callbacks_module
+import lbinv.lightning.callback.inverter as inverter_module
 import lbinv.lightning.callback.schedule as schedule
 from lbinv.lightning.callback import InversionCallback, InversionWarning
 from lbinv.lightning.callback.access import inversion_target
@@ -110,7 +110,7 @@ def test_defaults_are_the_recommended_configuration():
     assert (cb.method, cb.max_iter, cb.tol) == ("lifted", 1500, 1e-5)
     assert (cb.encoder, cb.decoder, cb.input_shape, cb.data_range) == ("encoder", "decoder", None, None)
     assert cb.alpha_grid == DEFAULT_ALPHA_GRID and cb.alpha_grid[0] == 1e-4 and cb.alpha_grid[-1] == 1e-1
-    assert (cb.max_seconds, cb.time_share, cb.warm_start, cb.start, cb.final_seconds) == (None, 0.2, True, "decoder", 120.0)
+    assert (cb.max_seconds, cb.time_share, cb.warm_start, cb.start, cb.final_seconds) == (None, 0.2, True, "decoder", 60.0)
     assert cb.alphas == [1e-3] * 5
     sequential = InversionCallback(method="sequential")
     assert (sequential.warm_start, sequential.start) == (False, "zeros")
@@ -140,13 +140,13 @@ def test_lightning_cli_parses_it_under_an_inversion_key():
 def invert_batches(monkeypatch):
     """The batch size of every call the callback makes to ``invert`` (which still runs)."""
     sizes = []
-    real_invert = callbacks_module.invert
+    real_invert = inverter_module.invert
 
     def spy(*args, **kwargs):
         sizes.append(args[1].shape[0])
         return real_invert(*args, **kwargs)
 
-    monkeypatch.setattr(callbacks_module, "invert", spy)
+    monkeypatch.setattr(inverter_module, "invert", spy)
     return sizes
 
 
@@ -179,14 +179,14 @@ def test_time_budget_and_converged_fraction(tmp_path, max_seconds, tol, converge
 @pytest.mark.parametrize("warm_start", [True, False])
 def test_warm_start_continues_from_the_previous_solution(tmp_path, monkeypatch, warm_start):
     calls = []
-    real_invert = callbacks_module.invert
+    real_invert = inverter_module.invert
 
     def spy(*args, **kwargs):
         result = real_invert(*args, **kwargs)
         calls.append((kwargs.get("x_init"), result.x.clone()))
         return result
 
-    monkeypatch.setattr(callbacks_module, "invert", spy)
+    monkeypatch.setattr(inverter_module, "invert", spy)
     cb = make_callback(warm_start=warm_start, max_iter=10)
     make_trainer(tmp_path, [cb], max_epochs=3).fit(Foreign(), train_loader(), val_loader())
     assert len(calls) == 3 and calls[0][0] is None
@@ -407,7 +407,7 @@ def test_solver_exception_warns_and_training_goes_on(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("solver exploded")
 
-    monkeypatch.setattr(callbacks_module, "invert", boom)
+    monkeypatch.setattr(inverter_module, "invert", boom)
     cb = make_callback()
     trainer = make_trainer(tmp_path, [cb], max_epochs=2)
     model = Foreign()
@@ -419,14 +419,14 @@ def test_solver_exception_warns_and_training_goes_on(tmp_path, monkeypatch):
 
 
 def test_nan_result_warns_and_logs_the_rest(tmp_path, monkeypatch):
-    real_invert = callbacks_module.invert
+    real_invert = inverter_module.invert
 
     def nan_invert(*args, **kwargs):
         result = real_invert(*args, **kwargs)
         result.x = torch.full_like(result.x, float("nan"))
         return result
 
-    monkeypatch.setattr(callbacks_module, "invert", nan_invert)
+    monkeypatch.setattr(inverter_module, "invert", nan_invert)
     cb = make_callback()
     trainer = make_trainer(tmp_path, [cb], max_epochs=1)
     with pytest.warns(InversionWarning, match="non-finite.*sigma=0.1: 4/4"):
@@ -503,7 +503,7 @@ DDP_SCRIPT = textwrap.dedent(
     from lightning.pytorch.loggers import TensorBoardLogger
     sys.path.insert(0, {repo!r})
     import tests.lightning.helpers as T
-    import lbinv.lightning.callback.callback as C
+    import lbinv.lightning.callback.inverter as C
 
     out = Path({out!r})
     calls = []
@@ -624,12 +624,24 @@ class WrongDecoder(Foreign):
         self.log("val_loss", self.enc(self._x(batch)).square().mean())
 
 
+class FlatInputs(nn.Module):
+    """A hand-written forward that takes flattened inputs (an nn.Sequential starting with such a
+    Linear gets nn.Flatten() from the callback; a forward of one's own cannot be seen into)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(SIZE * SIZE, 12)
+
+    def forward(self, x):
+        return torch.relu(self.fc(x))
+
+
 class FlatEncoder(Foreign):
     """Its encoder takes flattened inputs; the validation batches hold images (1, 8, 8)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.enc = nn.Sequential(nn.Linear(SIZE * SIZE, 12), nn.ReLU())
+        self.enc = FlatInputs()
 
     def training_step(self, batch, batch_idx):
         x = self._x(batch)
@@ -666,8 +678,8 @@ def test_data_range_none_takes_the_probe_range_and_bounds_follow_it(tmp_path, mo
     with pytest.warns(InversionWarning, match=r"values in \[-0.8, 0.9\d*\], outside data_range=\(0.0, 1.0\).*data_range=None"):
         make_trainer(tmp_path / "default", [make_callback()]).validate(Foreign(), val_loader(x))
     seen = []
-    real_invert = callbacks_module.invert
-    monkeypatch.setattr(callbacks_module, "invert", lambda *a, **k: seen.append(k["bounds"]) or real_invert(*a, **k))
+    real_invert = inverter_module.invert
+    monkeypatch.setattr(inverter_module, "invert", lambda *a, **k: seen.append(k["bounds"]) or real_invert(*a, **k))
     cb = make_callback(data_range=None, solver_options={"check_every": 10})
     with warnings.catch_warnings():
         warnings.simplefilter("error", InversionWarning)
@@ -712,8 +724,8 @@ def test_the_final_inversion_without_tensorboard_warns_instead_of_logging(tmp_pa
 
 def test_bounds_follow_data_range_unless_set(tmp_path, monkeypatch):
     seen = []
-    real_invert = callbacks_module.invert
-    monkeypatch.setattr(callbacks_module, "invert", lambda *a, **k: seen.append(k["bounds"]) or real_invert(*a, **k))
+    real_invert = inverter_module.invert
+    monkeypatch.setattr(inverter_module, "invert", lambda *a, **k: seen.append(k["bounds"]) or real_invert(*a, **k))
     make_trainer(tmp_path / "a", [make_callback(solver_options={"check_every": 10})]).validate(Foreign(), val_loader())
     make_trainer(tmp_path / "b", [make_callback(data_range=(0.0, 2.0), solver_options={})]).validate(Foreign(), val_loader())
     make_trainer(tmp_path / "c", [make_callback(solver_options={"bounds": None})]).validate(Foreign(), val_loader())

@@ -24,7 +24,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-import lbinv.lightning.callback.callback as callbacks_module
+import lbinv.lightning.callback.inverter as inverter_module
 from lbinv.lightning.callback import InversionCallback, InversionWarning
 from tests.lightning.helpers import QUIET_LIGHTNING, SIZE, images
 
@@ -94,7 +94,7 @@ def scalars(root: Path) -> dict[str, dict[int, float]]:
 # ------------------------------------------------------------------------ a failing solver
 def failing_once(kind: str):
     """An ``invert`` that fails in the way ``kind`` says at its first call only, then solves."""
-    real = callbacks_module.invert
+    real = inverter_module.invert
     calls = []
 
     def invert(*args, **kwargs):
@@ -130,7 +130,7 @@ def failing_once(kind: str):
 )
 def test_a_failing_solver_leaves_training_alive_and_the_next_epoch_is_logged(tmp_path, monkeypatch, kind, match):
     fake, calls = failing_once(kind)
-    monkeypatch.setattr(callbacks_module, "invert", fake)
+    monkeypatch.setattr(inverter_module, "invert", fake)
     model = Tiny()
     with pytest.warns(InversionWarning, match=match):
         trainer(tmp_path, [callback()], epochs=2).fit(model, loader(TRAIN), loader(VAL))

@@ -10,11 +10,11 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-import lbinv.lightning.callback.callback as callbacks_module
+import lbinv.lightning.callback.inverter as inverter_module
 import lbinv.lightning.callback.schedule as schedule
 from lbinv.lightning.callback import InversionCallback
 from lbinv.lightning.callback.schedule import Cost, TimeShare
-from lbinv.probe import SEARCH_START
+from lbinv.probe import SEARCH_START, AlphaSearch
 from tests.lightning.helpers import LEVELS, QUIET_LIGHTNING, Foreign, events, make_trainer, scalar_steps, train_loader, val_loader
 
 pytestmark = QUIET_LIGHTNING
@@ -31,14 +31,14 @@ def monitor(**kwargs) -> InversionCallback:
 def invert_calls(monkeypatch):
     """Every call the callback makes to ``invert`` (args, kwargs, result)."""
     calls = []
-    real_invert = callbacks_module.invert
+    real_invert = inverter_module.invert
 
     def spy(*args, **kwargs):
         result = real_invert(*args, **kwargs)
         calls.append((args, kwargs, result))
         return result
 
-    monkeypatch.setattr(callbacks_module, "invert", spy)
+    monkeypatch.setattr(inverter_module, "invert", spy)
     return calls
 
 
@@ -117,10 +117,10 @@ def test_auto_solves_three_columns_logs_the_current_alpha_and_moves(tmp_path, in
     acc = events(tmp_path)
     for level, s in enumerate(LEVELS):
         logged = [e.value for e in acc.Scalars(f"inversion/alpha/sigma_{s:g}")]
-        # each inversion logs the α it used on every image; the next one is at most one grid step away
+        # each inversion logs the α it used on every image; the next one is at most a stride away
         assert logged[0] == pytest.approx(SEARCH_START)
         steps = [abs(grid.index(min(grid, key=lambda g: abs(g - a)))) for a in logged]
-        assert all(abs(b - a) <= 1 for a, b in zip(steps, steps[1:]))
+        assert all(abs(b - a) <= AlphaSearch.MAX_STRIDE for a, b in zip(steps, steps[1:]))
     assert len(cb.alphas) == len(LEVELS)
 
 
@@ -223,8 +223,6 @@ def test_final_rounds_do_not_solve_a_column_twice(tmp_path, invert_calls, monkey
     """Round 1 solves the three columns to tol; the search moves up; round 2 re-centres: the old
     current α (solved on every image) is not solved again, the new one is solved on every image, and
     the new upper neighbour on one."""
-    from lbinv.probe import AlphaSearch
-
     moves = iter([2, 0])
     real_best = AlphaSearch.best
     monkeypatch.setattr(AlphaSearch, "best", lambda self, psnr, solved: torch.full_like(real_best(self, psnr, solved), next(moves)))

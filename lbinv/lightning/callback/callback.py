@@ -39,15 +39,12 @@ import lbinv.lightning.callback.tensorboard as tensorboard
 from lbinv._checks import check_bool, check_int, check_interval, check_number, check_shape
 from lbinv.lightning.callback.access import (
     accessor_name,
-    at_precision,
     batch_inputs,
     check_encoder,
     dry_run,
     has_validation_step,
     known_input_shape,
     range_warning,
-    inversion_target,
-    resolve_decoder,
     resolve_encoder,
     takes_flat_inputs,
 )
@@ -64,14 +61,13 @@ from lbinv.lightning.callback.arguments import (
     check_start,
     check_warm_start,
 )
-from lbinv.lightning.callback.ddp import gather, placeholder
 from lbinv.lightning.callback.namespaces import CALLBACK_BASES, TENSORBOARD_LOGGERS
 from lbinv.lightning.callback.monitor import FINAL_ROUNDS, Monitor, Rounds
 from lbinv.lightning.callback.probe_images import ProbeImages
-from lbinv.lightning.callback.schedule import MIN_BUDGET_SECONDS, MIN_SWEEPS, Progress, TimeShare, last_epoch, say
-from lbinv.probe import invert_probe, summarize
-from lbinv.solvers import invert
-from lbinv.tracing import eval_mode
+from lbinv.lightning.callback.inverter import ProbeInverter
+from lbinv.lightning.callback.messages import InversionWarning, say, warn_on_rank_zero
+from lbinv.lightning.callback.schedule import MIN_SWEEPS, Progress, TimeShare, last_epoch
+from lbinv.probe import summarize
 
 if TYPE_CHECKING:  # either namespace's classes; only for type checkers
     from lightning.pytorch import LightningModule, Trainer
@@ -80,11 +76,6 @@ __all__ = ["InversionCallback", "InversionWarning"]
 
 EncoderSpec = Union[str, Callable[["LightningModule"], Union[nn.Module, Callable[[Tensor], Any]]]]
 DecoderSpec = Optional[Union[str, Callable[["LightningModule"], Callable[[Tensor], Tensor]]]]
-
-
-class InversionWarning(UserWarning):
-    """A problem of the inversion callback that does not stop the training (solver failure, NaN,
-    missing TensorBoard logger, a probe smaller than asked)."""
 
 
 class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
@@ -235,7 +226,7 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
         time_share: Optional[float] = 0.2,
         warm_start: Optional[bool] = None,
         start: Optional[Literal["decoder", "zeros"]] = None,
-        final_seconds: Optional[float] = 120.0,
+        final_seconds: Optional[float] = 60.0,
     ) -> None:
         super().__init__()
         with callback_arguments():  # every ValueError names the callback, the argument, what came
@@ -266,6 +257,10 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
 
         self._probe_images = ProbeImages(self.num_samples)  # kept in checkpoints, with the monitor's state
         self._monitor = Monitor(len(self.noise_levels), self.alpha, self.alpha_grid, self.warm_start)
+        self._inverter = ProbeInverter(
+            self.encoder, self.decoder, self.encoder_output, self.noise_levels, self.seed, self.method, self.max_iter,
+            self.tol, self.eta, self.solver_options, self.start,
+        )
         self._clock = TimeShare(self.time_share) if self.time_share is not None else None
         self._encoder_checked = False
         self._batch_checked = False  # the dry run on the first validation batch of a run
@@ -401,7 +396,7 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
         if self.probe is None:
             message = self._probe_images.finalize(trainer, pl_module)  # collective: every rank calls it
             if message is not None:
-                _warn_on_rank_zero(trainer, message)
+                warn_on_rank_zero(trainer, message)
         if trainer.state.fn == "fit":
             self._validated = (trainer.current_epoch, trainer.global_step)
         if self._should_skip(trainer) or self.probe is None:
@@ -474,7 +469,8 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
                 alphas, counts = self._monitor.columns(per_rank, on)
                 if final:  # a column solved to tol in an earlier round is not solved again
                     counts[rounds.known(alphas, counts, per_rank, n)] = 0
-                out = self._invert_round(trainer, pl_module, epoch, alphas, counts, deadline, final, solve_window)
+                out = self._inverter.round(trainer, pl_module, self._probe_images, self._monitor, epoch, alphas, counts,
+                                           self._data_range(), deadline, solve_window)
                 if out is None:
                     return
                 rounds.add(alphas, out)
@@ -527,88 +523,6 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
                          f"{MIN_SWEEPS * (cost.per_code_sweep or 0.0):.2g} s per code, and time_share={self.time_share} "
                          f"leaves {max(allowance, 0.0):.2g} s now: it {what}. A smaller num_samples, fewer noise "
                          "levels or a larger time_share invert more.")
-
-    def _invert_round(
-        self, trainer: Trainer, pl_module: LightningModule, epoch: int, alphas: Tensor, counts: Tensor,
-        deadline: Optional[float], final: bool, solve_window: list[float],
-    ) -> Optional[dict[str, Tensor]]:
-        """One batched solve of this rank's share at the α columns ``alphas`` / ``counts``, gathered on
-        every rank; None (warned) when it failed on some rank."""
-        probe = self.probe
-        assert probe is not None
-        n, world, rank = probe.shape[0], trainer.world_size, trainer.global_rank
-        local_x, per_rank = self._probe_images.share(world, rank)
-        images = torch.arange(rank * per_rank, (rank + 1) * per_rank).clamp(max=n - 1)
-        device, dtype = pl_module.device, torch.get_default_dtype()  # if the encoder cannot even be resolved
-        try:
-            encoder = resolve_encoder(self.encoder, pl_module, self.encoder_output, tuple(probe.shape[1:]))
-            decoder = resolve_decoder(self.decoder, pl_module)
-            device, dtype = inversion_target(encoder, pl_module)
-            with torch.no_grad(), eval_mode(encoder, decoder):
-                encoder, decoder = at_precision(encoder, decoder, dtype)
-                x = local_x.to(device, dtype)
-                if self._monitor.cost.per_code_sweep is None:
-                    self._monitor.cost.guess(_forward_seconds(encoder, x))
-                out = invert_probe(
-                    encoder, decoder, x, noise_levels=self.noise_levels, alphas=alphas, seed=self.seed,
-                    offset=rank * per_rank, n=n, data_range=self._data_range(), solve=self._solve(deadline, final, solve_window),
-                    subgradient=self._subgradient_rule(), counts=counts, x_init=self._monitor.starts(alphas, images),
-                    start=self.start if decoder is not None else "zeros",
-                )
-            out["ok"] = torch.ones(1)
-        except Exception as err:  # a solver failure must not stop the training
-            warnings.warn(
-                f"InversionCallback: the inversion failed at epoch {epoch} "
-                f"(rank {rank}): {type(err).__name__}: {err}. Nothing is logged for this epoch; "
-                "training continues.",
-                InversionWarning,
-                stacklevel=2,
-            )
-            out = placeholder(len(self.noise_levels), per_rank, alphas.shape[1], tuple(probe.shape[1:]), self.decoder is not None)
-        out = {k: v.to(device, dtype) for k, v in out.items()}  # the same on every rank, failed or not
-        if world > 1:  # collectives on every rank, never rank-guarded
-            # same keys in the same order on every rank, whether its inversion succeeded or not
-            out = {k: gather(trainer, out[k], n, sample_dim=None if k in ("ok", "seconds") else 1) for k in sorted(out)}
-        if not bool((out["ok"] > 0).all()):
-            failed = [r for r, ok in enumerate(out["ok"].tolist()) if ok <= 0]
-            if rank not in failed:  # the failing ranks have warned with their reason
-                _warn_on_rank_zero(
-                    trainer,
-                    f"InversionCallback: the inversion failed at epoch {epoch} on rank(s) {failed}; "
-                    "nothing is logged for this epoch; training continues.",
-                )
-            return None
-        return out
-
-    def _solve(self, deadline: Optional[float], final: bool, window: list[float]) -> Callable[..., Any]:
-        """:func:`lbinv.invert` with the callback's settings, its ``max_seconds`` what is left until
-        ``deadline`` when it starts; records when it started and ended in ``window``."""
-
-        def solve(*args: Any, **kwargs: Any) -> Any:
-            window[0] = time.perf_counter()
-            max_seconds = None if deadline is None else max(deadline - window[0], MIN_BUDGET_SECONDS)
-            result = invert(*args, method=self.method, max_iter=self.max_iter, tol=self.tol, max_seconds=max_seconds,
-                            **self._solver_options(), **kwargs)
-            window[1] = time.perf_counter()
-            return result
-
-        return solve
-
-    def _solver_options(self) -> dict[str, Any]:
-        """The options of :func:`lbinv.invert` beyond the callback's own arguments: the box
-        ``data_range`` unless the user's options set ``bounds``, the user's, and η for Landweber's
-        discrepancy principle."""
-        landweber = {"eta": self.eta} if self.method == "landweber" else {}
-        return {"bounds": self._data_range(), **self.solver_options, **landweber}
-
-    def _subgradient_rule(self) -> Optional[str]:
-        """How ``inversion/bregman_sym`` gets its TV subgradients (used for one-layer encoders only):
-        the optimality condition, or the dual variable when a box makes the optimality condition carry
-        a normal-cone term; ``None`` (no tag) for methods without a TV dual."""
-        options = self._solver_options()
-        if self.method not in ("lifted", "sequential") or options.get("regularizer", "tv") is None:
-            return None
-        return "dual" if options["bounds"] is not None else "optimality"
 
     def _warn_nonfinite(self, summary: dict[str, Any], epoch: int) -> None:
         failed = summary["failed"]  # (levels, n)
@@ -677,18 +591,4 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
     def _warn_once(self, trainer: Trainer, key: str, message: str) -> None:
         if key not in self._warned:
             self._warned.add(key)
-            _warn_on_rank_zero(trainer, message)
-
-
-
-def _forward_seconds(encoder: Callable[[Tensor], Any], x: Tensor) -> float:
-    """Seconds of one forward pass of ``encoder`` per image of ``x`` (for the first cost guess)."""
-    begin = time.perf_counter()
-    encoder(x)
-    return (time.perf_counter() - begin) / max(x.shape[0], 1)
-
-
-def _warn_on_rank_zero(trainer: Trainer, message: str) -> None:
-    """An :class:`InversionWarning` from the global rank zero only (the others would repeat it)."""
-    if trainer.is_global_zero:
-        warnings.warn(message, InversionWarning, stacklevel=3)
+            warn_on_rank_zero(trainer, message)

@@ -9,12 +9,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Optional
 
+from lbinv.lightning.callback.messages import say
+
 if TYPE_CHECKING:  # either namespace's Trainer
     from lightning.pytorch import Trainer
 
-__all__ = [
-    "ANNOUNCE_AFTER_SECONDS", "MIN_BUDGET_SECONDS", "MIN_SWEEPS", "Cost", "Progress", "TimeShare", "last_epoch", "say",
-]
+__all__ = ["ANNOUNCE_AFTER_SECONDS", "MIN_BUDGET_SECONDS", "MIN_SWEEPS", "Cost", "Progress", "TimeShare", "last_epoch"]
 
 #: An inversion that took longer than this says so, and the next one says when it starts.
 ANNOUNCE_AFTER_SECONDS = 1.0
@@ -121,10 +121,3 @@ class Progress:
         if self.announce:
             say(trainer, f"InversionCallback: epoch {epoch} inverted in {seconds:.1f} s; "
                          f"{converged}/{total} converged.")
-
-
-def say(trainer: Trainer, message: str) -> None:
-    """A line on the console from rank zero, through the progress bar when there is one."""
-    if trainer.is_global_zero:
-        bar = trainer.progress_bar_callback
-        (print if bar is None else bar.print)(message)
