@@ -35,7 +35,7 @@ class CodeModule(nn.Module):
             return out[self.output]
         except (IndexError, KeyError, TypeError) as err:
             raise OutputError(
-                f"output: {self.describe()} returns {type(out).__name__}, which has no item {self.output!r} ({err})"
+                f"{{arg}}: {self.describe()} returns {type(out).__name__}, which has no item {self.output!r} ({err})"
             ) from None
 
     def describe(self) -> str:
@@ -43,13 +43,22 @@ class CodeModule(nn.Module):
 
 
 class OutputError(ValueError):
-    """The code cannot be picked from a module's output."""
+    """The code cannot be picked from a module's output. Its message names the argument ``output``;
+    :meth:`named` gives it with another name (the callback's ``encoder_output``)."""
+
+    def __init__(self, template: str) -> None:
+        self.template = template  # "{arg}" where the argument is named
+        super().__init__(self.named("output"))
+
+    def named(self, argument: str) -> str:
+        return self.template.replace("{arg}", argument)
 
 
 def several_outputs(what: str, out: tuple | list | dict) -> str:
+    """An :class:`OutputError` template: ``what`` returned several items."""
     return (
-        f"output: {what} returns a {'dict' if isinstance(out, dict) else 'tuple or list'} of {len(out)} items, not one tensor; pass output= the "
-        "index or key of the code (e.g. output=0 for a VAE's (mu, logvar))"
+        f"{{arg}}: {what} returns a {'dict' if isinstance(out, dict) else 'tuple or list'} of {len(out)} items, not "
+        "one tensor; pass {arg}= the index or key of the code (e.g. {arg}=0 for a VAE's (mu, logvar))"
     )
 
 

@@ -102,5 +102,6 @@ def test_a_vae_mean_head_inverts_through_its_encode_method(tmp_path):
     # B_Ψ(y, a_L(x)) of the clean code: 0 only if the lifted network reproduces the encoder's code on the probe
     assert acc.Scalars("inversion/delta2_bregman/sigma_0")[0].value < 1e-8
     without_output = pl_trainer(tmp_path / "bad", [make_callback(encoder="model.encode", decoder="model.decode")])
-    with pytest.raises(ValueError, match=r"output: VAE\.encode returns a tuple or list of 2 items.*output=0"):
+    # the hint names the callback's argument, encoder_output (not invert's output)
+    with pytest.raises(ValueError, match=r"encoder_output: VAE\.encode returns a tuple or list of 2 items, not one tensor; pass encoder_output= .*encoder_output=0"):
         without_output.fit(PLVAE(), train_loader(), val_loader())

@@ -20,7 +20,7 @@ from lbinv.lifted import LiftedNetwork
 from lbinv.operators.sequential import is_plain_sequential
 from lbinv.probe import as_inputs
 from lbinv.solvers.inversion import check_solver_depth
-from lbinv.tracing import Output, code_module, eval_mode
+from lbinv.tracing import Output, OutputError, code_module, eval_mode
 
 if TYPE_CHECKING:  # either namespace's LightningModule
     from lightning.pytorch import LightningModule
@@ -117,9 +117,10 @@ def check_encoder(
             # an unsupported layer or a missing attribute fails now
             if input_shape is None and defer_if_shape_unknown and "input_shape" in str(err):
                 return False
+            why = err.named("encoder_output") if isinstance(err, OutputError) else str(err)
             raise ValueError(
                 f"InversionCallback: cannot invert the encoder {accessor_name(encoder_spec)!r} of "
-                f"{type(pl_module).__name__}: {err}"
+                f"{type(pl_module).__name__}: {why}"
             ) from err
     return True
 
