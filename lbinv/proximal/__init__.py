@@ -28,9 +28,11 @@ in their docstrings (softplus needs the dilogarithm Li₂, in :mod:`~lbinv.proxi
 
 The package: :mod:`~lbinv.proximal.base` (the base class), :mod:`~lbinv.proximal.piecewise` (ReLU,
 LeakyReLU, clamp, hard sigmoid, soft-thresholding, identity: closed forms),
-:mod:`~lbinv.proximal.smooth` (bounded range: sigmoid, tanh, prox by safeguarded Newton;
-softsign, in closed form), :mod:`~lbinv.proximal.smooth_unbounded` (softplus, log-sigmoid, ELU,
-CELU: Newton), :mod:`~lbinv.proximal.tanhshrink` (σ⁻¹ by Newton too) and
+:mod:`~lbinv.proximal.smooth` (bounded range: sigmoid, tanh, prox by a few Halley/Newton steps
+from a close guess, or safeguarded Newton; softsign, in closed form),
+:mod:`~lbinv.proximal.smooth_unbounded` (softplus, log-sigmoid, ELU, CELU: the same),
+:mod:`~lbinv.proximal._roots` (what their fast solvers share: a Wright omega guess, step counts),
+:mod:`~lbinv.proximal.tanhshrink` (σ⁻¹ by Newton too) and
 :mod:`~lbinv.proximal.torch_modules` (torch module → :class:`ProxActivation`). Import all of
 them from here.
 

@@ -123,9 +123,10 @@ class LeakyReLUProx(ProxActivation):
 
     def prox(self, v: Tensor, t: StepSize = 1.0) -> Tensor:
         check_step(t)
-        if is_unit_step(t):
-            return F.leaky_relu(v, self.negative_slope)
-        return torch.where(v >= 0, v, v / (1.0 + t * self._c))
+        if not isinstance(t, Tensor):  # a LeakyReLU with slope 1/(1 + tc) (a for t = 1)
+            return F.leaky_relu(v, self.negative_slope if is_unit_step(t) else 1.0 / (1.0 + float(t) * self._c))
+        # v + (1/(1 + tc) − 1)·min(v, 0), with no mask
+        return torch.addcmul(v, v.clamp(max=0.0), 1.0 / (1.0 + t * self._c) - 1.0)
 
     def _psi_elem(self, u: Tensor) -> Tensor:
         return 0.5 * self._c * torch.clamp(u, max=0.0) ** 2
@@ -159,7 +160,7 @@ class HardsigmoidProx(ProxActivation):
         check_step(t)
         if is_unit_step(t):
             return F.hardsigmoid(v)
-        return torch.clamp((v + 3.0 * t) / (1.0 + 5.0 * t), 0.0, 1.0)
+        return torch.add(v, 3.0 * t).div_(1.0 + 5.0 * t).clamp_(0.0, 1.0)
 
     def _psi_elem(self, u: Tensor) -> Tensor:
         return u * (2.5 * u - 3.0)
@@ -190,7 +191,8 @@ class SoftshrinkProx(ProxActivation):
         check_step(t)
         if not isinstance(t, Tensor):
             return F.softshrink(v, float(t) * self.lambd)
-        return torch.sign(v) * torch.relu(v.abs() - t * self.lambd)
+        threshold = t * self.lambd
+        return v - torch.clamp(v, min=-threshold, max=threshold)  # v − tλ·sign(v) where |v| > tλ, else 0
 
     def _psi_elem(self, u: Tensor) -> Tensor:
         return self.lambd * u.abs()

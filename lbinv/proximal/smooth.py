@@ -1,6 +1,7 @@
-r"""Smooth proximal activations with a bounded range (MATH.md §2): sigmoid and tanh (prox_{tΨ} by
-safeguarded Newton, whose base class :class:`_SmoothProx` the unbounded ones of
-:mod:`~lbinv.proximal.smooth_unbounded` share) and softsign (prox_{tΨ} in closed form).
+r"""Smooth proximal activations with a bounded range (MATH.md §2): sigmoid and tanh (prox_{tΨ} by a
+few Halley/Newton steps from a close guess, or by safeguarded Newton; their base class
+:class:`_SmoothProx` the unbounded ones of :mod:`~lbinv.proximal.smooth_unbounded` share) and
+softsign (prox_{tΨ} in closed form).
 
 Import the classes from :mod:`lbinv.proximal`.
 """
@@ -14,11 +15,24 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lbinv._checks import check_step
+from lbinv.proximal._roots import halley_denominator_, newton_steps, tanh_root_bound
 from lbinv.proximal.base import ProxActivation, StepSize, is_unit_step, softplus
 
 __all__ = ["SigmoidProx", "SoftsignProx", "TanhProx"]
 
 _LOG2 = math.log(2.0)
+
+#: On the CPU, the fast solvers of prox_{tΨ} run block by block of this many entries, so that their
+#: dozen temporaries stay in the cache (elementwise work on tensors larger than the cache is bound by
+#: memory traffic); on other devices the whole tensor is one block.
+CPU_BLOCK = 1 << 17
+
+
+def _saturate(v: Tensor, t: float) -> Tensor:
+    """``v`` clipped to ±t·(max/16) of its dtype, for sigmoid and tanh (t < 1): beyond, the preimage
+    w ≈ v/t would overflow, and u is the edge of the range to round-off on either side of the clip."""
+    bound = t * torch.finfo(v.dtype).max / 16.0
+    return v.clamp(min=-bound, max=bound)
 
 
 def _logcosh(z: Tensor) -> Tensor:
@@ -64,9 +78,18 @@ class _SmoothProx(ProxActivation):
     σ(w) − w cancels for large |w| (softplus: log(1 + e^{−βw})/β) computes directly: for a large
     t, h is t times that small difference, which the first form would lose in float32.
 
+    That solver is the general one, and it takes ``newton_steps`` steps. For a Python float t, the
+    one the solvers pass, a subclass may give a fast solver instead (``_solve``, issue 26): a guess
+    within a few per cent of the root for every v — from bounds and asymptotic forms, the Wright
+    omega function at exponential edges (:mod:`~lbinv.proximal._roots`) — then one Halley step (and
+    one step more in float64) and a final Newton step, without masks: as many elementwise
+    passes as a few forwards of σ. Sigmoid, tanh and softplus (so log-sigmoid) have one for t < 1,
+    ELU and CELU for every t ≠ 1; on the CPU a large tensor is solved in blocks of
+    :data:`CPU_BLOCK` entries. A tensor t (per sample) uses the safeguarded solver.
+
     Subclasses give ``_sigma`` (σ, exact, used by the solver), ``_dsigma`` (σ'), optionally
-    ``_shift`` and, when the torch module rounds or switches differently, ``_forward`` (σ as
-    the module computes it, returned for t = 1).
+    ``_shift``, ``_solve`` and, when the torch module rounds or switches differently,
+    ``_forward`` (σ as the module computes it, returned for t = 1).
     """
 
     newton_steps: int = 20
@@ -104,24 +127,58 @@ class _SmoothProx(ProxActivation):
             q1, q2 = h0 / min(td, 1.0), h0 / max(td, 1.0)
         return vd - torch.maximum(q1, q2), vd - torch.minimum(q1, q2), vd
 
+    def _solve(self, v: Tensor, t: float, want_w: bool) -> tuple[Tensor | None, Tensor | None]:
+        """The fast solver for a Python float t ≠ 1, if the subclass has one: ``(u, w)`` with
+        u = prox_{tΨ}(v) and, when ``want_w``, its preimage w (σ(w) = u); ``(None, None)`` to use
+        the safeguarded Newton solve of the class docstring instead (``v`` is detached)."""
+        return None, None
+
+    def _solve_blocked(self, v: Tensor, t: float) -> Tensor | None:
+        """``_solve`` block by block of :data:`CPU_BLOCK` entries (``v`` contiguous, on the CPU), whose
+        temporaries stay in the cache; None where ``_solve`` has no fast solver for this t."""
+        flat = v.view(-1)
+        out = torch.empty_like(flat)
+        for start in range(0, flat.numel(), CPU_BLOCK):
+            u, _ = self._solve(flat[start : start + CPU_BLOCK], t, False)
+            if u is None:
+                return None
+            out[start : start + CPU_BLOCK] = u
+        return out.view(v.shape)
+
+    def _newton_bisection(self, vd: Tensor, td: StepSize) -> Tensor:
+        """The preimage w of prox_{tΨ}(v) by Newton's method safeguarded by bisection (class docstring)."""
+        a = 1.0 - td
+        lo, hi, w = self._bracket(vd, td, a)
+        for _ in range(self.newton_steps):
+            s = self._sigma(w)
+            h = (s - vd) - td * self._shift(s, w)
+            w, lo, hi = _newton_bisection_step(w, h, a * self._dsigma(s, w) + td, lo, hi)
+        return w
+
     def prox(self, v: Tensor, t: StepSize = 1.0) -> Tensor:
         check_step(t)
         if is_unit_step(t):
             return self._forward(v)
+        live = torch.is_grad_enabled() and (v.requires_grad or (isinstance(t, Tensor) and t.requires_grad))
         with torch.no_grad():
-            vd, td = v.detach(), t.detach() if isinstance(t, Tensor) else float(t)
-            a = 1.0 - td
-            lo, hi, w = self._bracket(vd, td, a)
-            for _ in range(self.newton_steps):
-                s = self._sigma(w)
-                h = (s - vd) - td * self._shift(s, w)
-                w, lo, hi = _newton_bisection_step(w, h, a * self._dsigma(s, w) + td, lo, hi)
-        if torch.is_grad_enabled() and (v.requires_grad or (isinstance(t, Tensor) and t.requires_grad)):
+            vd = v.detach()
+            if isinstance(t, Tensor):
+                u, w = None, None
+            elif not live and vd.device.type == "cpu" and vd.numel() > 2 * CPU_BLOCK and vd.is_contiguous():
+                u, w = self._solve_blocked(vd, float(t)), None
+            else:
+                u, w = self._solve(vd, float(t), live)
+            if u is None:
+                td = t.detach() if isinstance(t, Tensor) else float(t)
+                u, w = None, self._newton_bisection(vd, td)
+        if live:
             # one more Newton step with live inputs: its value equals w (h(w) ≈ 0) and its
             # derivative is the implicit one, dw/dv = 1/h'(w), dw/dt = −∂_t h/h'(w).
+            td = t.detach() if isinstance(t, Tensor) else float(t)
             s = self._sigma(w)
             w = w - ((s - v) - t * self._shift(s, w)) / ((1.0 - td) * self._dsigma(s, w) + td)
-        return self._sigma(w)
+            return self._sigma(w)
+        return self._sigma(w) if u is None else u
 
 
 class SigmoidProx(_SmoothProx):
@@ -135,6 +192,33 @@ class SigmoidProx(_SmoothProx):
     """
 
     domain = (0.0, 1.0)
+
+    def _solve(self, v: Tensor, t: float, want_w: bool) -> tuple[Tensor, Tensor | None]:
+        # In ŵ = w/2, with a = 1 − t, (1 − t)σ(w) + tw = v reads a·tanh ŵ + 4t·ŵ = 2v − a (σ(w) =
+        # (1 + tanh ŵ)/2): |ŵ| is started from the bound of tanh_root_bound, ŵ with the sign of
+        # 2v − a; |2v − a| − a = max(−2v, 2(v − a)) keeps small |v| exact. Then Newton steps in w.
+        if t > 1.0:
+            return None, None
+        v = _saturate(v, t)
+        a = 1.0 - t
+        c = v.mul(2.0).sub_(a)
+        shift = torch.maximum(v.neg(), v.sub(a)).mul_(2.0)
+        w = tanh_root_bound(c.abs(), shift, a, 4.0 * t).copysign_(c)
+        s, s1, h, d1 = c, shift, torch.empty_like(w), torch.empty_like(w)  # c, shift are free now
+        work = torch.empty_like(w)
+        steps = 2 + newton_steps(v.dtype)  # one Halley step, Newton steps, the final Newton step
+        for step in range(steps):
+            torch.sigmoid(w, out=s)
+            torch.addcmul(s, s, s, value=-1.0, out=s1)  # σ' = s(1 − s)
+            torch.mul(w, t, out=h).sub_(v).add_(s, alpha=a)  # h = as + tw − v
+            torch.mul(s1, a, out=d1).add_(t)  # h' = aσ' + t
+            if step == 0:  # Halley, h'' = aσ'(1 − 2s)
+                halley_denominator_(d1, h, s.mul_(-2.0 * a).add_(a).mul_(s1), work)
+            h.div_(d1)
+            if step == steps - 1:  # u = σ(w − δ) to first order, s − σ'δ
+                return s.addcmul_(s1, h, value=-1.0), w.sub_(h) if want_w else None
+            w.sub_(h)
+        raise AssertionError("unreachable")
 
     def _sigma(self, w: Tensor) -> Tensor:
         return torch.sigmoid(w)
@@ -170,6 +254,35 @@ class TanhProx(_SmoothProx):
 
     domain = (-1.0, 1.0)
 
+    def _solve(self, v: Tensor, t: float, want_w: bool) -> tuple[Tensor, Tensor | None]:
+        # (1 − t)·tanh w + tw = v is odd: W = |w| is the root of a·tanh W + tW = |v|, a = 1 − t,
+        # started from the bound of tanh_root_bound. Its steps use E = 1 − tanh W = 2σ(−2W), which
+        # keeps tanh's tail (where tanh W rounds to 1); the last one is in w with tanh itself, for
+        # the relative accuracy of small u.
+        if t > 1.0:
+            return None, None
+        v = _saturate(v, t)
+        a = 1.0 - t
+        C = v.abs()
+        W = tanh_root_bound(C, C - a, a, t).mul_(0.5)
+        one_minus_C = C.neg_().add_(1.0)
+        E, S2, h, d1 = torch.empty_like(W), torch.empty_like(W), torch.empty_like(W), torch.empty_like(W)
+        for step in range(1 + newton_steps(v.dtype)):
+            torch.mul(W, -2.0, out=E).sigmoid_().mul_(2.0)  # 1 − tanh W
+            torch.addcmul(E, E, E, value=-0.5, out=S2).mul_(2.0)  # 1 − tanh² W = E(2 − E)
+            torch.add(W, E, out=h).sub_(1.0).mul_(t).add_(one_minus_C).sub_(E)  # tanh W − |v| + t(W − tanh W)
+            torch.mul(S2, a, out=d1).add_(t)  # h'
+            if step == 0:  # Halley, h'' = −2a·tanh W·(1 − tanh² W)
+                halley_denominator_(d1, h, E.neg_().add_(1.0).mul_(S2).mul_(-2.0 * a), S2)
+            W.sub_(h.div_(d1))
+        w = W.copysign_(v)
+        T = torch.tanh(w, out=E)
+        torch.mul(T, T, out=S2).neg_().add_(1.0)
+        torch.sub(w, T, out=h).mul_(t).add_(T).sub_(v)  # h = (T − v) + t(w − T)
+        h.div_(torch.mul(S2, a, out=d1).add_(t))
+        u = T.addcmul_(S2, h, value=-1.0)  # tanh(w − δ) to first order
+        return u, w.sub_(h) if want_w else None
+
     def _sigma(self, w: Tensor) -> Tensor:
         return torch.tanh(w)
 
@@ -198,7 +311,8 @@ class SoftsignProx(ProxActivation):
     - prox_{tΨ}(v): for v ≥ 0 the optimality condition (1 − t)u + t·u/(1 − u) = v is the
       quadratic (1 − t)u² − (1 + v)u + v = 0, whose root in [0, 1) is, in the form without
       cancellation (any t > 0, odd in v),
-      ``u = 2v / (1 + |v| + √((1 − |v|)² + 4t|v|))`` (t = 1: v/(1 + |v|));
+      ``u = 2v / (1 + |v| + √((1 − |v|)² + 4t|v|))`` (t = 1: v/(1 + |v|)), evaluated with
+      q = 1/(1 + |v|) as ``vq / (½ + ½√(((|v| − 1)q)² + 4t·|v|q·q))``, which cannot overflow;
     - with x = (1 − |y|)(1 + |z|) and g(x) = x − 1 − log x ≥ 0 (Itakura–Saito),
       ``B(y, z) = g(x) + (|y||z| − yz)``: both terms are ≥ 0, zero together iff y = σ(z)
       (log x is log1p(x − 1) for |x − 1| < ½, else log(1 − |y|) + log(1 + |z|)).
@@ -220,9 +334,14 @@ class SoftsignProx(ProxActivation):
         if is_unit_step(t):
             return F.softsign(v)
         a = v.abs()
-        m = a.clamp(min=1.0)  # divide through by max(1, |v|): no overflow of (1 ± |v|)²
-        root = torch.sqrt(((1.0 - a) / m) ** 2 + 4.0 * t * (a / m) / m)
-        return 2.0 * (v / m) / ((1.0 + a) / m + root)
+        q = 1.0 / (a + 1.0)
+        if isinstance(t, Tensor) or (torch.is_grad_enabled() and v.requires_grad):
+            d = (a - 1.0) * q
+            return v * q / (0.5 + 0.5 * torch.sqrt(d * d + (4.0 * t) * a * q * q))
+        d = a.sub(1.0).mul_(q)  # (|v| − 1)q = 1 − 2q
+        a.mul_(q).mul_(q).mul_(4.0 * t)  # 4t·|v|q·q = 4t·q(1 − q)
+        d.mul_(d).add_(a).sqrt_().mul_(0.5).add_(0.5)
+        return q.mul_(v).div_(d)
 
     def _psi_elem(self, u: Tensor) -> Tensor:
         a = u.abs()

@@ -5,9 +5,11 @@ log-sigmoid, ELU and CELU (MATH.md §2, derived here); tanhshrink, whose σ⁻¹
 Each σ is nondecreasing and 1-Lipschitz, hence σ = prox_Ψ with Ψ'(u) = σ⁻¹(u) − u on the range
 of σ, and Φ = (½(·)² + Ψ)^* has Φ' = σ and Φ(z) = zσ(z) − ½σ(z)² − Ψ(σ(z)) (Fenchel–Young).
 Ψ is normalised by Ψ(0) = 0, so Φ(0) = 0 where σ(0) = 0 (all but softplus, whose Φ(z) → 0 as
-z → −∞ instead). prox_{tΨ} is the safeguarded Newton solve of
-:class:`~lbinv.proximal.smooth._SmoothProx`, with the bracket an unbounded range gets. Each ``_bregman_elem`` is written so that no term overflows for large ``|z|`` and the
-large terms of ``½y² + Φ(z) − yz`` do not cancel.
+z → −∞ instead). prox_{tΨ} is, for a Python float t, a fast solver (a Wright omega guess and a
+few Halley/Newton steps, in each class's docstring), and otherwise the safeguarded Newton solve of
+:class:`~lbinv.proximal.smooth._SmoothProx` with the bracket an unbounded range gets. Each
+``_bregman_elem`` is written so that no term overflows for large ``|z|`` and the large terms of
+``½y² + Φ(z) − yz`` do not cancel.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from torch import Tensor
 
 from lbinv._checks import check_step
 from lbinv.proximal._dilog import li2_exp_neg, li2_neg_exp, li2_series
-from lbinv.proximal.base import ProxActivation, StepSize, is_unit_step, softplus, split
+from lbinv.proximal._roots import halley_denominator_, lowest_log, newton_steps, omega_
+from lbinv.proximal.base import ProxActivation, StepSize, horner, is_unit_step, softplus, split
 from lbinv.proximal.smooth import _SmoothProx
 
 __all__ = ["SOFTPLUS_MIN_THRESHOLD", "CELUProx", "ELUProx", "LogSigmoidProx", "SoftplusProx"]
@@ -28,6 +31,7 @@ __all__ = ["SOFTPLUS_MIN_THRESHOLD", "CELUProx", "ELUProx", "LogSigmoidProx", "S
 #: the least ``threshold`` of nn.Softplus accepted: above it the switch to the identity moves σ by
 #: log(1 + e^{−threshold})/β, relatively ≤ e^{−15}/15 ≈ 2e−8 < half a float32 ulp
 SOFTPLUS_MIN_THRESHOLD = 15.0
+_LOG2 = math.log(2.0)
 
 
 class SoftplusProx(_SmoothProx):
@@ -42,7 +46,8 @@ class SoftplusProx(_SmoothProx):
       z ≤ 0, β²B = ½ŷ² − ŷx + (Li₂(e^{−ŷ}) − π²/6) − Li₂(−eˣ). No term exceeds
       O(ŷ² + |ŷx|) and for z > 0 the large ½ŷ² + ½x² − ŷx is one square.
 
-    prox_{tΨ}(v) is the root of (1 − t)u + t·σ⁻¹(u) = v (Newton in w, u = σ(w)).
+    prox_{tΨ}(v) is the root of (1 − t)u + t·σ⁻¹(u) = v (Newton in w, u = σ(w); for a float t < 1
+    from the guess and steps of ``_solve``).
 
     torch's nn.Softplus returns x itself where βx > ``threshold``, which lowers σ there by
     log(1 + e^{−threshold})/β ≤ e^{−threshold}/β (≈ 2e−9/β for the default 20) and makes it
@@ -70,6 +75,41 @@ class SoftplusProx(_SmoothProx):
 
     def _forward(self, v: Tensor) -> Tensor:
         return F.softplus(v, self.beta, self.threshold)
+
+    def _solve(self, v: Tensor, t: float, want_w: bool) -> tuple[Tensor | None, Tensor | None]:
+        # In x = βv and βw: h(w) = a·softplus(w) + tw − x, a = 1 − t, is increasing and convex. Its
+        # root is started from the larger of two lower bounds, from softplus(w) ≤ e^w (the root
+        # of a·e^w + tw = x, log ω(x/t + log(a/t)) − log(a/t) with ω the Wright omega function)
+        # and from softplus(w) ≤ max(w, 0) + log 2 (min(y, y/t), y = x − a·log 2); then Halley
+        # steps (two in float64) and a final Newton step, with softplus(w) = max(w, 0) −
+        # log1p(−σ(−|w|)) and σ(−|w|) = min(σ(w), 1 − σ(w)) (relatively accurate: for a small t the
+        # terms of h are of the order of t).
+        if t > 1.0:
+            return None, None
+        beta = self.beta
+        x = v if beta == 1.0 else v * beta
+        a = 1.0 - t
+        log_k = math.log(a / t)
+        w = omega_(torch.mul(x, 1.0 / t).add_(log_k)).log_().sub_(log_k)
+        y = torch.sub(x, a * _LOG2)
+        f = y.mul(1.0 / t)
+        torch.maximum(w, torch.minimum(y, f, out=y), out=w)
+        s, sp, h, d1 = y, torch.empty_like(w), torch.empty_like(w), torch.empty_like(w)
+        steps = 2 + newton_steps(v.dtype)
+        for step in range(steps):
+            torch.sigmoid(w, out=s)
+            torch.minimum(s, torch.mul(s, -1.0, out=f).add_(1.0), out=f)  # σ(−|w|)
+            torch.clamp(w, min=0.0, out=sp).sub_(f.neg_().log1p_())  # softplus(w)
+            torch.mul(sp, a, out=h).add_(w, alpha=t).sub_(x)  # h
+            torch.mul(s, a, out=d1).add_(t)  # h' = aσ + t
+            if step < steps - 1:  # Halley, h'' = aσ(1 − σ)
+                halley_denominator_(d1, h, torch.addcmul(s, s, s, value=-1.0, out=f).mul_(a), s)
+                w.sub_(h.div_(d1))
+        h.div_(d1)
+        u = sp.addcmul_(s, h, value=-1.0)  # softplus(w − δ) to first order
+        if beta != 1.0:
+            u.mul_(1.0 / beta)
+        return u, (w.sub_(h).mul_(1.0 / beta) if want_w else None)
 
     def _sigma(self, w: Tensor) -> Tensor:
         return softplus(self.beta * w) / self.beta
@@ -126,6 +166,18 @@ class LogSigmoidProx(ProxActivation):
         return self._sp._bregman_elem(-y, -z)
 
 
+#: 1/n! for n = 2..17: expm1(q) − q = Σ_{n≥2} qⁿ/n!, to round-off in float64 for |q| < ½
+_EXPM1_SERIES = tuple(1.0 / math.factorial(n) for n in range(2, 18))
+
+
+def _expm1_minus(q: Tensor, em1: Tensor) -> Tensor:
+    """expm1(q) − q given em1 = expm1(q), by its Taylor series where |q| < ½ (no cancellation)."""
+    small = q.abs() < 0.5
+    qs = torch.where(small, q, torch.zeros_like(q))
+    series = qs * qs * horner(_EXPM1_SERIES, qs)
+    return torch.where(small, series, em1 - q)
+
+
 class _ExpLinearProx(_SmoothProx):
     r"""σ(x) = x for x > 0, α(e^{x/c} − 1) for x ≤ 0, with α/c ≤ 1 (ELU: c = 1; CELU: c = α).
 
@@ -138,7 +190,23 @@ class _ExpLinearProx(_SmoothProx):
       terms (the bracket is the generalised Kullback–Leibler divergence of p from q),
       evaluated as ½(y⁺)² − y⁺z + c·p·log1p(min(y, 0)/α) − p·z + c(σ(z) − min(y, 0)).
 
-    prox_{tΨ}(v) = v for v ≥ 0; for v < 0 it is the root of (1 − t)u + t·c·log(1 + u/α) = v.
+    prox_{tΨ}(v) = v for v ≥ 0; for v < 0 it is the root of (1 − t)u + t·c·log(1 + u/α) = v, solved
+    (for a Python float t) in q = log(1 + u/α) = w/c ≤ 0, u = α·expm1(q): with A = (1 − t)α,
+    B = tc, the root of h(q) = A·expm1(q) + Bq − v, which is increasing (h' = A·e^q + B ≥
+    min(A + B, B) > 0).
+
+    - t < 1 (A > 0, h convex): x = (A/B)e^q solves x + log x = L := v/B + A/B + log(A/B), i.e.
+      x = ω(L), the Wright omega function; q = log x − log(A/B) (no cancellation), from the guess of
+      :func:`~lbinv.proximal._roots.omega_` (≤ 4.2%), clipped into [v/B, v/(A + B)] (which makes
+      q = 0 exact at v = 0 and catches an underflow of x), then a Halley step (and a Newton step
+      in float64) on h in its expm1 form, which keeps small |q| relatively exact;
+    - t > 1 (A < 0, h concave): from the root of the quadratic (A + B)q + Aq²/2 = v (an upper bound,
+      exact to second order near 0, where h is nearly quadratic for a large t) clipped into
+      [max(v/(A + B), (v + A)/B), v/B], Halley steps on h = (A + B)q + A·(expm1(q) − q) − v with
+      expm1(q) − q by its series for |q| < ½ (no cancellation between A·expm1(q) and Bq when
+      A ≈ −B);
+    - a final Newton step on the expm1 form gives q to round-off, relatively also near 0, and u is
+      returned as α·(expm1(q) − (1 + expm1(q))δ), δ that step, without another exponential.
     """
 
     _c: float
@@ -152,6 +220,64 @@ class _ExpLinearProx(_SmoothProx):
 
     def _dsigma(self, s: Tensor, w: Tensor) -> Tensor:
         return torch.where(w > 0, torch.ones_like(w), torch.exp(w.clamp(max=0.0) / self._c) * (self.alpha / self._c))
+
+    def _solve(self, v: Tensor, t: float, want_w: bool) -> tuple[Tensor, Tensor | None]:
+        alpha, c = self.alpha, self._c
+        A, B = (1.0 - t) * alpha, t * c
+        AB = (1.0 - t) * alpha + t * c  # A + B > 0: σ is 1-Lipschitz (α/c ≤ 1)
+        vn = v.clamp(max=0.0)
+        if t < 1.0:
+            q, em1, h, d1 = self._q_below_one(vn, A, B, AB)
+            torch.expm1(q, out=em1)
+            torch.mul(em1, A, out=h).add_(q, alpha=B).sub_(vn)  # h = A·expm1(q) + Bq − v
+        else:
+            q = self._q_above_one(vn, A, B, AB)
+            em1 = torch.expm1(q)
+            h = _expm1_minus(q, em1).mul_(A).add_(q, alpha=AB).sub_(vn)  # (A + B)q + A(expm1(q) − q) − v
+            d1 = torch.empty_like(q)
+        # the final Newton step, δ = h/h': q − δ is the root to round-off. h' = A·e^q + B, summed
+        # without cancellation: as it stands for t < 1, as A·expm1(q) + (A + B) for t > 1
+        e = torch.add(em1, 1.0, out=d1)  # e^q, exactly 0 where q ≪ 0
+        delta = h.div_(e.mul(A).add_(B) if t < 1.0 else em1.mul(A).add_(AB))
+        # u = α·expm1(q − δ) to first order in δ, α(expm1(q) − e^q·δ) (the error, of order δ², is
+        # below round-off)
+        un = em1.addcmul_(e, delta, value=-1.0)
+        w = q.sub_(delta).mul_(c) if want_w else None
+        return v.clamp(min=0.0).add_(un, alpha=alpha), w
+
+    def _q_below_one(self, vn: Tensor, A: float, B: float, AB: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """q for t < 1 to the accuracy of the Halley steps (class docstring), and three work tensors."""
+        k = A / B
+        lo = vn * (1.0 / B)
+        hi = vn * (1.0 / AB)
+        q = omega_(lo + (k + math.log(k)))
+        q.log_().sub_(math.log(k)).clamp_(min=lo, max=hi)
+        em1, h, d1, r = torch.empty_like(q), lo, hi, torch.empty_like(q)  # lo, hi are free now
+        low = lowest_log(vn.dtype)  # e^q below it is 0 to round-off (and exp is slow there on CPUs)
+        for step in range(1 + newton_steps(vn.dtype)):
+            torch.clamp(q, min=low, out=em1).expm1_()
+            torch.mul(em1, A, out=h).add_(q, alpha=B).sub_(vn)  # h = A·expm1(q) + Bq − v
+            ae = em1.add_(1.0).mul_(A)  # h'' = A·e^q
+            torch.add(ae, B, out=d1)  # h' = A·e^q + B > 0 (A·expm1(q) + A + B would cancel for t ≪ 1)
+            if step == 0:  # Halley: q − h/(h' − h·h''/(2h')); then Newton
+                halley_denominator_(d1, h, ae, r)
+            q.sub_(h.div_(d1))
+        return q, em1, h, d1
+
+    def _q_above_one(self, vn: Tensor, A: float, B: float, AB: float) -> Tensor:
+        """q for t > 1, to the accuracy of the Halley steps (see the class docstring)."""
+        lo = torch.maximum(vn / AB, (vn + A) / B)
+        # the root of (A + B)q + Aq²/2 = v closer to 0, 2v/((A + B) + √((A + B)² + 2Av)) (2Av ≥ 0)
+        hi = torch.minimum(vn / B, 2.0 * vn / (torch.sqrt(vn * (2.0 * A) + AB * AB) + AB))
+        q = hi.clone()
+        for _ in range(2 + newton_steps(vn.dtype)):  # Halley steps
+            em1 = torch.expm1(q)
+            h = _expm1_minus(q, em1).mul_(A).add_(q, alpha=AB).sub_(vn)
+            d1 = em1 * A + AB
+            d2 = (em1 + 1.0) * A
+            q = q - h / (d1 - 0.5 * (h / d1) * d2)
+            q = torch.minimum(torch.maximum(q, lo), hi)
+        return q
 
     def _shift(self, s: Tensor, w: Tensor) -> Tensor:
         return torch.where(w > 0, torch.zeros_like(w), s - w)  # exactly 0 where σ(w) = w
