@@ -519,7 +519,7 @@ DDP_SCRIPT = textwrap.dedent(
 
     if __name__ == "__main__":
         torch.manual_seed(0)
-        cb = T.make_callback(num_samples=5)
+        cb = T.make_callback(num_samples=5, **{options})
         trainer = L.Trainer(
             max_epochs=3, accelerator="cpu", devices=2, strategy="ddp", precision={precision!r},
             logger=TensorBoardLogger(str(out), name="tb", version=0), callbacks=[cb],
@@ -528,9 +528,32 @@ DDP_SCRIPT = textwrap.dedent(
         )
         trainer.fit(T.Foreign(), T.train_loader(), T.val_loader(batch_size=4))
         rank = trainer.global_rank
-        (out / f"rank{{rank}}.json").write_text(json.dumps({{"calls": calls, "probe": cb.probe.tolist()}}))
+        final = [level["psnr_inverted"] for level in cb.final_summary or []]
+        (out / f"rank{{rank}}.json").write_text(json.dumps({{"calls": calls, "probe": cb.probe.tolist(), "alphas": cb.alphas,
+                                                           "final": final}}))
     """
 )
+
+
+def run_ddp(tmp_path, precision: str, options: dict) -> tuple[subprocess.CompletedProcess, list[dict]]:
+    """Run DDP_SCRIPT with the callback options ``options``; the process and what each rank wrote."""
+    script = tmp_path / "ddp_run.py"
+    script.write_text(DDP_SCRIPT.format(repo=str(REPO), out=str(tmp_path), precision=precision, options=repr(options)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc, [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+
+
+def test_ddp_two_cpu_processes_with_the_defaults(tmp_path):
+    """The monitor's defaults under DDP (time share, α search, warm and decoder starts, the final
+    inversion), rank 1 failing at its second inversion: both ranks decide alike (how many levels, α,
+    the final rounds), so the collectives meet and both end with the same α and final numbers."""
+    options = dict(alpha="auto", time_share=0.2, warm_start=True, start="decoder", final_seconds=30.0, data_range=None)
+    proc, ranks = run_ddp(tmp_path, "32-true", options)
+    assert "rank 1 only" in proc.stderr
+    assert ranks[0]["alphas"] == ranks[1]["alphas"] and len(ranks[0]["alphas"]) == len(LEVELS)
+    assert ranks[0]["final"] == ranks[1]["final"] and all(math.isfinite(v) for v in ranks[0]["final"])
 
 
 @pytest.mark.parametrize(
@@ -541,12 +564,7 @@ DDP_SCRIPT = textwrap.dedent(
 def test_ddp_two_cpu_processes(tmp_path, precision, dtype):
     """Two processes; rank 1 fails at epoch 1. In float64, and in bfloat16 (inverted in float32, the
     failing rank's placeholders too), the ranks' results still meet in the same collectives."""
-    script = tmp_path / "ddp_run.py"
-    script.write_text(DDP_SCRIPT.format(repo=str(REPO), out=str(tmp_path), precision=precision))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    proc, ranks = run_ddp(tmp_path, precision, {})
     # the 5 probe images are split 3 + 3 (one padded copy): each rank inverts its share only
     assert ranks[0]["calls"] == ranks[1]["calls"] == [len(LEVELS) * 3] * 3
     assert "rank 1 only" in proc.stderr  # the failing rank warned; the run went on
