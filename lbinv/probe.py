@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from lbinv.lifted import LiftedNetwork
 from lbinv.metrics import dual_subgradient, psnr, single_layer_subgradient, symmetric_bregman_tv
+from lbinv.regularizers import TotalVariation
 from lbinv.solvers import InversionResult
 
 #: Data-driven α rules: "auto" searches a log grid locally (:class:`AlphaSearch`); "discrepancy" and
@@ -61,6 +62,7 @@ def invert_probe(
     counts: Optional[Tensor] = None,
     x_init: Optional[Tensor] = None,
     start: str = "zeros",
+    regularizer: Optional[str] = "tv",
 ) -> dict[str, Tensor]:
     """Everything one rank computes for its share ``x`` (k images, from index ``offset`` of the ``n``
     probe images) at every noise level and every α column of ``alphas`` ``(levels, G)``.
@@ -72,7 +74,9 @@ def invert_probe(
     Starting points: ``x_init`` ``(levels, k, G, *input_shape)`` (a warm start), and where it is NaN
     (or None) ``start``: ``"decoder"``, the decoder's output for the noisy code clamped into
     ``data_range`` (with the hidden variables of a forward pass: the solvers' ``hidden_init``), or
-    ``"zeros"``.
+    ``"zeros"``. With ``start="decoder"`` a warm start is taken only where its objective
+    (:func:`start_objective`, with ``regularizer`` as the solve's) is at most the decoder start's:
+    the encoder has trained since it was solved, and early in training its output moves fast.
 
     ``out["bregman_sym"]`` is ``D^sym_TV(x_α(y^δ), x_α(y))`` (see :func:`bregman_sym`) for a one-layer
     encoder when ``subgradient`` is ``"optimality"`` or ``"dual"``, for the columns that solve every
@@ -113,7 +117,15 @@ def invert_probe(
     x0 = default_start[level_i, image_i]
     if x_init is not None:
         warm = x_init.to(y.device, y.dtype)[level_i, image_i, column_i]
-        x0 = torch.where(torch.isnan(warm), x0, warm)
+        use = ~torch.isnan(warm.flatten(1)).any(dim=1)
+        if start == "decoder" and decoded is not None and bool(use.any()):
+            # the encoder has trained since the warm start was solved: keep it only where it still
+            # explains the noisy code better than the decoder's output (the objective at x, hidden
+            # variables by a forward pass, the start the solvers take)
+            tv = None if regularizer is None else TotalVariation(isotropic=regularizer == "tv")
+            use &= start_objective(net, torch.where(per_image(use, warm), warm, x0), data, alpha, tv, data_range) \
+                <= start_objective(net, x0, data, alpha, tv, data_range)
+        x0 = torch.where(per_image(use, warm), warm, x0)
     full = counts == k  # (levels, G): columns that solve every image get noise-free references
     with_reference = subgradient is not None and len(net) == 1 and net.is_chain and bool(full.any())
     if with_reference:  # the noise-free references x_α(y), one per image and distinct α, in the same batch
@@ -158,6 +170,19 @@ def invert_probe(
         bsym = bregman_sym(net, result, data, alpha, subgradient, batch, k, index.to(y.device)[level_i, column_i], image_i)
         out["bregman_sym"][level_i[column_full], image_i[column_full], column_i[column_full]] = bsym[column_full].to(y.dtype)
     return {key: value.to(y.dtype) for key, value in out.items()}
+
+
+def start_objective(
+    net: LiftedNetwork, x: Tensor, data: Tensor, alpha: Tensor, tv: Optional[TotalVariation],
+    bounds: tuple[float, float],
+) -> Tensor:
+    """``(B,)`` the lifted objective (MATH.md §3) at a starting point ``x`` projected into ``bounds``
+    with the hidden variables of a forward pass, as the solvers start: every hidden term is 0 there,
+    which leaves ``B_Ψ_L(y, a_L(x)) + α R(x)``."""
+    x = x.clamp(*bounds)
+    values = net.forward_all(x)
+    value = net.nodes[-1].activation.bregman(data, net.nodes[-1].pre_activation([x, *values]))
+    return value if tv is None else value + alpha * tv.value(x)
 
 
 def _default_start(

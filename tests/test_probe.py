@@ -10,8 +10,9 @@ from functools import partial
 import torch
 from torch import nn
 
-from lbinv import invert
-from lbinv.probe import SEARCH_GRID, AlphaSearch, WarmStarts, invert_probe, select_alpha
+from lbinv import LiftedNetwork, invert
+from lbinv.probe import SEARCH_GRID, AlphaSearch, WarmStarts, invert_probe, select_alpha, start_objective
+from lbinv.regularizers import TotalVariation
 
 
 def test_select_alpha_rules():
@@ -169,3 +170,31 @@ def test_final_rounds_of_the_search_find_the_grid_best_of_a_cold_solve():
     scores = cold["psnr_inv"][0, 0]  # image 0: the neighbours' image
     chosen = grid.index(search.alphas()[0, 0].item())
     assert scores[chosen] >= scores.max() - 0.05, (chosen, scores.tolist())
+
+
+def test_a_warm_start_is_kept_only_where_it_explains_the_code_better_than_the_decoder():
+    """The encoder trains between inversions, so the last solution can be worse than the decoder's
+    output at the new weights: invert_probe keeps it where the lifted objective (hidden variables by a
+    forward pass) is at most the decoder start's, and compares with start_objective's values."""
+    encoder, decoder, x = _one_layer()
+    seen = []
+
+    def solve(net, data, **kwargs):
+        seen.append(kwargs["x_init"].clone())
+        return invert(net, data, max_iter=1, bounds=(0.0, 1.0), **kwargs)
+
+    alphas, counts = torch.tensor([[1e-9]], dtype=torch.float64), torch.tensor([[3]])  # TV barely counts
+    with torch.no_grad():
+        decoded = decoder(encoder(x)).clamp(0.0, 1.0)
+        warm = torch.stack([decoded[0], x[1], torch.rand(1, 6, 6, dtype=torch.float64)]).reshape(1, 3, 1, 1, 6, 6)
+        invert_probe(encoder, decoder, x, noise_levels=(0.0,), alphas=alphas, seed=0, offset=0, n=3, data_range=(0.0, 1.0),
+                     solve=solve, counts=counts, x_init=warm, start="decoder")
+        net = LiftedNetwork.from_module(encoder, (1, 6, 6))
+        tv, y, a = TotalVariation(), encoder(x), torch.full((3,), 1e-9, dtype=torch.float64)
+        f_warm = start_objective(net, warm.reshape(3, 1, 6, 6), y, a, tv, (0.0, 1.0))
+        f_decoded = start_objective(net, decoded, y, a, tv, (0.0, 1.0))
+    keep = (f_warm <= f_decoded).tolist()
+    assert keep[:2] == [True, True] and not keep[2]  # a tie keeps it; the truth fits the code; noise does not
+    expected = torch.where(torch.tensor(keep).reshape(3, 1, 1, 1), warm.reshape(3, 1, 6, 6), decoded)
+    torch.testing.assert_close(seen[0], expected)
+    assert f_warm[1] < f_decoded[1]  # the true image: a better start than the decoder's

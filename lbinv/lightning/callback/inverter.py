@@ -68,6 +68,7 @@ class ProbeInverter:
                     offset=rank * per_rank, n=n, data_range=data_range, solve=self._solve(data_range, deadline, window),
                     subgradient=self.subgradient_rule(data_range), counts=counts, x_init=monitor.starts(alphas, images),
                     start=self.start if decoder is not None else "zeros",
+                    regularizer=self.options(data_range).get("regularizer", "tv"),
                 )
             out["ok"] = torch.ones(1)
         except Exception as err:  # a solver failure must not stop the training
