@@ -75,8 +75,9 @@ def invert_probe(
     (or None) ``start``: ``"decoder"``, the decoder's output for the noisy code clamped into
     ``data_range`` (with the hidden variables of a forward pass: the solvers' ``hidden_init``), or
     ``"zeros"``. With ``start="decoder"`` a warm start is taken only where its objective
-    (:func:`start_objective`, with ``regularizer`` as the solve's) is at most the decoder start's:
-    the encoder has trained since it was solved, and early in training its output moves fast.
+    (:func:`start_objective`, with ``regularizer`` as the solve's, at the level's first α, so that
+    columns given the same warm start decide alike) is at most the decoder start's: the encoder has
+    trained since it was solved, and early in training its output moves fast.
 
     ``out["bregman_sym"]`` is ``D^sym_TV(x_α(y^δ), x_α(y))`` (see :func:`bregman_sym`) for a one-layer
     encoder when ``subgradient`` is ``"optimality"`` or ``"dual"``, for the columns that solve every
@@ -123,8 +124,9 @@ def invert_probe(
             # explains the noisy code better than the decoder's output (the objective at x, hidden
             # variables by a forward pass, the start the solvers take)
             tv = None if regularizer is None else TotalVariation(isotropic=regularizer == "tv")
-            use &= start_objective(net, torch.where(per_image(use, warm), warm, x0), data, alpha, tv, data_range) \
-                <= start_objective(net, x0, data, alpha, tv, data_range)
+            reference = alphas.to(y.device, y.dtype)[level_i, 0]  # the level's first α: one rule for its columns
+            use &= start_objective(net, torch.where(per_image(use, warm), warm, x0), data, reference, tv, data_range) \
+                <= start_objective(net, x0, data, reference, tv, data_range)
         x0 = torch.where(per_image(use, warm), warm, x0)
     full = counts == k  # (levels, G): columns that solve every image get noise-free references
     with_reference = subgradient is not None and len(net) == 1 and net.is_chain and bool(full.any())

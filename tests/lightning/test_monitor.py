@@ -112,6 +112,10 @@ def test_auto_solves_three_columns_logs_the_current_alpha_and_moves(tmp_path, in
     for _, kwargs, _ in invert_calls:
         # 2 levels × (4 images at the current α + 1 image at each neighbour)
         assert kwargs["alpha"].shape == (12,)
+    for _, kwargs, _ in invert_calls[1:]:  # warm: the three columns of an image start from one point
+        x0 = kwargs["x_init"]
+        torch.testing.assert_close(x0[1], x0[0], rtol=0, atol=0)
+        torch.testing.assert_close(x0[2], x0[0], rtol=0, atol=0)
     first = invert_calls[0][1]["alpha"].tolist()
     assert first == pytest.approx([SEARCH_START, grid[i - 1], grid[i + 1], SEARCH_START, SEARCH_START, SEARCH_START] * 2)
     acc = events(tmp_path)

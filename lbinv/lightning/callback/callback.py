@@ -470,7 +470,7 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
                 if final:  # a column solved to tol in an earlier round is not solved again
                     counts[rounds.known(alphas, counts, per_rank, n)] = 0
                 out = self._inverter.round(trainer, pl_module, self._probe_images, self._monitor, epoch, alphas, counts,
-                                           self._data_range(), deadline, solve_window)
+                                           self._data_range(), deadline, solve_window, final)
                 if out is None:
                     return
                 rounds.add(alphas, out)

@@ -43,6 +43,7 @@ class ProbeInverter:
     def round(
         self, trainer: Trainer, pl_module: LightningModule, probe_images: ProbeImages, monitor: Monitor, epoch: int,
         alphas: Tensor, counts: Tensor, data_range: tuple[float, float], deadline: Optional[float], window: list[float],
+        final: bool,
     ) -> Optional[dict[str, Tensor]]:
         """This rank's share of the probe at the α columns ``alphas`` / ``counts`` (from the monitor's
         warm starts, else its ``start``), gathered on every rank; its solve ends after the first sweep
@@ -66,7 +67,7 @@ class ProbeInverter:
                 out = invert_probe(
                     encoder, decoder, x, noise_levels=self.noise_levels, alphas=alphas, seed=self.seed,
                     offset=rank * per_rank, n=n, data_range=data_range, solve=self._solve(data_range, deadline, window),
-                    subgradient=self.subgradient_rule(data_range), counts=counts, x_init=monitor.starts(alphas, images),
+                    subgradient=self.subgradient_rule(data_range), counts=counts, x_init=monitor.starts(alphas, images, final),
                     start=self.start if decoder is not None else "zeros",
                     regularizer=self.options(data_range).get("regularizer", "tv"),
                 )

@@ -68,9 +68,17 @@ class Monitor:
         """The rule of :func:`lbinv.probe.summarize` (``"auto"`` logs its current α, column 0)."""
         return self.alpha if isinstance(self.alpha, str) else "fixed"
 
-    def starts(self, alphas: Tensor, images: Tensor) -> Optional[Tensor]:
-        """Warm starts ``(levels, k, G, ...)`` for the probe images of index ``images``, or None."""
-        return None if self.warm is None else self.warm.starts(alphas, images)
+    def starts(self, alphas: Tensor, images: Tensor, final: bool) -> Optional[Tensor]:
+        """Warm starts ``(levels, k, G, ...)`` for the probe images of index ``images``, or None. During
+        fit every column of a level starts where its first does, so that ``"auto"`` compares its α
+        from one point after the same sweeps; a final inversion starts each from its nearest α's
+        solution (its rounds run to ``tol``)."""
+        if self.warm is None:
+            return None
+        if final:
+            return self.warm.starts(alphas, images)
+        first = self.warm.starts(alphas[:, :1], images)
+        return None if first is None else first.expand(-1, -1, alphas.shape[1], *first.shape[3:])
 
     def learn(self, alphas: Tensor, out: dict[str, Tensor]) -> Tensor:
         """Keep the solutions of ``out`` (gathered: the whole probe) for the next warm start and move
