@@ -642,6 +642,32 @@ class WrongDecoder(Foreign):
         self.log("val_loss", self.enc(self._x(batch)).square().mean())
 
 
+class LinearDecoder(nn.Module):
+    """lightning-bolts' decoder shape: a Linear from the latent code first (here from 8 numbers)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(8, SIZE * SIZE)
+
+    def forward(self, z):
+        return self.linear(z).view(-1, 1, SIZE, SIZE)
+
+
+class EncoderStopsEarly(Foreign):
+    """The code is fc(enc(x)) (8 numbers, as lightning-bolts' AE), but the callback is given enc (12)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.dec = nn.Linear(12, 8), LinearDecoder()
+
+    def training_step(self, batch, batch_idx):
+        x = self._x(batch)
+        return torch.nn.functional.mse_loss(self.dec(self.fc(self.enc(x))), x)
+
+    def validation_step(self, batch, batch_idx):
+        pass
+
+
 class FlatInputs(nn.Module):
     """A hand-written forward that takes flattened inputs (an nn.Sequential starting with such a
     Linear gets nn.Flatten() from the callback; a forward of one's own cannot be seen into)."""
@@ -672,6 +698,9 @@ class FlatEncoder(Foreign):
 @pytest.mark.parametrize("module, match", [
     (WrongDecoder, r"decoder 'dec' fails on the encoder's codes \(ValueError: the decoder maps codes of shape \(12,\) to \(1, 7, 7\), which cannot be compared with inputs of shape \(1, 8, 8\)\)"),
     (FlatEncoder, r"encoder 'enc' fails on a validation input of shape \(1, 8, 8\).*nn.Flatten\(\)"),
+    (EncoderStopsEarly, r"the encoder 'enc' gives codes of shape \(12,\) \(12 numbers\), but the decoder 'dec' starts with a "
+                        r"Linear that takes 8\. Either the encoder stops too early .*encoder=lambda m: nn.Sequential\(m.encoder, m.fc\)"
+                        r".*or the decoder is not the one for these codes"),
 ])
 def test_shape_mistakes_fail_before_the_first_training_step(tmp_path, module, match):
     model = module()

@@ -152,11 +152,30 @@ def dry_run(
         try:
             as_inputs(decoder(code), tuple(code.shape[1:]), shape)
         except Exception as err:
+            expects = first_linear_input(decoder)
+            if expects is not None and expects != code[0].numel():
+                raise ValueError(
+                    f"InversionCallback: the encoder {accessor_name(encoder_spec)!r} gives codes of shape "
+                    f"{tuple(code.shape[1:])} ({code[0].numel()} numbers), but the decoder "
+                    f"{accessor_name(decoder_spec)!r} starts with a Linear that takes {expects}. Either the encoder stops "
+                    "too early (a model that maps the encoder's output further before decoding, as lightning-bolts' AE "
+                    "does with fc(encoder(x)), needs that map in the encoder: encoder=lambda m: nn.Sequential(m.encoder, "
+                    "m.fc)), or the decoder is not the one for these codes: pass `decoder=` the one that is, or None."
+                ) from err
             raise ValueError(
                 f"InversionCallback: the decoder {accessor_name(decoder_spec)!r} fails on the encoder's codes "
                 f"({type(err).__name__}: {err}); pass `decoder=` a callable from codes to images of the inputs' size "
                 "(it is reshaped to them), or decoder=None."
             ) from err
+
+
+def first_linear_input(decoder: Any) -> Optional[int]:
+    """``in_features`` of the first layer of ``decoder`` when that is an ``nn.Linear`` (through nested
+    plain ``nn.Sequential``s and modules whose first registered child is one), else None."""
+    first = decoder
+    while isinstance(first, nn.Module) and not isinstance(first, nn.Linear) and len(first._modules) > 0:
+        first = next(iter(first._modules.values()))
+    return first.in_features if isinstance(first, nn.Linear) else None
 
 
 def known_input_shape(
