@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from lbinv._checks import Shape, check_shape
-from lbinv.operators.cache import cached
+from lbinv.operators.cache import cached, warm_state
 from lbinv.operators.diagnostics import operator_norm
 from lbinv.operators.module_ops import SUPPORTED_AFFINE_LAYERS, AffineOp, affine_op
 from lbinv.operators.sequential import flatten_modules, is_plain_sequential, where_in_sequential
@@ -178,16 +178,17 @@ class AffineMap:
         on the same modules (:func:`~lbinv.operators.cache.cached`)."""
         return cached(self._cache_owner, (name, self._structure), list(self._tensors()), compute)
 
-    def cached_with(self, others: Sequence[AffineMap], name: Hashable, compute: Callable[[], Any]) -> Any:
-        """``compute()`` of a value that depends on this map and on ``others`` (e.g. the norm of their
-        stacked operator), kept like ‖W‖ while none of their parameters or buffers changes; ``name``
-        says everything else it depends on."""
+    def cached_with(self, others: Sequence[AffineMap], name: Hashable, compute: Callable[[dict], Any]) -> Any:
+        """``compute(warm)`` of a value that depends on this map and on ``others`` (e.g. the norm of
+        their stacked operator), kept like ‖W‖ while none of their parameters or buffers changes;
+        ``name`` says everything else it depends on; ``warm`` is the :func:`~lbinv.operators.cache.warm_state`
+        of the same key, kept across changes."""
         maps = (self, *others)
         key = (name, tuple(m._structure for m in maps), self.dtype, self.device)
         # kept with the first module holding tensors; maps without any (max pooling's window entries, traced
         # anew at every call) share one owner, their key saying all they compute
         owner = next((m._cache_owner for m in maps if isinstance(m._cache_owner, nn.Module)), _PARAMETER_FREE)
-        return cached(owner, key, [t for m in maps for t in m._tensors()], compute)
+        return cached(owner, key, [t for m in maps for t in m._tensors()], lambda: compute(warm_state(owner, key)))
 
     @property
     def bias(self) -> Tensor:
@@ -207,8 +208,9 @@ class AffineMap:
         def compute() -> float:
             if all(op.isometry for op in self._ops):
                 return 1.0  # identities and reshapes (or no op at all): ‖W‖ = 1
+            warm = warm_state(self._cache_owner, ("opnorm", self._structure))  # the last vectors, across steps
             return operator_norm(
-                self.linear, self.adjoint, self.in_shape, dtype=self.dtype, device=self.device
+                self.linear, self.adjoint, self.in_shape, dtype=self.dtype, device=self.device, warm=warm
             )
 
         return self._cached("opnorm", compute)

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["Snapshot", "cached", "forget"]
+__all__ = ["Snapshot", "cached", "forget", "warm_state"]
 
 
 class Snapshot:
@@ -91,7 +91,19 @@ def cached(owner: Any, name: Hashable, tensors: Sequence[Tensor], compute: Calla
     return value
 
 
+#: owner -> {name: state}: what a computation may start from next time, kept when the tensors change.
+_WARM: weakref.WeakKeyDictionary[Any, dict[Hashable, dict[str, Any]]] = weakref.WeakKeyDictionary()
+
+
+def warm_state(owner: Any, name: Hashable) -> dict[str, Any]:
+    """A dict kept under ``(owner, name)`` across changes of the owner's tensors, for a computation
+    that starts better from its last result (power iteration from its last vectors: after an
+    optimiser step the top singular vectors barely move). Any state is only a starting point."""
+    return _WARM.setdefault(owner, {}).setdefault(name, {})
+
+
 def forget(owner: Any) -> None:
     """Drop every value kept for ``owner`` (e.g. a module whose weights were edited in a way the
     fingerprint cannot see)."""
     _STORE.pop(owner, None)
+    _WARM.pop(owner, None)

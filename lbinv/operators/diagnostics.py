@@ -29,13 +29,17 @@ def operator_norm(
     rtol: float = 1e-5,
     check_every: int = 10,
     seed: int = 0,
+    warm: dict | None = None,
 ) -> float:
     """‖A‖₂ of a linear map (not squared) by block power iteration on AᵀA.
 
     ``n_vectors`` seeded random vectors are iterated in one batch, V ← orth(AᵀA V); every
     ``check_every`` iterations the Rayleigh–Ritz estimate λ = max eig((AV)(AV)ᵀ) is taken,
     and the loop stops once it changes by less than ``rtol`` (relative) or after
-    ``max_iter`` iterations. Returns sqrt(λ).
+    ``max_iter`` iterations. Returns sqrt(λ). With ``warm`` (a dict, e.g.
+    :func:`~lbinv.operators.cache.warm_state`) the iteration starts from the block it left there
+    last time, when its shape, dtype and device fit (a map whose weights changed a little converges
+    in a few checks instead of hundreds of iterations), and leaves its final block there.
 
     The estimate errs on the LOW side: λ is a Ritz value of AᵀA on an orthonormal subspace,
     hence ≤ ‖A‖₂² (up to rounding); callers multiply by a safety factor (e.g. 1.01).
@@ -47,6 +51,9 @@ def operator_norm(
     k = max(1, min(n_vectors, n))
     with torch.no_grad():
         v = torch.randn(k, n, generator=gen, dtype=torch.float64).to(dtype=dtype, device=device)
+        last = None if warm is None else warm.get("vectors")
+        if last is not None and last.shape == v.shape and last.dtype == v.dtype and last.device == v.device:
+            v = last
         v = torch.linalg.qr(v.T).Q.T
         est_prev, est = -1.0, 0.0
         for it in range(1, max_iter + 1):
@@ -62,6 +69,8 @@ def operator_norm(
                 est_prev = est
             w = adjoint(av).reshape(k, -1)
             v = torch.linalg.qr(w.T).Q.T
+        if warm is not None:
+            warm["vectors"] = v
     return math.sqrt(est)
 
 

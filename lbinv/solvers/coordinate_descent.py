@@ -165,8 +165,8 @@ def _lipschitz(readers: dict[int, list], shape: tuple[int, ...]) -> float:
 
     reference = edges[0].affine
 
-    def compute() -> float:
-        return operator_norm(forward, adjoint, shape, dtype=reference.dtype, device=reference.device)
+    def compute(warm: dict) -> float:
+        return operator_norm(forward, adjoint, shape, dtype=reference.dtype, device=reference.device, warm=warm)
 
     grouping = ("stacked_opnorm", tuple(len(group) for group in groups))  # which edges are summed
     return lipschitz(reference.cached_with([e.affine for e in edges[1:]], grouping, compute))
