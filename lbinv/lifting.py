@@ -168,6 +168,7 @@ def lift_steps(steps: Sequence[Step], input_shape: Shape) -> list[LiftedNode]:
             raise ValueError(f"{where} is not supported; {SUPPORTED_LAYERS}")
         try:
             activation = proximal_activation(module)
+            activation.check_shape(shape)
         except ValueError as err:
             raise ValueError(f"{where}: {err}") from err
         values.append((lifting.node(terms, shape, activation, where), shape))

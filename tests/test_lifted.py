@@ -7,9 +7,10 @@ import pytest
 import torch
 from torch import nn
 
+from lbinv import invert
 from lbinv.lifted import LiftedLayer, LiftedNetwork
 from lbinv.operators import AffineMap
-from lbinv.proximal import IDENTITY, ProxActivation
+from lbinv.proximal import IDENTITY, LeakyReLUProx, PReLUProx, ProxActivation
 from tests.helpers import (
     ADJ_TOL,
     F64,
@@ -69,6 +70,71 @@ def test_round_trip_leaky_avgpool_batchnorm_stack():
     torch.testing.assert_close(net(x), module(x), rtol=0, atol=0)
     for layer in net.layers:
         assert adjoint_error(layer.affine) <= ADJ_TOL
+
+
+def _prelu(slopes: list[float]) -> nn.PReLU:
+    module = nn.PReLU(len(slopes))
+    with torch.no_grad():
+        module.weight.copy_(torch.tensor(slopes))
+    return module
+
+
+def _prelu_conv_encoder() -> nn.Sequential:
+    """Conv → PReLU(4) → conv → PReLU(6) → linear code of 20 for 12×12 images, slopes set per channel."""
+    torch.manual_seed(0)
+    return init_module(nn.Sequential(
+        nn.Conv2d(1, 4, 3, stride=2, padding=1), _prelu([0.05, 0.2, 0.5, 0.9]),
+        nn.Conv2d(4, 6, 3, stride=2, padding=1), _prelu([0.1, 0.3, 0.45, 0.6, 0.8, 1.0]),
+        nn.Flatten(), nn.Linear(6 * 3 * 3, 20),
+    ))
+
+
+def test_prelu_encoders_lift_and_equal_the_module():
+    conv = nn.Sequential(nn.Conv2d(1, 4, 3), _prelu([0.1, 0.25, 0.6, 1.0]), nn.Flatten(), nn.Linear(4 * 26 * 26, 10))
+    dense = nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.PReLU())
+    dense_per_unit = nn.Sequential(nn.Flatten(), nn.Linear(784, 32), _prelu(torch.linspace(0.01, 1.0, 32).tolist()))
+    x = torch.rand(3, 1, 28, 28, generator=generator(5), dtype=F64)
+    for module, kind, hidden in ((conv, PReLUProx, conv[:2]), (dense, LeakyReLUProx, dense),
+                                 (dense_per_unit, PReLUProx, dense_per_unit)):
+        module = init_module(module)
+        net = LiftedNetwork.from_module(module, input_shape=(1, 28, 28))
+        assert isinstance(net.layers[0].activation, kind)
+        with torch.no_grad():
+            assert torch.equal(net(x), module(x))
+            assert torch.equal(net.forward_all(x)[0], hidden(x))
+    # a hidden node's values are (B, C, H, W): its Bregman loss vanishes at the truth, per channel
+    module = _prelu_conv_encoder()
+    net = LiftedNetwork.from_module(module, input_shape=(1, 12, 12))
+    x = torch.rand(2, 1, 12, 12, generator=generator(6), dtype=F64)
+    with torch.no_grad():
+        values = [x, *net.forward_all(x)]
+        for k, node in enumerate(net.nodes):
+            assert values[k + 1].shape[1:] == node.shape
+            assert float(node.activation.bregman(values[k + 1], node.pre_activation(values)).abs().max()) < 1e-14
+
+
+def test_inverting_a_prelu_conv_encoder():
+    """From the truth with no regulariser the lifted solver stays there (its hidden steps are the per-channel
+    prox of the PReLU nodes, at a fixed point only if they agree with σ); from zeros it explains the code."""
+    module = _prelu_conv_encoder()
+    x = torch.zeros(2, 1, 12, 12, dtype=F64)
+    x[0, 0, 2:7, 3:9] = 1.0
+    x[1, 0, 4:10, 1:5] = 1.0
+    with torch.no_grad():
+        y = module(x)
+    res = invert(module, y, input_shape=(1, 12, 12), regularizer=None, x_init=x, max_iter=5, tol=0.0)
+    torch.testing.assert_close(res.x, x, rtol=0, atol=1e-12)
+
+    def solve(iterations: int):
+        res = invert(module, y, alpha=1e-4, input_shape=(1, 12, 12), bounds=(0.0, 1.0), max_iter=iterations, tol=0.0)
+        with torch.no_grad():
+            return res, (module(res.x) - y).norm(dim=1) / y.norm(dim=1)
+
+    (short, _), (res, residual) = solve(20), solve(200)
+    with torch.no_grad():
+        start = (module(torch.zeros_like(x)) - y).norm(dim=1) / y.norm(dim=1)
+    assert bool((res.objective < short.objective).all())
+    assert bool((residual < 0.25 * start).all())  # measured 0.079 of 0.47 and 0.50
 
 
 def test_nested_sequential_and_activation_first():
@@ -197,6 +263,15 @@ REFUSALS = {
     ),
     "flatten-batch": (
         nn.Sequential(nn.Flatten(0)), (2, 3), r"module 0 \(Flatten.*batch dimension",
+    ),
+    "prelu-slopes": (
+        nn.Sequential(nn.Linear(4, 3), nn.PReLU(3, init=1.5)), None,
+        r"module 1 \(PReLU.*PReLU\(num_parameters=3\) is not a proximal map: channels 0 \(slope 1\.5\), 1 \(slope 1\.5\)"
+        + r".*a slope above 1 is expansive",
+    ),
+    "prelu-channels": (
+        nn.Sequential(nn.Conv2d(1, 4, 3), _prelu([0.1, 0.2, 0.3, 0.4, 0.5])), (1, 8, 8),
+        r"module 1 \(PReLU.*5 channels first.*got samples of shape \(4, 6, 6\)",
     ),
     "bad-input-shape": (nn.Sequential(nn.ReLU()), (0, 3), r"input_shape: expected a non-empty tuple of positive ints"),
     "empty": (nn.Sequential(), (3,), r"empty"),

@@ -188,6 +188,22 @@ class Sampling(OneLinear):
         return h + torch.exp(h) * 0.1 if self.training else h
 
 
+class PReLUs(nn.Module):
+    """F.prelu with a parameter of slopes, the method .prelu() and an nn.PReLU submodule."""
+
+    def __init__(self, slopes=(0.1, 0.5, 0.9)) -> None:
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(1, 3, 3, padding=1), nn.Conv2d(3, 3, 3, stride=2)
+        self.slopes, self.slope = nn.Parameter(torch.tensor(slopes)), nn.Parameter(torch.tensor([0.3]))
+        self.act = nn.PReLU(3)
+        self.fc = nn.Linear(3 * 2 * 2, 5)
+
+    def forward(self, x):
+        h = F.prelu(self.conv1(x), self.slopes)
+        h = self.act(self.conv2(h).prelu(self.slope))
+        return self.fc(h.flatten(1))
+
+
 IMAGE = (1, 6, 6)
 
 # name -> (module factory, input shape, how to call it: the module itself or (method, output))
@@ -207,6 +223,7 @@ EQUAL = {
     "two activations in a row": (lambda: nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Sigmoid()), (4,), None),
     "ResNet-like": (ResNetLike, IMAGE, None),
     "flat to image, cat of one": (ToImage, (8,), None),
+    "F.prelu, .prelu() and nn.PReLU": (PReLUs, IMAGE, None),
 }
 
 
@@ -339,6 +356,8 @@ REFUSALS = {
     "in place, result unused": (InPlace(), None, r"the method \.add_\(\) in forward\(\) at test_tracing\.py:\d+ changes a value in place.*out = out \+ h"),
     "cat with a constant": (CatConstant(), None, r"torch\.cat in forward\(\) at test_tracing\.py:\d+:.*constant tensor"),
     "ModuleList": (nn.ModuleList([nn.Linear(4, 4)]), None, r"ModuleList has no forward\(\).*nn\.Sequential"),
+    "F.prelu, expansive": (PReLUs((0.5, 2.0, 0.5)), IMAGE, r"F\.prelu in forward\(\) at test_tracing\.py:\d+: "
+                           + r"PReLU\(num_parameters=3\) is not a proximal map: channel 1 \(slope 2\): a slope above 1"),
 }
 
 

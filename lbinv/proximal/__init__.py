@@ -27,7 +27,7 @@ range of σ and prox_{tΨ}(v) the root of (1 − t)u + t·σ⁻¹(u) = v; the cl
 in their docstrings (softplus needs the dilogarithm Li₂, in :mod:`~lbinv.proximal._dilog`).
 
 The package: :mod:`~lbinv.proximal.base` (the base class), :mod:`~lbinv.proximal.piecewise` (ReLU,
-LeakyReLU, clamp, hard sigmoid, soft-thresholding, identity: closed forms),
+LeakyReLU, PReLU, clamp, hard sigmoid, soft-thresholding, identity: closed forms),
 :mod:`~lbinv.proximal.smooth` (bounded range: sigmoid, tanh, prox by a few Halley/Newton steps
 from a close guess, or safeguarded Newton; softsign, in closed form),
 :mod:`~lbinv.proximal.smooth_unbounded` (softplus, log-sigmoid, ELU, CELU: the same),
@@ -37,13 +37,15 @@ from a close guess, or safeguarded Newton; softsign, in closed form),
 them from here.
 
 Supported torch modules (see :func:`proximal_activation`): ReLU, LeakyReLU (slope in [0, 1]),
-Hardtanh and ReLU6 (clamp), Sigmoid, Tanh, Softshrink, Softplus (β > 0), ELU (α ∈ [0, 1]),
-CELU (α > 0), Softsign, Tanhshrink, LogSigmoid, Hardsigmoid, Identity. GELU, SiLU, Mish and
-Hardswish are not monotone and SELU is expansive: they are refused, naming the nearest
-supported alternative (nn.Softplus, nn.ELU).
+PReLU (learned per-channel slopes, each in (0, 1], or all 0: a LeakyReLU per channel), Hardtanh
+and ReLU6 (clamp), Sigmoid, Tanh, Softshrink, Softplus (β > 0), ELU (α ∈ [0, 1]), CELU (α > 0),
+Softsign, Tanhshrink, LogSigmoid, Hardsigmoid, Identity. GELU, SiLU, Mish and Hardswish are not
+monotone and SELU is expansive: they are refused, naming the nearest supported alternative
+(nn.Softplus, nn.ELU).
 
-All maps are elementwise and batched: tensors are ``(B, ...)``; :meth:`ProxActivation.psi`
-and :meth:`ProxActivation.bregman` sum over every dimension but the first and return ``(B,)``.
+All maps are elementwise and batched: tensors are ``(B, ...)`` (for PReLU, ``(B, C, ...)``: its
+slope depends on the channel, dimension 1); :meth:`ProxActivation.psi` and
+:meth:`ProxActivation.bregman` sum over every dimension but the first and return ``(B,)``.
 """
 
 from lbinv.proximal.base import ProxActivation, StepSize
@@ -53,6 +55,7 @@ from lbinv.proximal.piecewise import (
     HardsigmoidProx,
     IdentityProx,
     LeakyReLUProx,
+    PReLUProx,
     ReLUProx,
     SoftshrinkProx,
 )
@@ -80,6 +83,7 @@ __all__ = [
     "IdentityProx",
     "LeakyReLUProx",
     "LogSigmoidProx",
+    "PReLUProx",
     "ProxActivation",
     "ReLUProx",
     "SigmoidProx",

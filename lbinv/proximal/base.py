@@ -97,6 +97,10 @@ class ProxActivation:
         """
         return self._sum_in_domain(y, self._bregman_elem(self.project_data(y), z))
 
+    def check_shape(self, shape: tuple[int, ...]) -> None:
+        """Raise ValueError when this map cannot act on samples of ``shape`` (no batch dimension).
+        Elementwise maps act on any shape; a per-channel one (PReLU) needs its channels first."""
+
     def project_data(self, y: Tensor) -> Tensor:
         """Clip ``y`` into :attr:`domain` (returns ``y`` itself when the domain is ℝ)."""
         if self.domain == (-math.inf, math.inf):

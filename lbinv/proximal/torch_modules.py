@@ -13,9 +13,11 @@ from lbinv.proximal.piecewise import (
     ClampProx,
     HardsigmoidProx,
     LeakyReLUProx,
+    PReLUProx,
     ReLUProx,
     SoftshrinkProx,
     leaky_slope_problem,
+    prelu_slope_problem,
 )
 from lbinv.proximal.smooth import SigmoidProx, SoftsignProx, TanhProx
 from lbinv.proximal.smooth_unbounded import (
@@ -30,7 +32,8 @@ from lbinv.proximal.tanhshrink import TanhshrinkProx
 __all__ = ["SUPPORTED_ACTIVATIONS", "is_activation", "proximal_activation"]
 
 SUPPORTED_ACTIVATIONS = (
-    "ReLU, LeakyReLU (negative_slope in [0, 1]), ReLU6, Hardtanh, Sigmoid, Tanh, Softshrink, "
+    "ReLU, LeakyReLU (negative_slope in [0, 1]), PReLU (every slope in (0, 1], or all 0), ReLU6, Hardtanh, "
+    "Sigmoid, Tanh, Softshrink, "
     f"Softplus (beta > 0, threshold >= {SOFTPLUS_MIN_THRESHOLD:g}), ELU (alpha in [0, 1]), CELU, Softsign, "
     "Tanhshrink, LogSigmoid, Hardsigmoid, Identity"
 )
@@ -57,10 +60,6 @@ _NOT_PROX: dict[str, str] = {
     "LogSoftmax": "its Jacobian is not symmetric, so it is not a proximal map",
     "GLU": "it halves a dimension, so it is not a map of a space to itself and not a proximal map",
     "MultiheadAttention": "it is not an elementwise activation",
-    "PReLU": (
-        "its slope is a learned parameter and it is a proximal map only while every slope lies in "
-        "[0, 1]; lbinv needs a fixed slope: use nn.LeakyReLU(negative_slope) with a slope in [0, 1]"
-    ),
     "RReLU": (
         "its slope is random during training; in eval mode it equals "
         "nn.LeakyReLU((lower + upper) / 2): use that instead"
@@ -101,6 +100,9 @@ def proximal_activation(module: nn.Module) -> ProxActivation:
     ========================  ==========================================
     nn.ReLU                   :class:`ReLUProx`
     nn.LeakyReLU(a)           :class:`LeakyReLUProx` (a ∈ (0, 1]); ReLUProx for a = 0
+    nn.PReLU(C)               :class:`PReLUProx` (its learned slopes, copied at
+                              lifting: every one in (0, 1]); LeakyReLUProx
+                              when all slopes are equal, ReLUProx when all 0
     nn.Hardtanh(lo, hi)       :class:`ClampProx` (lo, hi)
     nn.ReLU6                  :class:`ClampProx` (0, 6)
     nn.Sigmoid                :class:`SigmoidProx`
@@ -122,7 +124,8 @@ def proximal_activation(module: nn.Module) -> ProxActivation:
     ValueError
         For any other module, naming its type, saying why (e.g. GELU, SiLU: not monotone, hence
         not a proximal map, use nn.Softplus or nn.ELU) and listing the supported activations; for
-        LeakyReLU with a slope outside [0, 1], ELU with alpha outside [0, 1], CELU with alpha <= 0,
+        LeakyReLU with a slope outside [0, 1], PReLU with a slope outside [0, 1] or slopes 0 mixed
+        with nonzero ones (naming the channels and their slopes), ELU with alpha outside [0, 1], CELU with alpha <= 0,
         Softplus with beta <= 0 or a threshold below 15.
     """
     name = type(module).__name__
@@ -137,6 +140,8 @@ def proximal_activation(module: nn.Module) -> ProxActivation:
             "LeakyReLU needs a slope in [0, 1]. "
             f"Supported activations: {SUPPORTED_ACTIVATIONS}"
         )
+    if is_plain(module, nn.PReLU):
+        return _prelu(module)
     if is_plain(module, nn.ReLU):
         return ReLUProx()
     if is_plain(module, nn.ReLU6):
@@ -171,6 +176,29 @@ def proximal_activation(module: nn.Module) -> ProxActivation:
     if isinstance(why, ProxActivation):
         return why
     raise ValueError(f"{name} is not supported as a proximal activation: {why}. Supported activations: {SUPPORTED_ACTIVATIONS}")
+
+
+def _prelu(module: nn.PReLU) -> ProxActivation:
+    """The proximal map of a plain nn.PReLU at its current slopes (a detached copy): ReLUProx when all are
+    0, LeakyReLUProx when all are equal, else PReLUProx; a ValueError naming the offending channels when a
+    slope lies outside [0, 1] or slopes 0 are mixed with nonzero ones. One host synchronisation."""
+    weight = module.weight.detach().reshape(-1)
+    first = weight[:1]
+    if bool((weight == first).all()):  # one slope for every entry
+        a = float(first)
+        if a == 0.0:
+            return ReLUProx()
+        if 0.0 < a <= 1.0:
+            return LeakyReLUProx(a)
+    why = prelu_slope_problem(weight)
+    if why is not None:
+        raise ValueError(
+            f"PReLU(num_parameters={module.num_parameters}) is not a proximal map: {why}. PReLU needs every "
+            "learned slope in (0, 1] (or all 0: nn.ReLU); keep them there while training, e.g. "
+            "module.weight.data.clamp_(0.01, 1.0) after each optimiser step. "
+            f"Supported activations: {SUPPORTED_ACTIVATIONS}"
+        )
+    return PReLUProx(weight)
 
 
 def _parametrised(module: nn.Module) -> ProxActivation | str | None:

@@ -43,6 +43,15 @@ def _holding(module: nn.Module, weight: Tensor, bias: Tensor | None) -> nn.Modul
     return module
 
 
+def _prelu(weight: Tensor) -> nn.Module:
+    """``F.prelu(x, weight)`` as an ``nn.PReLU`` holding the user's ``weight`` (shared: lifting copies it)."""
+    if not isinstance(weight, Tensor):
+        raise Refusal(f"prelu needs its weight as a tensor of slopes, got {type(weight).__name__}")
+    module = nn.PReLU(weight.numel(), device="meta")
+    module._parameters["weight"] = weight
+    return module
+
+
 def _clamp(min=None, max=None) -> nn.Module:
     return nn.Hardtanh(-math.inf if min is None else float(min), math.inf if max is None else float(max))
 
@@ -112,6 +121,8 @@ FUNCTIONS: dict[Any, Callable[..., nn.Module]] = {
     F.relu6: _activation(nn.ReLU6),
     F.leaky_relu: _activation(nn.LeakyReLU, "negative_slope"),
     F.leaky_relu_: _activation(nn.LeakyReLU, "negative_slope"),
+    F.prelu: _prelu,  # F.prelu is torch.prelu
+    "prelu": _prelu,
     F.hardtanh: _activation(nn.Hardtanh, "min_val", "max_val"),
     F.hardtanh_: _activation(nn.Hardtanh, "min_val", "max_val"),
     torch.clamp: _clamp,

@@ -92,7 +92,8 @@ _REFUSED = [
     (nn.LogSoftmax(dim=1), "not a proximal map"),
     (nn.Softplus(beta=-1.0), "beta=-1.0"),
     (nn.Softplus(threshold=5.0), "threshold=5.0"),
-    (nn.PReLU(), "nn.LeakyReLU"),
+    (nn.PReLU(2, init=1.5), "a slope above 1 is expansive"),  # nn.PReLU() (slope 0.25) is supported
+    (nn.PReLU(init=-0.5), "not monotone"),
     (nn.Hardshrink(), "not a proximal map"),
     (nn.LeakyReLU(1.5), "not a proximal map"),
     (nn.LeakyReLU(-0.1), "not a proximal map"),
