@@ -2,9 +2,9 @@
 callback's defaults, an inversion at every epoch end within ``time_share`` 0.2, then the final
 inversion to ``tol``).
 
-- ``callback_share``: seconds inside the callback's hooks / seconds of the whole ``fit``, the final
-  inversion included; ``details.callback_share``: the same without it (``share_training``, what
-  ``time_share`` bounds), the final inversion's seconds and its table (PSNR per noise level of the
+- ``callback_share``: seconds inside the callback's hooks during the epochs / seconds of the fit
+  before the final inversion (what ``time_share`` bounds); ``share_with_final``: all its seconds /
+  the whole ``fit``'s; the final inversion's seconds and its table (PSNR per noise level of the
   inversion and of the decoder, α, converged fraction).
 """
 
@@ -52,9 +52,9 @@ def bench_callback_share(epochs: int | None, work: Path) -> dict[str, Any]:
         "run": f"{CONFIG.name}, {trainer.current_epoch} epochs, the callback's defaults (time_share {callback.time_share})",
         "fit_seconds": fit_seconds,
         "callback_seconds": sum(hook_seconds),
-        "callback_share": sum(hook_seconds) / fit_seconds,
+        "callback_share": (sum(hook_seconds) - final) / (fit_seconds - final),
+        "share_with_final": sum(hook_seconds) / fit_seconds,
         "final_seconds": final,
-        "share_training": (sum(hook_seconds) - final) / (fit_seconds - final),
         "inversions": len(hook_seconds),
         "final": callback.final_summary,
     }

@@ -20,10 +20,10 @@ in ``details``. Keys (see the README, "Performance"):
 - ``callback_overhead``: share of InversionCallback's wall time spent outside the batched solve, in a
   conv training run; ``details.callback`` adds its seconds per epoch, what ``every_n_epochs``,
   ``num_samples`` and warm starts (``x_init``) buy.
-- ``callback_share``: seconds in InversionCallback's hooks / seconds of the whole fit of the conv
-  config (an inversion at every epoch end, ``time_share`` 0.2, warm starts; ``--quick``: 8 epochs);
-  ``details.callback_share.last_epoch``: the last inversion's PSNRs against a cold ``max_iter``
-  solve of the same codes at the final weights.
+- ``callback_share``: seconds in InversionCallback's hooks during the epochs / seconds of the fit
+  before its final inversion, in the conv config (the callback's defaults, ``time_share`` 0.2;
+  ``--quick``: 8 epochs); ``details.callback_share``: the share with the final inversion, and its
+  table.
 - ``memory_1024``: peak memory of a batch of 1,024 conv-AE inversions (a fresh subprocess).
 - ``multilayer_sweeps_to_1e-3``: sweeps of each multi-layer solver until a trained conv AE's probe is
   within 1e−3 of the objective's limit, from x = 0 and from the decoder's output (CPU, float64;
