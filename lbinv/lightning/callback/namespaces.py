@@ -33,4 +33,7 @@ CALLBACK_BASES: tuple[type, ...] = _classes("callbacks", "Callback")
 #: ``TensorBoardLogger`` of every installed namespace.
 TENSORBOARD_LOGGERS: tuple[type, ...] = _classes("loggers", "TensorBoardLogger")
 if not CALLBACK_BASES:
-    raise ImportError("lbinv's InversionCallback needs PyTorch Lightning: pip install lightning (or pytorch-lightning)")
+    raise ImportError(
+        "lbinv's InversionCallback needs PyTorch Lightning: pip install lightning (or pytorch-lightning), "
+        'and "lbinv[callback]" for its TensorBoard images and figure'
+    )
