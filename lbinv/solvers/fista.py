@@ -101,7 +101,8 @@ every check. The true suboptimality there is far smaller. Measured on the proble
 ``α`` from 1e−3 to 1e−1, a wider ``Linear(256, 400)`` and a mostly-zero image: in float32 the
 floor is 1e−5 to 5e−4 of ``F`` (in float64 4e−14 to 6e−14), and the gap settles at 0.15–0.3 times it.
 A sample whose gap is at or below its floor and has made no new low (by ``STALL_FALL``), nor its
-objective (by ``STALL_OBJECTIVE_FALL · ε``), in the last ``max(STALL_ITERS, k/2)`` of its ``k`` iterations, while still above ``tol · F(x)``, stops
+objective (by ``STALL_OBJECTIVE_FALL · ε``), in the last ``max(STALL_ITERS, k/2)`` of its ``k`` iterations,
+while still above ``tol · F(x)``, stops
 there with ``converged`` False (a gap still falling slowly below the estimate goes on), and a
 solve with such stops warns once at its end (``UserWarning``), naming ``tol``, the dtype and the
 remedies: a ``tol`` at least the floor estimate (rounded up to 1, 2 or 5 × 10ᵏ), or a float64

@@ -45,8 +45,8 @@ RENAMED_OPTIONS = {"discrepancy_tau": "eta"}
 #: The solvers of method "lifted" (option ``solver``), for one layer and for several: "fista" (the
 #: default), FISTA with a warm-started inner TV prox and a duality-gap stopping test
 #: (:mod:`lbinv.solvers.fista`), and inertial coordinate descent whose hidden blocks follow their
-#: inputs and whose input block is a FISTA-like step (:mod:`lbinv.solvers.accelerated_cd`); "pdhg", the paper's: PDHG (§5, eq. 14) and coordinate
-#: descent with a PDHG input block (§6, eqs. 15–17).
+#: inputs and whose input block is a FISTA-like step (:mod:`lbinv.solvers.accelerated_cd`); "pdhg", the
+#: paper's: PDHG (§5, eq. 14) and coordinate descent with a PDHG input block (§6, eqs. 15–17).
 LIFTED_SOLVERS = {"fista": (FISTA, AcceleratedCoordinateDescent), "pdhg": (PDHG, CoordinateDescent)}
 
 #: The options each method accepts beyond invert's own arguments, with their defaults: the
@@ -216,8 +216,8 @@ def _sequential(net: LiftedNetwork, problem: Problem, opts: dict[str, Any], loop
     iterations = torch.zeros(batch, dtype=torch.long, device=device)
     converged = torch.ones(batch, dtype=torch.bool, device=device)
     hidden_loop = {**loop, "record_history": False}
-    for l in range(len(net.layers) - 1, 0, -1):
-        stage = LayerFISTA(net.layers[l], data, net.layers[l - 1].activation, problem.alpha, problem.tol)
+    for layer in range(len(net.layers) - 1, 0, -1):
+        stage = LayerFISTA(net.layers[layer], data, net.layers[layer - 1].activation, problem.alpha, problem.tol)
         out = iterate(stage, **hidden_loop)
         iterations += out.iterations
         converged &= out.converged

@@ -11,7 +11,6 @@ TV problem with data ``x_1`` (PDHG, §5).
 
 from __future__ import annotations
 
-
 import torch
 from torch import Tensor
 

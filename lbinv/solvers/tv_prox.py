@@ -13,7 +13,6 @@ block of inertial coordinate descent (:mod:`lbinv.solvers.accelerated_cd`).
 
 from __future__ import annotations
 
-
 from torch import Tensor
 
 from lbinv.regularizers import TotalVariation, project_box_

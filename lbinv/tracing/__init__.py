@@ -20,4 +20,7 @@ sees an ``nn.Module``.
 from lbinv.tracing.code import CodeModule, Output, OutputError, code_module, eval_mode
 from lbinv.tracing.graph import Step, is_elementwise, linear_input_shape, traced_steps
 
-__all__ = ["CodeModule", "Output", "OutputError", "Step", "code_module", "eval_mode", "is_elementwise", "linear_input_shape", "traced_steps"]
+__all__ = [
+    "CodeModule", "Output", "OutputError", "Step", "code_module", "eval_mode", "is_elementwise", "linear_input_shape",
+    "traced_steps",
+]

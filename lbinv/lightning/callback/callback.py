@@ -61,11 +61,11 @@ from lbinv.lightning.callback.arguments import (
     check_start,
     check_warm_start,
 )
-from lbinv.lightning.callback.namespaces import CALLBACK_BASES, TENSORBOARD_LOGGERS
-from lbinv.lightning.callback.monitor import FINAL_ROUNDS, Monitor, Rounds
-from lbinv.lightning.callback.probe_images import ProbeImages
 from lbinv.lightning.callback.inverter import ProbeInverter
 from lbinv.lightning.callback.messages import InversionWarning, say, warn_on_rank_zero
+from lbinv.lightning.callback.monitor import FINAL_ROUNDS, Monitor, Rounds
+from lbinv.lightning.callback.namespaces import CALLBACK_BASES, TENSORBOARD_LOGGERS
+from lbinv.lightning.callback.probe_images import ProbeImages
 from lbinv.lightning.callback.schedule import MIN_SWEEPS, Progress, TimeShare, last_epoch
 from lbinv.probe import summarize
 
