@@ -5,7 +5,7 @@
 
 Every headline figure is a ratio of two timings taken in this run, interleaved round by round and
 reduced by the median, so that it holds on a loaded machine; the raw timings behind each ratio are
-in ``details``. Keys (see the README, "Performance"):
+in ``details``. Keys (see docs/performance.md):
 
 - ``batched_speedup``: images/s of one batched ``invert`` of 64 noisy conv-AE codes / the same 64
   solved one by one, same number of sweeps (``tol=0``).

@@ -48,7 +48,7 @@ B_Ψ(y^δ, Wx_α + b), and for the source cases the residual of the exact identi
     α D^sym + B_Ψ(y^δ, z_α) + B_Ψ(σ(z_α), z†) = B_Ψ(y^δ, z†) − α⟨v†, z_α − z†⟩,   z = Wx + b.
 
 Outputs in ``--out``: convergence_rate.csv, convergence_rate.json (rows, fitted log–log slopes,
-configuration), convergence_rate.png; ``--figure PATH`` writes a copy of the figure (the README's).
+configuration), convergence_rate.png; ``--figure PATH`` writes a copy of the figure (the one in docs/experiments.md).
 
     python experiments/convergence_rate.py --out results/convergence_rate [--mnist] [--device cuda]
 """

@@ -28,7 +28,7 @@ ALPHA_RULES = ("auto", "discrepancy", "oracle")
 DEFAULT_ALPHA_GRID = tuple(float(f"{10.0 ** (-4 + 3 * i / 9):.3g}") for i in range(10))
 #: α grid of "auto": three values a decade, from 1e-6 to 1.
 SEARCH_GRID = tuple(float(f"{10.0 ** (e / 3):.3g}") for e in range(-18, 1))
-#: Where "auto" starts, in the middle of the α that served the encoders tried (README, "The monitor").
+#: Where "auto" starts, in the middle of the α that served the encoders tried (docs/monitor.md).
 SEARCH_START = 1e-3
 
 #: :func:`lbinv.invert` with the callback's settings bound (method, max_iter, tol, solver options);

@@ -319,7 +319,7 @@ def test_torch_compile_wrappers_are_seen_through():
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
 def test_device_and_dtype_kept(device, dtype, monkeypatch):
     # cuDNN computes float32 convolutions in TF32 by default (10-bit mantissa); the ops are exact
-    # adjoints in IEEE float32, which is what is checked (README, "Guarantees and limits")
+    # adjoints in IEEE float32, which is what is checked (docs/inversion.md, "Guarantees and limits")
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     module = init_module(paper_conv_encoder(final_relu=True), dtype=dtype).to(device)
     net = LiftedNetwork.from_module(module, input_shape=(1, 28, 28))

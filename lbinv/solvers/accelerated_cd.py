@@ -17,7 +17,7 @@ the sweep differs in three ways:
   ``[1/(1 + L_j), 1]``: per sample ``ρ_j = max(c, 1/(1 + L_j))``, where
   ``c`` starts at 1 (follow fully: the directions the readers do not see) and halves whenever the
   sample's objective rises. Without it the blocks crawl along the valley in which the hidden
-  variables track the input (README, "Several layers: convergence").
+  variables track the input (docs/performance.md, "Several layers: convergence").
 - **The input block is a proximal-gradient step**, ``x_0 ← prox_{τ₀(α TV + ι_box)}(u_0 − τ₀ g_0)``
   with ``τ₀ = 1/L_0``, the TV prox by a few warm-started FGP steps (:class:`~lbinv.solvers.tv_prox.TVProx`),
   instead of the paper's PDHG step. The hidden blocks' step is the paper's.
@@ -25,7 +25,7 @@ the sweep differs in three ways:
 The joint problem is not convex, so no rate is claimed: a sample whose objective rose over a sweep
 restarts its momentum (``t = 1``; O'Donoghue & Candès 2015) and halves ``c``. A fixed point of the
 sweep moves no block, so it is a fixed point of the paper's sweep too. Measured on the trained conv
-AE (README, "Several layers: convergence"): within 1e−3 of the limit in about 10× fewer sweeps than the paper's.
+AE (docs/performance.md, "Several layers: convergence"): within 1e−3 of the limit in about 10× fewer sweeps than the paper's.
 
 Stopping test — what ``tol`` means: the objective fell by at most ``tol · F`` over the last
 ``check_every`` sweeps (and did not rise beyond rounding).

@@ -18,7 +18,7 @@ from lbinv.lifted import LiftedLayer
 from lbinv.regularizers import TotalVariation, project_box_
 from lbinv.solvers.loop import Problem, StepTest, lipschitz, masked, per_sample, sample_norm
 
-#: Default primal/dual balance ``τ_z‖α∇‖`` of the "balanced" step rule (see README, "Step sizes").
+#: Default primal/dual balance ``τ_z‖α∇‖`` of the "balanced" step rule (see docs/experiments.md, "Step sizes").
 DEFAULT_BALANCE = 32.0
 
 #: ‖∇‖₂ ≤ √8 for forward differences (MATH.md §4).

@@ -1,4 +1,4 @@
-"""The four shapes of encoder the README shows under "Use it in your own Lightning project", as
+"""The four shapes of encoder docs/monitor.md shows under "Use it in your own Lightning project", as
 real projects write them, each trained for one epoch with the callback and nothing changed in the
 user's code: a custom module with a hand-written forward, a VAE's mean head through its encode
 method, a residual encoder with max pooling, and networks under ``self.model``."""

@@ -1,8 +1,8 @@
 """The five public Lightning autoencoders of benchmarks/projects (re-typed from their sources): with
-only the arguments the README gives for each, the callback resolves an encoder that lbinv lifts
+only the arguments docs/monitor.md gives for each, the callback resolves an encoder that lbinv lifts
 exactly (the lifted network reproduces the module's code on real digits) and a decoder whose output
-compares with the inputs. benchmarks/monitor.py trains them with the callback (README, "What it
-shows on the five public autoencoders")."""
+compares with the inputs. benchmarks/monitor.py trains them with the callback (docs/monitor.md, "What it
+shows on five public autoencoders")."""
 
 from __future__ import annotations
 
