@@ -176,6 +176,8 @@ def test_final_inversion_runs_to_tol_and_prints_its_table(tmp_path, capsys):
     assert all(level["converged_fraction"] == 1.0 for level in cb.final_summary)
     out = capsys.readouterr().out
     assert "InversionCallback: the final inversion (epoch 1):" in out
+    # a final inversion says when it starts and how long it took, however short (it may run for final_seconds)
+    assert "to tol (final) at epoch 1…" in out and "InversionCallback: epoch 1 inverted in" in out
     for level in cb.final_summary:
         row = (f"| {level['sigma']:g} | {level['delta2']:.3g} | {level['alpha']:.3g} | {level['psnr_inverted']:.2f} | "
                f"{level['psnr_decoded']:.2f} | 1.00 |")
@@ -230,9 +232,21 @@ def test_final_rounds_do_not_solve_a_column_twice(tmp_path, invert_calls, monkey
     moves = iter([2, 0])
     real_best = AlphaSearch.best
     monkeypatch.setattr(AlphaSearch, "best", lambda self, psnr, solved: torch.full_like(real_best(self, psnr, solved), next(moves)))
+    round_seconds = []
+    real_round = inverter_module.ProbeInverter.round
+
+    def timed_round(self, *args, **kwargs):
+        out = real_round(self, *args, **kwargs)
+        round_seconds.append(float(out["seconds"].max()))
+        return out
+
+    monkeypatch.setattr(inverter_module.ProbeInverter, "round", timed_round)
     cb = monitor(tol=1e3, final_seconds=None)
     make_trainer(tmp_path, [cb]).validate(Foreign(), val_loader())
     assert [args[1].shape[0] for args, _, _ in invert_calls] == [2 * (4 + 1 + 1), 2 * (4 + 0 + 1)]
+    # inversion/seconds is the solver time of both rounds, not of the last one
+    logged = [e.value for e in events(tmp_path).Scalars("inversion/seconds")]
+    assert len(round_seconds) == 2 and logged[-1] == pytest.approx(sum(round_seconds), rel=1e-5)
     grid, i = cb._monitor.search.grid, cb._monitor.search.grid.index(SEARCH_START)
     assert [level["alpha"] for level in cb.final_summary] == pytest.approx([grid[i + 1]] * 2)
     assert cb.alphas == pytest.approx([grid[i + 1]] * 2)

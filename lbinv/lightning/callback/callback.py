@@ -192,7 +192,7 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
       ``inversion/delta2_bregman/sigma_{s}`` (mean :math:`B_{\Psi_L}(y^\delta, W_L x_{L-1} + b_L)` of the clean
       input: the noise as the data term measures it), ``inversion/alpha/sigma_{s}``
       (α used), ``inversion/iterations/sigma_{s}`` (mean iterations), ``inversion/seconds``
-      (wall time of the solver call, slowest rank);
+      (wall time of the solver calls, slowest rank; the final inversion's rounds summed);
     - for a one-layer encoder (e.g. the dense autoencoder) and method "lifted"/"sequential" with TV:
       ``inversion/bregman_sym/sigma_{s}``, the mean symmetric Bregman distance of TV (the paper's error
       measure, MATH.md §10) between the inversion x_α(y^δ) and the noise-free inversion x_α(y) at the same
@@ -462,9 +462,10 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
                 self._final_done = final
             levels, n = int(on.sum()), self.probe.shape[0]  # type: ignore[union-attr]
             self._progress.starting(trainer, epoch, f"{n} images × {levels} noise level{'s' * (levels > 1)}"
-                                    + (" to tol (final)" if final else ""))
+                                    + (" to tol (final)" if final else ""), always=final)
             solve_window = [begin, begin]  # when this rank's last solve started and ended
             per_rank, rounds = self._probe_images.share(trainer.world_size, 0)[1], Rounds(len(self.noise_levels))
+            solve_seconds: Optional[Tensor] = None  # summed over the final's rounds
             for _ in range(FINAL_ROUNDS if final else 1):
                 alphas, counts = self._monitor.columns(per_rank, on)
                 if final:  # a column solved to tol in an earlier round is not solved again
@@ -474,14 +475,15 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
                 if out is None:
                     return
                 rounds.add(alphas, out)
-                out = rounds.assemble(alphas, out)
+                solve_seconds = out["seconds"] if solve_seconds is None else solve_seconds + out["seconds"]
+                out = {**rounds.assemble(alphas, out), "seconds": solve_seconds}
                 summary = summarize(out, alphas, self.noise_levels, self._monitor.rule(), self.eta)
                 moved = self._monitor.learn(alphas, out)
                 if not bool(moved.any()) or (deadline is not None and time.perf_counter() >= deadline):
                     break
             self._monitor.inverted(on)
             converged = int(out["converged"].nan_to_num(0.0).sum())
-            self._progress.finished(trainer, epoch, time.perf_counter() - begin, converged, int(out["solved"].sum()))
+            self._progress.finished(trainer, epoch, time.perf_counter() - begin, converged, int(out["solved"].sum()), always=final)
             self._warn_nonfinite(summary, epoch)
             self._log(trainer, pl_module, summary, out, epoch, at_fit_end, final)
             if not final:  # what a budgeted inversion costs, for the next one's plan
@@ -519,7 +521,7 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
         key = "skip" if count == 0 else "rotation"
         if key not in self._warned:
             self._warned.add(key)
-            say(trainer, f"InversionCallback: {MIN_SWEEPS} sweeps of the probe cost about "
+            say(trainer, f"InversionCallback (epoch {trainer.current_epoch}): {MIN_SWEEPS} sweeps of the probe cost about "
                          f"{MIN_SWEEPS * (cost.per_code_sweep or 0.0):.2g} s per code, and time_share={self.time_share} "
                          f"leaves {max(allowance, 0.0):.2g} s now: it {what}. A smaller num_samples, fewer noise "
                          "levels or a larger time_share invert more.")

@@ -107,17 +107,18 @@ class Cost:
 class Progress:
     """Console lines, from rank zero through the progress bar when there is one: the first
     inversion says when it starts; one that took over :data:`ANNOUNCE_AFTER_SECONDS` says how long,
-    and the next one says when it starts (so that a long inversion is not taken for a hang)."""
+    and the next one says when it starts (so that a long inversion is not taken for a hang); the
+    final inversion (``always``), which may run for ``final_seconds``, says both."""
 
     def __init__(self) -> None:
         self.announce = True
 
-    def starting(self, trainer: Trainer, epoch: int, what: str) -> None:
-        if self.announce:
+    def starting(self, trainer: Trainer, epoch: int, what: str, always: bool = False) -> None:
+        if self.announce or always:
             say(trainer, f"InversionCallback: inverting {what} at epoch {epoch}…")
 
-    def finished(self, trainer: Trainer, epoch: int, seconds: float, converged: int, total: int) -> None:
+    def finished(self, trainer: Trainer, epoch: int, seconds: float, converged: int, total: int, always: bool = False) -> None:
         self.announce = seconds > ANNOUNCE_AFTER_SECONDS
-        if self.announce:
+        if self.announce or always:
             say(trainer, f"InversionCallback: epoch {epoch} inverted in {seconds:.1f} s; "
                          f"{converged}/{total} converged.")
