@@ -204,9 +204,9 @@ def test_progress_lines_on_the_console(tmp_path, capsys, monkeypatch, threshold)
     seconds = []  # each inversion's time, as the callback passed it on
     real_finished = schedule.Progress.finished
 
-    def spy(self, trainer, epoch, took, *args):
+    def spy(self, trainer, epoch, took, *args, **kwargs):
         seconds.append(took)
-        real_finished(self, trainer, epoch, took, *args)
+        real_finished(self, trainer, epoch, took, *args, **kwargs)
 
     monkeypatch.setattr(schedule.Progress, "finished", spy)
     monkeypatch.setattr(schedule, "ANNOUNCE_AFTER_SECONDS", threshold)
