@@ -51,12 +51,6 @@ def is_unit_step(t: StepSize) -> bool:
 class ProxActivation:
     r"""An elementwise activation σ = prox_Ψ together with Ψ, prox_{tΨ} and B_Ψ (MATH.md §2).
 
-    Attributes
-    ----------
-    domain : tuple[float, float]
-        Closed interval ``(lo, hi)`` containing ``dom Ψ`` (bounds may be ±inf). Data ``y``
-        passed to :meth:`bregman` must lie in it; :meth:`project_data` clips into it.
-
     Notes
     -----
     Subclasses implement ``prox`` and the elementwise ``_psi_elem`` (Ψ on its domain),
@@ -65,9 +59,14 @@ class ProxActivation:
     as public attributes named like the constructor's arguments (they make the ``repr``).
     """
 
-    domain: tuple[float, float] = (-math.inf, math.inf)
-
     # -- public API -------------------------------------------------------------------------
+    @property
+    def domain(self) -> tuple[float, float]:
+        """Closed interval ``(lo, hi)`` containing ``dom Ψ`` (bounds may be ±inf). Data ``y``
+        passed to :meth:`bregman` must lie in it; :meth:`project_data` clips into it. Subclasses
+        set it as a class attribute or, when it depends on a parameter, as a property."""
+        return (-math.inf, math.inf)
+
     def __call__(self, z: Tensor) -> Tensor:
         """σ(z) = prox_Ψ(z), the activation itself."""
         return self.prox(z, 1.0)

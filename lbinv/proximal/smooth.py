@@ -113,11 +113,13 @@ class _SmoothProx(ProxActivation):
         """(lo, hi, w0): a bracket of the root of h and the starting point (see the class docstring)."""
         r_lo, r_hi = self.domain  # the range of σ is the interior of the domain
         if math.isfinite(r_lo) and math.isfinite(r_hi):
-            m1, m2 = a * r_lo, a * r_hi
+            m_lo: StepSize
+            m_hi: StepSize
             if isinstance(a, Tensor):
+                m1, m2 = a * r_lo, a * r_hi
                 m_lo, m_hi = torch.minimum(m1, m2), torch.maximum(m1, m2)
             else:
-                m_lo, m_hi = min(m1, m2), max(m1, m2)
+                m_lo, m_hi = min(a * r_lo, a * r_hi), max(a * r_lo, a * r_hi)
             lo, hi = (vd - m_hi) / td, (vd - m_lo) / td
             return lo, hi, torch.minimum(torch.maximum(vd, lo), hi)
         h0 = a * self._shift(self._sigma(vd), vd)  # h(v)
@@ -162,23 +164,25 @@ class _SmoothProx(ProxActivation):
         live = torch.is_grad_enabled() and (v.requires_grad or (isinstance(t, Tensor) and t.requires_grad))
         with torch.no_grad():
             vd = v.detach()
-            if isinstance(t, Tensor):
-                u, w = None, None
-            elif not live and vd.device.type == "cpu" and vd.numel() > 2 * CPU_BLOCK and vd.is_contiguous():
-                u, w = self._solve_blocked(vd, float(t)), None
-            else:
-                u, w = self._solve(vd, float(t), live)
-            if u is None:
+            u: Tensor | None = None
+            w: Tensor | None = None
+            if not isinstance(t, Tensor):  # the fast solvers take a Python float t
+                if not live and vd.device.type == "cpu" and vd.numel() > 2 * CPU_BLOCK and vd.is_contiguous():
+                    u = self._solve_blocked(vd, float(t))
+                else:
+                    u, w = self._solve(vd, float(t), live)
+            if u is not None and not live:
+                return u
+            if w is None:  # no fast solver for this t (with ``live``, ``_solve`` gives w with u)
                 td = t.detach() if isinstance(t, Tensor) else float(t)
-                u, w = None, self._newton_bisection(vd, td)
+                w = self._newton_bisection(vd, td)
         if live:
             # one more Newton step with live inputs: its value equals w (h(w) ≈ 0) and its
             # derivative is the implicit one, dw/dv = 1/h'(w), dw/dt = −∂_t h/h'(w).
             td = t.detach() if isinstance(t, Tensor) else float(t)
             s = self._sigma(w)
             w = w - ((s - v) - t * self._shift(s, w)) / ((1.0 - td) * self._dsigma(s, w) + td)
-            return self._sigma(w)
-        return self._sigma(w) if u is None else u
+        return self._sigma(w)
 
 
 class SigmoidProx(_SmoothProx):
@@ -193,7 +197,7 @@ class SigmoidProx(_SmoothProx):
 
     domain = (0.0, 1.0)
 
-    def _solve(self, v: Tensor, t: float, want_w: bool) -> tuple[Tensor, Tensor | None]:
+    def _solve(self, v: Tensor, t: float, want_w: bool) -> tuple[Tensor | None, Tensor | None]:
         # In ŵ = w/2, with a = 1 − t, (1 − t)σ(w) + tw = v reads a·tanh ŵ + 4t·ŵ = 2v − a (σ(w) =
         # (1 + tanh ŵ)/2): |ŵ| is started from the bound of tanh_root_bound, ŵ with the sign of
         # 2v − a; |2v − a| − a = max(−2v, 2(v − a)) keeps small |v| exact. Then Newton steps in w.
@@ -254,7 +258,7 @@ class TanhProx(_SmoothProx):
 
     domain = (-1.0, 1.0)
 
-    def _solve(self, v: Tensor, t: float, want_w: bool) -> tuple[Tensor, Tensor | None]:
+    def _solve(self, v: Tensor, t: float, want_w: bool) -> tuple[Tensor | None, Tensor | None]:
         # (1 − t)·tanh w + tw = v is odd: W = |w| is the root of a·tanh W + tW = |v|, a = 1 − t,
         # started from the bound of tanh_root_bound. Its steps use E = 1 − tanh W = 2σ(−2W), which
         # keeps tanh's tail (where tanh W rounds to 1); the last one is in w with tanh itself, for
