@@ -75,7 +75,7 @@ def check_shape(name: str, value: Any) -> Shape:
         raise ValueError(message)
     items = list(value)
     whole = [
-        isinstance(s, numbers.Real) and not isinstance(s, bool) and math.isfinite(s) and float(s).is_integer() and s > 0
+        isinstance(s, numbers.Real) and not isinstance(s, bool) and math.isfinite(s) and float(s).is_integer() and float(s) > 0
         for s in items
     ]
     if not items or not all(whole):

@@ -47,11 +47,16 @@ def psnr(x: Tensor, x_true: Tensor, data_range: float | Sequence[float] = 1.0) -
     """
     if not x.is_floating_point():  # integer images (0–255, say): as torchmetrics, in float32
         x, x_true = x.float(), x_true.float()
-    if not isinstance(data_range, numbers.Real):
-        lo, hi = check_interval("data_range", data_range, finite=True)
-        x, x_true, data_range = x.clamp(lo, hi), x_true.clamp(lo, hi), hi - lo
+    if isinstance(data_range, numbers.Real):
+        span = float(data_range)
+    else:
+        interval = check_interval("data_range", data_range, finite=True)
+        if interval is None:
+            raise ValueError("data_range: expected a number or a pair (lo, hi) of numbers, got None")
+        lo, hi = interval
+        x, x_true, span = x.clamp(lo, hi), x_true.clamp(lo, hi), hi - lo
     mse = (x - x_true).flatten(1).pow(2).mean(1)
-    return 10.0 * torch.log10(data_range**2 / mse)
+    return 10.0 * torch.log10(span**2 / mse)
 
 
 def relative_error(x: Tensor, x_true: Tensor) -> Tensor:
@@ -217,7 +222,7 @@ def _nearest_divergence(target: Tensor, q: Tensor, project: Callable[[Tensor], T
     div, grad = TotalVariation.div, TotalVariation.grad
     best = qk = yk = project(q)
     best_res = (target + div(best)).flatten(1).norm(dim=1)
-    t = 1.0
+    t: float | Tensor = 1.0  # next_momentum is typed for a float or a per-sample tensor
     for _ in range(max_iter):
         q_new = project(yk + grad(target + div(yk)) / 8.0)  # ∇_q ½‖target + div q‖² = −∇(target + div q)
         t_new = next_momentum(t)

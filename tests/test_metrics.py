@@ -228,3 +228,5 @@ def test_psnr_with_a_range_matches_torchmetrics(dtype):
         assert not torch.allclose(psnr(x, y, 1.0), expected)  # without the clamp the numbers differ
     with pytest.raises(ValueError, match="data_range: expected lo < hi"):
         psnr(x, y, (1.0, 0.0))
+    with pytest.raises(ValueError, match="data_range: expected a number or a pair"):
+        psnr(x, y, None)
