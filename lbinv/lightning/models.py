@@ -57,7 +57,7 @@ class ConvAutoencoder(nn.Module):
         )
         # PyTorch draws this bias from ±0.25 while the pre-activations stay within about ±0.05: a
         # negative draw would leave the final ReLU dead on every pixel, so the decoder never learns.
-        nn.init.zeros_(self.decoder[-2].bias)
+        nn.init.zeros_(self.decoder[-2].get_parameter("bias"))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.decoder(self.encoder(x))
@@ -122,18 +122,18 @@ class AutoencoderModule(LightningModule):
     @property
     def encoder(self) -> nn.Module:
         """The encoder (an ``nn.Sequential`` for the built-in nets)."""
-        return self.net.encoder
+        return self.net.get_submodule("encoder")
 
     @property
     def decoder(self) -> nn.Module:
         """The decoder (an ``nn.Sequential`` for the built-in nets)."""
-        return self.net.decoder
+        return self.net.get_submodule("decoder")
 
     def encode(self, x: Tensor) -> Tensor:
-        return self.net.encoder(x)
+        return self.encoder(x)
 
     def decode(self, code: Tensor) -> Tensor:
-        return self.net.decoder(code)
+        return self.decoder(code)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.decode(self.encode(x))
@@ -154,6 +154,6 @@ class AutoencoderModule(LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         hp = self.hparams
-        if hp.optimizer == "adam":
-            return torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
-        return torch.optim.SGD(self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        if hp["optimizer"] == "adam":
+            return torch.optim.Adam(self.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
+        return torch.optim.SGD(self.parameters(), lr=hp["lr"], momentum=hp["momentum"], weight_decay=hp["weight_decay"])
