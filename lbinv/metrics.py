@@ -39,11 +39,20 @@ __all__ = [
 
 
 def psnr(x: Tensor, x_true: Tensor, data_range: float | Sequence[float] = 1.0) -> Tensor:
-    """Peak signal-to-noise ratio ``10 log10(range² / MSE)`` in dB, per sample ``(B,)``.
+    """Peak signal-to-noise ratio ``10 log10(range² / MSE)`` in dB, per sample.
 
-    ``data_range``: a number is the range itself (nothing clamped); a pair ``(lo, hi)`` clamps both
-    images into ``[lo, hi]`` and uses ``hi − lo`` (torchmetrics' convention: what the callback logs).
-    ``+inf`` where the images are equal.
+    Parameters
+    ----------
+    x, x_true : Tensor
+        Images of shape ``(B, ...)``; integer images (0–255, say) are compared in float32.
+    data_range : float or (float, float)
+        A number is the range itself (nothing clamped); a pair ``(lo, hi)`` clamps both images
+        into ``[lo, hi]`` and uses ``hi − lo`` (torchmetrics' convention: what the callback logs).
+
+    Returns
+    -------
+    Tensor
+        ``(B,)`` PSNR in dB; ``+inf`` where the images are equal.
     """
     if not x.is_floating_point():  # integer images (0–255, say): as torchmetrics, in float32
         x, x_true = x.float(), x_true.float()
@@ -60,17 +69,50 @@ def psnr(x: Tensor, x_true: Tensor, data_range: float | Sequence[float] = 1.0) -
 
 
 def relative_error(x: Tensor, x_true: Tensor) -> Tensor:
-    """``‖x − x†‖ / ‖x†‖`` per sample."""
+    """``‖x − x†‖ / ‖x†‖`` per sample.
+
+    Parameters
+    ----------
+    x, x_true : Tensor
+        ``(B, ...)`` the estimate ``x`` and the reference ``x†``.
+
+    Returns
+    -------
+    Tensor
+        ``(B,)`` relative errors.
+    """
     return (x - x_true).flatten(1).norm(dim=1) / x_true.flatten(1).norm(dim=1)
 
 
 def tv_isotropic(x: Tensor) -> Tensor:
-    """Isotropic total variation ``Σ‖(∇x)_ij‖₂`` per sample (MATH.md §4)."""
+    """Isotropic total variation ``Σ‖(∇x)_ij‖₂`` per sample (MATH.md §4).
+
+    Parameters
+    ----------
+    x : Tensor
+        ``(B, C, H, W)`` images.
+
+    Returns
+    -------
+    Tensor
+        ``(B,)`` total variations.
+    """
     return TotalVariation(isotropic=True).value(x)
 
 
 def tv_anisotropic(x: Tensor) -> Tensor:
-    """Anisotropic total variation ``Σ‖(∇x)_ij‖₁`` per sample (the paper's reported TV numbers)."""
+    """Anisotropic total variation ``Σ‖(∇x)_ij‖₁`` per sample (the paper's reported TV numbers).
+
+    Parameters
+    ----------
+    x : Tensor
+        ``(B, C, H, W)`` images.
+
+    Returns
+    -------
+    Tensor
+        ``(B,)`` total variations.
+    """
     return TotalVariation(isotropic=False).value(x)
 
 
@@ -98,17 +140,27 @@ def symmetric_bregman_tv(x_alpha: Tensor, x_true: Tensor, p_alpha: Tensor, p_tru
 
     Parameters
     ----------
-    x_alpha : (B, *input_shape)
-        The reconstruction ``x_α`` (e.g. :attr:`InversionResult.x`).
-    x_true : (B, *input_shape) or (*input_shape)
-        The reference solution ``x†`` (broadcast over the batch if given without batch dim).
-    p_alpha : like ``x_alpha``
-        A subgradient ``p_α ∈ ∂TV(x_α)`` — for the single-layer problem the one of the optimality
-        condition, :func:`single_layer_subgradient`, or ``−div z`` of the solver's dual variable.
-    p_true : like ``x_true``
-        A subgradient ``p† ∈ ∂TV(x†)`` — under the source condition ``p† = Wᵀv†``
-        (:func:`source_condition_subgradient`), otherwise e.g. :func:`tv_subgradient` of ``x†``.
+    x_alpha : Tensor
+        ``(B, *input_shape)`` the reconstruction ``x_α`` (e.g. :attr:`InversionResult.x`).
+    x_true : Tensor
+        ``(B, *input_shape)`` or ``input_shape`` (then broadcast over the batch): the reference
+        solution ``x†``.
+    p_alpha : Tensor
+        Shaped like ``x_alpha``: a subgradient ``p_α ∈ ∂TV(x_α)`` — for the single-layer problem
+        the one of the optimality condition, :func:`single_layer_subgradient`, or ``−div z`` of
+        the solver's dual variable.
+    p_true : Tensor
+        Shaped like ``x_true``: a subgradient ``p† ∈ ∂TV(x†)`` — under the source condition
+        ``p† = Wᵀv†`` (:func:`source_condition_subgradient`), otherwise e.g.
+        :func:`tv_subgradient` of ``x†``.
 
+    Returns
+    -------
+    Tensor
+        ``(B,)`` the distances.
+
+    Notes
+    -----
     The distance is only as good as the subgradients: if ``p`` is merely an ε-subgradient within
     distance ``r`` of ``∂TV`` (see :func:`subgradient_gap`), the value can undershoot the true one
     by at most ``ε_α + ε† + (r_α + r†)‖x_α − x†‖`` (:func:`symmetric_bregman_tolerance`).
@@ -149,15 +201,21 @@ def single_layer_subgradient(layer_or_net: Any, x_alpha: Tensor, y_delta: Tensor
 
     Parameters
     ----------
-    layer_or_net : a one-layer :class:`~lbinv.lifted.LiftedNetwork` or a ``LiftedLayer`` (W, b, σ).
-    x_alpha : (B, *input_shape) the solution ``x_α``.
-    y_delta : (B, *output_shape) or (B, m) the data it was computed from (clip it into the
+    layer_or_net : LiftedNetwork or LiftedLayer
+        A one-layer :class:`~lbinv.lifted.LiftedNetwork` or a
+        :class:`~lbinv.lifted.LiftedLayer` (W, b, σ).
+    x_alpha : Tensor
+        ``(B, *input_shape)`` the solution ``x_α``.
+    y_delta : Tensor
+        ``(B, *output_shape)`` or ``(B, m)`` the data it was computed from (clip it into the
         activation's domain as :func:`lbinv.invert` does).
-    alpha : float or (B,) tensor, the regularisation weight of each sample.
+    alpha : float or Tensor
+        The regularisation weight, one for all or ``(B,)`` one per sample.
 
     Returns
     -------
-    (B, *input_shape) tensor ``p_α``.
+    Tensor
+        ``(B, *input_shape)`` the subgradient ``p_α``.
     """
     layer = _single_layer(layer_or_net)
     z = layer.affine.forward(x_alpha)
@@ -173,7 +231,20 @@ def source_condition_subgradient(layer_or_net: Any, v: Tensor) -> Tensor:
 
     The paper's error estimate (Theorem 2) assumes ``x†`` is itself a TV solution for some data
     ``y†``: ``0 = Wᵀ(σ(Wx† + b) − y†) + α₀p†``; then ``p† = Wᵀv† ∈ ∂TV(x†)`` with
-    ``v† = (y† − σ(Wx† + b)) / α₀``. ``v`` is (B, *output_shape) or (B, m).
+    ``v† = (y† − σ(Wx† + b)) / α₀``.
+
+    Parameters
+    ----------
+    layer_or_net : LiftedNetwork or LiftedLayer
+        A one-layer :class:`~lbinv.lifted.LiftedNetwork` or a
+        :class:`~lbinv.lifted.LiftedLayer` (W, b, σ).
+    v : Tensor
+        ``(B, *output_shape)`` or ``(B, m)`` the source element ``v†``.
+
+    Returns
+    -------
+    Tensor
+        ``(B, *input_shape)`` the subgradient ``p† = Wᵀv†``.
     """
     layer = _single_layer(layer_or_net)
     return layer.affine.adjoint(v.reshape(v.shape[0], *layer.affine.out_shape))
@@ -182,8 +253,18 @@ def source_condition_subgradient(layer_or_net: Any, v: Tensor) -> Tensor:
 def dual_subgradient(z: Tensor) -> Tensor:
     """``−div z``: the TV subgradient carried by a dual variable ``z`` (e.g. :attr:`InversionResult.dual`).
 
-    ``z`` has the shape of ``∇x``, ``(B, 2, *input_shape)``. ``−div z`` is a subgradient of TV at
-    ``x`` exactly when ``z`` lies in the dual unit ball and ``⟨z, ∇x⟩ = TV(x)``.
+    ``−div z`` is a subgradient of TV at ``x`` exactly when ``z`` lies in the dual unit ball and
+    ``⟨z, ∇x⟩ = TV(x)``.
+
+    Parameters
+    ----------
+    z : Tensor
+        ``(B, 2, *input_shape)``, the shape of ``∇x``.
+
+    Returns
+    -------
+    Tensor
+        ``(B, *input_shape)`` the subgradient ``−div z``.
     """
     return -TotalVariation.div(z)
 
@@ -254,11 +335,21 @@ def subgradient_gap(
 
     Parameters
     ----------
-    p : (B, *input_shape) candidate subgradient.
-    x : (B, *input_shape) the point.
-    q : optional (B, 2, *input_shape) starting dual field.
-    isotropic : isotropic TV (per-pixel ℓ2 ball) or anisotropic (entries in [−1, 1]).
-    max_iter : FISTA iterations (0: evaluate the projected starting ``q``).
+    p : Tensor
+        ``(B, *input_shape)`` the candidate subgradient.
+    x : Tensor
+        ``(B, *input_shape)`` the point.
+    q : Tensor, optional
+        ``(B, 2, *input_shape)`` the starting dual field (default 0).
+    isotropic : bool
+        Isotropic TV (per-pixel ℓ2 ball) or anisotropic (entries in [−1, 1]).
+    max_iter : int
+        FISTA iterations (0: evaluate the projected starting ``q``).
+
+    Returns
+    -------
+    SubgradientGap
+        The certificate, per sample.
     """
     tv = TotalVariation(isotropic=isotropic)
     if q is None:
@@ -288,8 +379,27 @@ def tv_subgradient(
     on it. Not meant for solver outputs, whose flat regions are flat only up to solver accuracy
     (use :func:`single_layer_subgradient` or :func:`dual_subgradient` there).
 
-    ``x`` is (B, *input_shape); returns ``p`` of the same shape (and with ``return_dual`` also the
-    field ``q``, ``p = −div q``, shape ``(B, 2, *input_shape)``).
+    Parameters
+    ----------
+    x : Tensor
+        ``(B, *input_shape)`` images.
+    target : Tensor, optional
+        Shaped like ``x``; default 0.
+    isotropic : bool
+        Isotropic TV or anisotropic.
+    threshold : float
+        Gradient magnitude above which the dual field is pinned.
+    max_iter : int
+        Projected FISTA iterations.
+    return_dual : bool
+        Also return the dual field ``q``.
+
+    Returns
+    -------
+    p : Tensor
+        Shaped like ``x``: the subgradient ``p = −div q``.
+    q : Tensor
+        ``(B, 2, *input_shape)`` the dual field, only with ``return_dual``.
     """
     tv = TotalVariation(isotropic=isotropic)
     g = tv.grad(x)
@@ -316,7 +426,21 @@ def symmetric_bregman_tolerance(
 
     If ``p_α`` and ``p†`` carry the certificates ``(ε_α, r_α)`` and ``(ε†, r†)`` of
     :func:`subgradient_gap`, then ``⟨p_α − p†, x_α − x†⟩ ≥ −(ε_α + ε† + (r_α + r†)‖x_α − x†‖)``;
-    this returns that bound (B,). A computed ``D^sym`` below minus this value would be a bug.
+    this returns that bound. A computed ``D^sym`` below minus this value would be a bug.
+
+    Parameters
+    ----------
+    gap_alpha, gap_true : SubgradientGap
+        The certificates of ``p_α`` at ``x_α`` and of ``p†`` at ``x†``.
+    x_alpha : Tensor
+        ``(B, *input_shape)`` the reconstruction ``x_α``.
+    x_true : Tensor
+        ``(B, *input_shape)`` or ``input_shape``: the reference ``x†``.
+
+    Returns
+    -------
+    Tensor
+        ``(B,)`` the bound ``ε_α + ε† + (r_α + r†)‖x_α − x†‖``.
     """
     dist = (x_alpha - _batched(x_true, x_alpha)).flatten(1).norm(dim=1)
     return gap_alpha.epsilon + gap_true.epsilon + (gap_alpha.residual + gap_true.residual) * dist
