@@ -30,13 +30,20 @@ class UnsafeCheckpointError(pickle.UnpicklingError, ValueError):
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
-    """Load a checkpoint or results file with ``torch.load(path, map_location=map_location,
-    weights_only=True)``.
+    """Load a checkpoint or results file with ``torch.load(path, map_location=map_location, weights_only=True)``.
 
     Parameters
     ----------
-    path : file to load (a Lightning ``.ckpt``, a state dict, a results file saved with ``torch.save``).
-    map_location : where to put the tensors, as in :func:`torch.load` (default the CPU).
+    path : str or os.PathLike
+        The file to load (a Lightning ``.ckpt``, a state dict, a results file saved with
+        ``torch.save``).
+    map_location : Any
+        Where to put the tensors, as in :func:`torch.load` (default the CPU).
+
+    Returns
+    -------
+    Any
+        The loaded object (tensors, numbers, strings, and lists and dicts of them).
 
     Raises
     ------

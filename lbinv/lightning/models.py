@@ -20,7 +20,15 @@ def _code_activation(name: CodeActivation) -> list[nn.Module]:
 
 class DenseAutoencoder(nn.Module):
     """Encoder ``Flatten → Linear(784, code_dim) → ReLU``; linear decoder ``Linear(code_dim, 784)``
-    reshaped to (1, 28, 28)."""
+    reshaped to (1, 28, 28).
+
+    Parameters
+    ----------
+    code_dim : int
+        Code size.
+    code_activation : {"relu", None}
+        Activation on the code ("relu") or none (linear code).
+    """
 
     def __init__(self, code_dim: int = 100, code_activation: CodeActivation = "relu") -> None:
         super().__init__()
@@ -28,13 +36,33 @@ class DenseAutoencoder(nn.Module):
         self.decoder = nn.Sequential(nn.Linear(code_dim, 784), nn.Unflatten(1, (1, 28, 28)))
 
     def forward(self, x: Tensor) -> Tensor:
+        """The reconstruction ``decoder(encoder(x))``.
+
+        Parameters
+        ----------
+        x : Tensor
+            ``(B, 1, 28, 28)`` images.
+
+        Returns
+        -------
+        Tensor
+            ``(B, 1, 28, 28)`` reconstructions.
+        """
         return self.decoder(self.encoder(x))
 
 
 class ConvAutoencoder(nn.Module):
     """Encoder ``Conv2d(1,8,4,2,1) → ReLU → Conv2d(8,16,4,2,1) → ReLU → Flatten → Linear(784, code_dim)
     [→ ReLU]``; decoder ``Linear(code_dim, 784) → Unflatten(16,7,7) → ConvTranspose2d(16,8,4,2,1) → ReLU
-    → ConvTranspose2d(8,1,4,2,1) → ReLU``."""
+    → ConvTranspose2d(8,1,4,2,1) → ReLU``.
+
+    Parameters
+    ----------
+    code_dim : int
+        Code size.
+    code_activation : {"relu", None}
+        Activation on the code ("relu") or none (linear code).
+    """
 
     def __init__(self, code_dim: int = 300, code_activation: CodeActivation = "relu") -> None:
         super().__init__()
@@ -60,6 +88,18 @@ class ConvAutoencoder(nn.Module):
         nn.init.zeros_(self.decoder[-2].get_parameter("bias"))
 
     def forward(self, x: Tensor) -> Tensor:
+        """The reconstruction ``decoder(encoder(x))``.
+
+        Parameters
+        ----------
+        x : Tensor
+            ``(B, 1, 28, 28)`` images.
+
+        Returns
+        -------
+        Tensor
+            ``(B, 1, 28, 28)`` reconstructions.
+        """
         return self.decoder(self.encoder(x))
 
 
@@ -72,21 +112,21 @@ class AutoencoderModule(LightningModule):
 
     Parameters
     ----------
-    net
+    net : {"dense", "conv"} or nn.Module
         "dense" or "conv" (the paper's nets, built with ``code_dim`` and ``code_activation``), or
         any module with ``encoder`` and ``decoder`` attributes (then not saved in the hyperparameters:
         pass it again to ``load_from_checkpoint``).
-    code_dim
+    code_dim : int, optional
         Code size; None takes the paper's (100 dense, 300 conv).
-    code_activation
+    code_activation : {"relu", None}
         Activation on the code, "relu" or None (linear code).
-    optimizer
+    optimizer : {"sgd", "adam"}
         "sgd" (the paper's plain stochastic gradient method) or "adam".
-    lr
+    lr : float
         Learning rate.
-    momentum
-        SGD momentum (ignored by Adam).
-    weight_decay
+    momentum : float
+        SGD momentum in [0, 1) (ignored by Adam).
+    weight_decay : float
         L2 penalty of the optimiser.
     """
 
@@ -130,12 +170,48 @@ class AutoencoderModule(LightningModule):
         return self.net.get_submodule("decoder")
 
     def encode(self, x: Tensor) -> Tensor:
+        """The code ``encoder(x)``.
+
+        Parameters
+        ----------
+        x : Tensor
+            ``(B, ...)`` images, as the encoder takes them.
+
+        Returns
+        -------
+        Tensor
+            ``(B, ...)`` codes.
+        """
         return self.encoder(x)
 
     def decode(self, code: Tensor) -> Tensor:
+        """The images ``decoder(code)``.
+
+        Parameters
+        ----------
+        code : Tensor
+            ``(B, ...)`` codes, as the decoder takes them.
+
+        Returns
+        -------
+        Tensor
+            ``(B, ...)`` images.
+        """
         return self.decoder(code)
 
     def forward(self, x: Tensor) -> Tensor:
+        """The reconstruction ``decode(encode(x))``.
+
+        Parameters
+        ----------
+        x : Tensor
+            ``(B, ...)`` images.
+
+        Returns
+        -------
+        Tensor
+            Reconstructions, shaped like ``x``.
+        """
         return self.decode(self.encode(x))
 
     def _loss(self, batch: tuple[Tensor, Tensor]) -> Tensor:
@@ -143,16 +219,20 @@ class AutoencoderModule(LightningModule):
         return F.mse_loss(self(x), x)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        """The MSE between the images of ``batch`` (image, label) and their reconstruction; logs ``train/loss``."""
         loss = self._loss(batch)
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        """The MSE between the images of ``batch`` (image, label) and their reconstruction; logs ``val/loss``."""
         loss = self._loss(batch)
         self.log("val/loss", loss, prog_bar=True)
         return loss
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
+        """SGD with momentum or Adam, as the hyperparameters ``optimizer``, ``lr``, ``momentum`` and
+        ``weight_decay`` say."""
         hp = self.hparams
         if hp["optimizer"] == "adam":
             return torch.optim.Adam(self.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])

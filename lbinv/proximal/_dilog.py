@@ -1,12 +1,12 @@
 r"""The dilogarithm Li₂ on the arguments the softplus activation needs, in torch, to float64 accuracy.
 
-Li₂(w) = −∫₀ʷ log(1 − s)/s ds = Σ_{k≥1} wᵏ/k² for |w| ≤ 1. With u = −log(1 − w), i.e.
-w = 1 − e^{−u}, it has the Bernoulli series (|u| < 2π)
+Li₂(w) = −∫₀ʷ log(1 − s)/s ds = Σ_{k≥1} wᵏ/k² for ``|w| ≤ 1``. With u = −log(1 − w), i.e.
+w = 1 − e^{−u}, it has the Bernoulli series (``|u| < 2π``)
 
     Li₂(1 − e^{−u}) = Σ_{n≥0} B_n u^{n+1}/(n+1)! = u − u²/4 + u³/36 − u⁵/3600 + …,
 
 whose derivative in u is the Bernoulli generating function u/(eᵘ − 1), finite everywhere, so
-autograd through it is accurate. Every argument below is first reduced to |u| ≤ log 2, where
+autograd through it is accurate. Every argument below is first reduced to ``|u| ≤ log 2``, where
 the terms fall by (u/2π)² ≤ 0.0122 per order and ten orders leave a relative error < 1e−19:
 
 - Li₂(e^{−x}), x ≥ 0: for x ≥ log 2 directly, u = −log(1 − e^{−x}) ∈ (0, log 2]; for
@@ -49,7 +49,7 @@ _COEFFS = (
 
 
 def li2_series(u: Tensor) -> Tensor:
-    """Li₂(1 − e^{−u}) by its Bernoulli series; accurate to round-off for |u| ≤ log 2 (≤ 1 is fine)."""
+    """Li₂(1 − e^{−u}) by its Bernoulli series; accurate to round-off for ``|u| ≤ log 2`` (≤ 1 is fine)."""
     x = u * u
     return u + x * (u * horner(_COEFFS, x) - 0.25)
 

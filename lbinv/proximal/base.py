@@ -16,27 +16,80 @@ StepSize = float | Tensor
 
 
 def clamp(x: Tensor, lo: float, hi: float) -> Tensor:
-    """Clip ``x`` into ``[lo, hi]``; an infinite bound is no bound."""
+    """Clip ``x`` into ``[lo, hi]``; an infinite bound is no bound.
+
+    Parameters
+    ----------
+    x : Tensor
+        Any shape.
+    lo, hi : float
+        The bounds (either may be infinite).
+
+    Returns
+    -------
+    Tensor
+        ``x`` clipped.
+    """
     return torch.clamp(x, min=None if lo == -math.inf else lo, max=None if hi == math.inf else hi)
 
 
 def split(x: Tensor, at: float = 0.0) -> tuple[Tensor, Tensor]:
-    """(max(x, at), min(x, at)) for evaluating the two pieces of a function that switches at
-    ``at`` (the piece x > at from the first, x <= at from the second, selected by
-    ``torch.where(x > at, ...)``): unlike torch.clamp, whose derivative is 0 at the bound, the
-    second carries derivative 1 at x = at, so the selected piece's derivative is kept there."""
+    """(max(x, at), min(x, at)) for evaluating the two pieces of a function that switches at ``at``.
+
+    The piece x > at is evaluated from the first, x <= at from the second, and one is selected by
+    ``torch.where(x > at, ...)``: unlike torch.clamp, whose derivative is 0 at the bound, the
+    second carries derivative 1 at x = at, so the selected piece's derivative is kept there.
+
+    Parameters
+    ----------
+    x : Tensor
+        Any shape.
+    at : float
+        The switching point.
+
+    Returns
+    -------
+    above : Tensor
+        ``max(x, at)``, shaped like ``x``.
+    below : Tensor
+        ``min(x, at)``, shaped like ``x``.
+    """
     above = x > at
     bound = torch.full_like(x, at)
     return torch.where(above, x, bound), torch.where(above, bound, x)
 
 
 def softplus(x: Tensor) -> Tensor:
-    """log(1 + eˣ) without overflow and with the exact derivative sigmoid(x) (also at 0)."""
+    """log(1 + eˣ) without overflow and with the exact derivative sigmoid(x) (also at 0).
+
+    Parameters
+    ----------
+    x : Tensor
+        Any shape.
+
+    Returns
+    -------
+    Tensor
+        Shaped like ``x``.
+    """
     return torch.logaddexp(x, x.new_zeros(()))
 
 
 def horner(coeffs: tuple[float, ...], x: Tensor) -> Tensor:
-    """Σ_k coeffs[k]·xᵏ by Horner's rule (at least two coefficients)."""
+    """Σ_k coeffs[k]·xᵏ by Horner's rule.
+
+    Parameters
+    ----------
+    coeffs : tuple of float
+        At least two coefficients, the constant term first.
+    x : Tensor
+        Any shape.
+
+    Returns
+    -------
+    Tensor
+        The polynomial at ``x``, shaped like ``x``.
+    """
     p = coeffs[-1] * x + coeffs[-2]
     for c in reversed(coeffs[:-2]):
         p = p * x + c
@@ -44,7 +97,18 @@ def horner(coeffs: tuple[float, ...], x: Tensor) -> Tensor:
 
 
 def is_unit_step(t: StepSize) -> bool:
-    """t is the Python number 1, where prox_{tΨ} is the activation itself."""
+    """Whether t is the Python number 1, where prox_{tΨ} is the activation itself.
+
+    Parameters
+    ----------
+    t : float or Tensor
+        A step size (a tensor is never the unit step: checking would synchronise).
+
+    Returns
+    -------
+    bool
+        True for the Python number 1.
+    """
     return not isinstance(t, Tensor) and t == 1.0
 
 
@@ -68,7 +132,18 @@ class ProxActivation:
         return (-math.inf, math.inf)
 
     def __call__(self, z: Tensor) -> Tensor:
-        """σ(z) = prox_Ψ(z), the activation itself."""
+        """σ(z) = prox_Ψ(z), the activation itself.
+
+        Parameters
+        ----------
+        z : Tensor
+            Any shape.
+
+        Returns
+        -------
+        Tensor
+            σ(z), shaped like ``z``.
+        """
         return self.prox(z, 1.0)
 
     def prox(self, v: Tensor, t: StepSize = 1.0) -> Tensor:
@@ -80,11 +155,27 @@ class ProxActivation:
             Any shape.
         t : float or Tensor
             Step size > 0; a tensor must broadcast against ``v`` (e.g. ``(B, 1, ..., 1)``).
+
+        Returns
+        -------
+        Tensor
+            prox_{tΨ}(v), shaped like ``v``.
         """
         raise NotImplementedError
 
     def psi(self, u: Tensor) -> Tensor:
-        r"""Ψ(u) summed per sample, shape ``(B,)``; ``+inf`` for a sample with entries outside dom Ψ."""
+        r"""Ψ(u) summed per sample.
+
+        Parameters
+        ----------
+        u : Tensor
+            ``(B, ...)``.
+
+        Returns
+        -------
+        Tensor
+            ``(B,)``; ``+inf`` for a sample with entries outside dom Ψ.
+        """
         return self._sum_in_domain(u, self._psi_elem(self.project_data(u)))
 
     def bregman(self, y: Tensor, z: Tensor) -> Tensor:
@@ -93,15 +184,45 @@ class ProxActivation:
         ``B_Ψ(y, z) = Σ ½y² + Ψ(y) + Φ(z) − yz ≥ ½‖y − σ(z)‖²``, ``∇_z B_Ψ = σ(z) − y``
         (MATH.md §2). Samples with an entry of ``y`` outside :attr:`domain` get ``+inf``
         (Ψ(y) = ∞ there); clip data with :meth:`project_data` first. NaN propagates.
+
+        Parameters
+        ----------
+        y : Tensor
+            ``(B, ...)`` data.
+        z : Tensor
+            Shaped like ``y``: pre-activations.
+
+        Returns
+        -------
+        Tensor
+            ``(B,)``.
         """
         return self._sum_in_domain(y, self._bregman_elem(self.project_data(y), z))
 
     def check_shape(self, shape: tuple[int, ...]) -> None:
-        """Raise ValueError when this map cannot act on samples of ``shape`` (no batch dimension).
-        Elementwise maps act on any shape; a per-channel one (PReLU) needs its channels first."""
+        """Raise ValueError when this map cannot act on samples of ``shape``.
+
+        Elementwise maps act on any shape; a per-channel one (PReLU) needs its channels first.
+
+        Parameters
+        ----------
+        shape : tuple of int
+            The shape of one sample (no batch dimension).
+        """
 
     def project_data(self, y: Tensor) -> Tensor:
-        """Clip ``y`` into :attr:`domain` (returns ``y`` itself when the domain is ℝ)."""
+        """Clip ``y`` into :attr:`domain`.
+
+        Parameters
+        ----------
+        y : Tensor
+            Data, any shape.
+
+        Returns
+        -------
+        Tensor
+            ``y`` clipped (``y`` itself when the domain is ℝ).
+        """
         if self.domain == (-math.inf, math.inf):
             return y
         return clamp(y, *self.domain)

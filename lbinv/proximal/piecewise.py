@@ -91,7 +91,18 @@ class ClampProx(ProxActivation):
 
 
 def leaky_slope_problem(a: float) -> str | None:
-    """Why LeakyReLU with slope ``a`` is not a proximal map; None for a slope in [0, 1]."""
+    """Why LeakyReLU with slope ``a`` is not a proximal map.
+
+    Parameters
+    ----------
+    a : float
+        The negative slope.
+
+    Returns
+    -------
+    str or None
+        The reason; None for a slope in [0, 1].
+    """
     if a > 1.0:
         return "a slope above 1 is expansive"
     if not a >= 0.0:
@@ -109,6 +120,11 @@ class LeakyReLUProx(ProxActivation):
 
     A slope above 1 is expansive and a negative slope is decreasing: neither is a proximal map.
     Slope 0 is ReLU (use :class:`ReLUProx`).
+
+    Parameters
+    ----------
+    negative_slope : float
+        The slope a ∈ (0, 1] for negative inputs.
     """
 
     def __init__(self, negative_slope: float = 0.01) -> None:
@@ -165,9 +181,21 @@ def _shortest(x: float, dtype: torch.dtype) -> str:
 
 
 def prelu_slope_problem(weight: Tensor) -> str | None:
-    """Why a PReLU with the per-channel slopes ``weight`` is not supported by :class:`PReLUProx`, naming
-    the offending channels and their slopes; None when every slope lies in (0, 1]. One host
-    synchronisation (at lifting time, not in an iteration)."""
+    """Why a PReLU with the per-channel slopes ``weight`` is not supported by :class:`PReLUProx`.
+
+    One host synchronisation (at lifting time, not in an iteration).
+
+    Parameters
+    ----------
+    weight : Tensor
+        The slopes, one or one per channel.
+
+    Returns
+    -------
+    str or None
+        The reason, naming the offending channels and their slopes; None when every slope lies
+        in (0, 1].
+    """
     flat = weight.detach().reshape(-1)
     dtype = flat.dtype if flat.dtype in (torch.float32, torch.float64) else torch.float32
     slopes = flat.to(dtype).cpu().tolist()
@@ -223,7 +251,13 @@ class PReLUProx(ProxActivation):
         self._cache: dict[tuple, tuple[Tensor, Tensor, Tensor]] = {}
 
     def check_shape(self, shape: tuple[int, ...]) -> None:
-        """Samples of ``shape`` must have the C channels first, ``(C, *rest)``, for more than one slope."""
+        """Samples of ``shape`` must have the C channels first, ``(C, *rest)``, for more than one slope.
+
+        Parameters
+        ----------
+        shape : tuple of int
+            The shape of one sample (no batch dimension).
+        """
         n = self.weight.numel()
         if n > 1 and (len(shape) < 1 or shape[0] != n):
             raise ValueError(
@@ -313,8 +347,13 @@ class HardsigmoidProx(ProxActivation):
 class SoftshrinkProx(ProxActivation):
     r"""Soft-thresholding at λ ≥ 0 = prox of λ|·| (MATH.md §2).
 
-    Ψ(u) = λ|u|, Φ(z) = ½max(|z| − λ, 0)², prox_{tΨ}(v) = sign(v)·max(|v| − tλ, 0). With
+    ``Ψ(u) = λ|u|``, ``Φ(z) = ½max(|z| − λ, 0)²``, ``prox_{tΨ}(v) = sign(v)·max(|v| − tλ, 0)``. With
     p = clamp(z, −λ, λ) ∈ λ∂|s| and s = z − p: ``B(y, z) = ½(y − s)² + (λ|y| − y·p)``.
+
+    Parameters
+    ----------
+    lambd : float
+        The threshold λ ≥ 0 (nn.Softshrink's name).
     """
 
     def __init__(self, lambd: float = 0.5) -> None:

@@ -36,7 +36,7 @@ def _saturate(v: Tensor, t: float) -> Tensor:
 
 
 def _logcosh(z: Tensor) -> Tensor:
-    """log cosh z = |z| + softplus(−2|z|) − log 2, finite for every finite z."""
+    """``log cosh z = |z| + softplus(−2|z|) − log 2``, finite for every finite z."""
     a = z.abs()
     return a + softplus(-2.0 * a) - _LOG2
 
@@ -75,7 +75,7 @@ class _SmoothProx(ProxActivation):
     domain edges (σ saturates there).
 
     h is evaluated in its second form, with σ(w) − w from ``_shift``, which a subclass whose
-    σ(w) − w cancels for large |w| (softplus: log(1 + e^{−βw})/β) computes directly: for a large
+    σ(w) − w cancels for large ``|w|`` (softplus: log(1 + e^{−βw})/β) computes directly: for a large
     t, h is t times that small difference, which the first form would lose in float32.
 
     That solver is the general one, and it takes ``newton_steps`` steps. For a Python float t, the
@@ -246,14 +246,14 @@ class TanhProx(_SmoothProx):
     r"""tanh = prox of Ψ(u) = ½(1+u)log(1+u) + ½(1−u)log(1−u) − ½u² on [−1, 1] (MATH.md §2).
 
     (Equivalently u·artanh u + ½(log(1 − u²) − u²).) Φ(z) = log cosh z, computed as
-    |z| + softplus(−2|z|) − log 2. prox_{tΨ}(v) is the root of (1 − t)u + t·artanh(u) = v
+    ``|z| + softplus(−2|z|) − log 2``. prox_{tΨ}(v) is the root of (1 − t)u + t·artanh(u) = v
     (tanh(v) for t = 1). With p = (1 + y)/2, q = (1 − y)/2 and tanh z = 2·sigmoid(2z) − 1,
     B_Ψ is the Bernoulli KL divergence KL(p ‖ sigmoid(2z)):
 
     ``B(y, z) = p log p + q log q + p·softplus(−2z) + q·softplus(2z)``,
 
     which equals ½(1+y)log(1+y) + ½(1−y)log(1−y) + log cosh z − yz exactly (the two log 2
-    terms cancel) but has no cancellation between |z| and yz when |z| is large.
+    terms cancel) but has no cancellation between ``|z|`` and ``yz`` when ``|z|`` is large.
     """
 
     domain = (-1.0, 1.0)
@@ -306,20 +306,20 @@ class TanhProx(_SmoothProx):
 
 
 class SoftsignProx(ProxActivation):
-    r"""Softsign σ(x) = x/(1 + |x|) (σ' = 1/(1 + |x|)² ≤ 1): prox of an even Ψ on (−1, 1), in closed form.
+    r"""Softsign ``σ(x) = x/(1 + |x|)`` (``σ' = 1/(1 + |x|)² ≤ 1``): prox of an even Ψ on (−1, 1), in closed form.
 
-    σ⁻¹(u) = u/(1 − |u|), so Ψ'(u) = u|u|/(1 − |u|) and
+    ``σ⁻¹(u) = u/(1 − |u|)``, so ``Ψ'(u) = u|u|/(1 − |u|)`` and
 
-    - Ψ(u) = −log(1 − |u|) − |u| − ½u², which is +∞ at u = ±1: dom Ψ = (−1, 1) is open;
-    - Φ(z) = |z| − log(1 + |z|);
+    - ``Ψ(u) = −log(1 − |u|) − |u| − ½u²``, which is +∞ at u = ±1: dom Ψ = (−1, 1) is open;
+    - ``Φ(z) = |z| − log(1 + |z|)``;
     - prox_{tΨ}(v): for v ≥ 0 the optimality condition (1 − t)u + t·u/(1 − u) = v is the
       quadratic (1 − t)u² − (1 + v)u + v = 0, whose root in [0, 1) is, in the form without
       cancellation (any t > 0, odd in v),
-      ``u = 2v / (1 + |v| + √((1 − |v|)² + 4t|v|))`` (t = 1: v/(1 + |v|)), evaluated with
-      q = 1/(1 + |v|) as ``vq / (½ + ½√(((|v| − 1)q)² + 4t·|v|q·q))``, which cannot overflow;
-    - with x = (1 − |y|)(1 + |z|) and g(x) = x − 1 − log x ≥ 0 (Itakura–Saito),
+      ``u = 2v / (1 + |v| + √((1 − |v|)² + 4t|v|))`` (t = 1: ``v/(1 + |v|)``), evaluated with
+      ``q = 1/(1 + |v|)`` as ``vq / (½ + ½√(((|v| − 1)q)² + 4t·|v|q·q))``, which cannot overflow;
+    - with ``x = (1 − |y|)(1 + |z|)`` and g(x) = x − 1 − log x ≥ 0 (Itakura–Saito),
       ``B(y, z) = g(x) + (|y||z| − yz)``: both terms are ≥ 0, zero together iff y = σ(z)
-      (log x is log1p(x − 1) for |x − 1| < ½, else log(1 − |y|) + log(1 + |z|)).
+      (log x is log1p(x − 1) for ``|x − 1| < ½``, else ``log(1 − |y|) + log(1 + |z|)``).
 
     Because Ψ(±1) = ∞, :meth:`project_data` clips data into the closed interval of the
     largest representable numbers inside (−1, 1) (±(1 − 2⁻⁵³) in float64, ±(1 − 2⁻²⁴) in

@@ -44,7 +44,7 @@ class SoftplusProx(_SmoothProx):
     - Φ(z) = −Li₂(−e^{βz})/β², i.e. ½z² + (π²/6 + Li₂(−e^{−βz}))/β² for z > 0;
     - with x = βz, ŷ = βy: for z > 0, β²B = ½(ŷ − x)² + Li₂(e^{−ŷ}) + Li₂(−e^{−x}); for
       z ≤ 0, β²B = ½ŷ² − ŷx + (Li₂(e^{−ŷ}) − π²/6) − Li₂(−eˣ). No term exceeds
-      O(ŷ² + |ŷx|) and for z > 0 the large ½ŷ² + ½x² − ŷx is one square.
+      ``O(ŷ² + |ŷx|)`` and for z > 0 the large ½ŷ² + ½x² − ŷx is one square.
 
     prox_{tΨ}(v) is the root of (1 − t)u + t·σ⁻¹(u) = v (Newton in w, u = σ(w); for a float t < 1
     from the guess and steps of ``_solve``).
@@ -56,6 +56,13 @@ class SoftplusProx(_SmoothProx):
     ∇_z B_Ψ = softplus_β(z) − y; only ``prox(v, 1.0)`` (σ itself, ``act(z)``) returns the
     module's output bit for bit, so that the lifted network reproduces the module. Thresholds
     below :data:`SOFTPLUS_MIN_THRESHOLD` are refused (the difference would show in float32).
+
+    Parameters
+    ----------
+    beta : float
+        The sharpness β > 0.
+    threshold : float
+        nn.Softplus's switch to the identity, at least :data:`SOFTPLUS_MIN_THRESHOLD`.
     """
 
     domain = (0.0, math.inf)
@@ -171,7 +178,7 @@ _EXPM1_SERIES = tuple(1.0 / math.factorial(n) for n in range(2, 18))
 
 
 def _expm1_minus(q: Tensor, em1: Tensor) -> Tensor:
-    """expm1(q) − q given em1 = expm1(q), by its Taylor series where |q| < ½ (no cancellation)."""
+    """expm1(q) − q given em1 = expm1(q), by its Taylor series where ``|q| < ½`` (no cancellation)."""
     small = q.abs() < 0.5
     qs = torch.where(small, q, torch.zeros_like(q))
     series = qs * qs * horner(_EXPM1_SERIES, qs)
@@ -199,11 +206,11 @@ class _ExpLinearProx(_SmoothProx):
       x = ω(L), the Wright omega function; q = log x − log(A/B) (no cancellation), from the guess of
       :func:`~lbinv.proximal._roots.omega_` (≤ 4.2%), clipped into [v/B, v/(A + B)] (which makes
       q = 0 exact at v = 0 and catches an underflow of x), then a Halley step (and a Newton step
-      in float64) on h in its expm1 form, which keeps small |q| relatively exact;
+      in float64) on h in its expm1 form, which keeps small ``|q|`` relatively exact;
     - t > 1 (A < 0, h concave): from the root of the quadratic (A + B)q + Aq²/2 = v (an upper bound,
       exact to second order near 0, where h is nearly quadratic for a large t) clipped into
       [max(v/(A + B), (v + A)/B), v/B], Halley steps on h = (A + B)q + A·(expm1(q) − q) − v with
-      expm1(q) − q by its series for |q| < ½ (no cancellation between A·expm1(q) and Bq when
+      expm1(q) − q by its series for ``|q| < ½`` (no cancellation between A·expm1(q) and Bq when
       A ≈ −B);
     - a final Newton step on the expm1 form gives q to round-off, relatively also near 0, and u is
       returned as α·(expm1(q) − (1 + expm1(q))δ), δ that step, without another exponential.
@@ -312,6 +319,11 @@ class ELUProx(_ExpLinearProx):
     Ψ(u) = (α + u)log(1 + u/α) − u − ½u² on [−α, 0], Φ(z) = α(e^z − 1 − z) for z ≤ 0.
 
     Its slope just below 0 is α: α > 1 is expansive (not a proximal map); α = 0 is ReLU.
+
+    Parameters
+    ----------
+    alpha : float
+        α ∈ (0, 1].
     """
 
     _c = 1.0
@@ -335,6 +347,11 @@ class CELUProx(_ExpLinearProx):
     Ψ(u) = α(α + u)log(1 + u/α) − αu − ½u² on [−α, 0], Φ(z) = α²(e^{z/α} − 1) − αz for z ≤ 0.
 
     Its slope e^{x/α} ≤ 1 for x < 0 makes it a proximal map for every α > 0 (C¹ at 0).
+
+    Parameters
+    ----------
+    alpha : float
+        α > 0.
     """
 
     def __init__(self, alpha: float = 1.0) -> None:

@@ -24,7 +24,7 @@ _TANHSHRINK_SERIES = (
 
 
 def _tanhshrink(w: Tensor) -> Tensor:
-    """w − tanh w, to round-off also for small |w| (Taylor series below 0.25)."""
+    """w − tanh w, to round-off also for small ``|w|`` (Taylor series below 0.25)."""
     small = w.abs() < 0.25
     ws = torch.where(small, w, torch.zeros_like(w))
     x = ws * ws
@@ -34,7 +34,7 @@ def _tanhshrink(w: Tensor) -> Tensor:
 class TanhshrinkProx(_SmoothProx):
     r"""Tanhshrink σ(x) = x − tanh x (σ' = tanh² ∈ [0, 1)) on dom Ψ = ℝ.
 
-    (The solver evaluates σ by its Taylor series where |x| < 0.25, x³/3 − 2x⁵/15 + …, since
+    (The solver evaluates σ by its Taylor series where ``|x| < 0.25``, x³/3 − 2x⁵/15 + …, since
     x − tanh x loses 3·eps/x² there; only ``prox(v, 1.0)`` returns torch's x − tanh x.)
 
     σ⁻¹ has no closed form, so Ψ is given through w = σ⁻¹(u): Ψ'(u) = σ⁻¹(u) − u = tanh w, and
@@ -45,7 +45,7 @@ class TanhshrinkProx(_SmoothProx):
 
     the bracket (the Bregman distance of log cosh) lying in [0, ½(z − w)²]. w = σ⁻¹(y) is
     found by Newton's method safeguarded by bisection on the bracket
-    [max(∛(3|y|), |y| + tanh|y|), |y| + 1] (times sign y), which it converges from in a few
+    ``[max(∛(3|y|), |y| + tanh|y|), |y| + 1]`` (times sign y), which it converges from in a few
     steps; the derivatives of Ψ and B in y are attached as the implicit ones, ∂_y Ψ = tanh w
     and ∂_y B = w − z (first order). prox_{tΨ}: Newton in w as for every smooth activation.
     """
