@@ -41,6 +41,7 @@ def check_int(name: str, value: Any, *, minimum: int | None = 1) -> int:
 
 
 def check_bool(name: str, value: Any) -> bool:
+    """A bool (not 0 or 1, nor a numpy bool)."""
     if not isinstance(value, bool):
         raise ValueError(f"{name}: expected a bool, got {value!r}")
     return value
