@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: train test install clean
+.PHONY: train test docs install clean
 
 install: $(STAMP)
 
@@ -21,5 +21,9 @@ train: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q
 
+# the documentation site into docs/_build/html, warnings as errors; it runs every examples/plot_*.py
+docs: $(STAMP)
+	$(VENV)/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis docs/_build docs/auto_examples docs/sg_execution_times.rst
