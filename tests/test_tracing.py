@@ -343,7 +343,8 @@ class TensorConstant(OneLinear):
 
 REFUSALS = {
     "product": (Product(), None, r"the operator \* in forward\(\) at test_tracing\.py:\d+: the operator \* of 2 values.*not affine"),
-    "adaptive max pooling": (AdaptiveMax(), (1, 6, 6), r"F\.adaptive_max_pool2d in forward\(\) at test_tracing\.py:\d+: adaptive max pooling.*F\.max_pool2d"),
+    "adaptive max pooling": (AdaptiveMax(), (1, 6, 6), r"F\.adaptive_max_pool2d in forward\(\) at test_tracing\.py:\d+ is not supported: adaptive max pooling.*F\.max_pool2d\)"
+                             r" with a fixed kernel, or average pooling \(nn\.AdaptiveAvgPool2d, nn\.AvgPool2d or their F\. forms\)"),
     "GELU": (WithGELU(), None, r"F\.gelu in forward\(\) at test_tracing\.py:\d+: GELU is not supported.*not monotone"),
     "dropout on": (DropoutAlwaysOn(), None, r"F\.dropout in forward\(\) at test_tracing\.py:\d+: dropout in training mode.*\.eval\(\)"),
     "batch mixing view": (BatchMixing(), None, r"the method \.view\(\).*changes the batch dimension.*x\.view\(x\.size\(0\), -1\)"),

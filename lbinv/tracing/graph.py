@@ -19,27 +19,32 @@ from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from lbinv._checks import Shape, check_shape
+from lbinv.operators.registry import functional_affine_forms, is_registered
 from lbinv.proximal.torch_modules import is_activation
 from lbinv.tracing.code import CodeModule, OutputError, eval_mode, several_outputs
 from lbinv.tracing.functions import (
     ARITHMETIC,
-    FUNCTIONS,
     IDENTITIES,
     METADATA,
     RESHAPES,
     Refusal,
     callable_name,
+    module_builder,
     reshape,
     scale_shift,
 )
 
 
 class _Tracer(fx.Tracer):
-    """fx's tracer, recording source lines, that reads a ``torch.compile``d submodule as the module it wraps."""
+    """fx's tracer, recording source lines, that reads a ``torch.compile``d submodule as the module it wraps and
+    keeps the layers of :mod:`lbinv.operators.registry` whole (torch.nn layers always are)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.record_stack_traces = True
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return is_registered(m) or super().is_leaf_module(m, module_qualified_name)
 
     def call_module(self, m: nn.Module, forward: Any, args: tuple, kwargs: dict) -> Any:
         original = getattr(m, "_orig_mod", None)
@@ -53,13 +58,16 @@ class Step:
     """One operation of a traced network. Value 0 is the network's input and step ``i`` makes value
     ``i + 1``: ``module`` (an affine layer, an activation or max pooling) applied to value ``inputs[0]``,
     or, without a module, a join of the values ``inputs``: their sum with ``coefficients``, or their
-    concatenation along the sample dimension ``dim`` (the batch dimension not counted)."""
+    concatenation along the sample dimension ``dim`` (the batch dimension not counted). A construct
+    that cannot be lifted is a step with its refusal as ``problem`` (``where`` included), so that
+    :func:`~lbinv.lifting.lift_steps` reports every one of a network in one error."""
 
     where: str
     inputs: tuple[int, ...]
     module: nn.Module | None = None
     coefficients: tuple[float, ...] = ()
     dim: int | None = None
+    problem: str = ""
 
 
 def traced_steps(module: nn.Module, input_shape: Shape | None) -> tuple[list[Step], Shape]:
@@ -68,8 +76,8 @@ def traced_steps(module: nn.Module, input_shape: Shape | None) -> tuple[list[Ste
     first linear layer; a first linear layer given an image with ``in_features`` elements reads it
     flattened, like :meth:`~lbinv.lifted.LiftedNetwork.from_module`).
 
-    Raises ValueError naming the construct and the source line for what is not affine, an
-    activation or a max pooling, and for a module fx cannot trace.
+    A construct that is not affine, an activation or a max pooling becomes a step with a ``problem``
+    naming it and its source line. Raises ValueError for a module fx cannot trace.
     """
     with eval_mode(module):  # eval semantics, as the lifted network (and no BatchNorm statistics updated)
         graph_module = _trace(module)
@@ -237,8 +245,9 @@ def _steps(graph_module: fx.GraphModule, placeholder: fx.Node) -> list[Step]:
             for module in _layers(graph_module, node):
                 steps.append(Step(where, (value[node],), module))
                 value[node] = len(steps)
-        except Refusal as err:
-            raise ValueError(f"{where}: {err}") from None
+        except Refusal as err:  # kept as a step: every refusal of the network is reported at once
+            steps.append(Step(where, tuple(value[a] for a in inputs), problem=f"{where}: {err}"))
+            value[node] = len(steps)
     return steps
 
 
@@ -307,12 +316,12 @@ def _layers(graph_module: fx.GraphModule, node: fx.Node) -> list[nn.Module]:
         return []
     if target in ARITHMETIC:
         return [scale_shift(node)]
-    builder = FUNCTIONS.get(target)
+    builder = module_builder(target)
     if builder is None:
         raise Refusal(
             f"{callable_name(node)} is not supported; lbinv reads torch.nn layers, their functional forms "
-            "(F.relu, F.leaky_relu, torch.sigmoid, torch.tanh, clamp, F.softshrink, F.linear, F.conv1d/2d, "
-            "F.avg_pool1d/2d, ...), reshapes (view, reshape, flatten, unflatten) and arithmetic with numbers"
+            f"(F.relu, F.leaky_relu, torch.sigmoid, torch.tanh, clamp, F.softshrink, {functional_affine_forms()}, ...), "
+            "reshapes (view, reshape, flatten, unflatten) and arithmetic with numbers"
         )
     args = [_value(graph_module, a) for a in node.args[1:]]
     kwargs = {k: _value(graph_module, v) for k, v in node.kwargs.items() if k != "input"}
