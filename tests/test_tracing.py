@@ -4,6 +4,8 @@ nn.Sequential, and every refusal names the construct and its source line."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -367,6 +369,37 @@ def test_refusals_name_the_construct_and_the_line(name):
     model, shape, pattern = REFUSALS[name]
     with pytest.raises(ValueError, match=pattern):
         LiftedNetwork.from_module(model, shape)
+
+
+class ThreeProblems(nn.Module):
+    """A GELU, an adaptive max pooling and a product of two values computed from the input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+
+    def forward(self, x):
+        h = F.gelu(self.conv(x))
+        h = F.adaptive_max_pool2d(h, 2)
+        return h * torch.sigmoid(h)
+
+
+def test_every_unsupported_construct_is_reported_in_one_error():
+    # one run shows all three problems, each with its line and its advice (the texts of the single refusals)
+    with pytest.raises(ValueError) as caught:
+        LiftedNetwork.from_module(init_module(ThreeProblems()), (1, 6, 6))
+    lines = str(caught.value).split("\n")
+    assert lines[0] == "3 constructs of the network cannot be lifted:"
+    patterns = [
+        r"- F\.gelu in forward\(\) at test_tracing\.py:\d+: GELU is not supported.*not monotone.*nn\.Softplus",
+        r"- F\.adaptive_max_pool2d in forward\(\) at test_tracing\.py:\d+ is not supported: adaptive max pooling.*"
+        r"nn\.MaxPool2d \(F\.max_pool2d\) with a fixed kernel, or average pooling",
+        r"- the operator \* in forward\(\) at test_tracing\.py:\d+: the operator \* of 2 values.*not affine",
+    ]
+    assert len(lines) == 4 and all(re.match(p, line) for p, line in zip(patterns, lines[1:])), lines
+    # the same in an nn.Sequential: its layers named by their index
+    with pytest.raises(ValueError, match=r"^2 constructs.*\n- module 1 \(GELU\).*\n- module 3 \(LPPool1d\).*nn\.AvgPool1d$"):
+        LiftedNetwork.from_module(nn.Sequential(nn.Linear(4, 4), nn.GELU(), nn.Unflatten(1, (1, 4)), nn.LPPool1d(2, 2)))
 
 
 def test_bad_model_and_output_arguments():
