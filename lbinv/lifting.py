@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from lbinv._checks import Shape, is_plain
 from lbinv.operators import AffineMap, AffineOp, affine_op, supported_affine_layers
 from lbinv.operators.graph_ops import Embed, EmbedOp, GatherOp, LinearPartOp, pooling_windows
-from lbinv.operators.module_ops import ScaleShift
+from lbinv.operators.module_ops import ScaleShift, ScaleShiftOp
 from lbinv.operators.registry import refusal
 from lbinv.proximal import IDENTITY, SUPPORTED_ACTIVATIONS, ProxActivation, ReLUProx, is_activation, proximal_activation
 from lbinv.tracing import Step
@@ -112,7 +112,7 @@ class _Lifting:
     def scaled(self, terms: list[Term], shape: Shape, factor: float, where: str) -> list[Term]:
         if factor == 1.0:
             return terms
-        return self.apply(terms, shape, affine_op(ScaleShift(factor, 0.0), where))[0]
+        return self.apply(terms, shape, ScaleShiftOp(ScaleShift(factor, 0.0), where))[0]
 
     def max_pool(self, terms: list[Term], shape: Shape, pool: nn.Module, where: str) -> tuple[list[Term], Shape]:
         """Max pooling as ReLU nodes: m ← m + ReLU(e − m) over the entries e of every window."""
@@ -196,7 +196,8 @@ def _read(step: Step) -> AffineOp | ProxActivation | str | None:
 def _join(lifting: _Lifting, step: Step, values: list[tuple[list[Term], Shape]]) -> tuple[list[Term], Shape]:
     """The expression of a sum ``a + c·b`` or of a ``torch.cat``."""
     shapes = [shape for _, shape in values]
-    if step.coefficients:
+    dim = step.dim
+    if dim is None:  # a sum
         if shapes[0] != shapes[1]:
             raise ValueError(
                 f"{step.where}: adds values of shapes {shapes[0]} and {shapes[1]}; lbinv reads sums of values of one "
@@ -204,7 +205,6 @@ def _join(lifting: _Lifting, step: Step, values: list[tuple[list[Term], Shape]])
             )
         (first, shape), (second, _) = values
         return first + lifting.scaled(second, shape, step.coefficients[1], step.where), shape
-    dim = step.dim
     if any(len(s) != len(shapes[0]) or s[:dim] + s[dim + 1 :] != shapes[0][:dim] + shapes[0][dim + 1 :] for s in shapes):
         raise ValueError(f"{step.where}: concatenates values of shapes {shapes} along dimension {dim + 1}, which do not fit")
     total, offset, terms = sum(s[dim] for s in shapes), 0, []

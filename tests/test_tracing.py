@@ -206,6 +206,19 @@ class PReLUs(nn.Module):
         return self.fc(h.flatten(1))
 
 
+class ShapeReads(nn.Module):
+    """Sizes read from the input's shape as arguments: they evaluate in the one run of the graph."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 3, 3, padding=1)
+
+    def forward(self, x):
+        h = F.relu(self.conv(x / x.size(-1)))
+        h = F.avg_pool2d(h, h.shape[-1] // 2)  # a kernel from the shape: 2×2 on 4×4
+        return h.reshape(h.size(0), h.size(1) * h.size(2) * h.size(3))
+
+
 IMAGE = (1, 6, 6)
 
 # name -> (module factory, input shape, how to call it: the module itself or (method, output))
@@ -226,6 +239,7 @@ EQUAL = {
     "ResNet-like": (ResNetLike, IMAGE, None),
     "flat to image, cat of one": (ToImage, (8,), None),
     "F.prelu, .prelu() and nn.PReLU": (PReLUs, IMAGE, None),
+    "shape reads as arguments": (ShapeReads, (1, 4, 4), None),
 }
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -103,15 +103,10 @@ IDENTITIES = {"contiguous", "clone", "detach", torch.clone, torch.detach}
 ARITHMETIC = {operator.add, operator.sub, operator.mul, operator.truediv, operator.neg, operator.pos,
                torch.add, torch.sub, torch.mul, torch.div, "add", "sub", "mul", "div", "neg",
                operator.iadd, operator.isub, operator.imul, operator.itruediv}
-#: Reading a tensor's shape: metadata, not computation.
-METADATA = {"size", "dim", "numel"}
 
 
-
-def reshape(node: fx.Node) -> list[nn.Module]:
+def reshape(in_shape: Sequence[int], out_shape: Sequence[int]) -> list[nn.Module]:
     """A batch-preserving reshape ``(B, *in) → (B, *out)`` as Flatten, then Unflatten to ``out``."""
-    in_shape = node.args[0].meta["tensor_meta"].shape
-    out_shape = node.meta["tensor_meta"].shape
     if out_shape[0] != in_shape[0]:
         raise Refusal(
             f"the reshape to {tuple(out_shape)} changes the batch dimension (input {tuple(in_shape)}); "
@@ -121,16 +116,15 @@ def reshape(node: fx.Node) -> list[nn.Module]:
     return [nn.Flatten()] if len(out) == 1 else [nn.Flatten(), nn.Unflatten(1, out)]
 
 
-def scale_shift(node: fx.Node) -> nn.Module:
-    """``x·s + c`` from arithmetic of the input with numbers (``x * 2 - 1``, ``x / 255``, ``-x``, ``1 - x``)."""
-    target = node.target
+def scale_shift(target: Any, args: Sequence[Any], kwargs: Mapping[str, Any], x_first: bool) -> nn.Module:
+    """``x·s + c`` from arithmetic of the input with numbers (``x * 2 - 1``, ``x / 255``, ``-x``, ``1 - x``):
+    ``target`` applied to the values ``args`` and ``kwargs``, the input first when ``x_first``."""
     name = target if isinstance(target, str) else target.__name__.strip("_").lstrip("i")
-    args = list(node.args) + [node.kwargs[k] for k in ("other",) if k in node.kwargs]
+    args = list(args) + [kwargs[k] for k in ("other",) if k in kwargs]
     if name in ("neg", "pos"):
         return ScaleShift(-1.0 if name == "neg" else 1.0, 0.0)
-    x_first = isinstance(args[0], fx.Node)
     number = args[1] if x_first else args[0]
-    alpha = node.kwargs.get("alpha", 1)
+    alpha = kwargs.get("alpha", 1)
     if not isinstance(number, (int, float)) or isinstance(number, bool) or not isinstance(alpha, (int, float)):
         raise Refusal(
             f"{name} with {type(number).__name__} {number!r:.40}: lbinv reads arithmetic of the input with numbers "
@@ -143,7 +137,7 @@ def scale_shift(node: fx.Node) -> nn.Module:
         return ScaleShift(1.0, -number) if x_first else ScaleShift(-1.0, number)
     if name == "mul":
         return ScaleShift(number, 0.0)
-    if name in ("truediv", "div") and x_first and node.kwargs.get("rounding_mode") is None:
+    if name in ("truediv", "div") and x_first and kwargs.get("rounding_mode") is None:
         return ScaleShift(1.0 / number, 0.0)
     raise Refusal(f"{name} of a number by the input is not affine")
 
