@@ -36,6 +36,7 @@ from lbinv.operators import AffineMap
 from lbinv.operators.sequential import uncompiled
 from lbinv.proximal import ProxActivation
 from lbinv.tracing import Output, code_module, eval_mode, network_steps
+from lbinv.tracing.code import zeros_like_module
 
 __all__ = ["LiftedEdge", "LiftedLayer", "LiftedNetwork", "LiftedNode"]
 
@@ -214,10 +215,10 @@ class LiftedNetwork:
 def _check_same(net: LiftedNetwork, module: nn.Module, traced_shape: Shape) -> None:
     """``net(x) == module(x)`` (eval semantics) on a few random inputs, in [0, 1] and signed: what
     tracing read is what the module computes."""
-    param = next((p for p in module.parameters() if p.is_floating_point()), None)
+    like = zeros_like_module(module, 0)
     g = torch.Generator().manual_seed(0)  # not the global generator: a training run's stream stays as it was
     x = torch.cat([torch.rand(2, *net.input_shape, generator=g), torch.randn(4, *net.input_shape, generator=g)])
-    x = x if param is None else x.to(dtype=param.dtype, device=param.device)
+    x = x.to(dtype=like.dtype, device=like.device)
     with torch.no_grad(), eval_mode(module):
         want, got = module(x.reshape(len(x), *traced_shape)), net(x)
     if not isinstance(want, Tensor) or want.shape != got.shape or not torch.allclose(

@@ -184,13 +184,16 @@ def _read(step: Step) -> AffineOp | ProxActivation | str | None:
         return f"{where} is not supported: {advice}"
     try:
         op = affine_op(module, where)
-        if op is not None:
-            return op
-        if not is_activation(module):
-            return f"{where} is not supported; {supported_layers()}"
+    except ValueError as err:  # a refused configuration (BatchNorm in training mode): its message names where
+        return str(err)
+    if op is not None:
+        return op
+    if not is_activation(module):
+        return f"{where} is not supported; {supported_layers()}"
+    try:
         return proximal_activation(module)
     except ValueError as err:
-        return str(err) if str(err).startswith(where) else f"{where}: {err}"
+        return f"{where}: {err}"
 
 
 def _join(lifting: _Lifting, step: Step, values: list[tuple[list[Term], Shape]]) -> tuple[list[Term], Shape]:

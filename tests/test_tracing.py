@@ -468,3 +468,22 @@ def test_a_traced_first_linear_checks_input_shape_as_a_sequential_does(before):
     torch.testing.assert_close(net(x), module(x.flatten(1)))
     with pytest.raises(ValueError, match=r"`\d` \(Linear\).*expects input_shape \(36,\) \(in_features=36\).*got input_shape \(1, 5, 5\)"):
         LiftedNetwork.from_module(module, (1, 5, 5))
+
+
+class BufferWeight(nn.Module):
+    """F.linear of a weight kept as a buffer (not a parameter)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("weight", torch.arange(12.0).reshape(3, 4))
+
+    def forward(self, x):
+        return torch.relu(F.linear(x, self.weight))
+
+
+def test_a_first_f_linear_of_a_buffer_fixes_the_input_shape():
+    module = BufferWeight().double()
+    net = LiftedNetwork.from_module(module)
+    assert net.input_shape == (4,)
+    x = randn(3, 4)
+    torch.testing.assert_close(net(x), torch.relu(x @ module.weight.T), rtol=0, atol=1e-12)

@@ -109,8 +109,9 @@ def _refuse(module_type: type[nn.Module], advice: str, functions: Mapping[Any, M
 
 
 def _matching(module: nn.Module, table: Mapping[type[nn.Module], Any]) -> type[nn.Module] | None:
-    """The type of ``table`` that ``module`` is a plain instance of (its ``forward`` not overridden)."""
-    return next((t for t in table if is_plain(module, t)), None)
+    """The most specific type of ``table`` that ``module`` is a plain instance of (its ``forward`` not
+    overridden): a registered subclass of ``nn.Linear`` is read by its own op."""
+    return next((t for t in type(module).__mro__ if t in table and is_plain(module, t)), None)
 
 
 def affine_op(module: nn.Module, where: str) -> AffineOp | None:

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
 from lbinv.operators.registry import functional_affine_forms, functional_form, is_registered
-from lbinv.tracing.code import CodeModule, OutputError, several_outputs
+from lbinv.tracing.code import CodeModule, OutputError, several_outputs, zeros_like_module
 from lbinv.tracing.functions import (
     ARITHMETIC,
     IDENTITIES,
@@ -99,7 +99,7 @@ def leading_modules(graph_module: fx.GraphModule) -> Iterator[tuple[str, nn.Modu
             yield where, graph_module.get_submodule(str(node.target))
         elif node.op == "call_function" and node.target is F.linear and isinstance(weight, fx.Node) and weight.op == "get_attr":
             build = functional_form(F.linear)
-            yield where, None if build is None else build(graph_module.get_parameter(str(weight.target)))
+            yield where, None if build is None else build(operator.attrgetter(str(weight.target))(graph_module))
         else:
             yield where, None
             return
@@ -114,12 +114,10 @@ def read_steps(graph_module: fx.GraphModule, shape: tuple[int, ...], module: nn.
     and its source line. Raises ValueError when the graph cannot run on that shape or its output is not computed
     from the input.
     """
-    reference = next((t for t in list(module.parameters()) + list(module.buffers()) if t.is_floating_point()), None)
-    x = torch.zeros((2, *shape)) if reference is None else torch.zeros((2, *shape), dtype=reference.dtype, device=reference.device)
     reader = _StepReader(graph_module)
     try:
         with torch.no_grad():
-            reader.run(x)
+            reader.run(zeros_like_module(module, 2, *shape))
     except Exception as err:
         raise ValueError(
             f"{_name(module)} cannot take inputs of shape {shape} (no batch dimension), the shape that input_shape "
