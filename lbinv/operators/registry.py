@@ -33,7 +33,8 @@ from lbinv.operators.module_ops import (
 )
 
 __all__ = [
-    "Refusal", "affine_op", "functional_affine_forms", "functional_form", "is_registered", "module_from_arguments",
+    "Refusal", "affine_op", "functional_affine_forms", "functional_form", "is_identity", "is_registered",
+    "module_from_arguments",
     "refusal", "register_affine", "supported_affine_layers",
 ]
 
@@ -120,6 +121,12 @@ def affine_op(module: nn.Module, where: str) -> AffineOp | None:
     (BatchNorm in training mode, padding_mode other than 'zeros')."""
     base = _matching(module, _OPS)
     return None if base is None else _OPS[base](module, where)
+
+
+def is_identity(module: nn.Module) -> bool:
+    """``module`` is read as the identity (``nn.Identity``, dropout in eval mode)."""
+    base = _matching(module, _OPS)
+    return base is not None and _OPS[base] is IdentityOp
 
 
 def is_registered(module: nn.Module) -> bool:

@@ -11,22 +11,18 @@ from dataclasses import dataclass
 from torch import nn
 
 from lbinv._checks import Shape, check_shape, is_plain
-from lbinv.operators.registry import is_registered
+from lbinv.operators.registry import is_identity, is_registered
 from lbinv.operators.sequential import flatten_modules, is_plain_sequential, where_in_sequential
 from lbinv.proximal.torch_modules import is_activation
 from lbinv.tracing.code import eval_mode
 from lbinv.tracing.graph import Step, leading_modules, read_steps, trace
 
-__all__ = ["Network", "is_elementwise", "linear_input_shape", "network_steps"]
+__all__ = ["Network", "network_steps"]
 
-#: Modules that keep their input's shape element by element (besides activations): a first ``nn.Linear``
-#: after them still fixes the network's input shape.
-ELEMENTWISE_MODULES = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout)
-
-
-def is_elementwise(module: nn.Module) -> bool:
-    """An activation, identity or dropout module: it maps its input element by element."""
-    return isinstance(module, ELEMENTWISE_MODULES) or is_activation(module)
+def _is_elementwise(module: nn.Module) -> bool:
+    """An activation, identity or dropout module: it maps its input element by element, so that a first
+    ``nn.Linear`` after it still fixes the network's input shape."""
+    return is_identity(module) or is_activation(module)
 
 
 @dataclass(frozen=True)
@@ -45,7 +41,7 @@ def network_steps(module: nn.Module, input_shape: Shape | None) -> Network:
     as they are, any other module traced in eval mode (:func:`~lbinv.tracing.graph.trace`).
 
     The input shape is ``input_shape``, checked against a first ``nn.Linear`` (after elementwise modules), or
-    that layer's ``(in_features,)`` (:func:`linear_input_shape`); such a layer given an image with
+    that layer's ``(in_features,)`` (:func:`_linear_input_shape`); such a layer given an image with
     ``in_features`` elements reads it flattened. Raises ValueError for an empty Sequential, for a shape that
     does not fit, and as :func:`~lbinv.tracing.graph.trace` and :func:`~lbinv.tracing.graph.read_steps` do.
     """
@@ -84,20 +80,19 @@ def _is_layer(module: nn.Module) -> bool:
 
 
 def _input_shape(input_shape: Shape | None, leading: Iterable[tuple[str, nn.Module | None]]) -> tuple[Shape, int | None]:
-    """The input shape (:func:`linear_input_shape`) of a network whose first modules are ``leading``, and the
+    """The input shape (:func:`_linear_input_shape`) of a network whose first modules are ``leading``, and the
     ``in_features`` of a first nn.Linear among them (after elementwise modules), if any."""
-    where = "none"
+    where, first = "none", None
     for where, module in leading:
-        if module is None or not is_elementwise(module):
+        if module is None or not _is_elementwise(module):
+            first = module
             break
-    else:
-        module = None
-    if module is not None and is_plain(module, nn.Linear):
-        return linear_input_shape(input_shape, (where, module.in_features), where), module.in_features
-    return linear_input_shape(input_shape, None, where), None
+    if first is not None and is_plain(first, nn.Linear):
+        return _linear_input_shape(input_shape, (where, first.in_features), where), first.in_features
+    return _linear_input_shape(input_shape, None, where), None
 
 
-def linear_input_shape(input_shape: Shape | None, first_linear: tuple[str, int] | None, where: str) -> Shape:
+def _linear_input_shape(input_shape: Shape | None, first_linear: tuple[str, int] | None, where: str) -> Shape:
     """A network's input shape: ``input_shape``, checked against a first linear layer (``first_linear``:
     where it is and its ``in_features``; it also accepts an image with ``in_features`` elements, read
     flattened), or else that layer's ``(in_features,)``. ``where``: the first layer, named when
