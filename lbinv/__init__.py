@@ -3,13 +3,15 @@
 The numerical core (``proximal``, ``operators``, ``lifted``, ``regularizers``, ``solvers``,
 ``metrics``, ``probe``) is plain PyTorch. The Lightning shell (``lbinv.lightning``: the data and
 models of the paper's experiments, :class:`InversionCallback`) is imported lazily, on first use of
-one of its names, so that ``import lbinv`` never pulls in Lightning.
+one of its names, so that ``import lbinv`` never pulls in Lightning. :func:`register_affine` makes a
+layer of the user's liftable (:mod:`lbinv.operators.registry`).
 """
 
 from importlib import import_module
 from typing import Any
 
 from lbinv.lifted import LiftedNetwork
+from lbinv.operators import register_affine
 from lbinv.solvers import InversionResult, invert
 
 #: The public names that need Lightning, and the module each lives in.
@@ -22,7 +24,7 @@ _LIGHTNING_NAMES = {
     "MNISTDataModule": "lbinv.lightning.data",
 }
 
-__all__ = ["LiftedNetwork", "invert", "InversionResult", *_LIGHTNING_NAMES]
+__all__ = ["LiftedNetwork", "invert", "InversionResult", "register_affine", *_LIGHTNING_NAMES]
 __version__ = "0.1.0"
 
 

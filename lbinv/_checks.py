@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
+from typing import Any, TypeGuard, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -95,7 +95,10 @@ def check_step(t: float | Tensor) -> None:
         raise ValueError(f"t: expected a finite step size > 0, got {float(t)}")
 
 
-def is_plain(module: nn.Module, base: type[nn.Module]) -> bool:
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
+
+def is_plain(module: nn.Module, base: type[ModuleT]) -> TypeGuard[ModuleT]:
     """``module`` is a ``base`` whose ``forward`` no subclass overrides: lbinv may then read it by
     its type (a subclass with its own forward computes something else)."""
     return isinstance(module, base) and type(module).forward is base.forward

@@ -30,25 +30,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lbinv._checks import Shape, check_shape, is_plain
+from lbinv._checks import Shape, check_shape
 from lbinv.lifting import LiftedEdge, LiftedNode, lift_steps
 from lbinv.operators import AffineMap
-from lbinv.operators.sequential import (
-    flatten_modules,
-    is_plain_sequential,
-    uncompiled,
-    where_in_sequential,
-)
-from lbinv.proximal import ProxActivation, is_activation
-from lbinv.tracing import (
-    Output,
-    Step,
-    code_module,
-    eval_mode,
-    is_elementwise,
-    linear_input_shape,
-    traced_steps,
-)
+from lbinv.operators.sequential import uncompiled
+from lbinv.proximal import ProxActivation
+from lbinv.tracing import Output, code_module, eval_mode, network_steps
+from lbinv.tracing.code import zeros_like_module
 
 __all__ = ["LiftedEdge", "LiftedLayer", "LiftedNetwork", "LiftedNode"]
 
@@ -122,8 +110,9 @@ class LiftedNetwork:
         Raises ValueError (naming the module and where it is — its index in the flattened
         Sequential, or its path and source line in a traced forward — and what to use instead)
         for adaptive max or Lp pooling, non-proximal activations, BatchNorm in training mode,
-        operations that are not affine (a product of two values), other modules, and inconsistent
-        ``input_shape``.
+        operations that are not affine (a product of two values) and other modules, all of a
+        network's in one error; and for an inconsistent ``input_shape``. A layer of your own
+        becomes supported with :func:`~lbinv.operators.register_affine`.
         """
         if isinstance(module, LiftedNetwork):
             if input_shape is not None and check_shape("input_shape", input_shape) != module.input_shape:
@@ -135,17 +124,10 @@ class LiftedNetwork:
                 raise ValueError(f"output: a LiftedNetwork has one output, got output={output!r}")
             return module
         module = uncompiled(code_module(module, output))
-        if input_shape is not None:
-            input_shape = check_shape("input_shape", input_shape)
-        steps, traced_shape = _steps(module, input_shape)
-        first = _first_linear(steps)
-        shape = linear_input_shape(input_shape or traced_shape, first, steps[0].where if steps else "none")
-        if first is not None and shape[-1] != first[1]:
-            # an image of in_features elements: the perceptron reads it vectorised
-            steps = [Step("Flatten", (0,), nn.Flatten()), *(_shifted(s) for s in steps)]
-        net = cls(lift_steps(steps, shape))
-        if traced_shape is not None:
-            _check_same(net, module, traced_shape)
+        network = network_steps(module, None if input_shape is None else check_shape("input_shape", input_shape))
+        net = cls(lift_steps(network.steps, network.input_shape))
+        if network.traced_shape is not None:
+            _check_same(net, module, network.traced_shape)
         return net
 
     # -- evaluation -------------------------------------------------------------------
@@ -226,55 +208,17 @@ class LiftedNetwork:
 
 
 # --------------------------------------------------------------------------------------
-# from_module parsing
+# from_module: checking a traced forward
 # --------------------------------------------------------------------------------------
-
-
-def _steps(module: nn.Module, input_shape: Shape | None) -> tuple[list[Step], Shape | None]:
-    """The steps of a plain nn.Sequential, a single layer, or a traced forward; and, for a traced
-    one, the shape its graph was read with (None otherwise)."""
-    if is_plain_sequential(module):
-        items = flatten_modules(module)
-        if not items:
-            raise ValueError("the nn.Sequential is empty: nothing to invert")
-        if all(_is_torch_layer(m) for _, m in items):
-            return [Step(where_in_sequential(i, path, m), (i,), m) for i, (path, m) in enumerate(items)], None
-    if _is_torch_layer(module) and (is_activation(module) or not module._modules):
-        return [Step(where_in_sequential(0, "", module), (0,), module)], None
-    return traced_steps(module, input_shape)
-
-
-def _shifted(step: Step) -> Step:
-    """``step`` after one more step before it."""
-    return Step(step.where, tuple(i + 1 for i in step.inputs), step.module, step.coefficients, step.dim)
-
-
-def _first_linear(steps: list[Step]) -> tuple[str, int] | None:
-    """(where, in_features) of a first nn.Linear on the input (after elementwise modules: activations,
-    identities, dropout), if any."""
-    for value, step in enumerate(steps):
-        if step.inputs != (value,) or step.module is None:
-            return None
-        if is_plain(step.module, nn.Linear):
-            return step.where, step.module.in_features
-        if not is_elementwise(step.module):
-            return None
-    return None
-
-
-def _is_torch_layer(module: nn.Module) -> bool:
-    """A layer of torch.nn itself (read as it is), not a user's class (traced through)."""
-    return type(module).__module__.startswith("torch.nn.")
 
 
 def _check_same(net: LiftedNetwork, module: nn.Module, traced_shape: Shape) -> None:
     """``net(x) == module(x)`` (eval semantics) on a few random inputs, in [0, 1] and signed: what
     tracing read is what the module computes."""
-    param = next((p for p in module.parameters() if p.is_floating_point()), None)
-    like = {} if param is None else {"dtype": param.dtype, "device": param.device}
+    like = zeros_like_module(module, 0)
     g = torch.Generator().manual_seed(0)  # not the global generator: a training run's stream stays as it was
     x = torch.cat([torch.rand(2, *net.input_shape, generator=g), torch.randn(4, *net.input_shape, generator=g)])
-    x = x.to(**like) if like else x
+    x = x.to(dtype=like.dtype, device=like.device)
     with torch.no_grad(), eval_mode(module):
         want, got = module(x.reshape(len(x), *traced_shape)), net(x)
     if not isinstance(want, Tensor) or want.shape != got.shape or not torch.allclose(

@@ -30,28 +30,24 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from lbinv._checks import Shape, is_plain
-from lbinv.operators import SUPPORTED_AFFINE_LAYERS, AffineMap, AffineOp, affine_op
+from lbinv.operators import AffineMap, AffineOp, affine_op, supported_affine_layers
 from lbinv.operators.graph_ops import Embed, EmbedOp, GatherOp, LinearPartOp, pooling_windows
-from lbinv.operators.module_ops import ScaleShift
+from lbinv.operators.module_ops import ScaleShift, ScaleShiftOp
+from lbinv.operators.registry import refusal
 from lbinv.proximal import IDENTITY, SUPPORTED_ACTIVATIONS, ProxActivation, ReLUProx, is_activation, proximal_activation
 from lbinv.tracing import Step
 
-__all__ = ["LiftedEdge", "LiftedNode", "lift_steps", "SUPPORTED_LAYERS"]
+__all__ = ["LiftedEdge", "LiftedNode", "lift_steps", "supported_layers"]
 
-SUPPORTED_LAYERS = (
-    "lbinv lifts networks of supported layers: " + SUPPORTED_AFFINE_LAYERS
-    + ", MaxPool1d/MaxPool2d, nested nn.Sequential, and proximal activations (" + SUPPORTED_ACTIVATIONS + "), "
-    "joined by sums and torch.cat"
-)
-
-_POOLING_ALTERNATIVES = {
-    nn.AdaptiveMaxPool1d: "nn.MaxPool1d with a fixed kernel, or nn.AdaptiveAvgPool1d",
-    nn.AdaptiveMaxPool2d: "nn.MaxPool2d with a fixed kernel, or nn.AdaptiveAvgPool2d",
-    nn.FractionalMaxPool2d: "nn.MaxPool2d, or nn.AvgPool2d",
-    nn.LPPool1d: "nn.MaxPool1d, or nn.AvgPool1d",
-    nn.LPPool2d: "nn.MaxPool2d, or nn.AvgPool2d",
-}
 _MAX_POOLS = (nn.MaxPool1d, nn.MaxPool2d)
+
+
+def supported_layers() -> str:
+    """What lbinv lifts, in words, for error messages (the affine layers from :mod:`lbinv.operators.registry`)."""
+    return (
+        f"lbinv lifts networks of supported layers: {supported_affine_layers()}, MaxPool1d/MaxPool2d, nested "
+        f"nn.Sequential, and proximal activations ({SUPPORTED_ACTIVATIONS}), joined by sums and torch.cat"
+    )
 
 
 @dataclass(frozen=True)
@@ -102,21 +98,21 @@ class _Lifting:
 
     def node(self, terms: list[Term], shape: Shape, activation: ProxActivation, where: str) -> list[Term]:
         """A new node on the expression ``terms``; returns the expression of its value."""
-        edges = [LiftedEdge(t.source, AffineMap._from_ops(list(t.ops), self.shapes[t.source], self.context)) for t in terms]
+        edges = [LiftedEdge(t.source, AffineMap.from_ops(list(t.ops), self.shapes[t.source], self.context)) for t in terms]
         self.nodes.append(LiftedNode(edges, activation, where))
         self.shapes.append(shape)
         return [Term(len(self.nodes))]
 
     def apply(self, terms: list[Term], shape: Shape, op: AffineOp) -> tuple[list[Term], Shape]:
         """``op`` applied to an expression: its bias goes to the first term, its linear part to the others."""
-        check = AffineMap._from_ops([op], shape, self.context)  # the shape check and the output shape
+        check = AffineMap.from_ops([op], shape, self.context)  # the shape check and the output shape
         first, *rest = terms
         return [Term(first.source, (*first.ops, op))] + [Term(t.source, (*t.ops, LinearPartOp(op))) for t in rest], check.out_shape
 
     def scaled(self, terms: list[Term], shape: Shape, factor: float, where: str) -> list[Term]:
         if factor == 1.0:
             return terms
-        return self.apply(terms, shape, affine_op(ScaleShift(factor, 0.0), where))[0]
+        return self.apply(terms, shape, ScaleShiftOp(ScaleShift(factor, 0.0), where))[0]
 
     def max_pool(self, terms: list[Term], shape: Shape, pool: nn.Module, where: str) -> tuple[list[Term], Shape]:
         """Max pooling as ReLU nodes: m ← m + ReLU(e − m) over the entries e of every window."""
@@ -141,47 +137,70 @@ def lift_steps(steps: Sequence[Step], input_shape: Shape) -> list[LiftedNode]:
     """The lifted nodes of a network given as steps on inputs of shape ``input_shape``; the last node's
     value is the network's output.
 
-    Raises ValueError (naming the step's ``where`` and what to use instead) for unsupported modules,
-    non-proximal activations, BatchNorm in training mode, shapes that do not fit and sums of values of
-    different shapes.
+    Raises one ValueError for every construct that cannot be lifted (the steps' problems, unsupported
+    modules, non-proximal activations, BatchNorm in training mode: each named by its ``where``, with what to
+    use instead), else for shapes that do not fit and sums of values of different shapes.
     """
+    readings = [_read(step) for step in steps]
+    problems = [r for r in readings if isinstance(r, str)]
+    if problems:
+        raise ValueError(problems[0] if len(problems) == 1 else (
+            f"{len(problems)} constructs of the network cannot be lifted:\n" + "\n".join(f"- {p}" for p in problems)
+        ))
     context = [s.module for s in steps if s.module is not None]
     lifting = _Lifting(tuple(input_shape), context)
     values: list[tuple[list[Term], Shape]] = [([Term(0)], tuple(input_shape))]
-    for step in steps:
+    for step, reading in zip(steps, readings):
         if step.module is None:
             values.append(_join(lifting, step, [values[i] for i in step.inputs]))
             continue
         terms, shape = values[step.inputs[0]]
-        module, where = step.module, step.where
-        if any(is_plain(module, kind) for kind in _MAX_POOLS):
-            values.append(lifting.max_pool(terms, shape, module, where))
-            continue
-        alternative = next((a for t, a in _POOLING_ALTERNATIVES.items() if isinstance(module, t)), None)
-        if alternative is not None:
-            raise ValueError(f"{where} is not supported: its pooling has no lifted Bregman form; use {alternative} instead")
-        op = affine_op(module, where)
-        if op is not None:
-            values.append(lifting.apply(terms, shape, op))
-            continue
-        if not is_activation(module):
-            raise ValueError(f"{where} is not supported; {SUPPORTED_LAYERS}")
-        try:
-            activation = proximal_activation(module)
-            activation.check_shape(shape)
-        except ValueError as err:
-            raise ValueError(f"{where}: {err}") from err
-        values.append((lifting.node(terms, shape, activation, where), shape))
+        if isinstance(reading, AffineOp):
+            values.append(lifting.apply(terms, shape, reading))
+        elif isinstance(reading, ProxActivation):
+            try:
+                reading.check_shape(shape)
+            except ValueError as err:
+                raise ValueError(f"{step.where}: {err}") from err
+            values.append((lifting.node(terms, shape, reading, step.where), shape))
+        else:  # max pooling
+            values.append(lifting.max_pool(terms, shape, step.module, step.where))
     terms, shape = values[-1]
     if terms != [Term(len(lifting.nodes))] or not lifting.nodes:  # ends in an affine map: an identity node
         lifting.node(terms, shape, IDENTITY, "the output")
     return lifting.nodes
 
 
+def _read(step: Step) -> AffineOp | ProxActivation | str | None:
+    """What ``step``'s module is read as: its affine op, its proximal activation, None for max pooling and
+    joins; or, for a construct that cannot be lifted, the refusal (where, why, what to use instead)."""
+    module, where = step.module, step.where
+    if step.problem or module is None:
+        return step.problem or None
+    if any(is_plain(module, kind) for kind in _MAX_POOLS):
+        return None
+    advice = refusal(module)
+    if advice is not None:
+        return f"{where} is not supported: {advice}"
+    try:
+        op = affine_op(module, where)
+    except ValueError as err:  # a refused configuration (BatchNorm in training mode): its message names where
+        return str(err)
+    if op is not None:
+        return op
+    if not is_activation(module):
+        return f"{where} is not supported; {supported_layers()}"
+    try:
+        return proximal_activation(module)
+    except ValueError as err:
+        return f"{where}: {err}"
+
+
 def _join(lifting: _Lifting, step: Step, values: list[tuple[list[Term], Shape]]) -> tuple[list[Term], Shape]:
     """The expression of a sum ``a + c·b`` or of a ``torch.cat``."""
     shapes = [shape for _, shape in values]
-    if step.coefficients:
+    dim = step.dim
+    if dim is None:  # a sum
         if shapes[0] != shapes[1]:
             raise ValueError(
                 f"{step.where}: adds values of shapes {shapes[0]} and {shapes[1]}; lbinv reads sums of values of one "
@@ -189,7 +208,6 @@ def _join(lifting: _Lifting, step: Step, values: list[tuple[list[Term], Shape]])
             )
         (first, shape), (second, _) = values
         return first + lifting.scaled(second, shape, step.coefficients[1], step.where), shape
-    dim = step.dim
     if any(len(s) != len(shapes[0]) or s[:dim] + s[dim + 1 :] != shapes[0][:dim] + shapes[0][dim + 1 :] for s in shapes):
         raise ValueError(f"{step.where}: concatenates values of shapes {shapes} along dimension {dim + 1}, which do not fit")
     total, offset, terms = sum(s[dim] for s in shapes), 0, []

@@ -4,6 +4,8 @@ nn.Sequential, and every refusal names the construct and its source line."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -204,6 +206,19 @@ class PReLUs(nn.Module):
         return self.fc(h.flatten(1))
 
 
+class ShapeReads(nn.Module):
+    """Sizes read from the input's shape as arguments: they evaluate in the one run of the graph."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 3, 3, padding=1)
+
+    def forward(self, x):
+        h = F.relu(self.conv(x / x.size(-1)))
+        h = F.avg_pool2d(h, h.shape[-1] // 2)  # a kernel from the shape: 2×2 on 4×4
+        return h.reshape(h.size(0), h.size(1) * h.size(2) * h.size(3))
+
+
 IMAGE = (1, 6, 6)
 
 # name -> (module factory, input shape, how to call it: the module itself or (method, output))
@@ -224,6 +239,7 @@ EQUAL = {
     "ResNet-like": (ResNetLike, IMAGE, None),
     "flat to image, cat of one": (ToImage, (8,), None),
     "F.prelu, .prelu() and nn.PReLU": (PReLUs, IMAGE, None),
+    "shape reads as arguments": (ShapeReads, (1, 4, 4), None),
 }
 
 
@@ -343,7 +359,8 @@ class TensorConstant(OneLinear):
 
 REFUSALS = {
     "product": (Product(), None, r"the operator \* in forward\(\) at test_tracing\.py:\d+: the operator \* of 2 values.*not affine"),
-    "adaptive max pooling": (AdaptiveMax(), (1, 6, 6), r"F\.adaptive_max_pool2d in forward\(\) at test_tracing\.py:\d+: adaptive max pooling.*F\.max_pool2d"),
+    "adaptive max pooling": (AdaptiveMax(), (1, 6, 6), r"F\.adaptive_max_pool2d in forward\(\) at test_tracing\.py:\d+ is not supported: adaptive max pooling.*F\.max_pool2d\)"
+                             r" with a fixed kernel, or average pooling \(nn\.AdaptiveAvgPool2d, nn\.AvgPool2d or their F\. forms\)"),
     "GELU": (WithGELU(), None, r"F\.gelu in forward\(\) at test_tracing\.py:\d+: GELU is not supported.*not monotone"),
     "dropout on": (DropoutAlwaysOn(), None, r"F\.dropout in forward\(\) at test_tracing\.py:\d+: dropout in training mode.*\.eval\(\)"),
     "batch mixing view": (BatchMixing(), None, r"the method \.view\(\).*changes the batch dimension.*x\.view\(x\.size\(0\), -1\)"),
@@ -366,6 +383,37 @@ def test_refusals_name_the_construct_and_the_line(name):
     model, shape, pattern = REFUSALS[name]
     with pytest.raises(ValueError, match=pattern):
         LiftedNetwork.from_module(model, shape)
+
+
+class ThreeProblems(nn.Module):
+    """A GELU, an adaptive max pooling and a product of two values computed from the input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+
+    def forward(self, x):
+        h = F.gelu(self.conv(x))
+        h = F.adaptive_max_pool2d(h, 2)
+        return h * torch.sigmoid(h)
+
+
+def test_every_unsupported_construct_is_reported_in_one_error():
+    # one run shows all three problems, each with its line and its advice (the texts of the single refusals)
+    with pytest.raises(ValueError) as caught:
+        LiftedNetwork.from_module(init_module(ThreeProblems()), (1, 6, 6))
+    lines = str(caught.value).split("\n")
+    assert lines[0] == "3 constructs of the network cannot be lifted:"
+    patterns = [
+        r"- F\.gelu in forward\(\) at test_tracing\.py:\d+: GELU is not supported.*not monotone.*nn\.Softplus",
+        r"- F\.adaptive_max_pool2d in forward\(\) at test_tracing\.py:\d+ is not supported: adaptive max pooling.*"
+        r"nn\.MaxPool2d \(F\.max_pool2d\) with a fixed kernel, or average pooling",
+        r"- the operator \* in forward\(\) at test_tracing\.py:\d+: the operator \* of 2 values.*not affine",
+    ]
+    assert len(lines) == 4 and all(re.match(p, line) for p, line in zip(patterns, lines[1:])), lines
+    # the same in an nn.Sequential: its layers named by their index
+    with pytest.raises(ValueError, match=r"^2 constructs.*\n- module 1 \(GELU\).*\n- module 3 \(LPPool1d\).*nn\.AvgPool1d$"):
+        LiftedNetwork.from_module(nn.Sequential(nn.Linear(4, 4), nn.GELU(), nn.Unflatten(1, (1, 4)), nn.LPPool1d(2, 2)))
 
 
 def test_bad_model_and_output_arguments():
@@ -420,3 +468,22 @@ def test_a_traced_first_linear_checks_input_shape_as_a_sequential_does(before):
     torch.testing.assert_close(net(x), module(x.flatten(1)))
     with pytest.raises(ValueError, match=r"`\d` \(Linear\).*expects input_shape \(36,\) \(in_features=36\).*got input_shape \(1, 5, 5\)"):
         LiftedNetwork.from_module(module, (1, 5, 5))
+
+
+class BufferWeight(nn.Module):
+    """F.linear of a weight kept as a buffer (not a parameter)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("weight", torch.arange(12.0).reshape(3, 4))
+
+    def forward(self, x):
+        return torch.relu(F.linear(x, self.weight))
+
+
+def test_a_first_f_linear_of_a_buffer_fixes_the_input_shape():
+    module = BufferWeight().double()
+    net = LiftedNetwork.from_module(module)
+    assert net.input_shape == (4,)
+    x = randn(3, 4)
+    torch.testing.assert_close(net(x), torch.relu(x @ module.weight.T), rtol=0, atol=1e-12)

@@ -19,7 +19,8 @@ from torch import Tensor, nn
 from lbinv._checks import Shape, check_shape
 from lbinv.operators.cache import cached, warm_state
 from lbinv.operators.diagnostics import operator_norm
-from lbinv.operators.module_ops import SUPPORTED_AFFINE_LAYERS, AffineOp, affine_op
+from lbinv.operators.module_ops import AffineOp
+from lbinv.operators.registry import affine_op, supported_affine_layers
 from lbinv.operators.sequential import flatten_modules, is_plain_sequential, where_in_sequential
 
 __all__ = ["AffineMap"]
@@ -48,27 +49,29 @@ class AffineMap:
         *,
         context: Sequence[nn.Module] = (),
     ) -> None:
-        if isinstance(modules, nn.Module):
-            modules = list(modules) if is_plain_sequential(modules) else [modules]
+        if isinstance(modules, nn.Module) and not is_plain_sequential(modules):
+            modules = [modules]
         ops = []
-        for i, (path, m) in enumerate(flatten_modules(list(modules))):
+        for i, (path, m) in enumerate(flatten_modules(modules)):
             where = where_in_sequential(i, path, m)
             op = affine_op(m, where)
             if op is None:
                 raise ValueError(
-                    f"{where} is not an affine module; AffineMap takes only: {SUPPORTED_AFFINE_LAYERS}"
+                    f"{where} is not an affine module; AffineMap takes only: {supported_affine_layers()}"
                 )
             ops.append(op)
         self._init_ops(ops, in_shape, context)
 
     @classmethod
-    def _from_ops(cls, ops: list[AffineOp], in_shape: Sequence[int], context: Sequence[nn.Module]) -> AffineMap:
+    def from_ops(cls, ops: Sequence[AffineOp], in_shape: Sequence[int], context: Sequence[nn.Module] = ()) -> AffineMap:
+        """The map of ``ops`` applied in order (ops made by :func:`~lbinv.operators.affine_op`, or the operators
+        lifting adds, :mod:`lbinv.operators.graph_ops`), on inputs of shape ``in_shape``; ``context`` as above."""
         self = cls.__new__(cls)
         self._init_ops(ops, in_shape, context)
         return self
 
-    def _init_ops(self, ops: list[AffineOp], in_shape: Sequence[int], context: Sequence[nn.Module]) -> None:
-        self._ops = ops
+    def _init_ops(self, ops: Sequence[AffineOp], in_shape: Sequence[int], context: Sequence[nn.Module]) -> None:
+        self._ops = list(ops)
         self.modules: list[nn.Module] = [op.module for op in ops]
         self._context = list(context)
         self.in_shape: Shape = check_shape("input_shape", in_shape)

@@ -72,14 +72,14 @@ class PolyphaseConvAdjoint:
         c_in, c_out = in_shape[0], out_shape[0]
         self.stride = stride
         self.in_size = tuple(in_shape[1:])
-        taps, self.pad = [], []
+        taps, pads = [], []
         for k, s, p, n, m_out in zip(kernel_size, stride, left, in_shape[1:], out_shape[1:]):
             # d ranges over [ceil((−a−p)/s), floor((K−1−a−p)/s)] for phase a; t = d_max − d
             d_lo, d_hi = -((s - 1 + p) // s), (k - 1 - p) // s
             q = -(-n // s)  # ceil(n / s) rows per phase
             width = d_hi - d_lo + 1
             # y padded by d_hi on the left and to q + width − 1 in all (negative: cropped)
-            self.pad += [d_hi, q + width - 1 - d_hi - m_out]
+            pads += [d_hi, q + width - 1 - d_hi - m_out]
             taps.append([[s * (d_hi - t) + a + p for t in range(width)] for a in range(s)])
         th, tw = len(taps[0][0]), len(taps[1][0])
         (sh, sw), (kh_n, kw_n) = self.stride, kernel_size
@@ -96,7 +96,7 @@ class PolyphaseConvAdjoint:
         self.index = index.reshape(c_in * sh * sw, c_out, th, tw)
         self.c_in = c_in
         self._cache: tuple | None = None
-        (top, bottom), (left_w, right_w) = self.pad[:2], self.pad[2:]
+        top, bottom, left_w, right_w = pads
         self.pad = (left_w, right_w, top, bottom)  # F.pad order
         symmetric = top == bottom >= 0 and left_w == right_w >= 0
         self.conv_padding = (top, left_w) if symmetric else None

@@ -1,7 +1,7 @@
 """Elementary affine operators: one torch module seen as x ↦ W x + b (MATH.md §1).
 
-:class:`~lbinv.operators.AffineMap` composes these ops.
-:func:`affine_op` maps a module to its op. Every op offers ``forward`` (exact module
+:class:`~lbinv.operators.AffineMap` composes these ops; the table of
+:mod:`~lbinv.operators.registry` says which module type each one reads. Every op offers ``forward`` (exact module
 semantics, eval mode), ``linear`` (W x, no bias), ``adjoint`` (Wᵀ y: explicit transposed
 operators, ``torch.func.vjp`` only where no clean closed form exists) and ``tensors`` (the
 parameters and buffers it reads). Shapes exclude the batch dimension; ``set_shapes`` is called
@@ -13,41 +13,44 @@ the same shapes), so it must give the same result when called again.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
 from itertools import chain
+from typing import Generic, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lbinv._checks import Shape, is_plain
+from lbinv._checks import Shape
 from lbinv.operators.conv_polyphase import PolyphaseConvAdjoint, use_polyphase
 
-__all__ = ["AffineOp", "IdentityOp", "ReshapeOp", "LinearOp", "ScaleShift", "affine_op", "SUPPORTED_AFFINE_LAYERS"]
-
-
-SUPPORTED_AFFINE_LAYERS = (
-    "Linear, Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d, AvgPool1d, AvgPool2d, "
-    "AdaptiveAvgPool1d, AdaptiveAvgPool2d, Flatten, Unflatten, BatchNorm1d/BatchNorm2d "
-    "(eval mode), Dropout, Identity, ScaleShift"
-)
+__all__ = [
+    "AffineOp", "AvgPoolOp", "BatchNormOp", "ConvOp", "ConvTransposeOp", "IdentityOp", "LinearOp", "ReshapeOp", "ScaleShift",
+    "ScaleShiftOp", "VjpOp", "avg_pool_op",
+]
 
 _CONV = {1: F.conv1d, 2: F.conv2d}
 _CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d}
 
 
-def _tuple(v: int | Sequence[int], n: int) -> tuple[int, ...]:
+def _tuple(v: int | tuple[int, ...] | list[int] | str, n: int) -> tuple[int, ...]:
+    """A size argument of a torch layer (one number or one per dimension) as ``n`` numbers."""
     return tuple(v) if isinstance(v, (tuple, list)) else (int(v),) * n
 
 
-class AffineOp:
-    """One affine module seen as ``x ↦ Wx + b``. ``where`` names it in error messages."""
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
+
+class AffineOp(Generic[ModuleT]):
+    """One affine module seen as ``x ↦ Wx + b``. ``where`` names it in error messages.
+
+    A subclass implements ``linear`` (W x) and ``adjoint`` (Wᵀ y), and ``forward`` when the module has a
+    bias (by default W x); ``AffineOp[nn.Linear]`` types ``self.module``."""
 
     isometry = False  # True when W is the identity or a reshape, so that ‖W‖ = 1
     in_shape: Shape
     out_shape: Shape
 
-    def __init__(self, module: nn.Module, where: str) -> None:
+    def __init__(self, module: ModuleT, where: str) -> None:
         self.module, self.where = module, where
 
     def forward(self, x: Tensor) -> Tensor:
@@ -76,7 +79,7 @@ class AffineOp:
         return [t for t in chain(m._parameters.values(), m._buffers.values()) if t is not None]
 
 
-class IdentityOp(AffineOp):
+class IdentityOp(AffineOp[nn.Module]):
     """nn.Identity and Dropout (eval semantics): W = I."""
 
     isometry = True
@@ -88,7 +91,7 @@ class IdentityOp(AffineOp):
         return y
 
 
-class ReshapeOp(AffineOp):
+class ReshapeOp(AffineOp[nn.Module]):
     """Flatten / Unflatten: a permutation-free reshape, adjoint = reshape back."""
 
     isometry = True
@@ -120,7 +123,7 @@ class ScaleShift(nn.Module):
         return f"scale={self.scale}, shift={self.shift}"
 
 
-class _ScaleShiftOp(AffineOp):
+class ScaleShiftOp(AffineOp["ScaleShift"]):
     """:class:`ScaleShift`: W = scale·I (self-adjoint), b = shift."""
 
     def forward(self, x: Tensor) -> Tensor:
@@ -133,7 +136,7 @@ class _ScaleShiftOp(AffineOp):
         return y * self.module.scale
 
 
-class LinearOp(AffineOp):
+class LinearOp(AffineOp[nn.Linear]):
     """nn.Linear on the last dim: W x + b; adjoint y ↦ y W."""
 
     def check_input(self, in_shape: Shape) -> None:
@@ -154,7 +157,7 @@ class LinearOp(AffineOp):
         return torch.matmul(y, self.module.weight)
 
 
-class _ConvBase(AffineOp):
+class ConvBase(AffineOp[nn.modules.conv._ConvNd]):
     """What ConvNd and ConvTransposeNd share: zeros padding only, the input check, and
     forward / linear as one call with or without the bias."""
 
@@ -187,7 +190,7 @@ class _ConvBase(AffineOp):
         return self._apply(x, None)
 
 
-class _ConvOp(_ConvBase):
+class ConvOp(ConvBase):
     """ConvNd. Adjoint: conv_transposeNd with the output_padding that restores the input
     size (asymmetric 'same' padding: transpose without padding, then crop)."""
 
@@ -216,7 +219,9 @@ class _ConvOp(_ConvBase):
             full[i] - ((n_out[i] - 1) * s[i] - 2 * pad[i] + dil[i] * (k[i] - 1) + 1) for i in range(d)
         )
         plain = d == 2 and m.groups == 1 and all(dl == 1 for dl in dil)
-        self.polyphase = PolyphaseConvAdjoint(k, s, in_shape, out_shape, left) if plain else None
+        self.polyphase = (
+            PolyphaseConvAdjoint((k[0], k[1]), (s[0], s[1]), in_shape, out_shape, (left[0], left[1])) if plain else None
+        )
 
     def adjoint(self, y: Tensor) -> Tensor:
         m = self.module
@@ -230,27 +235,27 @@ class _ConvOp(_ConvBase):
         return x
 
 
-class _ConvTransposeOp(_ConvBase):
+class ConvTransposeOp(ConvBase):
     """ConvTransposeNd. Adjoint: convNd with the same stride/padding/dilation/groups,
     cropped to the input size (needed only when output_padding ≥ stride)."""
 
     def _apply(self, x: Tensor, bias: Tensor | None) -> Tensor:
         m = self.module
         return _CONV_T[self.dim](
-            x, m.weight, bias, m.stride, m.padding, m.output_padding, m.groups, m.dilation
+            x, m.weight, bias, m.stride, _tuple(m.padding, self.dim), m.output_padding, m.groups, m.dilation
         )
 
     def adjoint(self, y: Tensor) -> Tensor:
         m = self.module
-        x = _CONV[self.dim](y, m.weight, None, m.stride, m.padding, m.dilation, m.groups)
+        x = _CONV[self.dim](y, m.weight, None, m.stride, _tuple(m.padding, self.dim), m.dilation, m.groups)
         return x[(Ellipsis,) + tuple(slice(0, n) for n in self.in_shape[1:])]
 
 
-class _AvgPoolOp(AffineOp):
+class AvgPoolOp(AffineOp["nn.AvgPool1d | nn.AvgPool2d"]):
     """AvgPoolNd without ceil_mode and without excluded padding: a per-channel convolution
     with the constant kernel 1/divisor. Adjoint: conv_transposeNd with that kernel."""
 
-    def __init__(self, module: nn.Module, where: str) -> None:
+    def __init__(self, module: nn.AvgPool1d | nn.AvgPool2d, where: str) -> None:
         super().__init__(module, where)
         self.dim = 1 if isinstance(module, nn.AvgPool1d) else 2
 
@@ -277,7 +282,7 @@ class _AvgPoolOp(AffineOp):
         return x.reshape(y.shape[0], *self.in_shape)
 
 
-class _VjpOp(AffineOp):
+class VjpOp(AffineOp[nn.Module]):
     """A parameter-free linear module without a clean closed-form adjoint (AvgPool with
     ceil_mode or count_include_pad=False, adaptive average pooling): Wᵀ y by torch.func.vjp.
     Works under torch.no_grad() and torch.inference_mode() callers."""
@@ -290,20 +295,20 @@ class _VjpOp(AffineOp):
             if y.is_inference():
                 y = y.clone()  # a normal tensor, usable by autograd
             x0 = torch.zeros((y.shape[0], *self.in_shape), dtype=y.dtype, device=y.device)
-            _, pullback = torch.func.vjp(self.module, x0)
+            pullback = torch.func.vjp(self.module, x0)[1]
             (x,) = pullback(y)
         return x
 
 
-def _avg_pool_op(module: nn.Module, where: str) -> AffineOp:
+def avg_pool_op(module: nn.AvgPool1d | nn.AvgPool2d, where: str) -> AffineOp:
     """Average pooling is a fixed convolution unless ceil_mode or excluded padding makes the
     divisor vary at the borders: then the adjoint comes from vjp."""
     if module.ceil_mode or (not module.count_include_pad and any(_tuple(module.padding, 1))):
-        return _VjpOp(module, where)
-    return _AvgPoolOp(module, where)
+        return VjpOp(module, where)
+    return AvgPoolOp(module, where)
 
 
-class _BatchNormOp(AffineOp):
+class BatchNormOp(AffineOp[nn.modules.batchnorm._BatchNorm]):
     """BatchNorm in eval mode: per-channel x ↦ s·x + (β − s·μ), s = γ / sqrt(σ² + ε).
     Self-adjoint linear part (a diagonal scaling)."""
 
@@ -332,6 +337,7 @@ class _BatchNormOp(AffineOp):
 
     def _scale(self) -> Tensor:
         m = self.module
+        assert m.running_var is not None  # refused in __init__
         s = torch.rsqrt(m.running_var + m.eps)
         if m.weight is not None:
             s = m.weight * s
@@ -346,35 +352,3 @@ class _BatchNormOp(AffineOp):
 
     def adjoint(self, y: Tensor) -> Tensor:
         return y * self._scale()
-
-
-# The supported affine module types (SUPPORTED_AFFINE_LAYERS in words) and their ops.
-_OPS: dict[type[nn.Module], Callable[[nn.Module, str], AffineOp]] = {
-    nn.Identity: IdentityOp,
-    nn.Dropout: IdentityOp,
-    nn.Dropout1d: IdentityOp,
-    nn.Dropout2d: IdentityOp,
-    nn.AlphaDropout: IdentityOp,
-    nn.Linear: LinearOp,
-    nn.Flatten: ReshapeOp,
-    nn.Unflatten: ReshapeOp,
-    nn.Conv1d: _ConvOp,
-    nn.Conv2d: _ConvOp,
-    nn.ConvTranspose1d: _ConvTransposeOp,
-    nn.ConvTranspose2d: _ConvTransposeOp,
-    nn.AvgPool1d: _avg_pool_op,
-    nn.AvgPool2d: _avg_pool_op,
-    nn.AdaptiveAvgPool1d: _VjpOp,
-    nn.AdaptiveAvgPool2d: _VjpOp,
-    nn.BatchNorm1d: _BatchNormOp,
-    nn.BatchNorm2d: _BatchNormOp,
-    ScaleShift: _ScaleShiftOp,
-}
-
-
-def affine_op(module: nn.Module, where: str) -> AffineOp | None:
-    """The op of an affine module, None if the module is not affine (or is a subclass of an
-    affine type that overrides forward()). Raises ValueError for refused configurations of
-    affine types (BatchNorm in training mode, padding_mode other than 'zeros')."""
-    base = next((t for t in _OPS if is_plain(module, t)), None)
-    return None if base is None else _OPS[base](module, where)

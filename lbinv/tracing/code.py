@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from itertools import chain
 from typing import Any, Union
 
+import torch
 from torch import Tensor, nn
 
-__all__ = ["CodeModule", "Output", "OutputError", "code_module", "eval_mode"]
+__all__ = ["CodeModule", "Output", "OutputError", "code_module", "eval_mode", "zeros_like_module"]
 
 #: How an encoder's code is picked from a tuple, list or dict output: an index or a key.
 Output = Union[int, str, None]
@@ -93,3 +95,12 @@ def eval_mode(*modules: Any) -> Iterator[None]:
     finally:
         for m, training in saved:
             m.training = training
+
+
+def zeros_like_module(module: nn.Module, *shape: int) -> Tensor:
+    """Zeros of ``shape`` in the dtype and on the device of ``module``'s first floating-point parameter or
+    buffer (the defaults when it has none): an input the module can take."""
+    reference = next((t for t in chain(module.parameters(), module.buffers()) if t.is_floating_point()), None)
+    if reference is None:
+        return torch.zeros(shape)
+    return torch.zeros(shape, dtype=reference.dtype, device=reference.device)

@@ -18,7 +18,7 @@ ADJ_TOL = 1e-10
 
 
 def _map(op, in_shape) -> AffineMap:
-    return AffineMap._from_ops([op], in_shape, [])
+    return AffineMap.from_ops([op], in_shape, [])
 
 
 @settings(max_examples=40, deadline=None)
