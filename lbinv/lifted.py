@@ -132,7 +132,7 @@ class LiftedNetwork:
 
     # -- evaluation -------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
-        """N(x) for x of shape (B, *input_shape); equals module(x)."""
+        """N(x) for x of shape ``(B, *input_shape)``; equals ``module(x)``."""
         return self.forward_all(x)[-1]
 
     __call__ = forward

@@ -143,7 +143,7 @@ class AffineMap:
 
     # -- the operators ----------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
-        """W x + b, exactly as the modules compute it (eval semantics). x: (B, *in_shape)."""
+        """W x + b, exactly as the modules compute it (eval semantics). x: ``(B, *in_shape)``."""
         x = self._cast(x, self.in_shape, "forward")
         for op in self._ops:
             x = op.forward(x)
@@ -152,14 +152,14 @@ class AffineMap:
     __call__ = forward
 
     def linear(self, x: Tensor) -> Tensor:
-        """W x (no bias), by the modules' ops without their bias terms. x: (B, *in_shape)."""
+        """W x (no bias), by the modules' ops without their bias terms. x: ``(B, *in_shape)``."""
         x = self._cast(x, self.in_shape, "linear")
         for op in self._ops:
             x = op.linear(x)
         return x
 
     def adjoint(self, y: Tensor) -> Tensor:
-        """Wᵀ y: explicit transposed ops composed in reverse order. y: (B, *out_shape)."""
+        """Wᵀ y: explicit transposed ops composed in reverse order. y: ``(B, *out_shape)``."""
         y = self._cast(y, self.out_shape, "adjoint")
         for op in reversed(self._ops):
             y = op.adjoint(y)

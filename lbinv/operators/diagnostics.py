@@ -83,7 +83,7 @@ def adjointness_test(op: Any, x: Tensor, y: Tensor, *, opnorm: float | None = No
     ----------
     op : an object with ``linear(x) = Ax`` and ``adjoint(y) = Aᵀy`` on batched tensors, e.g. an
         :class:`~lbinv.operators.AffineMap` (``A = W``, the bias left out) or one of its per-module ops.
-    x : (B, *in_shape) and ``y`` : (B, *out_shape) test vectors, e.g. random.
+    x : ``(B, *in_shape)`` and ``y`` : ``(B, *out_shape)`` test vectors, e.g. random.
     opnorm : ‖A‖₂; by default ``op.opnorm()`` where ``op`` has it, else :func:`operator_norm`.
 
     A zero norm (A = 0, or x or y zero) is guarded: the error is then ``|⟨Ax, y⟩ − ⟨x, Aᵀy⟩|``
