@@ -28,6 +28,9 @@ in ``details``. Keys (see docs/performance.md):
 - ``multilayer_sweeps_to_1e-3``: sweeps of each multi-layer solver until a trained conv AE's probe is
   within 1e−3 of the objective's limit, from x = 0 and from the decoder's output (CPU, float64;
   ``multilayer.py``, which also compares PSNRs under code noise and code residuals of random encoders).
+- ``sweep_vs_forward_backward`` (per encoder) and ``box_stop_iterations_ratio``: how close a sweep
+  runs to one forward + backward pass of the encoder, and the certified stop with a box that does not
+  bind against the stop without it (``floor.py``, issue 26).
 - ``speed_changes``: sweep time with each speed change of issue 10 switched off, one at a time; on
   CUDA also ``tf32_convolutions`` (IEEE float32 convolutions / cuDNN's default TF32 ones) and
   ``cuda_graph`` (10 sweeps launched one kernel at a time / replayed as one CUDA graph).
@@ -54,6 +57,7 @@ from timing import log, machine  # first: it puts the repository on sys.path
 
 from callback_cost import bench_callback
 from callback_share import bench_callback_share
+from floor import run as bench_floor
 from memory import bench_memory
 from multilayer import bench_multilayer
 from references import bench_clarabel, bench_paper_steps
@@ -68,6 +72,8 @@ GOALS = {
     "callback_share": "<= 0.25",
     "memory_1024": "peak < 2 GiB (CPU)",
     "multilayer_sweeps_to_1e-3": "<= 300 (the default, from x = 0)",
+    "sweep_vs_forward_backward": "<= 2 (every encoder)",
+    "box_stop_iterations_ratio": "<= 1.3",
 }
 
 
@@ -78,7 +84,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--with-compile", action="store_true", help="also measure torch.compile of a sweep (minutes)")
-    parser.add_argument("--skip", nargs="*", default=[], help="sections to skip (batched overhead graph clarabel circle callback share multilayer memory)")
+    parser.add_argument("--skip", nargs="*", default=[], help="sections to skip (batched overhead floor graph clarabel circle callback share multilayer memory)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -99,6 +105,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                                  batches=(64, 1) if q else (64, 1, 1024))
             results["iteration_overhead"] = details["overhead"]["batch_64"]["iteration_overhead"]
             results["speed_changes"] = {k: v["gain"] for k, v in details["overhead"].items()}
+        if "floor" not in args.skip:
+            log("a sweep against the floor, the box's certified stop")
+            details["floor"] = bench_floor(device, quick=q)
+            results["sweep_vs_forward_backward"] = details["floor"]["sweep_vs_forward_backward"]
+            results["box_stop_iterations_ratio"] = details["floor"]["box_stop_iterations_ratio"]
         if args.with_compile:
             log("torch.compile")
             details["compile"] = bench_compile(device, sweeps=20, rounds=5)
@@ -137,7 +148,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results["machine"]["load_average_at_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     results["seconds"] = time.perf_counter() - started
     summary = {k: results.get(k) for k in ("batched_speedup", "iteration_overhead", "speedup_vs_clarabel",
-                                            "iterations_vs_paper_steps", "callback_overhead", "callback_share")}
+                                            "iterations_vs_paper_steps", "callback_overhead", "callback_share",
+                                            "sweep_vs_forward_backward", "box_stop_iterations_ratio")}
     print(json.dumps(summary, indent=2))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
