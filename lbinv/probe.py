@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable, Optional
 
 import torch
@@ -34,6 +35,68 @@ SEARCH_START = 1e-3
 #: :func:`lbinv.invert` with the callback's settings bound (method, max_iter, tol, solver options);
 #: called as ``solve(net, data, alpha=..., input_shape=..., noise_level=...)`` (and ``x_init=...``, warm).
 Solve = Callable[..., InversionResult]
+
+#: The shapes of :class:`ProbeResult`'s fields (their metadata ``per``): one value per sample
+#: ``(levels, k, G, ...)``, per noisy code whatever α ``(levels, k, ...)``, or per call ``(1,)``.
+PER_SAMPLE, PER_CODE, PER_CALL = "sample", "code", "call"
+
+
+def _entry(per: str, summary: Optional[str] = None, title: str = "", squared: bool = False, decoder: bool = False) -> Any:
+    """A :class:`ProbeResult` field: its shape ``per`` and, with ``summary``, the per-level number
+    :func:`summarize` makes of it (named ``summary``, charted under ``title``; of the squares with
+    ``squared``). ``decoder``: present only with a decoder (default None)."""
+    metadata = {"per": per, "summary": summary, "title": title, "squared": squared, "decoder": decoder}
+    return field(default=None, metadata=metadata) if decoder else field(metadata=metadata)
+
+
+@dataclass
+class ProbeResult:
+    """What :func:`invert_probe` computes for one share of the probe: ``levels`` noise levels × ``k``
+    images × ``G`` α columns, NaN where nothing was solved.
+
+    The fields own what is made of them: each one's metadata gives its shape (``per``) and, where it
+    has a ``summary`` name, the per-level number of :func:`summarize` (the mean over the chosen α's
+    kept samples, or over the level's codes). A new field so declared, and filled in
+    :func:`invert_probe`, reaches the summary, the loggers and TensorBoard's layout
+    (:func:`level_numbers`), the DDP gather and the final inversion's rounds (:meth:`map`,
+    :meth:`names`) with no other edit.
+    """
+
+    x_inv: Tensor = _entry(PER_SAMPLE)  #: the inversions x_α(y^δ)
+    psnr_inv: Tensor = _entry(PER_SAMPLE, "psnr_inverted", "PSNR inverted (dB)")
+    residual: Tensor = _entry(PER_SAMPLE)  #: ‖N(x_α) − y^δ‖
+    iterations: Tensor = _entry(PER_SAMPLE, "iterations", "iterations")
+    converged: Tensor = _entry(PER_SAMPLE, "converged_fraction", "share of the probe converged")
+    solved: Tensor = _entry(PER_SAMPLE)  #: 1 where a sample was solved, else 0
+    #: D^sym_TV(x_α(y^δ), x_α(y)) (:func:`bregman_sym`), NaN where not measured
+    bregman_sym: Tensor = _entry(PER_SAMPLE, "bregman_sym", "symmetric Bregman distance of TV (one-layer encoders)")
+    delta: Tensor = _entry(PER_CODE, "delta2", "delta^2 = |y_delta - y|^2", squared=True)  #: δ = ‖y^δ − y‖
+    #: B_Ψ_L(y^δ, a_L) of the clean input: the noise as the data term measures it
+    bregman_delta: Tensor = _entry(PER_CODE, "delta2_bregman", "delta^2 as B_Psi(y_delta, W x + b)")
+    seconds: Tensor = _entry(PER_CALL)  #: the solver's wall time
+    x_dec: Optional[Tensor] = _entry(PER_CODE, decoder=True)  #: the decoder's outputs for y^δ
+    psnr_dec: Optional[Tensor] = _entry(PER_CODE, "psnr_decoded", "PSNR decoded (dB)", decoder=True)
+
+    @staticmethod
+    def names(per: str) -> tuple[str, ...]:
+        """The fields of shape ``per``."""
+        return tuple(f.name for f in fields(ProbeResult) if f.metadata["per"] == per)
+
+    def map(self, fn: Callable[[Tensor, str], Tensor]) -> ProbeResult:
+        """A result of ``fn(value, per)`` for each field present, in field order (the same on every rank)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return replace(self, **{f.name: fn(values[f.name], f.metadata["per"]) for f in fields(self)
+                                if values[f.name] is not None})
+
+
+def level_numbers(decoder: bool = True) -> dict[str, str]:
+    """The numbers :func:`summarize` gives per noise level, each with its chart title: α and the
+    summaries of :class:`ProbeResult`'s fields (those of the decoder only with ``decoder``)."""
+    numbers = {"alpha": "alpha"}
+    for f in fields(ProbeResult):
+        if f.metadata["summary"] is not None and (decoder or not f.metadata["decoder"]):
+            numbers[f.metadata["summary"]] = f.metadata["title"]
+    return numbers
 
 
 def code_noise(seed: int, levels: int, n: int, code_shape: tuple[int, ...], start: int, stop: int) -> Tensor:
@@ -63,13 +126,12 @@ def invert_probe(
     x_init: Optional[Tensor] = None,
     start: str = "zeros",
     regularizer: Optional[str] = "tv",
-) -> dict[str, Tensor]:
+) -> ProbeResult:
     """Everything one rank computes for its share ``x`` (k images, from index ``offset`` of the ``n``
     probe images) at every noise level and every α column of ``alphas`` ``(levels, G)``.
 
     ``counts`` ``(levels, G)``: column ``(l, g)`` solves the first ``counts[l, g]`` of the k images
-    (default: all; 0 leaves a column, or a whole level, out). The results are ``(levels, k, G)``
-    tensors, NaN where nothing was solved; ``out["solved"]`` is 1 where something was.
+    (default: all; 0 leaves a column, or a whole level, out); :class:`ProbeResult` says what comes back.
 
     Starting points: ``x_init`` ``(levels, k, G, *input_shape)`` (a warm start), and where it is NaN
     (or None) ``start``: ``"decoder"``, the decoder's output for the noisy code clamped into
@@ -79,7 +141,7 @@ def invert_probe(
     columns given the same warm start decide alike) is at most the decoder start's: the encoder has
     trained since it was solved, and early in training its output moves fast.
 
-    ``out["bregman_sym"]`` is ``D^sym_TV(x_α(y^δ), x_α(y))`` (see :func:`bregman_sym`) for a one-layer
+    ``bregman_sym`` is ``D^sym_TV(x_α(y^δ), x_α(y))`` (see :func:`bregman_sym`) for a one-layer
     encoder when ``subgradient`` is ``"optimality"`` or ``"dual"``, for the columns that solve every
     image, else NaN; its reference solves join the same batch."""
     k, input_shape = x.shape[0], tuple(x.shape[1:])
@@ -99,14 +161,12 @@ def invert_probe(
         y_delta.reshape(levels * k, *code_shape),
         pre_activation.unsqueeze(0).expand(levels, *pre_activation.shape).reshape(levels * k, *code_shape),
     ).reshape(levels, k)
-    out: dict[str, Tensor] = {"delta": delta, "bregman_delta": bregman}
-    decoded = None
+    decoded = psnr_dec = None
     if decoder is not None:
         decoded = as_inputs(decoder(y_delta.reshape(levels * k, *code_shape)), code_shape, input_shape).to(x.dtype)
         decoded = decoded.reshape(levels, k, *input_shape)
-        out["x_dec"] = decoded
         truth = x.unsqueeze(0).expand(levels, *x.shape).reshape(levels * k, *input_shape)
-        out["psnr_dec"] = psnr(decoded.reshape(levels * k, *input_shape), truth, data_range).reshape(levels, k)
+        psnr_dec = psnr(decoded.reshape(levels * k, *input_shape), truth, data_range).reshape(levels, k)
 
     solved = torch.arange(k).reshape(1, k, 1) < counts.unsqueeze(1)  # (levels, k, G)
     level_i, image_i, column_i = (i.to(y.device) for i in solved.nonzero(as_tuple=True))
@@ -144,7 +204,7 @@ def invert_probe(
     starting = {} if start == "zeros" and x_init is None else {"x_init": x0}  # "sequential" takes none
     result = solve(net, data, alpha=alpha, input_shape=input_shape, noise_level=noise_level, **starting) if batch else None
     _synchronize(y.device)
-    out["seconds"] = torch.tensor([time.perf_counter() - begin], device=y.device, dtype=y.dtype)
+    seconds = torch.tensor([time.perf_counter() - begin], device=y.device, dtype=y.dtype)
     if result is not None and tuple(result.x.shape) != (data.shape[0], *input_shape):
         raise RuntimeError(f"the solver returned inputs of shape {tuple(result.x.shape)} for {data.shape[0]} codes, "
                            f"expected {(data.shape[0], *input_shape)}")
@@ -156,22 +216,28 @@ def invert_probe(
         return target
 
     x_inv = torch.empty(0, *input_shape, device=y.device, dtype=y.dtype) if result is None else result.x[:batch]
-    truth = x[image_i]
-    out["x_inv"] = scatter(x_inv)
-    out["psnr_inv"] = scatter(psnr(x_inv, truth, data_range))
-    out["residual"] = scatter((net(x_inv) - data[:batch]).flatten(1).norm(dim=1) if batch else x_inv.new_zeros(0))
-    out["iterations"] = scatter(x_inv.new_zeros(0) if result is None else result.iterations[:batch])
-    out["converged"] = scatter(x_inv.new_zeros(0) if result is None else result.converged[:batch])
-    out["solved"] = solved.to(y.device, y.dtype)
-    out["bregman_sym"] = torch.full((levels, k, grid), math.nan, device=y.device, dtype=y.dtype)
-    if with_reference:
-        assert result is not None
+    bsym = torch.full((levels, k, grid), math.nan, device=y.device, dtype=y.dtype)
+    if with_reference and result is not None and subgradient is not None:
         column_full = full.to(y.device)[level_i, column_i]  # (batch,) samples of full columns
         index = torch.full((levels, grid), -1, dtype=torch.long)
         index[full] = which
-        bsym = bregman_sym(net, result, data, alpha, subgradient, batch, k, index.to(y.device)[level_i, column_i], image_i)
-        out["bregman_sym"][level_i[column_full], image_i[column_full], column_i[column_full]] = bsym[column_full].to(y.dtype)
-    return {key: value.to(y.dtype) for key, value in out.items()}
+        values = bregman_sym(net, result, data, alpha, subgradient, batch, k, index.to(y.device)[level_i, column_i], image_i)
+        bsym[level_i[column_full], image_i[column_full], column_i[column_full]] = values[column_full].to(y.dtype)
+    out = ProbeResult(
+        x_inv=scatter(x_inv),
+        psnr_inv=scatter(psnr(x_inv, x[image_i], data_range)),
+        residual=scatter((net(x_inv) - data[:batch]).flatten(1).norm(dim=1) if batch else x_inv.new_zeros(0)),
+        iterations=scatter(x_inv.new_zeros(0) if result is None else result.iterations[:batch]),
+        converged=scatter(x_inv.new_zeros(0) if result is None else result.converged[:batch]),
+        solved=solved.to(y.device),
+        bregman_sym=bsym,
+        delta=delta,
+        bregman_delta=bregman,
+        seconds=seconds,
+        x_dec=decoded,
+        psnr_dec=psnr_dec,
+    )
+    return out.map(lambda value, per: value.to(y.dtype))
 
 
 def start_objective(
@@ -227,6 +293,8 @@ def bregman_sym(
     cone enters the optimality condition).
     """
     if subgradient == "dual":
+        if result.dual is None:
+            raise ValueError("bregman_sym: subgradient='dual' needs the solver's TV dual variable, and the result has none")
         p = dual_subgradient(result.dual)
     else:
         p = single_layer_subgradient(net, result.x, data, alpha)
@@ -409,56 +477,52 @@ def select_alpha(rule: str, psnr: Tensor, residual: Tensor, delta: Tensor, eta: 
     raise ValueError(f"select_alpha: `rule` must be 'fixed', 'auto', 'oracle' or 'discrepancy', got {rule!r}.")
 
 
-def summarize(
-    out: dict[str, Tensor], alphas: Tensor, noise_levels: Sequence[float], rule: str, eta: float
-) -> dict[str, Any]:
-    """Pick α per level with ``rule`` and reduce the per-sample results ``out`` to per-level numbers.
+@dataclass
+class ProbeSummary:
+    """One inversion reduced per noise level (:func:`summarize`)."""
 
-    Returns ``index`` (the chosen α column per level, ``(levels,)``), ``finite`` and ``failed``
-    (``(levels, n)``: the samples solved at that α whose result is finite, and those whose result is
-    not; the latter are left out of the numbers), ``seconds`` (the slowest rank's solver time) and
-    ``levels``: one dict per noise level of CPU floats, with ``inverted`` False and ``None`` numbers
-    for a level left out of this inversion (``out["solved"]``), ``None`` where no sample is left.
-    """
-    psnr = out["psnr_inv"].double().cpu()
-    residual = out["residual"].double().cpu()
-    delta = out["delta"].double().cpu()
-    solved = out["solved"].cpu() > 0 if "solved" in out else torch.ones(psnr.shape, dtype=torch.bool)
-    finite = torch.isfinite(out["x_inv"].flatten(3)).all(dim=3).cpu()  # (levels, n, G)
+    #: ``(levels,)`` the chosen α column per level
+    index: Tensor
+    #: ``(levels, n)`` bool: the samples solved at that α whose result is finite (the numbers average these)
+    finite: Tensor
+    #: ``(levels, n)`` bool: those solved there whose result is not (left out of the numbers)
+    failed: Tensor
+    #: one dict per noise level of CPU floats: ``sigma``, ``inverted`` (False for a level left out of this
+    #: inversion) and the numbers of :func:`level_numbers`, ``None`` where no sample is left
+    levels: list[dict[str, Any]]
+    #: the slowest rank's solver time
+    seconds: float
+
+
+def summarize(out: ProbeResult, alphas: Tensor, noise_levels: Sequence[float], rule: str, eta: float) -> ProbeSummary:
+    """Pick α per level with ``rule`` (:func:`select_alpha`) and reduce the results ``out`` to per-level
+    numbers: each field with a ``summary`` name (:class:`ProbeResult`) gives the mean of its values
+    that are not NaN, per sample over the chosen α's kept samples, per code over the level's codes."""
+    psnr = out.psnr_inv.double().cpu()
+    solved = out.solved.cpu() > 0
+    finite = torch.isfinite(out.x_inv.flatten(3)).all(dim=3).cpu()  # (levels, n, G)
     finite &= torch.isfinite(psnr) | (psnr == math.inf)  # a perfect inversion has an infinite PSNR
-    index = select_alpha(rule, psnr, residual, delta, eta)
+    index = select_alpha(rule, psnr, out.residual.double().cpu(), out.delta.double().cpu(), eta)
     rows = torch.arange(len(noise_levels))
     chosen_solved, chosen_finite = solved[rows, :, index], finite[rows, :, index]  # (levels, n)
+    kept = chosen_finite & chosen_solved
     levels = []
     for i, s in enumerate(noise_levels):
-        ok = chosen_finite[i] & chosen_solved[i]
-        kept = bool(ok.any())
-
-        def chosen(name: str) -> Optional[float]:
-            return float(out[name][i, :, index[i]].double().cpu()[ok].mean()) if kept else None
-
-        level: dict[str, Any] = {
-            "sigma": s,
-            "inverted": bool(solved[i].any()),
-            "delta2": float(delta[i].pow(2).mean()),
-            "delta2_bregman": float(out["bregman_delta"][i].double().mean()),
-            "alpha": float(alphas[i, index[i]]) if kept else None,
-            "psnr_inverted": chosen("psnr_inv"),
-            "iterations": chosen("iterations"),
-            "converged_fraction": chosen("converged"),
-            "psnr_decoded": None,
-            "bregman_sym": None,
-        }
-        if "bregman_sym" in out and kept:
-            bsym = out["bregman_sym"][i, :, index[i]].double().cpu()[ok]
-            bsym = bsym[~torch.isnan(bsym)]
-            level["bregman_sym"] = float(bsym.mean()) if bsym.numel() else None
-        if "psnr_dec" in out:
-            decoded = out["psnr_dec"][i].double().cpu()
-            decoded = decoded[~torch.isnan(decoded)]
-            level["psnr_decoded"] = float(decoded.mean()) if decoded.numel() else None
+        ok = kept[i]
+        level: dict[str, Any] = {"sigma": s, "inverted": bool(solved[i].any()),
+                                 "alpha": float(alphas[i, index[i]]) if bool(ok.any()) else None}
+        for f in fields(ProbeResult):
+            name, value = f.metadata["summary"], getattr(out, f.name)
+            if name is None:
+                continue
+            if value is None:
+                level[name] = None
+                continue
+            value = value[i].double().cpu()
+            value = value[:, index[i]][ok] if f.metadata["per"] == PER_SAMPLE else value
+            value = value.square() if f.metadata["squared"] else value
+            value = value[~torch.isnan(value)]
+            level[name] = float(value.mean()) if value.numel() else None
         levels.append(level)
-    return {
-        "index": index, "finite": chosen_finite & chosen_solved, "failed": chosen_solved & ~chosen_finite,
-        "levels": levels, "seconds": float(out["seconds"].max()),
-    }
+    return ProbeSummary(index=index, finite=kept, failed=chosen_solved & ~chosen_finite, levels=levels,
+                        seconds=float(out.seconds.max()))

@@ -130,9 +130,9 @@ def test_invert_probe_solves_the_counted_columns_from_the_decoder_or_the_warm_st
     with torch.no_grad():
         out = invert_probe(encoder, decoder, x, start="decoder", **common)
         data, x0, alpha = seen[-1]
-        assert out["solved"][0].tolist() == [[1, 1], [1, 0], [1, 0]] and not out["solved"][1].any()
-        assert torch.isnan(out["psnr_inv"][1]).all() and torch.isnan(out["psnr_inv"][0, 1:, 1]).all()
-        assert torch.isfinite(out["psnr_inv"][0, :, 0]).all() and torch.isfinite(out["psnr_dec"]).all()
+        assert out.solved[0].tolist() == [[1, 1], [1, 0], [1, 0]] and not out.solved[1].any()
+        assert torch.isnan(out.psnr_inv[1]).all() and torch.isnan(out.psnr_inv[0, 1:, 1]).all()
+        assert torch.isfinite(out.psnr_inv[0, :, 0]).all() and torch.isfinite(out.psnr_dec).all()
         assert alpha.tolist() == [1e-2, 2e-2, 1e-2, 1e-2]  # (level, image, column) in order
         torch.testing.assert_close(data, encoder(x)[[0, 0, 1, 2]])  # σ = 0: the clean codes
         torch.testing.assert_close(x0, decoder(encoder(x))[[0, 0, 1, 2]].clamp(0.0, 1.0))
@@ -160,14 +160,14 @@ def test_final_rounds_of_the_search_find_the_grid_best_of_a_cold_solve():
             alphas = search.alphas()
             out = invert_probe(encoder, decoder, x, alphas=alphas, counts=search.counts(3, 1),
                                x_init=warm.starts(alphas, torch.arange(3)), start="decoder", **common)
-            warm.update(alphas, out["x_inv"], out["solved"])
-            column = search.best(out["psnr_inv"], out["solved"])
+            warm.update(alphas, out.x_inv, out.solved)
+            column = search.best(out.psnr_inv, out.solved)
             if column.item() == 0:
                 break
             search.move(column)
         cold = invert_probe(encoder, decoder, x, alphas=torch.tensor([grid], dtype=torch.float64),
                             counts=torch.tensor([[1] * len(grid)]), start="zeros", **common)
-    scores = cold["psnr_inv"][0, 0]  # image 0: the neighbours' image
+    scores = cold.psnr_inv[0, 0]  # image 0: the neighbours' image
     chosen = grid.index(search.alphas()[0, 0].item())
     assert scores[chosen] >= scores.max() - 0.05, (chosen, scores.tolist())
 

@@ -10,10 +10,12 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+import lbinv.lightning.callback.clock as clock_module
 import lbinv.lightning.callback.inverter as inverter_module
 import lbinv.lightning.callback.schedule as schedule
 from lbinv.lightning.callback import InversionCallback
-from lbinv.lightning.callback.schedule import Cost, TimeShare
+from lbinv.lightning.callback.clock import Clock
+from lbinv.lightning.callback.schedule import Cost
 from lbinv.probe import SEARCH_START, AlphaSearch
 from tests.lightning.helpers import LEVELS, QUIET_LIGHTNING, Foreign, events, make_trainer, scalar_steps, train_loader, val_loader
 
@@ -45,21 +47,28 @@ def invert_calls(monkeypatch):
 # ---------------------------------------------------------------------- the clock and the cost
 def test_time_share_allowance_keeps_the_share(monkeypatch):
     now = [100.0]
-    monkeypatch.setattr(schedule.time, "perf_counter", lambda: now[0])
-    clock = TimeShare(0.2)
+    monkeypatch.setattr(clock_module.time, "perf_counter", lambda: now[0])
+    clock = Clock(time_share=0.2, max_seconds=None, final_seconds=60.0)
     assert clock.allowance() == math.inf  # before the fit starts
     clock.start()
     now[0] += 10.0  # 10 s of training
     assert clock.allowance() == pytest.approx(2.5)  # 0.2 · 10 / 0.8
-    with clock.charging():
+    with clock.charging(fitting=True):
         now[0] += 2.5  # spending the whole allowance
     assert clock.spent == pytest.approx(0.2 * 12.5)  # exactly the share of the 12.5 s so far
     assert clock.allowance() == pytest.approx(0.0, abs=1e-12)
-    with clock.charging():
+    with clock.charging(fitting=False):
+        now[0] += 1.0  # outside fit (a final inversion, say): not charged
+    assert clock.spent == pytest.approx(0.2 * 12.5)
+    with clock.charging(fitting=True):
         now[0] += 1.0  # overspent: the next inversion must wait
     assert clock.allowance() < 0
     now[0] += 0.8 / 0.2 * 1.0 * (1 - 0.2) / 0.8 * 5  # enough training pays it back
     assert clock.allowance() > 0
+    # deadlines: the share's and max_seconds, whichever comes first; the final inversion's final_seconds
+    assert clock.deadline(5.0) is None and clock.deadline(5.0, 2.0) == 7.0 and clock.final_deadline(5.0) == 65.0
+    capped = Clock(time_share=None, max_seconds=1.5, final_seconds=None)
+    assert capped.allowance() == math.inf and capped.deadline(5.0, 2.0) == 6.5 and capped.final_deadline(5.0) is None
 
 
 def test_cost_levels_afford_min_sweeps_of_each_level():
@@ -151,14 +160,14 @@ def test_solve_stops_at_the_allowance(tmp_path, invert_calls, monkeypatch):
     """Each solve's max_seconds is what the clock allows from when it starts, less the time the last
     inversion spent after its solve."""
     seen = []
-    real = TimeShare.allowance
+    real = Clock.allowance
 
     def spy(self):
         value = real(self)
         seen.append(value)
         return value
 
-    monkeypatch.setattr(TimeShare, "allowance", spy)
+    monkeypatch.setattr(Clock, "allowance", spy)
     monkeypatch.setattr(Cost, "levels", lambda self, allowance, codes, levels: levels)  # never skip
     cb = monitor(alpha=1e-2, final_seconds=0)
     make_trainer(tmp_path, [cb], max_epochs=3).fit(Foreign(), train_loader(), val_loader())
@@ -237,7 +246,7 @@ def test_final_rounds_do_not_solve_a_column_twice(tmp_path, invert_calls, monkey
 
     def timed_round(self, *args, **kwargs):
         out = real_round(self, *args, **kwargs)
-        round_seconds.append(float(out["seconds"].max()))
+        round_seconds.append(float(out.seconds.max()))
         return out
 
     monkeypatch.setattr(inverter_module.ProbeInverter, "round", timed_round)

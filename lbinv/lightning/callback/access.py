@@ -71,7 +71,7 @@ def takes_flat_inputs(encoder: nn.Module, input_shape: tuple[int, ...]) -> Optio
     (``in_features`` = the product of ``input_shape``, which has several dimensions), as in Lightning's
     LitAutoEncoder, whose ``training_step`` flattens the batch; else None."""
     first = encoder
-    while is_plain_sequential(first) and len(first) > 0:
+    while isinstance(first, nn.Sequential) and is_plain_sequential(first) and len(first) > 0:
         first = first[0]
     if isinstance(first, nn.Linear) and len(input_shape) > 1 and first.in_features == math.prod(input_shape):
         return first
@@ -261,3 +261,39 @@ def at_precision(
     own = param.dtype
     wrapped = None if decoder is None else (lambda codes: decoder(codes.to(own)))
     return copy.deepcopy(encoder).to(dtype), wrapped
+
+
+class ModuleAccess:
+    """The user's ``encoder``, ``decoder`` and ``encoder_output`` arguments, built once in the
+    callback's ``__init__``: everything that reaches into a LightningModule for them goes through here."""
+
+    def __init__(self, encoder: Any, decoder: Any, encoder_output: Output) -> None:
+        self.encoder_spec, self.decoder_spec, self.encoder_output = encoder, decoder, encoder_output
+
+    @property
+    def encoder_name(self) -> Optional[str]:
+        return accessor_name(self.encoder_spec)
+
+    @property
+    def has_decoder(self) -> bool:
+        return self.decoder_spec is not None
+
+    def encoder(self, pl_module: LightningModule, input_shape: Optional[tuple[int, ...]] = None) -> nn.Module:
+        """See :func:`resolve_encoder`."""
+        return resolve_encoder(self.encoder_spec, pl_module, self.encoder_output, input_shape)
+
+    def decoder(self, pl_module: LightningModule) -> Optional[Callable[[Tensor], Tensor]]:
+        """See :func:`resolve_decoder`."""
+        return resolve_decoder(self.decoder_spec, pl_module)
+
+    def check(
+        self, pl_module: LightningModule, input_shape: Optional[tuple[int, ...]], defer_if_shape_unknown: bool,
+        solver_options: Optional[dict[str, Any]],
+    ) -> bool:
+        """See :func:`check_encoder`."""
+        return check_encoder(pl_module, self.encoder_spec, self.decoder_spec, input_shape, defer_if_shape_unknown,
+                             self.encoder_output, solver_options)
+
+    def dry_run(self, pl_module: LightningModule, x: Tensor) -> None:
+        """See :func:`dry_run`."""
+        dry_run(pl_module, self.encoder_spec, self.decoder_spec, x, self.encoder_output)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # either namespace's Trainer
     from lightning.pytorch import Trainer
 
-__all__ = ["InversionWarning", "say", "warn_on_rank_zero"]
+__all__ = ["InversionWarning", "Notices", "say", "warn_on_rank_zero"]
 
 
 class InversionWarning(UserWarning):
@@ -28,3 +28,26 @@ def say(trainer: Trainer, message: str) -> None:
     if trainer.is_global_zero:
         bar = trainer.progress_bar_callback
         (print if bar is None else bar.print)(message)
+
+
+class Notices:
+    """Messages a callback gives once per run of its life (the keys given so far)."""
+
+    def __init__(self) -> None:
+        self.given: set[str] = set()
+
+    def first(self, key: str) -> bool:
+        """Whether ``key`` is given for the first time (it is then recorded)."""
+        new = key not in self.given
+        self.given.add(key)
+        return new
+
+    def warn(self, trainer: Trainer, key: str, message: str) -> None:
+        """:func:`warn_on_rank_zero` the first time for ``key``."""
+        if self.first(key):
+            warn_on_rank_zero(trainer, message)
+
+    def say(self, trainer: Trainer, key: str, message: str) -> None:
+        """:func:`say` the first time for ``key``."""
+        if self.first(key):
+            say(trainer, message)

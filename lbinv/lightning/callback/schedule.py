@@ -1,12 +1,10 @@
-"""When the inversion callback inverts and for how long: the last epoch of a fit, the clock of
-``time_share`` and what an inversion costs, and the console lines of inversions that take long."""
+"""When the inversion callback inverts and for how long: the last epoch of a fit, what an inversion
+costs (the time it may take is :mod:`~lbinv.lightning.callback.clock`'s), and the console lines of
+inversions that take long."""
 
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Optional
 
 from lbinv.lightning.callback.messages import say
@@ -14,7 +12,7 @@ from lbinv.lightning.callback.messages import say
 if TYPE_CHECKING:  # either namespace's Trainer
     from lightning.pytorch import Trainer
 
-__all__ = ["ANNOUNCE_AFTER_SECONDS", "MIN_BUDGET_SECONDS", "MIN_SWEEPS", "Cost", "Progress", "TimeShare", "last_epoch"]
+__all__ = ["ANNOUNCE_AFTER_SECONDS", "MIN_BUDGET_SECONDS", "MIN_SWEEPS", "Cost", "Progress", "last_epoch"]
 
 #: An inversion that took longer than this says so, and the next one says when it starts.
 ANNOUNCE_AFTER_SECONDS = 1.0
@@ -35,39 +33,6 @@ def last_epoch(trainer: Trainer) -> bool:
     return (max_epochs is not None and max_epochs >= 0 and trainer.current_epoch + 1 >= max_epochs) or (
         max_steps is not None and max_steps >= 0 and trainer.global_step >= max_steps
     )
-
-
-class TimeShare:
-    """The clock of ``time_share``: the fit's wall time and the callback's own time within it. The
-    callback may spend ``share`` of the fit in all, so an inversion starting now may take
-    :meth:`allowance` seconds: ``(share · elapsed − spent) / (1 − share)``, what keeps
-    ``spent + d ≤ share · (elapsed + d)``. Overspending (a first inversion, say) is paid back by the next."""
-
-    def __init__(self, share: float) -> None:
-        self.share = share
-        self.started: Optional[float] = None
-        self.spent = 0.0
-
-    def start(self) -> None:
-        """The fit starts: nothing spent yet."""
-        self.started, self.spent = time.perf_counter(), 0.0
-
-    @contextmanager
-    def charging(self) -> Iterator[None]:
-        """Count the block's time as the callback's (nothing before :meth:`start`)."""
-        begin = time.perf_counter()
-        try:
-            yield
-        finally:
-            if self.started is not None:
-                self.spent += time.perf_counter() - begin
-
-    def allowance(self) -> float:
-        """Seconds an inversion starting now may take (may be negative: spent ahead)."""
-        if self.started is None:
-            return math.inf
-        elapsed = time.perf_counter() - self.started
-        return (self.share * elapsed - self.spent) / (1.0 - self.share)
 
 
 class Cost:
