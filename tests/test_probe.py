@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from lbinv import LiftedNetwork, invert
-from lbinv.probe import SEARCH_GRID, AlphaSearch, WarmStarts, invert_probe, select_alpha, start_objective
+from lbinv.alpha_search import SEARCH_GRID, AlphaSearch, WarmStarts
+from lbinv.probe import invert_probe, select_alpha, start_objective
 from lbinv.regularizers import TotalVariation
 
 

@@ -13,10 +13,10 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 import lbinv.lightning.callback.clock as clock_module
 import lbinv.lightning.callback.inverter as inverter_module
 import lbinv.lightning.callback.schedule as schedule
+from lbinv.alpha_search import SEARCH_START, AlphaSearch
 from lbinv.lightning.callback import InversionCallback
 from lbinv.lightning.callback.clock import Clock
 from lbinv.lightning.callback.schedule import Cost
-from lbinv.probe import SEARCH_START, AlphaSearch
 from tests.lightning.helpers import LEVELS, QUIET_LIGHTNING, Foreign, events, make_trainer, scalar_steps, train_loader, val_loader
 
 pytestmark = QUIET_LIGHTNING

@@ -6,27 +6,19 @@ noisy code into the domain of the code activation, and inverts *all* noise level
 (× α columns) in one batched :func:`lbinv.invert` call, starting from the decoder's output or the
 last inversion's solution, within a share of the run's time. It logs the PSNR of the inversion and
 of the decoder applied to the same noisy code, per noise level, to every logger of the trainer (the
-images and the figure to TensorBoard); after the last epoch one more inversion runs to ``tol`` (the
-converged final point) and prints a table.
+images and the figure to TensorBoard) at ``step = trainer.current_epoch`` (the final model's
+inversion at the end of a fit that trained past its last validation: the next epoch's number), so
+the x axis of the ``inversion/*`` charts counts epochs. After the last epoch one more inversion runs
+to ``tol`` (the converged final point) and prints a table.
 
-Steps: every record this callback writes (scalars, images, figure) uses
-``step = trainer.current_epoch`` (the final model's inversion at the end of a fit that trained past
-its last validation: the next epoch's number), so the x axis of the ``inversion/*`` charts counts epochs.
-
-This module holds the hooks and decides what runs when and where (:meth:`InversionCallback._plan`);
-its helpers are ``arguments`` (its constructor's arguments), ``access`` (encoder, decoder and inputs
-of any LightningModule), ``probe_images`` (the probe), ``clock`` (the time it may take), ``schedule``
-(the last epoch, costs, console lines), ``inverter`` (an inversion's rounds), :mod:`lbinv.probe`
-(the numbers, α rule included; plain PyTorch), ``ddp`` (collectives), ``monitor`` (the α rule, warm
-starts and costs carried between inversions), ``tensorboard`` (tags, images, figure, the final table),
-``messages`` and ``namespaces``. None imports :mod:`lbinv.lightning.models`: the callback works with
-any LightningModule.
+This module holds the hooks and decides what runs when (:meth:`InversionCallback._plan`); the
+package's other modules (listed in its ``__init__``) do the rest. None imports
+:mod:`lbinv.lightning.models`: the callback works with any LightningModule.
 """
 
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Union
 
@@ -36,14 +28,7 @@ from typing_extensions import override
 
 import lbinv.lightning.callback.tensorboard as tensorboard
 from lbinv._checks import check_bool, check_int, check_interval, check_number, check_shape
-from lbinv.lightning.callback.access import (
-    ModuleAccess,
-    batch_inputs,
-    has_validation_step,
-    known_input_shape,
-    range_warning,
-    takes_flat_inputs,
-)
+from lbinv.lightning.callback.access import ModuleAccess, batch_inputs, has_validation_step
 from lbinv.lightning.callback.arguments import (
     callback_arguments,
     check_accessor,
@@ -63,7 +48,7 @@ from lbinv.lightning.callback.messages import InversionWarning, Notices, say, wa
 from lbinv.lightning.callback.monitor import Monitor
 from lbinv.lightning.callback.namespaces import CALLBACK_BASES
 from lbinv.lightning.callback.probe_images import ProbeImages
-from lbinv.lightning.callback.schedule import MIN_SWEEPS, Progress, last_epoch
+from lbinv.lightning.callback.schedule import MIN_SWEEPS, FitRecord, Progress, last_epoch
 
 if TYPE_CHECKING:  # either namespace's classes; only for type checkers
     from lightning.pytorch import LightningModule, Trainer
@@ -253,7 +238,8 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
             self.warm_start = check_warm_start(warm_start, method)
             self.start = check_start(start, method, self.decoder)
 
-        self._access = ModuleAccess(self.encoder, self.decoder, self.encoder_output)
+        self._access = ModuleAccess(self.encoder, self.decoder, self.encoder_output, self.input_shape, self.data_range,
+                                    self.solver_options if self.method == "lifted" else None)
         self._probe_images = ProbeImages(self.num_samples)  # kept in checkpoints, with the monitor's state
         self._monitor = Monitor(len(self.noise_levels), self.alpha, self.alpha_grid, self.warm_start)
         self._inverter = ProbeInverter(self._access, self.noise_levels, self.seed, self.method, self.max_iter, self.tol,
@@ -262,11 +248,7 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
         self._progress = Progress()
         self._notices = Notices()
         self._publisher = tensorboard.Publisher(self.noise_levels, self._access.has_decoder, self.log_images, self._notices)
-        self._encoder_checked = False
-        self._batch_checked = False  # the dry run on the first validation batch of a run
-        self._validated: Optional[tuple[int, int]] = None  # (epoch, global_step) of the last fit validation
-        self._inverted_at: Optional[int] = None  # global_step of the last inversion in this fit (None: none yet)
-        self._final_done = False  # whether the last inversion of this fit was the final one
+        self._fit = FitRecord()
         #: The per-level numbers of the last inversion logged (:class:`lbinv.probe.ProbeSummary`'s ``levels``).
         self.last_summary: Optional[list[dict[str, Any]]] = None
         #: The same for the last final inversion (the converged point a user quotes).
@@ -335,15 +317,14 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
     # ------------------------------------------------------------------ hooks
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        self._encoder_checked = self._batch_checked = False  # the module may differ from a previous run's
+        self._access.new_run()
         self._probe_images.forget_pending()
-        self._validated = self._inverted_at = None
-        self._final_done = False
+        self._fit = FitRecord()
 
     @override
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._clock.start()
-        self._check_encoder(pl_module, self._known_input_shape(pl_module), defer_if_shape_unknown=True)
+        self._access.check_encoder(pl_module, self.probe)
         if not has_validation_step(pl_module) or trainer.limit_val_batches == 0:
             why = "has no validation_step" if not has_validation_step(pl_module) else "runs no validation (limit_val_batches=0)"
             self._notices.warn(
@@ -355,17 +336,12 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
 
     @override
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """The final model gets the final inversion unless the last one was it (a fit that stopped
-        early, at ``max_steps`` or off the interval; or with ``final_seconds=0`` one that trained
-        since its last inversion). Every rank decides alike: the decision reads only what all ranks
-        share (the probe, the global step)."""
-        if self.probe is not None and self._validated is not None:
-            trained = self._inverted_at != trainer.global_step
-            if trained or (self._clock.has_final and not self._final_done):
-                epoch, step = self._validated
-                self._invert_and_log(trainer, pl_module, epoch if step == trainer.global_step else epoch + 1,
-                                     final=self._clock.has_final)
-        if self._inverted_at is None and "no-validation" not in self._notices.given:
+        """The final model gets the final inversion unless the last one was it
+        (:meth:`~lbinv.lightning.callback.schedule.FitRecord.final_model_epoch`)."""
+        epoch = None if self.probe is None else self._fit.final_model_epoch(trainer, self._clock.has_final)
+        if epoch is not None:
+            self._invert_and_log(trainer, pl_module, epoch, final=self._clock.has_final)
+        if self._fit.inverted_at is None and "no-validation" not in self._notices.given:
             self._notices.warn(
                 trainer,
                 "nothing-inverted",
@@ -376,7 +352,7 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
     @override
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.state.fn == "validate":
-            self._check_encoder(pl_module, self._known_input_shape(pl_module), defer_if_shape_unknown=True)
+            self._access.check_encoder(pl_module, self.probe)
 
     @override
     def on_validation_batch_end(
@@ -390,14 +366,10 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
     ) -> None:
         if dataloader_idx != 0 or trainer.state.fn not in ("fit", "validate"):
             return
-        if not self._batch_checked or (not trainer.sanity_checking and self.probe is None):
+        if not self._access.batch_checked or (not trainer.sanity_checking and self.probe is None):
             with self._clock.charging(trainer.state.fn == "fit"):
                 x = batch_inputs(batch)
-                # fails here, before the first training epoch when a sanity check runs
-                self._check_encoder(pl_module, self.input_shape or tuple(x.shape[1:]), defer_if_shape_unknown=False)
-                if not self._batch_checked:
-                    self._check_batch(trainer, pl_module, x)
-                    self._batch_checked = True
+                self._access.check_batch(trainer, pl_module, x, self._notices)
                 if not trainer.sanity_checking:
                     self._probe_images.capture(x)
 
@@ -410,43 +382,16 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
             if message is not None:
                 warn_on_rank_zero(trainer, message)
         if trainer.state.fn == "fit":
-            self._validated = (trainer.current_epoch, trainer.global_step)
+            self._fit.validation(trainer)
         if self._should_skip(trainer) or self.probe is None:
             return
         self._invert_and_log(trainer, pl_module, trainer.current_epoch, final=self._final(trainer))
 
-    # ------------------------------------------------------------------ encoder / decoder
-    def _known_input_shape(self, pl_module: LightningModule) -> Optional[tuple[int, ...]]:
-        return known_input_shape(self.input_shape, self.probe, pl_module)
-
-    def _check_encoder(
-        self, pl_module: LightningModule, input_shape: Optional[tuple[int, ...]], defer_if_shape_unknown: bool
-    ) -> None:
-        """See :func:`lbinv.lightning.callback.access.check_encoder`; passes once per run."""
-        if not self._encoder_checked:
-            options = self.solver_options if self.method == "lifted" else None
-            self._encoder_checked = self._access.check(pl_module, input_shape, defer_if_shape_unknown, options)
-
-    def _check_batch(self, trainer: Trainer, pl_module: LightningModule, x: Tensor) -> None:
-        """Once per run, on the first validation batch ``x``: the dry run (what would fail at the first
-        inversion fails now), a warning when the images leave ``data_range`` (PSNR would clamp them),
-        and a line when the encoder reads the inputs flattened (the callback flattens them for it)."""
-        self._access.dry_run(pl_module, x[:1])
-        message = range_warning(self.data_range, x)
-        if message is not None:
-            self._notices.warn(trainer, "range", message)
-        input_shape = tuple(x.shape[1:])
-        first = takes_flat_inputs(self._access.encoder(pl_module), input_shape)
-        if first is not None:
-            self._notices.say(trainer, "flattened", f"InversionCallback: the encoder {self._access.encoder_name!r} starts "
-                              f"with {first} and the validation inputs are {input_shape}: they are flattened for it "
-                              "(nn.Flatten() before the encoder).")
-
+    # ------------------------------------------------------------------ inversion
     def _data_range(self) -> tuple[float, float]:
         """``data_range``, or the probe's (min, max) where it is None."""
         return self.data_range or self._probe_images.value_range() or (0.0, 1.0)
 
-    # ------------------------------------------------------------------ inversion
     def _invert_and_log(self, trainer: Trainer, pl_module: LightningModule, epoch: int, final: bool) -> None:
         """Invert the probe (this rank's share), gather, summarise and log at step ``epoch``, as
         :meth:`_plan` decides: during fit charged to ``time_share``; ``final``: the converged final
@@ -460,8 +405,7 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
             if levels == 0:
                 return
             if trainer.state.fn == "fit":
-                self._inverted_at = trainer.global_step
-                self._final_done = final
+                self._fit.inversion(trainer, final)
             assert self.probe is not None
             self._progress.starting(trainer, epoch, f"{self.probe.shape[0]} images × {levels} noise level{'s' * (levels > 1)}"
                                     + (" to tol (final)" if final else ""), always=final)
@@ -471,7 +415,7 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
                 return
             converged, solved = int(inversion.out.converged.nan_to_num(0.0).sum()), int(inversion.out.solved.sum())
             self._progress.finished(trainer, epoch, time.perf_counter() - begin, converged, solved, always=final)
-            self._warn_nonfinite(inversion, epoch)
+            inversion.warn_nonfinite(self.noise_levels, epoch)
             self._log(trainer, inversion, epoch, final)
             if not final:  # what a budgeted inversion costs (its logging included), for the next one's plan
                 inversion.learn_cost(self._monitor, begin)
@@ -485,17 +429,6 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
                           f"{MIN_SWEEPS * (self._monitor.cost.per_code_sweep or 0.0):.2g} s per code, and time_share="
                           f"{self.time_share} leaves {max(allowance, 0.0):.2g} s now: it {what}. A smaller num_samples, "
                           "fewer noise levels or a larger time_share invert more.")
-
-    def _warn_nonfinite(self, inversion: Inversion, epoch: int) -> None:
-        failed = inversion.summary.failed  # (levels, n)
-        bad = [f"sigma={s:g}: {int(failed[i].sum())}/{failed.shape[1]}" for i, s in enumerate(self.noise_levels) if failed[i].any()]
-        if bad:
-            warnings.warn(
-                f"InversionCallback: the inversion returned non-finite values at epoch {epoch} "
-                f"({', '.join(bad)} samples); those samples are left out of the logged numbers. Training continues.",
-                InversionWarning,
-                stacklevel=3,
-            )
 
     # ------------------------------------------------------------------ logging
     def _log(self, trainer: Trainer, inversion: Inversion, epoch: int, final: bool) -> None:

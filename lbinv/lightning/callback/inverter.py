@@ -57,6 +57,18 @@ class Inversion:
     codes: int
     window: list[float]
 
+    def warn_nonfinite(self, noise_levels: Sequence[float], epoch: int) -> None:
+        """Warn when some samples at the chosen α came back non-finite (they are left out of the numbers)."""
+        failed = self.summary.failed  # (levels, n)
+        bad = [f"sigma={s:g}: {int(failed[i].sum())}/{failed.shape[1]}" for i, s in enumerate(noise_levels) if failed[i].any()]
+        if bad:
+            warnings.warn(
+                f"InversionCallback: the inversion returned non-finite values at epoch {epoch} "
+                f"({', '.join(bad)} samples); those samples are left out of the logged numbers. Training continues.",
+                InversionWarning,
+                stacklevel=4,
+            )
+
     def learn_cost(self, monitor: Monitor, begin: float) -> None:
         """Tell the monitor what this inversion, begun at ``begin`` and done now, cost (for the next plan)."""
         sweeps = float(self.out.iterations.nan_to_num(0.0).max())

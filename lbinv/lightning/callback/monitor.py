@@ -3,7 +3,7 @@ the warm starts, what an inversion costs, and which noise levels it inverted las
 
 An inversion solves, per noise level, one or more α *columns* (:func:`lbinv.probe.invert_probe`): a
 fixed α (one column), the whole grid of ``"oracle"``/``"discrepancy"``, or the three columns of
-``"auto"``'s local search (:class:`lbinv.probe.AlphaSearch`). Plain PyTorch, like :mod:`lbinv.probe`.
+``"auto"``'s local search (:class:`lbinv.alpha_search.AlphaSearch`). Plain PyTorch, like :mod:`lbinv.probe`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from typing import Any, Optional, Union
 import torch
 from torch import Tensor
 
+from lbinv.alpha_search import AlphaSearch, WarmStarts
 from lbinv.lightning.callback.schedule import Cost
-from lbinv.probe import PER_SAMPLE, AlphaSearch, ProbeResult, WarmStarts
+from lbinv.probe import PER_SAMPLE, ProbeResult
 
 __all__ = ["FINAL_ROUNDS", "Monitor", "NEIGHBOUR_SHARE", "Rounds"]
 

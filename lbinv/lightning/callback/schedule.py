@@ -12,7 +12,7 @@ from lbinv.lightning.callback.messages import say
 if TYPE_CHECKING:  # either namespace's Trainer
     from lightning.pytorch import Trainer
 
-__all__ = ["ANNOUNCE_AFTER_SECONDS", "MIN_BUDGET_SECONDS", "MIN_SWEEPS", "Cost", "Progress", "last_epoch"]
+__all__ = ["ANNOUNCE_AFTER_SECONDS", "MIN_BUDGET_SECONDS", "MIN_SWEEPS", "Cost", "FitRecord", "Progress", "last_epoch"]
 
 #: An inversion that took longer than this says so, and the next one says when it starts.
 ANNOUNCE_AFTER_SECONDS = 1.0
@@ -33,6 +33,35 @@ def last_epoch(trainer: Trainer) -> bool:
     return (max_epochs is not None and max_epochs >= 0 and trainer.current_epoch + 1 >= max_epochs) or (
         max_steps is not None and max_steps >= 0 and trainer.global_step >= max_steps
     )
+
+
+class FitRecord:
+    """What a fit has validated and inverted so far, for the inversion of its final model at its end.
+    Only what every rank shares is kept (epochs and global steps), so every rank decides alike."""
+
+    def __init__(self) -> None:
+        self.validated: Optional[tuple[int, int]] = None  # (epoch, global_step) of the last validation
+        self.inverted_at: Optional[int] = None  # global_step of the last inversion (None: none yet)
+        self.final_done = False  # whether the last inversion was the final one
+
+    def validation(self, trainer: Trainer) -> None:
+        """A validation epoch of the fit ended."""
+        self.validated = (trainer.current_epoch, trainer.global_step)
+
+    def inversion(self, trainer: Trainer, final: bool) -> None:
+        """An inversion of the fit runs (``final``: the final one)."""
+        self.inverted_at, self.final_done = trainer.global_step, final
+
+    def final_model_epoch(self, trainer: Trainer, has_final: bool) -> Optional[int]:
+        """At the end of fit: the step (an epoch) of the final model's inversion, or None when the last
+        inversion was it. The final model is inverted when it trained since the last inversion (a fit
+        that stopped early, at ``max_steps`` or off the interval), or when the last inversion was not
+        the final one and there is one (``has_final``); at the epoch of the last validation, or the
+        next one when it trained past it."""
+        if self.validated is None or (self.inverted_at == trainer.global_step and (self.final_done or not has_final)):
+            return None
+        epoch, step = self.validated
+        return epoch if step == trainer.global_step else epoch + 1
 
 
 class Cost:
