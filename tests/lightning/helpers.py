@@ -157,6 +157,11 @@ def csv_rows(tmp_path: Path) -> list[tuple[int, dict[str, float]]]:
         return [(int(row["step"]), {k: float(v) for k, v in row.items() if v and k != "step"}) for row in csv.DictReader(f)]
 
 
+def console(caplog: pytest.LogCaptureFixture) -> str:
+    """The callback's console lines so far (the records of its logger), one a line."""
+    return "\n".join(r.getMessage() for r in caplog.records if r.name == "lbinv.lightning.callback")
+
+
 def inversion_tags(decoder: bool = True) -> list[str]:
     names = ["psnr_inverted", "delta2", "delta2_bregman", "alpha", "iterations", "converged_fraction"] + (["psnr_decoded"] if decoder else [])
     return [f"inversion/{name}/sigma_{s:g}" for s in LEVELS for name in names] + ["inversion/seconds"]

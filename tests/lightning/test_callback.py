@@ -36,6 +36,7 @@ from tests.lightning.helpers import (
     VAL_X,
     Foreign,
     OneLayer,
+    console,
     csv_rows,
     events,
     images,
@@ -196,7 +197,7 @@ def test_warm_start_continues_from_the_previous_solution(tmp_path, monkeypatch, 
 
 
 @pytest.mark.parametrize("threshold", [math.inf, 0.0])
-def test_progress_lines_on_the_console(tmp_path, capsys, monkeypatch, threshold):
+def test_progress_lines_on_the_console(tmp_path, caplog, monkeypatch, threshold):
     """The first inversion says it starts; one that took longer than ANNOUNCE_AFTER_SECONDS (as the
     callback measured it) says how long, and the next one says it starts again."""
     seconds = []  # each inversion's time, as the callback passed it on
@@ -209,7 +210,7 @@ def test_progress_lines_on_the_console(tmp_path, capsys, monkeypatch, threshold)
     monkeypatch.setattr(schedule.Progress, "finished", spy)
     monkeypatch.setattr(schedule, "ANNOUNCE_AFTER_SECONDS", threshold)
     make_trainer(tmp_path, [make_callback()], max_epochs=2).fit(Foreign(), train_loader(), val_loader())
-    out = capsys.readouterr().out
+    out = console(caplog)
     assert len(seconds) == 2
     slow = [took > threshold for took in seconds]
     assert out.count("InversionCallback: inverting 4 images × 2 noise levels at epoch 0") == 1

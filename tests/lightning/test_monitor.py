@@ -17,7 +17,17 @@ from lbinv.alpha_search import SEARCH_START, AlphaSearch
 from lbinv.lightning.callback import InversionCallback
 from lbinv.lightning.callback.clock import Clock
 from lbinv.lightning.callback.schedule import Cost
-from tests.lightning.helpers import LEVELS, QUIET_LIGHTNING, Foreign, events, make_trainer, scalar_steps, train_loader, val_loader
+from tests.lightning.helpers import (
+    LEVELS,
+    QUIET_LIGHTNING,
+    Foreign,
+    console,
+    events,
+    make_trainer,
+    scalar_steps,
+    train_loader,
+    val_loader,
+)
 
 pytestmark = QUIET_LIGHTNING
 
@@ -139,7 +149,7 @@ def test_auto_solves_three_columns_logs_the_current_alpha_and_moves(tmp_path, in
 
 # ---------------------------------------------------------------------- the share
 @pytest.mark.parametrize("affordable", [1, 0])
-def test_short_share_inverts_levels_in_rotation_or_skips(tmp_path, monkeypatch, capsys, affordable):
+def test_short_share_inverts_levels_in_rotation_or_skips(tmp_path, monkeypatch, caplog, affordable):
     """When the share affords one level, the levels take turns (least recently inverted first); when
     it affords none, the epochs are skipped. Either is said once; the final inversion still runs."""
     monkeypatch.setattr(Cost, "levels", lambda self, allowance, codes, levels: affordable)
@@ -151,7 +161,7 @@ def test_short_share_inverts_levels_in_rotation_or_skips(tmp_path, monkeypatch, 
         assert steps == [[0, 2, 3], [1, 3]]  # epochs 0, 1, 2 in turn; epoch 3 is the final: every level
     else:
         assert steps == [[3], [3]]
-    out = capsys.readouterr().out
+    out = console(caplog)
     kind = "inverts 1 of 2 noise levels per epoch, in rotation" if affordable else "skips the inversion of this epoch"
     assert out.count(kind) == 1
 
@@ -178,12 +188,12 @@ def test_solve_stops_at_the_allowance(tmp_path, invert_calls, monkeypatch):
 
 
 # ---------------------------------------------------------------------- the final inversion
-def test_final_inversion_runs_to_tol_and_prints_its_table(tmp_path, capsys):
+def test_final_inversion_runs_to_tol_and_prints_its_table(tmp_path, caplog):
     cb = monitor(alpha=1e-2, tol=1e-3, max_iter=3000, final_seconds=None)
     make_trainer(tmp_path, [cb], max_epochs=2).fit(Foreign(), train_loader(), val_loader())
     assert cb.final_summary is not None and cb.final_summary is cb.last_summary
     assert all(level["converged_fraction"] == 1.0 for level in cb.final_summary)
-    out = capsys.readouterr().out
+    out = console(caplog)
     assert "InversionCallback: the final inversion (epoch 1):" in out
     # a final inversion says when it starts and how long it took, however short (it may run for final_seconds)
     assert "to tol (final) at epoch 1…" in out and "InversionCallback: epoch 1 inverted in" in out
