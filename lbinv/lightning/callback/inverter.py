@@ -66,7 +66,7 @@ class Inversion:
                 f"InversionCallback: the inversion returned non-finite values at epoch {epoch} "
                 f"({', '.join(bad)} samples); those samples are left out of the logged numbers. Training continues.",
                 InversionWarning,
-                stacklevel=4,
+                stacklevel=3,
             )
 
     def learn_cost(self, monitor: Monitor, begin: float) -> None:
