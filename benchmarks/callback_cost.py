@@ -139,9 +139,9 @@ def bench_callback(device: torch.device, epochs: int, quick: bool, work: Path) -
     per_size = {}
     for n in sizes:
         out = probe(clock.snapshots[-1], n, base)
-        per_size[str(n)] = {"batch": n * len(levels), "solve_seconds": float(out["seconds"]),
-                            "mean_iterations": float(out["iterations"].mean()),
-                            "seconds_per_image": float(out["seconds"]) / (n * len(levels))}
+        per_size[str(n)] = {"batch": n * len(levels), "solve_seconds": float(out.seconds),
+                            "mean_iterations": float(out.iterations.mean()),
+                            "seconds_per_image": float(out.seconds) / (n * len(levels))}
     result["num_samples"] = per_size
     if len(clock.snapshots) >= 2:
         # the probe's noisy codes at the last epoch, solved from zero and from the previous epoch's
@@ -156,7 +156,7 @@ def bench_callback(device: torch.device, epochs: int, quick: bool, work: Path) -
             return solve
 
         previous = probe(clock.snapshots[-2], n, base)
-        x_prev = previous["x_inv"].reshape(-1, *x_probe.shape[1:])
+        x_prev = previous.x_inv.reshape(-1, *x_probe.shape[1:])
         cold = probe(clock.snapshots[-1], n, recording("cold"))
         warm = probe(clock.snapshots[-1], n, recording("warm", x_init=x_prev))
         target = runs["cold"].objective.cpu()  # (B,) after the cold run's sweeps
@@ -168,10 +168,10 @@ def bench_callback(device: torch.device, epochs: int, quick: bool, work: Path) -
         median = float(sweeps.sort().values[len(sweeps) // 2])
         result["warm_start"] = {
             "epochs": [len(clock.snapshots) - 2, len(clock.snapshots) - 1],
-            "cold": {"seconds": float(cold["seconds"]), "mean_iterations": float(cold["iterations"].mean()),
-                     "mean_psnr": float(cold["psnr_inv"].mean()), "mean_objective": float(target.mean())},
-            "warm": {"seconds": float(warm["seconds"]), "mean_iterations": float(warm["iterations"].mean()),
-                     "mean_psnr": float(warm["psnr_inv"].mean()), "mean_objective": float(runs["warm"].objective.mean())},
+            "cold": {"seconds": float(cold.seconds), "mean_iterations": float(cold.iterations.mean()),
+                     "mean_psnr": float(cold.psnr_inv.mean()), "mean_objective": float(target.mean())},
+            "warm": {"seconds": float(warm.seconds), "mean_iterations": float(warm.iterations.mean()),
+                     "mean_psnr": float(warm.psnr_inv.mean()), "mean_objective": float(runs["warm"].objective.mean())},
             "warm_sweeps_to_cold_objective_median": median if math.isfinite(median) else None,
             "share_of_samples_reaching_it": float((first >= 0).double().mean()),
             "sweep_saving_median": float(runs["cold"].iterations.double().median()) / median,

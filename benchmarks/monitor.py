@@ -47,9 +47,9 @@ def timed(callback: InversionCallback) -> dict[str, Any]:
     stats: dict[str, Any] = {"final": [], "fit_end": math.nan}
     invert_and_log, on_fit_end = callback._invert_and_log, callback.on_fit_end
 
-    def timed_invert(trainer, pl_module, epoch, final, at_fit_end=False):
+    def timed_invert(trainer, pl_module, epoch, final):
         begin = time.perf_counter()
-        invert_and_log(trainer, pl_module, epoch, final, at_fit_end)
+        invert_and_log(trainer, pl_module, epoch, final)
         if final:
             stats["final"].append(time.perf_counter() - begin)
 
@@ -154,13 +154,13 @@ def cold_grid(encoder, decoder, probe: torch.Tensor) -> dict[str, Any]:
     with torch.no_grad():
         cold = invert_probe(encoder, decoder, probe, noise_levels=(0.0,), alphas=torch.tensor([COLD_GRID], dtype=torch.float64),
                             seed=0, offset=0, n=probe.shape[0], data_range=(0.0, 1.0), solve=solve)
-    grid_psnr = cold["psnr_inv"][0].double().mean(dim=0)
+    grid_psnr = cold.psnr_inv[0].double().mean(dim=0)
     best = int(grid_psnr.argmax())
     return {
         "alphas": list(COLD_GRID), "psnr": [round(float(v), 2) for v in grid_psnr],
         "best_alpha": COLD_GRID[best], "best_psnr": round(float(grid_psnr[best]), 2),
-        "converged_fraction": [round(float(v), 3) for v in cold["converged"][0].double().mean(dim=0)],
-        "seconds": round(float(cold["seconds"]), 1),
+        "converged_fraction": [round(float(v), 3) for v in cold.converged[0].double().mean(dim=0)],
+        "seconds": round(float(cold.seconds), 1),
     }
 
 

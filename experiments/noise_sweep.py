@@ -43,7 +43,7 @@ from torch import Tensor, nn
 from torchmetrics.functional.image import structural_similarity_index_measure
 
 from lbinv import LiftedNetwork, invert
-from lbinv.probe import invert_probe, summarize
+from lbinv.probe import PER_CALL, ProbeResult, invert_probe, summarize
 from lbinv.checkpoints import load_checkpoint
 from lbinv.lightning.data import MNISTDataModule
 from lbinv.lightning.models import AutoencoderModule
@@ -150,7 +150,7 @@ def methods_for(encoder: nn.Module, methods: Sequence[str]) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 # The sweep
 # ---------------------------------------------------------------------------------------------
-def solve_all(model: AutoencoderModule, x: Tensor, method: str, cfg: SweepConfig) -> dict[str, Tensor]:
+def solve_all(model: AutoencoderModule, x: Tensor, method: str, cfg: SweepConfig) -> ProbeResult:
     """One batched inversion of levels × images × α grid; the per-sample numbers of
     :func:`lbinv.probe.invert_probe` (x_inv, psnr_inv, residual, delta, x_dec, …)."""
     options = {"gradient": cfg.gradient_options, "lifted": {"solver": "pdhg"}}.get(method, {})
@@ -163,9 +163,9 @@ def solve_all(model: AutoencoderModule, x: Tensor, method: str, cfg: SweepConfig
                             seed=cfg.seed, offset=0, n=x.shape[0], data_range=BOUNDS, solve=solve)
 
 
-def take_images(out: dict[str, Tensor], index: slice) -> dict[str, Tensor]:
-    """The per-sample entries of ``out`` restricted to the images ``index`` (dimension 1)."""
-    return {k: (v if k == "seconds" else v[:, index]) for k, v in out.items()}
+def take_images(out: ProbeResult, index: slice) -> ProbeResult:
+    """The results ``out`` restricted to the images ``index`` (dimension 1)."""
+    return out.map(lambda value, per: value if per == PER_CALL else value[:, index])
 
 
 def ssim(x: Tensor, truth: Tensor) -> Tensor:
@@ -174,19 +174,18 @@ def ssim(x: Tensor, truth: Tensor) -> Tensor:
     return structural_similarity_index_measure(x, truth.to(torch.float64), data_range=1.0, reduction="none")
 
 
-def summarize_split(out: dict[str, Tensor], truth: Tensor, rule: str, cfg: SweepConfig) -> dict[str, Any]:
+def summarize_split(out: ProbeResult, truth: Tensor, rule: str, cfg: SweepConfig) -> dict[str, Any]:
     """α per level by ``rule`` (:func:`lbinv.probe.summarize`), plus SSIMs and the chosen
     inversions ``x_chosen`` (levels, n, *input) for the figures."""
     alphas = torch.tensor(cfg.alphas, dtype=torch.float64).expand(len(cfg.sigmas), -1)
     summary = summarize(out, alphas, list(cfg.sigmas), rule, cfg.eta)
-    index = summary["index"]
-    chosen = out["x_inv"][torch.arange(len(cfg.sigmas)), :, index]  # (levels, n, *input)
-    for i, level in enumerate(summary["levels"]):
-        ok = summary["finite"][i]
+    index = summary.index
+    chosen = out.x_inv[torch.arange(len(cfg.sigmas)), :, index]  # (levels, n, *input)
+    for i, level in enumerate(summary.levels):
+        ok = summary.finite[i]
         level["ssim_inverted"] = float(ssim(chosen[i, ok], truth[ok]).mean()) if ok.any() else None
-        level["ssim_decoded"] = float(ssim(out["x_dec"][i], truth).mean()) if "x_dec" in out else None
-    summary["x_chosen"] = chosen
-    return summary
+        level["ssim_decoded"] = None if out.x_dec is None else float(ssim(out.x_dec[i], truth).mean())
+    return {"levels": summary.levels, "x_chosen": chosen}
 
 
 def sweep_model(name: str, model: AutoencoderModule, images: dict[str, Tensor], cfg: SweepConfig,
@@ -200,12 +199,12 @@ def sweep_model(name: str, model: AutoencoderModule, images: dict[str, Tensor], 
     rows, results = [], {"decoded": {}, "delta": {}, "inverted": {}}
     for method in methods:
         out = solve_all(model, x, method, cfg)
-        seconds = float(out["seconds"].max())
+        seconds = float(out.seconds.max())
         log(f"{name:5s} {method:10s}: {seconds:7.1f} s for {x.shape[0] * len(cfg.sigmas) * len(cfg.alphas)} "
-            f"inversions (max_iter {cfg.max_iter}), mean iterations {float(out['iterations'].mean()):.0f}")
+            f"inversions (max_iter {cfg.max_iter}), mean iterations {float(out.iterations.mean()):.0f}")
         for split, index in splits.items():
             part = take_images(out, index)
-            results["decoded"][split], results["delta"][split] = part["x_dec"], part["delta"]
+            results["decoded"][split], results["delta"][split] = part.x_dec, part.delta
             for rule in ALPHA_RULES:
                 summary = summarize_split(part, images[split], rule, cfg)
                 results["inverted"][(method, rule, split)] = summary

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable, Optional
 
 import torch
@@ -21,19 +22,77 @@ from lbinv.metrics import dual_subgradient, psnr, single_layer_subgradient, symm
 from lbinv.regularizers import TotalVariation
 from lbinv.solvers import InversionResult
 
-#: Data-driven α rules: "auto" searches a log grid locally (:class:`AlphaSearch`); "discrepancy" and
+#: Data-driven α rules: "auto" searches a log grid locally (:class:`lbinv.alpha_search.AlphaSearch`); "discrepancy" and
 #: "oracle" solve the whole grid in the same batch and pick one α per level (:func:`select_alpha`).
 ALPHA_RULES = ("auto", "discrepancy", "oracle")
 #: α grid of "discrepancy" and "oracle": 10 values log-spaced in [1e-4, 1e-1].
 DEFAULT_ALPHA_GRID = tuple(float(f"{10.0 ** (-4 + 3 * i / 9):.3g}") for i in range(10))
-#: α grid of "auto": three values a decade, from 1e-6 to 1.
-SEARCH_GRID = tuple(float(f"{10.0 ** (e / 3):.3g}") for e in range(-18, 1))
-#: Where "auto" starts, in the middle of the α that served the encoders tried (docs/monitor.md).
-SEARCH_START = 1e-3
 
 #: :func:`lbinv.invert` with the callback's settings bound (method, max_iter, tol, solver options);
 #: called as ``solve(net, data, alpha=..., input_shape=..., noise_level=...)`` (and ``x_init=...``, warm).
 Solve = Callable[..., InversionResult]
+
+#: The shapes of :class:`ProbeResult`'s fields (their metadata ``per``): one value per sample
+#: ``(levels, k, G, ...)``, per noisy code whatever α ``(levels, k, ...)``, or per call ``(1,)``.
+PER_SAMPLE, PER_CODE, PER_CALL = "sample", "code", "call"
+
+
+def _entry(per: str, summary: Optional[str] = None, title: str = "", squared: bool = False, decoder: bool = False) -> Any:
+    """A :class:`ProbeResult` field: its shape ``per`` and, with ``summary``, the per-level number
+    :func:`summarize` makes of it (named ``summary``, charted under ``title``; of the squares with
+    ``squared``). ``decoder``: present only with a decoder (default None)."""
+    metadata = {"per": per, "summary": summary, "title": title, "squared": squared, "decoder": decoder}
+    return field(default=None, metadata=metadata) if decoder else field(metadata=metadata)
+
+
+@dataclass
+class ProbeResult:
+    """What :func:`invert_probe` computes for one share of the probe: ``levels`` noise levels × ``k``
+    images × ``G`` α columns, NaN where nothing was solved.
+
+    The fields own what is made of them: each one's metadata gives its shape (``per``) and, where it
+    has a ``summary`` name, the per-level number of :func:`summarize` (the mean over the chosen α's
+    kept samples, or over the level's codes). A new field so declared, and filled in
+    :func:`invert_probe`, reaches the summary, the loggers and TensorBoard's layout
+    (:func:`level_numbers`), the DDP gather and the final inversion's rounds (:meth:`map`,
+    :meth:`names`) with no other edit.
+    """
+
+    x_inv: Tensor = _entry(PER_SAMPLE)  #: the inversions x_α(y^δ)
+    psnr_inv: Tensor = _entry(PER_SAMPLE, "psnr_inverted", "PSNR inverted (dB)")
+    residual: Tensor = _entry(PER_SAMPLE)  #: ‖N(x_α) − y^δ‖
+    iterations: Tensor = _entry(PER_SAMPLE, "iterations", "iterations")
+    converged: Tensor = _entry(PER_SAMPLE, "converged_fraction", "share of the probe converged")
+    solved: Tensor = _entry(PER_SAMPLE)  #: 1 where a sample was solved, else 0
+    #: D^sym_TV(x_α(y^δ), x_α(y)) (:func:`bregman_sym`), NaN where not measured
+    bregman_sym: Tensor = _entry(PER_SAMPLE, "bregman_sym", "symmetric Bregman distance of TV (one-layer encoders)")
+    delta: Tensor = _entry(PER_CODE, "delta2", "delta^2 = |y_delta - y|^2", squared=True)  #: δ = ‖y^δ − y‖
+    #: B_Ψ_L(y^δ, a_L) of the clean input: the noise as the data term measures it
+    bregman_delta: Tensor = _entry(PER_CODE, "delta2_bregman", "delta^2 as B_Psi(y_delta, W x + b)")
+    seconds: Tensor = _entry(PER_CALL)  #: the solver's wall time
+    x_dec: Optional[Tensor] = _entry(PER_CODE, decoder=True)  #: the decoder's outputs for y^δ
+    psnr_dec: Optional[Tensor] = _entry(PER_CODE, "psnr_decoded", "PSNR decoded (dB)", decoder=True)
+
+    @staticmethod
+    def names(per: str) -> tuple[str, ...]:
+        """The fields of shape ``per``."""
+        return tuple(f.name for f in fields(ProbeResult) if f.metadata["per"] == per)
+
+    def map(self, fn: Callable[[Tensor, str], Tensor]) -> ProbeResult:
+        """A result of ``fn(value, per)`` for each field present, in field order (the same on every rank)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return replace(self, **{f.name: fn(values[f.name], f.metadata["per"]) for f in fields(self)
+                                if values[f.name] is not None})
+
+
+def level_numbers(decoder: bool = True) -> dict[str, str]:
+    """The numbers :func:`summarize` gives per noise level, each with its chart title: α and the
+    summaries of :class:`ProbeResult`'s fields (those of the decoder only with ``decoder``)."""
+    numbers = {"alpha": "alpha"}
+    for f in fields(ProbeResult):
+        if f.metadata["summary"] is not None and (decoder or not f.metadata["decoder"]):
+            numbers[f.metadata["summary"]] = f.metadata["title"]
+    return numbers
 
 
 def code_noise(seed: int, levels: int, n: int, code_shape: tuple[int, ...], start: int, stop: int) -> Tensor:
@@ -63,13 +122,12 @@ def invert_probe(
     x_init: Optional[Tensor] = None,
     start: str = "zeros",
     regularizer: Optional[str] = "tv",
-) -> dict[str, Tensor]:
+) -> ProbeResult:
     """Everything one rank computes for its share ``x`` (k images, from index ``offset`` of the ``n``
     probe images) at every noise level and every α column of ``alphas`` ``(levels, G)``.
 
     ``counts`` ``(levels, G)``: column ``(l, g)`` solves the first ``counts[l, g]`` of the k images
-    (default: all; 0 leaves a column, or a whole level, out). The results are ``(levels, k, G)``
-    tensors, NaN where nothing was solved; ``out["solved"]`` is 1 where something was.
+    (default: all; 0 leaves a column, or a whole level, out); :class:`ProbeResult` says what comes back.
 
     Starting points: ``x_init`` ``(levels, k, G, *input_shape)`` (a warm start), and where it is NaN
     (or None) ``start``: ``"decoder"``, the decoder's output for the noisy code clamped into
@@ -79,7 +137,7 @@ def invert_probe(
     columns given the same warm start decide alike) is at most the decoder start's: the encoder has
     trained since it was solved, and early in training its output moves fast.
 
-    ``out["bregman_sym"]`` is ``D^sym_TV(x_α(y^δ), x_α(y))`` (see :func:`bregman_sym`) for a one-layer
+    ``bregman_sym`` is ``D^sym_TV(x_α(y^δ), x_α(y))`` (see :func:`bregman_sym`) for a one-layer
     encoder when ``subgradient`` is ``"optimality"`` or ``"dual"``, for the columns that solve every
     image, else NaN; its reference solves join the same batch."""
     k, input_shape = x.shape[0], tuple(x.shape[1:])
@@ -99,14 +157,12 @@ def invert_probe(
         y_delta.reshape(levels * k, *code_shape),
         pre_activation.unsqueeze(0).expand(levels, *pre_activation.shape).reshape(levels * k, *code_shape),
     ).reshape(levels, k)
-    out: dict[str, Tensor] = {"delta": delta, "bregman_delta": bregman}
-    decoded = None
+    decoded = psnr_dec = None
     if decoder is not None:
         decoded = as_inputs(decoder(y_delta.reshape(levels * k, *code_shape)), code_shape, input_shape).to(x.dtype)
         decoded = decoded.reshape(levels, k, *input_shape)
-        out["x_dec"] = decoded
         truth = x.unsqueeze(0).expand(levels, *x.shape).reshape(levels * k, *input_shape)
-        out["psnr_dec"] = psnr(decoded.reshape(levels * k, *input_shape), truth, data_range).reshape(levels, k)
+        psnr_dec = psnr(decoded.reshape(levels * k, *input_shape), truth, data_range).reshape(levels, k)
 
     solved = torch.arange(k).reshape(1, k, 1) < counts.unsqueeze(1)  # (levels, k, G)
     level_i, image_i, column_i = (i.to(y.device) for i in solved.nonzero(as_tuple=True))
@@ -144,7 +200,7 @@ def invert_probe(
     starting = {} if start == "zeros" and x_init is None else {"x_init": x0}  # "sequential" takes none
     result = solve(net, data, alpha=alpha, input_shape=input_shape, noise_level=noise_level, **starting) if batch else None
     _synchronize(y.device)
-    out["seconds"] = torch.tensor([time.perf_counter() - begin], device=y.device, dtype=y.dtype)
+    seconds = torch.tensor([time.perf_counter() - begin], device=y.device, dtype=y.dtype)
     if result is not None and tuple(result.x.shape) != (data.shape[0], *input_shape):
         raise RuntimeError(f"the solver returned inputs of shape {tuple(result.x.shape)} for {data.shape[0]} codes, "
                            f"expected {(data.shape[0], *input_shape)}")
@@ -156,22 +212,28 @@ def invert_probe(
         return target
 
     x_inv = torch.empty(0, *input_shape, device=y.device, dtype=y.dtype) if result is None else result.x[:batch]
-    truth = x[image_i]
-    out["x_inv"] = scatter(x_inv)
-    out["psnr_inv"] = scatter(psnr(x_inv, truth, data_range))
-    out["residual"] = scatter((net(x_inv) - data[:batch]).flatten(1).norm(dim=1) if batch else x_inv.new_zeros(0))
-    out["iterations"] = scatter(x_inv.new_zeros(0) if result is None else result.iterations[:batch])
-    out["converged"] = scatter(x_inv.new_zeros(0) if result is None else result.converged[:batch])
-    out["solved"] = solved.to(y.device, y.dtype)
-    out["bregman_sym"] = torch.full((levels, k, grid), math.nan, device=y.device, dtype=y.dtype)
-    if with_reference:
-        assert result is not None
+    bsym = torch.full((levels, k, grid), math.nan, device=y.device, dtype=y.dtype)
+    if with_reference and result is not None and subgradient is not None:
         column_full = full.to(y.device)[level_i, column_i]  # (batch,) samples of full columns
         index = torch.full((levels, grid), -1, dtype=torch.long)
         index[full] = which
-        bsym = bregman_sym(net, result, data, alpha, subgradient, batch, k, index.to(y.device)[level_i, column_i], image_i)
-        out["bregman_sym"][level_i[column_full], image_i[column_full], column_i[column_full]] = bsym[column_full].to(y.dtype)
-    return {key: value.to(y.dtype) for key, value in out.items()}
+        values = bregman_sym(net, result, data, alpha, subgradient, batch, k, index.to(y.device)[level_i, column_i], image_i)
+        bsym[level_i[column_full], image_i[column_full], column_i[column_full]] = values[column_full].to(y.dtype)
+    out = ProbeResult(
+        x_inv=scatter(x_inv),
+        psnr_inv=scatter(psnr(x_inv, x[image_i], data_range)),
+        residual=scatter((net(x_inv) - data[:batch]).flatten(1).norm(dim=1) if batch else x_inv.new_zeros(0)),
+        iterations=scatter(x_inv.new_zeros(0) if result is None else result.iterations[:batch]),
+        converged=scatter(x_inv.new_zeros(0) if result is None else result.converged[:batch]),
+        solved=solved.to(y.device),
+        bregman_sym=bsym,
+        delta=delta,
+        bregman_delta=bregman,
+        seconds=seconds,
+        x_dec=decoded,
+        psnr_dec=psnr_dec,
+    )
+    return out.map(lambda value, per: value.to(y.dtype))
 
 
 def start_objective(
@@ -227,6 +289,8 @@ def bregman_sym(
     cone enters the optimality condition).
     """
     if subgradient == "dual":
+        if result.dual is None:
+            raise ValueError("bregman_sym: subgradient='dual' needs the solver's TV dual variable, and the result has none")
         p = dual_subgradient(result.dual)
     else:
         p = single_layer_subgradient(net, result.x, data, alpha)
@@ -239,143 +303,6 @@ def bregman_sym(
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-class AlphaSearch:
-    """α="auto": per noise level, the α of a log grid with the best mean probe PSNR (the paper's
-    choice for Fig. 7: the probe has ground truth), searched locally so that it follows the encoder
-    as it trains at about the cost of one α.
-
-    Each inversion solves, per level, three columns (:meth:`alphas`): the current α on every probe
-    image, and the grid values ``stride`` steps below and above it on a few (:meth:`counts`), each
-    from the nearest solution of the last inversions (:class:`WarmStarts`). :meth:`best` then names
-    the column with the best mean PSNR over the images all three solved, and :meth:`move` goes there
-    (a pattern search): a second move the same way doubles the stride (up to :attr:`MAX_STRIDE`), so
-    a far optimum is reached in a few inversions; staying halves it, turning back resets it to 1.
-    A neighbour beyond the grid's ends is its last value, or NaN (no column) at the end itself.
-    """
-
-    #: The largest stride, in grid steps (4 steps of the default grid: a factor 21.5 in α).
-    MAX_STRIDE = 4
-
-    def __init__(self, levels: int, grid: Sequence[float] = SEARCH_GRID, start: float = SEARCH_START) -> None:
-        self.grid = tuple(sorted(grid))
-        nearest = min(range(len(self.grid)), key=lambda i: abs(math.log(self.grid[i] / start)))
-        self.index = torch.full((levels,), nearest, dtype=torch.long)
-        self.stride = torch.ones(levels, dtype=torch.long)
-        self.direction = torch.zeros(levels, dtype=torch.long)  # of the last move: -1, 0 (stayed), +1
-
-    def _neighbours(self) -> tuple[Tensor, Tensor]:
-        """Grid indices of the lower and upper neighbours (−1 / len(grid): none)."""
-        last = len(self.grid) - 1
-        lower = torch.where(self.index == 0, -1, (self.index - self.stride).clamp_min(0))
-        upper = torch.where(self.index == last, last + 1, (self.index + self.stride).clamp_max(last))
-        return lower, upper
-
-    def alphas(self) -> Tensor:
-        """``(levels, 3)`` float64: the current α, the lower and the upper neighbour (NaN: none)."""
-        grid = torch.tensor((math.nan, *self.grid, math.nan), dtype=torch.float64)
-        lower, upper = self._neighbours()
-        return torch.stack([grid[self.index + 1], grid[lower + 1], grid[upper + 1]], dim=1)
-
-    def counts(self, k: int, neighbours: int, levels: Optional[Tensor] = None) -> Tensor:
-        """``(levels, 3)``: every one of the ``k`` images at the current α, the first ``neighbours`` at
-        each neighbour; 0 beyond the grid and for the levels off in the bool mask ``levels``."""
-        counts = torch.tensor([k, neighbours, neighbours]).expand(len(self.index), 3).clone()
-        counts[torch.isnan(self.alphas())] = 0
-        if levels is not None:
-            counts[~levels.cpu()] = 0
-        return counts
-
-    def best(self, psnr: Tensor, solved: Tensor) -> Tensor:
-        """``(levels,)`` the column (0: current, 1: lower, 2: higher) with the best mean PSNR over
-        the images every solved column has, from ``psnr`` and ``solved`` ``(levels, n, 3)``; a tie, a
-        non-finite score or nothing to compare keeps column 0."""
-        psnr, solved = psnr.double().cpu(), solved.cpu() > 0
-        present = solved.any(dim=1, keepdim=True)  # (levels, 1, 3)
-        common = (solved | ~present).all(dim=2, keepdim=True) & present  # (levels, n, 3)
-        score = torch.where(common, torch.nan_to_num(psnr, nan=-math.inf), 0.0).sum(dim=1)
-        score = torch.where(common.any(dim=1), score / common.sum(dim=1).clamp_min(1), -math.inf)
-        score = torch.nan_to_num(score, nan=-math.inf)
-        better = score > score[:, :1]
-        return torch.where(better.any(dim=1), score.argmax(dim=1), 0)
-
-    def move(self, column: Tensor) -> None:
-        """Go to ``column`` ``(levels,)`` of :meth:`alphas` and adapt the stride (class docstring)."""
-        column = column.cpu()
-        lower, upper = self._neighbours()
-        target = torch.stack([self.index, lower, upper], dim=1).gather(1, column.unsqueeze(1)).squeeze(1)
-        direction = torch.tensor([0, -1, 1])[column]
-        again = (direction != 0) & (direction == self.direction)
-        self.stride = torch.where(direction == 0, (self.stride // 2).clamp_min(1),
-                                  torch.where(again, (2 * self.stride).clamp_max(self.MAX_STRIDE), 1))
-        self.index, self.direction = target.clamp(0, len(self.grid) - 1), direction
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"grid": self.grid, "index": self.index.tolist(), "stride": self.stride.tolist(),
-                "direction": self.direction.tolist()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Resume where a checkpoint left the search (ignored when its grid or levels differ)."""
-        if tuple(state.get("grid", ())) == self.grid and len(state.get("index", ())) == len(self.index):
-            self.index = torch.tensor(state["index"], dtype=torch.long)
-            self.stride = torch.tensor(state.get("stride", [1] * len(self.index)), dtype=torch.long)
-            self.direction = torch.tensor(state.get("direction", [0] * len(self.index)), dtype=torch.long)
-
-
-class WarmStarts:
-    """The probe's last solutions per noise level and α (the whole probe, on the CPU), and the starting
-    points of the next inversion: for each image, the solution at the nearest α (in log α) that has
-    one, NaN where none does (:func:`invert_probe` then starts from its ``start``)."""
-
-    def __init__(self, levels: int) -> None:
-        self.solutions: list[dict[float, Tensor]] = [{} for _ in range(levels)]
-
-    def update(self, alphas: Tensor, x_inv: Tensor, solved: Tensor) -> None:
-        """Keep the finite solutions of ``x_inv`` ``(levels, n, G, ...)`` where ``solved`` ``(levels, n, G)``."""
-        x_inv, solved = x_inv.detach().cpu(), solved.cpu() > 0
-        finite = solved & torch.isfinite(x_inv.flatten(3)).all(dim=3)
-        for level, kept in enumerate(self.solutions):
-            for column, alpha in enumerate(alphas[level].tolist()):
-                ok = finite[level, :, column]
-                if not bool(ok.any()):
-                    continue
-                new = x_inv[level, :, column].clone()
-                old = kept.get(alpha)
-                keep = per_image(ok, new)
-                new = torch.where(keep, new, math.nan if old is None else old)
-                kept[alpha] = new
-
-    def starts(self, alphas: Tensor, images: Tensor) -> Optional[Tensor]:
-        """``(levels, k, G, ...)`` starting points for ``alphas`` ``(levels, G)`` and the probe images
-        of index ``images`` ``(k,)``; None before any solution was kept."""
-        if not any(self.solutions):
-            return None
-        some = next(x for kept in self.solutions for x in kept.values())
-        levels, grid = alphas.shape
-        out = torch.full((levels, len(images), grid, *some.shape[1:]), math.nan, dtype=some.dtype)
-        for level, kept in enumerate(self.solutions):
-            for column, alpha in enumerate(alphas[level].tolist()):
-                if math.isnan(alpha) or not kept:
-                    continue
-                start = out[level, :, column]
-                for known in sorted(kept, key=lambda a: abs(math.log(a / alpha))):
-                    candidate = kept[known][images]
-                    start = torch.where(torch.isnan(start), candidate, start)
-                out[level, :, column] = start
-        return out
-
-    def clear(self) -> None:
-        self.solutions = [{} for _ in self.solutions]
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"solutions": [dict(kept) for kept in self.solutions]}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Resume from a checkpoint's solutions (ignored when the number of levels differs)."""
-        solutions = state.get("solutions")
-        if solutions is not None and len(solutions) == len(self.solutions):
-            self.solutions = [{float(a): x.detach().cpu() for a, x in kept.items()} for kept in solutions]
 
 
 def per_image(mask: Tensor, like: Tensor) -> Tensor:
@@ -409,56 +336,52 @@ def select_alpha(rule: str, psnr: Tensor, residual: Tensor, delta: Tensor, eta: 
     raise ValueError(f"select_alpha: `rule` must be 'fixed', 'auto', 'oracle' or 'discrepancy', got {rule!r}.")
 
 
-def summarize(
-    out: dict[str, Tensor], alphas: Tensor, noise_levels: Sequence[float], rule: str, eta: float
-) -> dict[str, Any]:
-    """Pick α per level with ``rule`` and reduce the per-sample results ``out`` to per-level numbers.
+@dataclass
+class ProbeSummary:
+    """One inversion reduced per noise level (:func:`summarize`)."""
 
-    Returns ``index`` (the chosen α column per level, ``(levels,)``), ``finite`` and ``failed``
-    (``(levels, n)``: the samples solved at that α whose result is finite, and those whose result is
-    not; the latter are left out of the numbers), ``seconds`` (the slowest rank's solver time) and
-    ``levels``: one dict per noise level of CPU floats, with ``inverted`` False and ``None`` numbers
-    for a level left out of this inversion (``out["solved"]``), ``None`` where no sample is left.
-    """
-    psnr = out["psnr_inv"].double().cpu()
-    residual = out["residual"].double().cpu()
-    delta = out["delta"].double().cpu()
-    solved = out["solved"].cpu() > 0 if "solved" in out else torch.ones(psnr.shape, dtype=torch.bool)
-    finite = torch.isfinite(out["x_inv"].flatten(3)).all(dim=3).cpu()  # (levels, n, G)
+    #: ``(levels,)`` the chosen α column per level
+    index: Tensor
+    #: ``(levels, n)`` bool: the samples solved at that α whose result is finite (the numbers average these)
+    finite: Tensor
+    #: ``(levels, n)`` bool: those solved there whose result is not (left out of the numbers)
+    failed: Tensor
+    #: one dict per noise level of CPU floats: ``sigma``, ``inverted`` (False for a level left out of this
+    #: inversion) and the numbers of :func:`level_numbers`, ``None`` where no sample is left
+    levels: list[dict[str, Any]]
+    #: the slowest rank's solver time
+    seconds: float
+
+
+def summarize(out: ProbeResult, alphas: Tensor, noise_levels: Sequence[float], rule: str, eta: float) -> ProbeSummary:
+    """Pick α per level with ``rule`` (:func:`select_alpha`) and reduce the results ``out`` to per-level
+    numbers: each field with a ``summary`` name (:class:`ProbeResult`) gives the mean of its values
+    that are not NaN, per sample over the chosen α's kept samples, per code over the level's codes."""
+    psnr = out.psnr_inv.double().cpu()
+    solved = out.solved.cpu() > 0
+    finite = torch.isfinite(out.x_inv.flatten(3)).all(dim=3).cpu()  # (levels, n, G)
     finite &= torch.isfinite(psnr) | (psnr == math.inf)  # a perfect inversion has an infinite PSNR
-    index = select_alpha(rule, psnr, residual, delta, eta)
+    index = select_alpha(rule, psnr, out.residual.double().cpu(), out.delta.double().cpu(), eta)
     rows = torch.arange(len(noise_levels))
     chosen_solved, chosen_finite = solved[rows, :, index], finite[rows, :, index]  # (levels, n)
+    kept = chosen_finite & chosen_solved
     levels = []
     for i, s in enumerate(noise_levels):
-        ok = chosen_finite[i] & chosen_solved[i]
-        kept = bool(ok.any())
-
-        def chosen(name: str) -> Optional[float]:
-            return float(out[name][i, :, index[i]].double().cpu()[ok].mean()) if kept else None
-
-        level: dict[str, Any] = {
-            "sigma": s,
-            "inverted": bool(solved[i].any()),
-            "delta2": float(delta[i].pow(2).mean()),
-            "delta2_bregman": float(out["bregman_delta"][i].double().mean()),
-            "alpha": float(alphas[i, index[i]]) if kept else None,
-            "psnr_inverted": chosen("psnr_inv"),
-            "iterations": chosen("iterations"),
-            "converged_fraction": chosen("converged"),
-            "psnr_decoded": None,
-            "bregman_sym": None,
-        }
-        if "bregman_sym" in out and kept:
-            bsym = out["bregman_sym"][i, :, index[i]].double().cpu()[ok]
-            bsym = bsym[~torch.isnan(bsym)]
-            level["bregman_sym"] = float(bsym.mean()) if bsym.numel() else None
-        if "psnr_dec" in out:
-            decoded = out["psnr_dec"][i].double().cpu()
-            decoded = decoded[~torch.isnan(decoded)]
-            level["psnr_decoded"] = float(decoded.mean()) if decoded.numel() else None
+        ok = kept[i]
+        level: dict[str, Any] = {"sigma": s, "inverted": bool(solved[i].any()),
+                                 "alpha": float(alphas[i, index[i]]) if bool(ok.any()) else None}
+        for f in fields(ProbeResult):
+            name, value = f.metadata["summary"], getattr(out, f.name)
+            if name is None:
+                continue
+            if value is None:
+                level[name] = None
+                continue
+            value = value[i].double().cpu()
+            value = value[:, index[i]][ok] if f.metadata["per"] == PER_SAMPLE else value
+            value = value.square() if f.metadata["squared"] else value
+            value = value[~torch.isnan(value)]
+            level[name] = float(value.mean()) if value.numel() else None
         levels.append(level)
-    return {
-        "index": index, "finite": chosen_finite & chosen_solved, "failed": chosen_solved & ~chosen_finite,
-        "levels": levels, "seconds": float(out["seconds"].max()),
-    }
+    return ProbeSummary(index=index, finite=kept, failed=chosen_solved & ~chosen_finite, levels=levels,
+                        seconds=float(out.seconds.max()))

@@ -7,11 +7,13 @@ from __future__ import annotations
 import math
 from functools import partial
 
+import pytest
 import torch
 from torch import nn
 
 from lbinv import LiftedNetwork, invert
-from lbinv.probe import SEARCH_GRID, AlphaSearch, WarmStarts, invert_probe, select_alpha, start_objective
+from lbinv.alpha_search import SEARCH_GRID, AlphaSearch, WarmStarts
+from lbinv.probe import ProbeResult, invert_probe, level_numbers, select_alpha, start_objective, summarize
 from lbinv.regularizers import TotalVariation
 
 
@@ -32,6 +34,43 @@ def test_select_alpha_rules():
     psnr_nan = psnr.clone()
     psnr_nan[0, :, 1] = float("nan")
     assert select_alpha("oracle", psnr_nan, residual, delta).tolist() == [2, 0]
+
+
+def test_summarize_reduces_each_field_as_it_declares():
+    """Level 0 (oracle α: column 1): the per-sample numbers average images 0 and 1 only (image 2's
+    inversion is not finite: failed), bregman_sym leaves its NaN out; the per-code numbers average the
+    level's codes (δ² of the squares). Level 1 solved nothing: not inverted, no per-sample numbers."""
+    nan = math.nan
+    x_inv = torch.zeros(2, 3, 2, 1, 2, 2)
+    x_inv[0, 2, 1] = nan
+    level1 = [[nan, nan]] * 3
+    out = ProbeResult(
+        x_inv=x_inv,
+        psnr_inv=torch.tensor([[[10.0, 20.0], [12.0, 22.0], [14.0, 24.0]], level1]),
+        residual=torch.zeros(2, 3, 2),
+        iterations=torch.tensor([[[1.0, 5.0], [1.0, 7.0], [1.0, 100.0]], level1]),
+        converged=torch.tensor([[[1.0, 1.0], [1.0, 0.0], [1.0, 1.0]], level1]),
+        solved=torch.tensor([[[1.0, 1.0]] * 3, [[0.0, 0.0]] * 3]),
+        bregman_sym=torch.tensor([[[nan, 0.1], [nan, nan], [nan, 0.3]], level1]),
+        delta=torch.tensor([[3.0, 4.0, 0.0], [1.0, 1.0, 1.0]]),
+        bregman_delta=torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]]),
+        seconds=torch.tensor([0.5]),
+        x_dec=torch.zeros(2, 3, 1, 2, 2),
+        psnr_dec=torch.tensor([[5.0, nan, 7.0], [1.0, 1.0, 1.0]]),
+    )
+    alphas = torch.tensor([[1e-3, 1e-2], [1e-3, 1e-2]], dtype=torch.float64)
+    summary = summarize(out, alphas, (0.0, 0.1), "oracle", 1.0)
+    assert summary.index.tolist() == [1, 0] and summary.seconds == 0.5
+    assert summary.failed.tolist() == [[False, False, True], [False] * 3]
+    assert summary.finite.tolist() == [[True, True, False], [False] * 3]
+    expected = {"sigma": 0.0, "inverted": True, "alpha": 1e-2, "psnr_inverted": 21.0, "iterations": 6.0,
+                "converged_fraction": 0.5, "bregman_sym": 0.1, "delta2": 25 / 3, "delta2_bregman": 2.0, "psnr_decoded": 6.0}
+    assert summary.levels[0] == pytest.approx(expected)
+    assert summary.levels[1] == pytest.approx({"sigma": 0.1, "inverted": False, "alpha": None, "psnr_inverted": None,
+                                               "iterations": None, "converged_fraction": None, "bregman_sym": None,
+                                               "delta2": 1.0, "delta2_bregman": 0.0, "psnr_decoded": 1.0})
+    assert set(level_numbers()) == set(expected) - {"sigma", "inverted"}
+    assert set(level_numbers(decoder=False)) == set(expected) - {"sigma", "inverted", "psnr_decoded"}
 
 
 # ---------------------------------------------------------------------- α="auto": the local search
@@ -130,9 +169,9 @@ def test_invert_probe_solves_the_counted_columns_from_the_decoder_or_the_warm_st
     with torch.no_grad():
         out = invert_probe(encoder, decoder, x, start="decoder", **common)
         data, x0, alpha = seen[-1]
-        assert out["solved"][0].tolist() == [[1, 1], [1, 0], [1, 0]] and not out["solved"][1].any()
-        assert torch.isnan(out["psnr_inv"][1]).all() and torch.isnan(out["psnr_inv"][0, 1:, 1]).all()
-        assert torch.isfinite(out["psnr_inv"][0, :, 0]).all() and torch.isfinite(out["psnr_dec"]).all()
+        assert out.solved[0].tolist() == [[1, 1], [1, 0], [1, 0]] and not out.solved[1].any()
+        assert torch.isnan(out.psnr_inv[1]).all() and torch.isnan(out.psnr_inv[0, 1:, 1]).all()
+        assert torch.isfinite(out.psnr_inv[0, :, 0]).all() and torch.isfinite(out.psnr_dec).all()
         assert alpha.tolist() == [1e-2, 2e-2, 1e-2, 1e-2]  # (level, image, column) in order
         torch.testing.assert_close(data, encoder(x)[[0, 0, 1, 2]])  # σ = 0: the clean codes
         torch.testing.assert_close(x0, decoder(encoder(x))[[0, 0, 1, 2]].clamp(0.0, 1.0))
@@ -160,14 +199,14 @@ def test_final_rounds_of_the_search_find_the_grid_best_of_a_cold_solve():
             alphas = search.alphas()
             out = invert_probe(encoder, decoder, x, alphas=alphas, counts=search.counts(3, 1),
                                x_init=warm.starts(alphas, torch.arange(3)), start="decoder", **common)
-            warm.update(alphas, out["x_inv"], out["solved"])
-            column = search.best(out["psnr_inv"], out["solved"])
+            warm.update(alphas, out.x_inv, out.solved)
+            column = search.best(out.psnr_inv, out.solved)
             if column.item() == 0:
                 break
             search.move(column)
         cold = invert_probe(encoder, decoder, x, alphas=torch.tensor([grid], dtype=torch.float64),
                             counts=torch.tensor([[1] * len(grid)]), start="zeros", **common)
-    scores = cold["psnr_inv"][0, 0]  # image 0: the neighbours' image
+    scores = cold.psnr_inv[0, 0]  # image 0: the neighbours' image
     chosen = grid.index(search.alphas()[0, 0].item())
     assert scores[chosen] >= scores.max() - 0.05, (chosen, scores.tolist())
 

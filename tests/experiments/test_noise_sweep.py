@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from lbinv.probe import ProbeResult
 from tests.experiments.helpers import load_experiment
 
 noise_sweep = load_experiment("noise_sweep", "noise_sweep", register=True)  # dataclasses look their module up there
@@ -80,16 +81,17 @@ def test_alpha_rules_pick_from_the_grid_per_level():
     cfg = noise_sweep.SweepConfig(sigmas=(0.1, 0.0), alphas=(1e-3, 1e-2, 1e-1), n_train=1, n_val=1)
     psnr = torch.tensor([[[10.0, 12.0, 11.0]], [[15.0, 14.0, 13.0]]])  # (levels, n, G)
     residual = torch.tensor([[[0.1, 0.5, 2.0]], [[0.1, 0.2, 0.3]]])
-    out = {"psnr_inv": psnr, "residual": residual, "delta": torch.tensor([[1.0], [0.0]]),
-           "x_inv": torch.rand(2, 1, 3, 1, 28, 28), "iterations": torch.ones(2, 1, 3), "converged": torch.ones(2, 1, 3),
-           "bregman_delta": torch.zeros(2, 1), "seconds": torch.tensor([1.0]), "x_dec": torch.rand(2, 1, 1, 28, 28)}
+    out = ProbeResult(psnr_inv=psnr, residual=residual, delta=torch.tensor([[1.0], [0.0]]),
+                      x_inv=torch.rand(2, 1, 3, 1, 28, 28), iterations=torch.ones(2, 1, 3), converged=torch.ones(2, 1, 3),
+                      solved=torch.ones(2, 1, 3), bregman_sym=torch.full((2, 1, 3), math.nan),
+                      bregman_delta=torch.zeros(2, 1), seconds=torch.tensor([1.0]), x_dec=torch.rand(2, 1, 1, 28, 28))
     truth = torch.rand(1, 1, 28, 28)
     oracle = noise_sweep.summarize_split(out, truth, "oracle", cfg)
     discrepancy = noise_sweep.summarize_split(out, truth, "discrepancy", cfg)
     assert [lv["alpha"] for lv in oracle["levels"]] == [1e-2, 1e-3]
     assert [lv["alpha"] for lv in discrepancy["levels"]] == [1e-2, 1e-3]
     assert oracle["x_chosen"].shape == (2, 1, 1, 28, 28)
-    assert torch.equal(oracle["x_chosen"][0, 0], out["x_inv"][0, 0, 1])
+    assert torch.equal(oracle["x_chosen"][0, 0], out.x_inv[0, 0, 1])
 
 
 def test_log_grid_spans_the_papers_range():

@@ -4,6 +4,7 @@ event files. The DDP test's subprocess imports this module too (as ``tests.light
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import lightning as L
@@ -148,6 +149,17 @@ def events(tmp_path: Path) -> EventAccumulator:
     accumulator = EventAccumulator(str(tmp_path / "tb" / "version_0"), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
     accumulator.Reload()
     return accumulator
+
+
+def csv_rows(tmp_path: Path) -> list[tuple[int, dict[str, float]]]:
+    """The rows of a ``CSVLogger(str(tmp_path))``'s metrics file: (step, the values the row holds)."""
+    with open(tmp_path / "lightning_logs" / "version_0" / "metrics.csv", newline="") as f:
+        return [(int(row["step"]), {k: float(v) for k, v in row.items() if v and k != "step"}) for row in csv.DictReader(f)]
+
+
+def console(caplog: pytest.LogCaptureFixture) -> str:
+    """The callback's console lines so far (the records of its logger), one a line."""
+    return "\n".join(r.getMessage() for r in caplog.records if r.name == "lbinv.lightning.callback")
 
 
 def inversion_tags(decoder: bool = True) -> list[str]:

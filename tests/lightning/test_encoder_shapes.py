@@ -20,6 +20,7 @@ from tests.lightning.helpers import (
     Encoder,
     TrainSteps,
     batch_images,
+    console,
     events,
     inversion_tags,
     make_callback,
@@ -91,11 +92,11 @@ SHAPES = {
 
 
 @pytest.mark.parametrize("shape", list(SHAPES))
-def test_each_shape_trains_an_epoch_with_the_callback(tmp_path, capsys, shape):
+def test_each_shape_trains_an_epoch_with_the_callback(tmp_path, caplog, shape):
     cb = make_callback(log_images=False, input_shape=(1, SIZE, SIZE), **SHAPES[shape])
     make_trainer(tmp_path, [cb]).fit(Project(shape), train_loader(), val_loader())
     flattened = "InversionCallback: the encoder 'encoder' starts with Linear(in_features=64, out_features=16, bias=True) "
-    assert (flattened + "and the validation inputs are (1, 8, 8): they are flattened for it" in capsys.readouterr().out) == (shape == "flat")
+    assert (flattened + "and the validation inputs are (1, 8, 8): they are flattened for it" in console(caplog)) == (shape == "flat")
     acc = events(tmp_path)
     for tag in inversion_tags():
         assert [e.step for e in acc.Scalars(tag)] == [0], tag

@@ -10,12 +10,24 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+import lbinv.lightning.callback.clock as clock_module
 import lbinv.lightning.callback.inverter as inverter_module
 import lbinv.lightning.callback.schedule as schedule
+from lbinv.alpha_search import SEARCH_START, AlphaSearch
 from lbinv.lightning.callback import InversionCallback
-from lbinv.lightning.callback.schedule import Cost, TimeShare
-from lbinv.probe import SEARCH_START, AlphaSearch
-from tests.lightning.helpers import LEVELS, QUIET_LIGHTNING, Foreign, events, make_trainer, scalar_steps, train_loader, val_loader
+from lbinv.lightning.callback.clock import Clock
+from lbinv.lightning.callback.schedule import Cost
+from tests.lightning.helpers import (
+    LEVELS,
+    QUIET_LIGHTNING,
+    Foreign,
+    console,
+    events,
+    make_trainer,
+    scalar_steps,
+    train_loader,
+    val_loader,
+)
 
 pytestmark = QUIET_LIGHTNING
 
@@ -45,21 +57,28 @@ def invert_calls(monkeypatch):
 # ---------------------------------------------------------------------- the clock and the cost
 def test_time_share_allowance_keeps_the_share(monkeypatch):
     now = [100.0]
-    monkeypatch.setattr(schedule.time, "perf_counter", lambda: now[0])
-    clock = TimeShare(0.2)
+    monkeypatch.setattr(clock_module.time, "perf_counter", lambda: now[0])
+    clock = Clock(time_share=0.2, max_seconds=None, final_seconds=60.0)
     assert clock.allowance() == math.inf  # before the fit starts
     clock.start()
     now[0] += 10.0  # 10 s of training
     assert clock.allowance() == pytest.approx(2.5)  # 0.2 · 10 / 0.8
-    with clock.charging():
+    with clock.charging(fitting=True):
         now[0] += 2.5  # spending the whole allowance
     assert clock.spent == pytest.approx(0.2 * 12.5)  # exactly the share of the 12.5 s so far
     assert clock.allowance() == pytest.approx(0.0, abs=1e-12)
-    with clock.charging():
+    with clock.charging(fitting=False):
+        now[0] += 1.0  # outside fit (a final inversion, say): not charged
+    assert clock.spent == pytest.approx(0.2 * 12.5)
+    with clock.charging(fitting=True):
         now[0] += 1.0  # overspent: the next inversion must wait
     assert clock.allowance() < 0
     now[0] += 0.8 / 0.2 * 1.0 * (1 - 0.2) / 0.8 * 5  # enough training pays it back
     assert clock.allowance() > 0
+    # deadlines: the share's and max_seconds, whichever comes first; the final inversion's final_seconds
+    assert clock.deadline(5.0) is None and clock.deadline(5.0, 2.0) == 7.0 and clock.final_deadline(5.0) == 65.0
+    capped = Clock(time_share=None, max_seconds=1.5, final_seconds=None)
+    assert capped.allowance() == math.inf and capped.deadline(5.0, 2.0) == 6.5 and capped.final_deadline(5.0) is None
 
 
 def test_cost_levels_afford_min_sweeps_of_each_level():
@@ -130,7 +149,7 @@ def test_auto_solves_three_columns_logs_the_current_alpha_and_moves(tmp_path, in
 
 # ---------------------------------------------------------------------- the share
 @pytest.mark.parametrize("affordable", [1, 0])
-def test_short_share_inverts_levels_in_rotation_or_skips(tmp_path, monkeypatch, capsys, affordable):
+def test_short_share_inverts_levels_in_rotation_or_skips(tmp_path, monkeypatch, caplog, affordable):
     """When the share affords one level, the levels take turns (least recently inverted first); when
     it affords none, the epochs are skipped. Either is said once; the final inversion still runs."""
     monkeypatch.setattr(Cost, "levels", lambda self, allowance, codes, levels: affordable)
@@ -142,7 +161,7 @@ def test_short_share_inverts_levels_in_rotation_or_skips(tmp_path, monkeypatch, 
         assert steps == [[0, 2, 3], [1, 3]]  # epochs 0, 1, 2 in turn; epoch 3 is the final: every level
     else:
         assert steps == [[3], [3]]
-    out = capsys.readouterr().out
+    out = console(caplog)
     kind = "inverts 1 of 2 noise levels per epoch, in rotation" if affordable else "skips the inversion of this epoch"
     assert out.count(kind) == 1
 
@@ -151,14 +170,14 @@ def test_solve_stops_at_the_allowance(tmp_path, invert_calls, monkeypatch):
     """Each solve's max_seconds is what the clock allows from when it starts, less the time the last
     inversion spent after its solve."""
     seen = []
-    real = TimeShare.allowance
+    real = Clock.allowance
 
     def spy(self):
         value = real(self)
         seen.append(value)
         return value
 
-    monkeypatch.setattr(TimeShare, "allowance", spy)
+    monkeypatch.setattr(Clock, "allowance", spy)
     monkeypatch.setattr(Cost, "levels", lambda self, allowance, codes, levels: levels)  # never skip
     cb = monitor(alpha=1e-2, final_seconds=0)
     make_trainer(tmp_path, [cb], max_epochs=3).fit(Foreign(), train_loader(), val_loader())
@@ -169,12 +188,12 @@ def test_solve_stops_at_the_allowance(tmp_path, invert_calls, monkeypatch):
 
 
 # ---------------------------------------------------------------------- the final inversion
-def test_final_inversion_runs_to_tol_and_prints_its_table(tmp_path, capsys):
+def test_final_inversion_runs_to_tol_and_prints_its_table(tmp_path, caplog):
     cb = monitor(alpha=1e-2, tol=1e-3, max_iter=3000, final_seconds=None)
     make_trainer(tmp_path, [cb], max_epochs=2).fit(Foreign(), train_loader(), val_loader())
     assert cb.final_summary is not None and cb.final_summary is cb.last_summary
     assert all(level["converged_fraction"] == 1.0 for level in cb.final_summary)
-    out = capsys.readouterr().out
+    out = console(caplog)
     assert "InversionCallback: the final inversion (epoch 1):" in out
     # a final inversion says when it starts and how long it took, however short (it may run for final_seconds)
     assert "to tol (final) at epoch 1…" in out and "InversionCallback: epoch 1 inverted in" in out
@@ -237,7 +256,7 @@ def test_final_rounds_do_not_solve_a_column_twice(tmp_path, invert_calls, monkey
 
     def timed_round(self, *args, **kwargs):
         out = real_round(self, *args, **kwargs)
-        round_seconds.append(float(out["seconds"].max()))
+        round_seconds.append(float(out.seconds.max()))
         return out
 
     monkeypatch.setattr(inverter_module.ProbeInverter, "round", timed_round)

@@ -1,8 +1,10 @@
-"""The inversion callback: :class:`InversionCallback` (``callback``) with its argument checks
-(``arguments``), its access to any LightningModule (``access``), its probe images
-(``probe_images``), when and for how long it inverts (``schedule``), its collectives (``ddp``),
-what it writes to TensorBoard (``tensorboard``) and the Lightning namespaces it serves
-(``namespaces``). The numbers it logs come from :mod:`lbinv.probe`.
+"""The inversion callback: :class:`InversionCallback` (``callback``: the hooks and what runs when)
+with its argument checks (``arguments``), its access to any LightningModule (``access``), its probe
+images (``probe_images``), the time it may take (``clock``), the last epoch, costs and console lines
+(``schedule``), an inversion's rounds (``inverter``), what it carries between inversions: α rule,
+warm starts, costs (``monitor``), its collectives (``ddp``), what it logs and where (``tensorboard``),
+its messages (``messages``) and the Lightning namespaces it serves (``namespaces``). The numbers it
+logs come from :mod:`lbinv.probe`.
 """
 
 from lbinv.lightning.callback.callback import InversionCallback, InversionWarning

@@ -17,13 +17,14 @@ from torch import Tensor, nn
 
 from lbinv._checks import HALF_PRECISION
 from lbinv.lifted import LiftedNetwork
+from lbinv.lightning.callback.messages import Notices
 from lbinv.operators.sequential import is_plain_sequential
 from lbinv.probe import as_inputs
 from lbinv.solvers.inversion import check_solver_depth
 from lbinv.tracing import Output, OutputError, code_module, eval_mode
 
-if TYPE_CHECKING:  # either namespace's LightningModule
-    from lightning.pytorch import LightningModule
+if TYPE_CHECKING:  # either namespace's classes
+    from lightning.pytorch import LightningModule, Trainer
 
 #: Keys under which a dict batch may hold the input images, in order of preference.
 INPUT_KEYS = ("x", "image", "images", "input", "inputs")
@@ -71,7 +72,7 @@ def takes_flat_inputs(encoder: nn.Module, input_shape: tuple[int, ...]) -> Optio
     (``in_features`` = the product of ``input_shape``, which has several dimensions), as in Lightning's
     LitAutoEncoder, whose ``training_step`` flattens the batch; else None."""
     first = encoder
-    while is_plain_sequential(first) and len(first) > 0:
+    while isinstance(first, nn.Sequential) and is_plain_sequential(first) and len(first) > 0:
         first = first[0]
     if isinstance(first, nn.Linear) and len(input_shape) > 1 and first.in_features == math.prod(input_shape):
         return first
@@ -261,3 +262,69 @@ def at_precision(
     own = param.dtype
     wrapped = None if decoder is None else (lambda codes: decoder(codes.to(own)))
     return copy.deepcopy(encoder).to(dtype), wrapped
+
+
+class ModuleAccess:
+    """The user's ``encoder``, ``decoder`` and ``encoder_output`` (with ``input_shape``, ``data_range``
+    and the options of method "lifted", which the checks need), built once in the callback's
+    ``__init__``: everything that reaches into a LightningModule for them goes through here, the
+    checks of a run included (each passes once per run, :meth:`new_run`)."""
+
+    def __init__(
+        self, encoder: Any, decoder: Any, encoder_output: Output, input_shape: Optional[tuple[int, ...]],
+        data_range: Optional[tuple[float, float]], lifted_options: Optional[dict[str, Any]],
+    ) -> None:
+        self.encoder_spec, self.decoder_spec, self.encoder_output = encoder, decoder, encoder_output
+        self.input_shape, self.data_range, self.lifted_options = input_shape, data_range, lifted_options
+        self.encoder_checked = False
+        self.batch_checked = False  # the checks of the first validation batch of a run
+
+    @property
+    def encoder_name(self) -> Optional[str]:
+        return accessor_name(self.encoder_spec)
+
+    @property
+    def has_decoder(self) -> bool:
+        return self.decoder_spec is not None
+
+    def encoder(self, pl_module: LightningModule, input_shape: Optional[tuple[int, ...]] = None) -> nn.Module:
+        """See :func:`resolve_encoder`."""
+        return resolve_encoder(self.encoder_spec, pl_module, self.encoder_output, input_shape)
+
+    def decoder(self, pl_module: LightningModule) -> Optional[Callable[[Tensor], Tensor]]:
+        """See :func:`resolve_decoder`."""
+        return resolve_decoder(self.decoder_spec, pl_module)
+
+    def new_run(self) -> None:
+        """A run starts (the module may differ from a previous run's): every check runs again."""
+        self.encoder_checked = self.batch_checked = False
+
+    def check_encoder(self, pl_module: LightningModule, probe: Optional[Tensor]) -> None:
+        """When fit/validate starts: :func:`check_encoder` with the shape known by then
+        (:func:`known_input_shape`), deferred to the first validation batch when there is none."""
+        self._check(pl_module, known_input_shape(self.input_shape, probe, pl_module), defer_if_shape_unknown=True)
+
+    def check_batch(self, trainer: Trainer, pl_module: LightningModule, x: Tensor, notices: Notices) -> None:
+        """At a validation batch ``x``: the encoder check, with its shape (so it fails before the first
+        training epoch when a sanity check runs); once per run the dry run (:func:`dry_run`), a warning
+        when the images leave ``data_range`` (PSNR would clamp them), and a line when the encoder reads
+        the inputs flattened (the callback flattens them for it)."""
+        input_shape = tuple(x.shape[1:])
+        self._check(pl_module, self.input_shape or input_shape, defer_if_shape_unknown=False)
+        if self.batch_checked:
+            return
+        dry_run(pl_module, self.encoder_spec, self.decoder_spec, x[:1], self.encoder_output)
+        message = range_warning(self.data_range, x)
+        if message is not None:
+            notices.warn(trainer, "range", message)
+        first = takes_flat_inputs(self.encoder(pl_module), input_shape)
+        if first is not None:
+            notices.say(trainer, "flattened", f"InversionCallback: the encoder {self.encoder_name!r} starts with {first} "
+                        f"and the validation inputs are {input_shape}: they are flattened for it (nn.Flatten() before "
+                        "the encoder).")
+        self.batch_checked = True
+
+    def _check(self, pl_module: LightningModule, input_shape: Optional[tuple[int, ...]], defer_if_shape_unknown: bool) -> None:
+        if not self.encoder_checked:
+            self.encoder_checked = check_encoder(pl_module, self.encoder_spec, self.decoder_spec, input_shape,
+                                                 defer_if_shape_unknown, self.encoder_output, self.lifted_options)

@@ -5,31 +5,22 @@ epoch it encodes them, adds Gaussian noise of several standard deviations to the
 noisy code into the domain of the code activation, and inverts *all* noise levels × images
 (× α columns) in one batched :func:`lbinv.invert` call, starting from the decoder's output or the
 last inversion's solution, within a share of the run's time. It logs the PSNR of the inversion and
-of the decoder applied to the same noisy code, per noise level, to TensorBoard; after the last
-epoch one more inversion runs to ``tol`` (the converged final point) and prints a table.
+of the decoder applied to the same noisy code, per noise level, to every logger of the trainer (the
+images and the figure to TensorBoard) at ``step = trainer.current_epoch`` (the final model's
+inversion at the end of a fit that trained past its last validation: the next epoch's number), so
+the x axis of the ``inversion/*`` charts counts epochs. After the last epoch one more inversion runs
+to ``tol`` (the converged final point) and prints a table.
 
-Steps: every TensorBoard record this callback writes (scalars, images, figure) uses
-``global_step = trainer.current_epoch`` (the final model's inversion at the end of a fit that
-trained past its last validation: the next epoch's number), so the x axis of the ``inversion/*``
-charts counts epochs. Without a TensorBoard logger the scalars go through ``pl_module.log``
-instead, and Lightning then uses its own step (``trainer.global_step``).
-
-This module holds the hooks and decides what runs when and where; its helpers are ``arguments``
-(its constructor's arguments), ``access`` (encoder, decoder and inputs of any LightningModule),
-``probe_images`` (the probe), ``schedule`` (the last epoch, time budgets, console lines),
-:mod:`lbinv.probe` (the numbers, α rule included; plain PyTorch), ``ddp`` (collectives),
-``monitor`` (the α rule, warm starts and costs carried between inversions), ``tensorboard`` (tags,
-images, figure, the final table) and ``namespaces``. None imports
+This module holds the hooks and decides what runs when (:meth:`InversionCallback._plan`); the
+package's other modules (listed in its ``__init__``) do the rest. None imports
 :mod:`lbinv.lightning.models`: the callback works with any LightningModule.
 """
 
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Sequence
-from contextlib import nullcontext
-from typing import TYPE_CHECKING, Any, Callable, ContextManager, Literal, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Union
 
 import torch
 from torch import Tensor, nn
@@ -37,17 +28,7 @@ from typing_extensions import override
 
 import lbinv.lightning.callback.tensorboard as tensorboard
 from lbinv._checks import check_bool, check_int, check_interval, check_number, check_shape
-from lbinv.lightning.callback.access import (
-    accessor_name,
-    batch_inputs,
-    check_encoder,
-    dry_run,
-    has_validation_step,
-    known_input_shape,
-    range_warning,
-    resolve_encoder,
-    takes_flat_inputs,
-)
+from lbinv.lightning.callback.access import ModuleAccess, batch_inputs, has_validation_step
 from lbinv.lightning.callback.arguments import (
     callback_arguments,
     check_accessor,
@@ -61,13 +42,13 @@ from lbinv.lightning.callback.arguments import (
     check_start,
     check_warm_start,
 )
-from lbinv.lightning.callback.inverter import ProbeInverter
-from lbinv.lightning.callback.messages import InversionWarning, say, warn_on_rank_zero
-from lbinv.lightning.callback.monitor import FINAL_ROUNDS, Monitor, Rounds
-from lbinv.lightning.callback.namespaces import CALLBACK_BASES, TENSORBOARD_LOGGERS
+from lbinv.lightning.callback.clock import Clock
+from lbinv.lightning.callback.inverter import Inversion, Plan, ProbeInverter
+from lbinv.lightning.callback.messages import InversionWarning, Notices, say, warn_on_rank_zero
+from lbinv.lightning.callback.monitor import Monitor
+from lbinv.lightning.callback.namespaces import CALLBACK_BASES
 from lbinv.lightning.callback.probe_images import ProbeImages
-from lbinv.lightning.callback.schedule import MIN_SWEEPS, Progress, TimeShare, last_epoch
-from lbinv.probe import summarize
+from lbinv.lightning.callback.schedule import MIN_SWEEPS, FitRecord, Progress, last_epoch
 
 if TYPE_CHECKING:  # either namespace's classes; only for type checkers
     from lightning.pytorch import LightningModule, Trainer
@@ -185,14 +166,16 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
         Safety factor η of the discrepancy principle: of the ``"discrepancy"`` α rule (η > 0, usually
         ≥ 1), and of ``method="landweber"``'s stopping rule (η ≥ 1).
 
-    Logged (TensorBoard tags; ``{s:g}`` is the noise level):
+    Logged to every logger of the trainer (scalars; ``{s:g}`` is the noise level), and to TensorBoard
+    (images, figure, layout, the final table):
 
     - scalars ``inversion/psnr_inverted/sigma_{s}``, ``inversion/psnr_decoded/sigma_{s}``,
       ``inversion/delta2/sigma_{s}`` (mean ‖y^δ − y‖² over the probe),
       ``inversion/delta2_bregman/sigma_{s}`` (mean :math:`B_{\Psi_L}(y^\delta, W_L x_{L-1} + b_L)` of the clean
       input: the noise as the data term measures it), ``inversion/alpha/sigma_{s}``
       (α used), ``inversion/iterations/sigma_{s}`` (mean iterations), ``inversion/seconds``
-      (wall time of the solver calls, slowest rank; the final inversion's rounds summed);
+      (wall time of the solver calls, slowest rank; the final inversion's rounds summed): the numbers
+      of :func:`lbinv.probe.level_numbers`, also kept on the callback (:attr:`last_summary`);
     - for a one-layer encoder (e.g. the dense autoencoder) and method "lifted"/"sequential" with TV:
       ``inversion/bregman_sym/sigma_{s}``, the mean symmetric Bregman distance of TV (the paper's error
       measure, MATH.md §10) between the inversion x_α(y^δ) and the noise-free inversion x_α(y) at the same
@@ -255,22 +238,18 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
             self.warm_start = check_warm_start(warm_start, method)
             self.start = check_start(start, method, self.decoder)
 
+        self._access = ModuleAccess(self.encoder, self.decoder, self.encoder_output, self.input_shape, self.data_range,
+                                    self.solver_options if self.method == "lifted" else None)
         self._probe_images = ProbeImages(self.num_samples)  # kept in checkpoints, with the monitor's state
         self._monitor = Monitor(len(self.noise_levels), self.alpha, self.alpha_grid, self.warm_start)
-        self._inverter = ProbeInverter(
-            self.encoder, self.decoder, self.encoder_output, self.noise_levels, self.seed, self.method, self.max_iter,
-            self.tol, self.eta, self.solver_options, self.start,
-        )
-        self._clock = TimeShare(self.time_share) if self.time_share is not None else None
-        self._encoder_checked = False
-        self._batch_checked = False  # the dry run on the first validation batch of a run
-        self._warned: set[str] = set()
-        self._layout_written = False
+        self._inverter = ProbeInverter(self._access, self.noise_levels, self.seed, self.method, self.max_iter, self.tol,
+                                       self.eta, self.solver_options, self.start)
+        self._clock = Clock(self.time_share, self.max_seconds, self.final_seconds)
         self._progress = Progress()
-        self._validated: Optional[tuple[int, int]] = None  # (epoch, global_step) of the last fit validation
-        self._inverted_at: Optional[int] = None  # global_step of the last inversion in this fit (None: none yet)
-        self._final_done = False  # whether the last inversion of this fit was the final one
-        #: The per-level numbers of the last inversion logged (:func:`lbinv.probe.summarize`'s ``levels``).
+        self._notices = Notices()
+        self._publisher = tensorboard.Publisher(self.noise_levels, self._access.has_decoder, self.log_images, self._notices)
+        self._fit = FitRecord()
+        #: The per-level numbers of the last inversion logged (:class:`lbinv.probe.ProbeSummary`'s ``levels``).
         self.last_summary: Optional[list[dict[str, Any]]] = None
         #: The same for the last final inversion (the converged point a user quotes).
         self.final_summary: Optional[list[dict[str, Any]]] = None
@@ -279,7 +258,7 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
     @property
     @override
     def state_key(self) -> str:
-        return self._generate_state_key(encoder=accessor_name(self.encoder), num_samples=self.num_samples)
+        return self._generate_state_key(encoder=self._access.encoder_name, num_samples=self.num_samples)
 
     @override
     def state_dict(self) -> dict[str, Any]:
@@ -301,7 +280,7 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
         search = self._monitor.search
         return None if search is None else search.alphas()[:, 0].tolist()
 
-    # ------------------------------------------------------------------ skipping
+    # ------------------------------------------------------------------ decisions
     def _should_skip(self, trainer: Trainer) -> bool:
         """True when no inversion runs at this validation epoch end (after the sanity check, which
         never inverts): a stage other than fit/validate, or during fit an epoch off the
@@ -315,24 +294,40 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
 
     def _final(self, trainer: Trainer) -> bool:
         """Whether an inversion here is the final one: ``trainer.validate``, or the last epoch of a fit."""
-        return self.final_seconds != 0 and (trainer.state.fn == "validate" or last_epoch(trainer))
+        return self._clock.has_final and (trainer.state.fn == "validate" or last_epoch(trainer))
+
+    def _plan(self, trainer: Trainer, begin: float, final: bool) -> Plan:
+        """What an inversion that begins at ``begin`` does: a final one every level until ``final_seconds``;
+        a budgeted one during fit the levels ``time_share`` affords (at least :data:`MIN_SWEEPS` sweeps
+        of each, by the last inversion's cost; in rotation; none: skipped) until the allowance, less
+        the time its last one took after its solve, or ``max_seconds``. Every rank decides alike."""
+        levels = len(self.noise_levels)
+        every = torch.ones(levels, dtype=torch.bool)
+        if final:
+            return Plan(every, self._clock.final_deadline(begin), final=True)
+        if not self._clock.shares(trainer.state.fn == "fit"):
+            return Plan(every, self._clock.deadline(begin), final=False)
+        allowance, cost = self._clock.allowance(), self._monitor.cost
+        codes = int(self._monitor.columns(self._probe_images.share(trainer.world_size, 0)[1], every)[1][0].sum())
+        count = cost.levels(allowance, codes, levels)  # codes of one level
+        if trainer.world_size > 1:  # every rank must decide alike
+            count = int(trainer.strategy.reduce(torch.tensor(float(count)), reduce_op="min"))
+        return Plan(self._monitor.rotation(count), self._clock.deadline(begin, allowance - cost.after_solve), False, allowance)
 
     # ------------------------------------------------------------------ hooks
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        self._encoder_checked = self._batch_checked = False  # the module may differ from a previous run's
+        self._access.new_run()
         self._probe_images.forget_pending()
-        self._validated = self._inverted_at = None
-        self._final_done = False
+        self._fit = FitRecord()
 
     @override
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if self._clock is not None:
-            self._clock.start()
-        self._check_encoder(pl_module, self._known_input_shape(pl_module), defer_if_shape_unknown=True)
+        self._clock.start()
+        self._access.check_encoder(pl_module, self.probe)
         if not has_validation_step(pl_module) or trainer.limit_val_batches == 0:
             why = "has no validation_step" if not has_validation_step(pl_module) else "runs no validation (limit_val_batches=0)"
-            self._warn_once(
+            self._notices.warn(
                 trainer,
                 "no-validation",
                 f"InversionCallback: {type(pl_module).__name__} {why}, and the callback inverts at the end of validation "
@@ -341,18 +336,13 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
 
     @override
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """The final model gets the final inversion unless the last one was it (a fit that stopped
-        early, at ``max_steps`` or off the interval; or with ``final_seconds=0`` one that trained
-        since its last inversion). Every rank decides alike: the decision reads only what all ranks
-        share (the probe, the global step)."""
-        if self.probe is not None and self._validated is not None:
-            trained = self._inverted_at != trainer.global_step
-            if trained or (self.final_seconds != 0 and not self._final_done):
-                epoch, step = self._validated
-                self._invert_and_log(trainer, pl_module, epoch if step == trainer.global_step else epoch + 1,
-                                     final=self.final_seconds != 0, at_fit_end=True)
-        if self._inverted_at is None and "no-validation" not in self._warned:
-            self._warn_once(
+        """The final model gets the final inversion unless the last one was it
+        (:meth:`~lbinv.lightning.callback.schedule.FitRecord.final_model_epoch`)."""
+        epoch = None if self.probe is None else self._fit.final_model_epoch(trainer, self._clock.has_final)
+        if epoch is not None:
+            self._invert_and_log(trainer, pl_module, epoch, final=self._clock.has_final)
+        if self._fit.inverted_at is None and "no-validation" not in self._notices.given:
+            self._notices.warn(
                 trainer,
                 "nothing-inverted",
                 "InversionCallback: no validation epoch ended during this fit, so nothing was inverted (does the "
@@ -362,7 +352,7 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
     @override
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.state.fn == "validate":
-            self._check_encoder(pl_module, self._known_input_shape(pl_module), defer_if_shape_unknown=True)
+            self._access.check_encoder(pl_module, self.probe)
 
     @override
     def on_validation_batch_end(
@@ -376,16 +366,10 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
     ) -> None:
         if dataloader_idx != 0 or trainer.state.fn not in ("fit", "validate"):
             return
-        if not self._batch_checked or (not trainer.sanity_checking and self.probe is None):
-            with self._charging(trainer):
+        if not self._access.batch_checked or (not trainer.sanity_checking and self.probe is None):
+            with self._clock.charging(trainer.state.fn == "fit"):
                 x = batch_inputs(batch)
-                # fails here, before the first training epoch when a sanity check runs
-                self._check_encoder(pl_module, self.input_shape or tuple(x.shape[1:]), defer_if_shape_unknown=False)
-                if not self._batch_checked:
-                    dry_run(pl_module, self.encoder, self.decoder, x[:1], self.encoder_output)
-                    self._check_range(trainer, x)
-                    self._say_flattened(trainer, pl_module, tuple(x.shape[1:]))
-                    self._batch_checked = True
+                self._access.check_batch(trainer, pl_module, x, self._notices)
                 if not trainer.sanity_checking:
                     self._probe_images.capture(x)
 
@@ -398,199 +382,62 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
             if message is not None:
                 warn_on_rank_zero(trainer, message)
         if trainer.state.fn == "fit":
-            self._validated = (trainer.current_epoch, trainer.global_step)
+            self._fit.validation(trainer)
         if self._should_skip(trainer) or self.probe is None:
             return
         self._invert_and_log(trainer, pl_module, trainer.current_epoch, final=self._final(trainer))
 
-    def _charging(self, trainer: Trainer) -> ContextManager[None]:
-        """Count the block as the callback's time during fit (``time_share``)."""
-        if self._clock is None or trainer.state.fn != "fit":
-            return nullcontext()
-        return self._clock.charging()
-
-    # ------------------------------------------------------------------ encoder / decoder
-    def _known_input_shape(self, pl_module: LightningModule) -> Optional[tuple[int, ...]]:
-        return known_input_shape(self.input_shape, self.probe, pl_module)
-
-    def _check_encoder(
-        self, pl_module: LightningModule, input_shape: Optional[tuple[int, ...]], defer_if_shape_unknown: bool
-    ) -> None:
-        """See :func:`lbinv.lightning.callback.access.check_encoder`; passes once per run."""
-        if not self._encoder_checked:
-            options = self.solver_options if self.method == "lifted" else None
-            self._encoder_checked = check_encoder(
-                pl_module, self.encoder, self.decoder, input_shape, defer_if_shape_unknown, self.encoder_output, options
-            )
-
-    def _say_flattened(self, trainer: Trainer, pl_module: LightningModule, input_shape: tuple[int, ...]) -> None:
-        """Once: the encoder reads the inputs flattened, and the callback flattens them for it."""
-        encoder = resolve_encoder(self.encoder, pl_module, self.encoder_output)
-        first = takes_flat_inputs(encoder, input_shape)
-        if first is not None and "flattened" not in self._warned:
-            self._warned.add("flattened")
-            say(trainer, f"InversionCallback: the encoder {accessor_name(self.encoder)!r} starts with {first} and the "
-                         f"validation inputs are {input_shape}: they are flattened for it (nn.Flatten() before the encoder).")
-
-    def _check_range(self, trainer: Trainer, x: Tensor) -> None:
-        """Warn once when validation images leave ``data_range`` (PSNR would clamp them)."""
-        message = range_warning(self.data_range, x)
-        if message is not None:
-            self._warn_once(trainer, "range", message)
-
+    # ------------------------------------------------------------------ inversion
     def _data_range(self) -> tuple[float, float]:
         """``data_range``, or the probe's (min, max) where it is None."""
         return self.data_range or self._probe_images.value_range() or (0.0, 1.0)
 
-    # ------------------------------------------------------------------ inversion
-    def _invert_and_log(
-        self, trainer: Trainer, pl_module: LightningModule, epoch: int, final: bool, at_fit_end: bool = False
-    ) -> None:
-        """Invert the probe (this rank's share), gather, summarise and log at step ``epoch``: during
-        fit the levels and the time ``time_share`` allows (:meth:`_plan`), charged to it; ``final``:
-        the converged final inversion, in rounds while ``"auto"``'s search moves. ``at_fit_end``: at
-        the end of fit, where ``pl_module.log`` is not allowed."""
+    def _invert_and_log(self, trainer: Trainer, pl_module: LightningModule, epoch: int, final: bool) -> None:
+        """Invert the probe (this rank's share), gather, summarise and log at step ``epoch``, as
+        :meth:`_plan` decides: during fit charged to ``time_share``; ``final``: the converged final
+        inversion, in rounds while ``"auto"``'s search moves."""
         begin = time.perf_counter()
-        charging = nullcontext() if final else self._charging(trainer)
-        with charging:
+        with self._clock.charging(trainer.state.fn == "fit" and not final):
             plan = self._plan(trainer, begin, final)
-            if plan is None:
+            levels = int(plan.levels.sum())
+            if levels < len(self.noise_levels):
+                self._say_reduced(trainer, levels, plan.allowance)
+            if levels == 0:
                 return
-            on, deadline = plan
             if trainer.state.fn == "fit":
-                self._inverted_at = trainer.global_step
-                self._final_done = final
-            levels, n = int(on.sum()), self.probe.shape[0]  # type: ignore[union-attr]
-            self._progress.starting(trainer, epoch, f"{n} images × {levels} noise level{'s' * (levels > 1)}"
+                self._fit.inversion(trainer, final)
+            assert self.probe is not None
+            self._progress.starting(trainer, epoch, f"{self.probe.shape[0]} images × {levels} noise level{'s' * (levels > 1)}"
                                     + (" to tol (final)" if final else ""), always=final)
-            solve_window = [begin, begin]  # when this rank's last solve started and ended
-            per_rank, rounds = self._probe_images.share(trainer.world_size, 0)[1], Rounds(len(self.noise_levels))
-            solve_seconds: Optional[Tensor] = None  # summed over the final's rounds
-            for _ in range(FINAL_ROUNDS if final else 1):
-                alphas, counts = self._monitor.columns(per_rank, on)
-                if final:  # a column solved to tol in an earlier round is not solved again
-                    counts[rounds.known(alphas, counts, per_rank, n)] = 0
-                out = self._inverter.round(trainer, pl_module, self._probe_images, self._monitor, epoch, alphas, counts,
-                                           self._data_range(), deadline, solve_window, final)
-                if out is None:
-                    return
-                rounds.add(alphas, out)
-                solve_seconds = out["seconds"] if solve_seconds is None else solve_seconds + out["seconds"]
-                out = {**rounds.assemble(alphas, out), "seconds": solve_seconds}
-                summary = summarize(out, alphas, self.noise_levels, self._monitor.rule(), self.eta)
-                moved = self._monitor.learn(alphas, out)
-                if not bool(moved.any()) or (deadline is not None and time.perf_counter() >= deadline):
-                    break
-            self._monitor.inverted(on)
-            converged = int(out["converged"].nan_to_num(0.0).sum())
-            self._progress.finished(trainer, epoch, time.perf_counter() - begin, converged, int(out["solved"].sum()), always=final)
-            self._warn_nonfinite(summary, epoch)
-            self._log(trainer, pl_module, summary, out, epoch, at_fit_end, final)
-            if not final:  # what a budgeted inversion costs, for the next one's plan
-                sweeps = float(out["iterations"].nan_to_num(0.0).max())
-                self._monitor.cost.learn(summary["seconds"], int(counts.sum()), sweeps,
-                                         solve_window[0] - begin, time.perf_counter() - solve_window[1])
-
-    def _plan(self, trainer: Trainer, begin: float, final: bool) -> Optional[tuple[Tensor, Optional[float]]]:
-        """Which levels to invert (bool ``(levels,)``) and the solve's deadline (a ``perf_counter``
-        value, or None); None: skip this inversion (``time_share`` cannot afford one level)."""
-        all_levels = torch.ones(len(self.noise_levels), dtype=torch.bool)
-        if final:
-            return all_levels, None if self.final_seconds is None else begin + self.final_seconds
-        cap = None if self.max_seconds is None else begin + self.max_seconds
-        if self._clock is None or trainer.state.fn != "fit":
-            return all_levels, cap
-        allowance = self._clock.allowance()
-        per_rank = self._probe_images.share(trainer.world_size, 0)[1]
-        codes = int(self._monitor.columns(per_rank, all_levels)[1][0].sum())  # codes of one level
-        count = self._monitor.cost.levels(allowance, codes, len(self.noise_levels))
-        if trainer.world_size > 1:  # every rank must decide alike
-            count = int(trainer.strategy.reduce(torch.tensor(float(count)), reduce_op="min"))
-        if count < len(self.noise_levels):
-            self._say_reduced(trainer, count, allowance)
-        if count == 0:
-            return None
-        deadline = begin + allowance - self._monitor.cost.after_solve
-        return self._monitor.rotation(count), deadline if cap is None else min(cap, deadline)
+            inversion = self._inverter.invert(trainer, pl_module, self._probe_images, self._monitor, epoch, plan,
+                                              self._data_range(), begin)
+            if inversion is None:
+                return
+            converged, solved = int(inversion.out.converged.nan_to_num(0.0).sum()), int(inversion.out.solved.sum())
+            self._progress.finished(trainer, epoch, time.perf_counter() - begin, converged, solved, always=final)
+            inversion.warn_nonfinite(self.noise_levels, epoch)
+            self._log(trainer, inversion, epoch, final)
+            if not final:  # what a budgeted inversion costs (its logging included), for the next one's plan
+                inversion.learn_cost(self._monitor, begin)
 
     def _say_reduced(self, trainer: Trainer, count: int, allowance: float) -> None:
         """Once per kind: the time share affords fewer levels than all, or none this epoch."""
-        cost = self._monitor.cost
         what = ("skips the inversion of this epoch (and of each epoch until the share affords one level)" if count == 0
                 else f"inverts {count} of {len(self.noise_levels)} noise levels per epoch, in rotation")
-        key = "skip" if count == 0 else "rotation"
-        if key not in self._warned:
-            self._warned.add(key)
-            say(trainer, f"InversionCallback (epoch {trainer.current_epoch}): {MIN_SWEEPS} sweeps of the probe cost about "
-                         f"{MIN_SWEEPS * (cost.per_code_sweep or 0.0):.2g} s per code, and time_share={self.time_share} "
-                         f"leaves {max(allowance, 0.0):.2g} s now: it {what}. A smaller num_samples, fewer noise "
-                         "levels or a larger time_share invert more.")
-
-    def _warn_nonfinite(self, summary: dict[str, Any], epoch: int) -> None:
-        failed = summary["failed"]  # (levels, n)
-        bad = [f"sigma={s:g}: {int(failed[i].sum())}/{failed.shape[1]}" for i, s in enumerate(self.noise_levels) if failed[i].any()]
-        if bad:
-            warnings.warn(
-                f"InversionCallback: the inversion returned non-finite values at epoch {epoch} "
-                f"({', '.join(bad)} samples); those samples are left out of the logged numbers. Training continues.",
-                InversionWarning,
-                stacklevel=3,
-            )
+        self._notices.say(trainer, "skip" if count == 0 else "rotation",
+                          f"InversionCallback (epoch {trainer.current_epoch}): {MIN_SWEEPS} sweeps of the probe cost about "
+                          f"{MIN_SWEEPS * (self._monitor.cost.per_code_sweep or 0.0):.2g} s per code, and time_share="
+                          f"{self.time_share} leaves {max(allowance, 0.0):.2g} s now: it {what}. A smaller num_samples, "
+                          "fewer noise levels or a larger time_share invert more.")
 
     # ------------------------------------------------------------------ logging
-    def _log(
-        self, trainer: Trainer, pl_module: LightningModule, summary: dict[str, Any], out: dict[str, Tensor],
-        epoch: int, at_fit_end: bool, final: bool,
-    ) -> None:
-        """Write the summary at step ``epoch`` to the TensorBoard logger on rank zero, or the scalars
-        through ``pl_module.log`` without one (not at the end of fit, where Lightning forbids it);
-        what is written is named in :mod:`lbinv.lightning.callback.tensorboard`. A final inversion
-        also prints its table."""
-        self.last_summary = summary["levels"]
+    def _log(self, trainer: Trainer, inversion: Inversion, epoch: int, final: bool) -> None:
+        """Keep the summary on the callback (:attr:`last_summary`, :attr:`final_summary`; a final
+        inversion also prints its table) and log it at step ``epoch`` (:class:`~.tensorboard.Publisher`)."""
+        self.last_summary = inversion.summary.levels
         if final:
-            self.final_summary = summary["levels"]
-            table = tensorboard.final_table(summary["levels"], self.decoder is not None)
+            self.final_summary = inversion.summary.levels
+            table = tensorboard.final_table(inversion.summary.levels, self._access.has_decoder)
             say(trainer, f"InversionCallback: the final inversion (epoch {epoch}):\n{table}")
-        scalars = tensorboard.scalars(summary)
-        logger = next((lg for lg in trainer.loggers if isinstance(lg, TENSORBOARD_LOGGERS)), None)
-        if logger is None and at_fit_end:
-            self._warn_once(
-                trainer,
-                "final-not-logged",
-                "InversionCallback: the inversion of the final model is not logged: without a TensorBoardLogger the "
-                "scalars go through `pl_module.log`, which Lightning does not allow at the end of fit.",
-            )
-            return
-        if logger is None:
-            self._warn_once(
-                trainer,
-                "no-tensorboard",
-                "InversionCallback: no TensorBoardLogger among the trainer's loggers; the inversion scalars are "
-                "logged with `pl_module.log` and the images, the PSNR-vs-sigma figure and the custom-scalars "
-                "layout are skipped.",
-            )
-            for tag, value in scalars.items():  # identical on every rank after the gather
-                pl_module.log(tag, value, on_step=False, on_epoch=True, sync_dist=True)
-            return
-        if not trainer.is_global_zero:
-            return
-        probe = self.probe
-        assert probe is not None
-        images = tensorboard.write(
-            logger.experiment, epoch, summary, probe, out, self.noise_levels, self._data_range(),
-            has_decoder=self.decoder is not None, log_images=self.log_images, layout=not self._layout_written,
-            final=final,
-        )
-        self._layout_written = True
-        if self.log_images and not images:
-            self._warn_once(
-                trainer,
-                "no-images",
-                f"InversionCallback: inputs of shape {tuple(probe.shape[1:])} are not images (C, H, W) with C in "
-                "(1, 3); no image grids are logged.",
-            )
-
-    def _warn_once(self, trainer: Trainer, key: str, message: str) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            warn_on_rank_zero(trainer, message)
+        assert self.probe is not None
+        self._publisher.publish(trainer, epoch, inversion.summary, inversion.out, self.probe, self._data_range(), final)

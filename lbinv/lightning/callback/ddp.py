@@ -15,28 +15,6 @@ if TYPE_CHECKING:  # either namespace's classes
 MAX_BATCH_DIMS = 7
 
 
-def placeholder(levels: int, k: int, grid: int, input_shape: tuple[int, ...], decoder: bool) -> dict[str, Tensor]:
-    """NaN results of the right shapes, so a rank whose inversion failed still joins the gathers."""
-    nan = float("nan")
-    out = {
-        "x_inv": torch.full((levels, k, grid, *input_shape), nan),
-        "psnr_inv": torch.full((levels, k, grid), nan),
-        "residual": torch.full((levels, k, grid), nan),
-        "iterations": torch.full((levels, k, grid), nan),
-        "converged": torch.full((levels, k, grid), nan),
-        "delta": torch.full((levels, k), nan),
-        "bregman_delta": torch.full((levels, k), nan),
-        "bregman_sym": torch.full((levels, k, grid), nan),
-        "solved": torch.zeros((levels, k, grid)),
-        "seconds": torch.zeros(1),
-        "ok": torch.zeros(1),
-    }
-    if decoder:
-        out["x_dec"] = torch.full((levels, k, *input_shape), nan)
-        out["psnr_dec"] = torch.full((levels, k), nan)
-    return out
-
-
 def gather(trainer: Trainer, tensor: Tensor, n: int, sample_dim: Optional[int]) -> Tensor:
     """All-gather over ranks. ``sample_dim``: the per-rank shares along that dim are concatenated
     in rank order and cut to the ``n`` probe images; ``None``: ranks are concatenated along dim 0."""
@@ -70,7 +48,8 @@ def gather_probe(trainer: Trainer, pl_module: LightningModule, local: Optional[T
     ref = headers[int(counts.argmax())]
     shape = tuple(int(d) for d in ref[2 : 2 + int(ref[1])])
     # one dtype on every rank (a rank without images has none to copy): the module's
-    buffer = torch.zeros((m, *shape[1:]), device=device, dtype=pl_module.dtype)
+    dtype = pl_module.dtype if isinstance(pl_module.dtype, torch.dtype) else torch.get_default_dtype()
+    buffer = torch.zeros((m, *shape[1:]), device=device, dtype=dtype)
     if local is not None:
         buffer[: local.shape[0]] = local.to(device)
     gathered = trainer.strategy.all_gather(buffer).reshape(-1, m, *shape[1:]).cpu()  # (world, m, ...)

@@ -1,50 +1,127 @@
-"""One batched inversion of the probe on every rank (a *round*), with the callback's settings: the
+"""The inversions of the probe on every rank, with the callback's settings: what one does
+(:class:`Plan`, the callback's decision), its rounds (:meth:`ProbeInverter.invert`: one, or while
+``"auto"``'s search moves in a final inversion) and each round (:meth:`ProbeInverter.round`): the
 encoder and decoder of the module at the inversion's precision, this rank's share of the probe at
 the given α columns (:func:`lbinv.probe.invert_probe`), a solve that ends at a deadline, and the
-gather of every rank's results. A failure on any rank warns and returns None: training goes on."""
+gather of every rank's results. A failure on any rank warns and returns None on every rank (they
+agree with ``trainer.strategy.reduce_boolean_decision``, as EarlyStopping does): training goes on."""
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import torch
 from torch import Tensor
 
-from lbinv.lightning.callback.access import at_precision, inversion_target, resolve_decoder, resolve_encoder
-from lbinv.lightning.callback.ddp import gather, placeholder
+from lbinv.lifted import LiftedNetwork
+from lbinv.lightning.callback.access import ModuleAccess, at_precision, inversion_target
+from lbinv.lightning.callback.ddp import gather
 from lbinv.lightning.callback.messages import InversionWarning, warn_on_rank_zero
-from lbinv.lightning.callback.monitor import Monitor
+from lbinv.lightning.callback.monitor import FINAL_ROUNDS, Monitor, Rounds
 from lbinv.lightning.callback.probe_images import ProbeImages
 from lbinv.lightning.callback.schedule import MIN_BUDGET_SECONDS
-from lbinv.probe import invert_probe
-from lbinv.solvers import invert
-from lbinv.tracing import Output, eval_mode
+from lbinv.probe import PER_CALL, ProbeResult, ProbeSummary, Solve, invert_probe, summarize
+from lbinv.solvers import InversionResult, invert
+from lbinv.tracing import eval_mode
 
 if TYPE_CHECKING:  # either namespace's classes
     from lightning.pytorch import LightningModule, Trainer
 
-__all__ = ["ProbeInverter"]
+__all__ = ["Inversion", "Plan", "ProbeInverter"]
+
+
+@dataclass
+class Plan:
+    """What an inversion does, as the callback decided it: the noise levels it inverts (bool
+    ``(levels,)``; none: the inversion is skipped), when its solve must stop (a ``perf_counter``
+    value, or None), whether it is the final one, and the allowance of ``time_share`` it was planned in."""
+
+    levels: Tensor
+    deadline: Optional[float]
+    final: bool
+    allowance: float = math.inf
+
+
+@dataclass
+class Inversion:
+    """An inversion's summary and results (gathered: the whole probe), the codes its last round
+    solved and when that round's solve started and ended (``perf_counter`` values)."""
+
+    summary: ProbeSummary
+    out: ProbeResult
+    codes: int
+    window: list[float]
+
+    def warn_nonfinite(self, noise_levels: Sequence[float], epoch: int) -> None:
+        """Warn when some samples at the chosen α came back non-finite (they are left out of the numbers)."""
+        failed = self.summary.failed  # (levels, n)
+        bad = [f"sigma={s:g}: {int(failed[i].sum())}/{failed.shape[1]}" for i, s in enumerate(noise_levels) if failed[i].any()]
+        if bad:
+            warnings.warn(
+                f"InversionCallback: the inversion returned non-finite values at epoch {epoch} "
+                f"({', '.join(bad)} samples); those samples are left out of the logged numbers. Training continues.",
+                InversionWarning,
+                stacklevel=3,
+            )
+
+    def learn_cost(self, monitor: Monitor, begin: float) -> None:
+        """Tell the monitor what this inversion, begun at ``begin`` and done now, cost (for the next plan)."""
+        sweeps = float(self.out.iterations.nan_to_num(0.0).max())
+        monitor.cost.learn(self.summary.seconds, self.codes, sweeps, self.window[0] - begin, time.perf_counter() - self.window[1])
 
 
 class ProbeInverter:
-    """The callback's settings of :func:`lbinv.invert` and of the probe, and :meth:`round`."""
+    """The callback's settings of :func:`lbinv.invert` and of the probe, :meth:`invert` and :meth:`round`."""
 
     def __init__(
-        self, encoder: Any, decoder: Any, encoder_output: Output, noise_levels: Sequence[float], seed: int, method: str,
+        self, access: ModuleAccess, noise_levels: Sequence[float], seed: int, method: str,
         max_iter: int, tol: float, eta: float, solver_options: dict[str, Any], start: str,
     ) -> None:
-        self.encoder, self.decoder, self.encoder_output = encoder, decoder, encoder_output
+        self.access = access
         self.noise_levels, self.seed, self.start = tuple(noise_levels), seed, start
         self.method, self.max_iter, self.tol, self.eta, self.solver_options = method, max_iter, tol, eta, solver_options
+
+    def invert(
+        self, trainer: Trainer, pl_module: LightningModule, probe_images: ProbeImages, monitor: Monitor, epoch: int,
+        plan: Plan, data_range: tuple[float, float], begin: float,
+    ) -> Optional[Inversion]:
+        """The rounds of an inversion that began at ``begin`` and their summary: one round, or for a
+        final inversion rounds to ``tol`` while ``"auto"``'s search moves (at most
+        :data:`~lbinv.lightning.callback.monitor.FINAL_ROUNDS`, a column solved in an earlier round not
+        solved again, ``seconds`` summed). The monitor learns from each. None when a round failed (warned)."""
+        assert probe_images.images is not None
+        n, per_rank = probe_images.images.shape[0], probe_images.share(trainer.world_size, 0)[1]
+        rounds, window = Rounds(len(self.noise_levels)), [begin, begin]
+        inverted: Optional[Inversion] = None
+        for _ in range(FINAL_ROUNDS if plan.final else 1):
+            alphas, counts = monitor.columns(per_rank, plan.levels)
+            if plan.final:  # a column solved to tol in an earlier round is not solved again
+                counts[rounds.known(alphas, counts, per_rank, n)] = 0
+            out = self.round(trainer, pl_module, probe_images, monitor, epoch, alphas, counts, data_range, plan.deadline,
+                             window, plan.final)
+            if out is None:
+                return None
+            rounds.add(alphas, out)
+            seconds = out.seconds if inverted is None else inverted.out.seconds + out.seconds
+            out = replace(rounds.assemble(alphas, out), seconds=seconds)
+            summary = summarize(out, alphas, self.noise_levels, monitor.rule(), self.eta)
+            inverted = Inversion(summary, out, int(counts.sum()), window)
+            moved = monitor.learn(alphas, out)
+            if not bool(moved.any()) or (plan.deadline is not None and time.perf_counter() >= plan.deadline):
+                break
+        monitor.inverted(plan.levels)
+        return inverted
 
     def round(
         self, trainer: Trainer, pl_module: LightningModule, probe_images: ProbeImages, monitor: Monitor, epoch: int,
         alphas: Tensor, counts: Tensor, data_range: tuple[float, float], deadline: Optional[float], window: list[float],
         final: bool,
-    ) -> Optional[dict[str, Tensor]]:
+    ) -> Optional[ProbeResult]:
         """This rank's share of the probe at the α columns ``alphas`` / ``counts`` (from the monitor's
         warm starts, else its ``start``), gathered on every rank; its solve ends after the first sweep
         past ``deadline`` and records when it started and ended in ``window``. None (warned) when it
@@ -54,10 +131,10 @@ class ProbeInverter:
         n, world, rank = probe.shape[0], trainer.world_size, trainer.global_rank
         local_x, per_rank = probe_images.share(world, rank)
         images = torch.arange(rank * per_rank, (rank + 1) * per_rank).clamp(max=n - 1)
-        device, dtype = pl_module.device, torch.get_default_dtype()  # if the encoder cannot even be resolved
+        out: Optional[ProbeResult] = None
         try:
-            encoder = resolve_encoder(self.encoder, pl_module, self.encoder_output, tuple(probe.shape[1:]))
-            decoder = resolve_decoder(self.decoder, pl_module)
+            encoder = self.access.encoder(pl_module, tuple(probe.shape[1:]))
+            decoder = self.access.decoder(pl_module)
             device, dtype = inversion_target(encoder, pl_module)
             with torch.no_grad(), eval_mode(encoder, decoder):
                 encoder, decoder = at_precision(encoder, decoder, dtype)
@@ -71,7 +148,6 @@ class ProbeInverter:
                     start=self.start if decoder is not None else "zeros",
                     regularizer=self.options(data_range).get("regularizer", "tv"),
                 )
-            out["ok"] = torch.ones(1)
         except Exception as err:  # a solver failure must not stop the training
             warnings.warn(
                 f"InversionCallback: the inversion failed at epoch {epoch} "
@@ -80,30 +156,28 @@ class ProbeInverter:
                 InversionWarning,
                 stacklevel=2,
             )
-            out = placeholder(len(self.noise_levels), per_rank, alphas.shape[1], tuple(probe.shape[1:]), self.decoder is not None)
-        out = {k: v.to(device, dtype) for k, v in out.items()}  # the same on every rank, failed or not
-        if world > 1:  # collectives on every rank, never rank-guarded
-            # same keys in the same order on every rank, whether its inversion succeeded or not
-            out = {k: gather(trainer, out[k], n, sample_dim=None if k in ("ok", "seconds") else 1) for k in sorted(out)}
-        if not bool((out["ok"] > 0).all()):
-            failed = [r for r, ok in enumerate(out["ok"].tolist()) if ok <= 0]
-            if rank not in failed:  # the failing ranks have warned with their reason
+        # collectives on every rank, never rank-guarded: all ranks gather, or none does
+        if not trainer.strategy.reduce_boolean_decision(out is not None, all=True):
+            if out is not None:  # the failing ranks have warned with their reason
                 warn_on_rank_zero(
                     trainer,
-                    f"InversionCallback: the inversion failed at epoch {epoch} on rank(s) {failed}; "
+                    f"InversionCallback: the inversion failed at epoch {epoch} on another rank; "
                     "nothing is logged for this epoch; training continues.",
                 )
             return None
+        assert out is not None
+        if world > 1:  # the same fields in the same order on every rank
+            out = out.map(lambda value, per: gather(trainer, value, n, sample_dim=None if per == PER_CALL else 1))
         return out
 
-    def _solve(self, data_range: tuple[float, float], deadline: Optional[float], window: list[float]) -> Callable[..., Any]:
+    def _solve(self, data_range: tuple[float, float], deadline: Optional[float], window: list[float]) -> Solve:
         """:func:`lbinv.invert` with the callback's settings, its ``max_seconds`` what is left until
         ``deadline`` when it starts; records when it started and ended in ``window``."""
 
-        def solve(*args: Any, **kwargs: Any) -> Any:
+        def solve(net: LiftedNetwork, data: Tensor, **kwargs: Any) -> InversionResult:
             window[0] = time.perf_counter()
             max_seconds = None if deadline is None else max(deadline - window[0], MIN_BUDGET_SECONDS)
-            result = invert(*args, method=self.method, max_iter=self.max_iter, tol=self.tol, max_seconds=max_seconds,
+            result = invert(net, data, method=self.method, max_iter=self.max_iter, tol=self.tol, max_seconds=max_seconds,
                             **self.options(data_range), **kwargs)
             window[1] = time.perf_counter()
             return result

@@ -3,20 +3,22 @@ the warm starts, what an inversion costs, and which noise levels it inverted las
 
 An inversion solves, per noise level, one or more α *columns* (:func:`lbinv.probe.invert_probe`): a
 fixed α (one column), the whole grid of ``"oracle"``/``"discrepancy"``, or the three columns of
-``"auto"``'s local search (:class:`lbinv.probe.AlphaSearch`). Plain PyTorch, like :mod:`lbinv.probe`.
+``"auto"``'s local search (:class:`lbinv.alpha_search.AlphaSearch`). Plain PyTorch, like :mod:`lbinv.probe`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, Optional, Union
 
 import torch
 from torch import Tensor
 
+from lbinv.alpha_search import AlphaSearch, WarmStarts
 from lbinv.lightning.callback.schedule import Cost
-from lbinv.probe import AlphaSearch, WarmStarts
+from lbinv.probe import PER_SAMPLE, ProbeResult
 
 __all__ = ["FINAL_ROUNDS", "Monitor", "NEIGHBOUR_SHARE", "Rounds"]
 
@@ -24,8 +26,6 @@ __all__ = ["FINAL_ROUNDS", "Monitor", "NEIGHBOUR_SHARE", "Rounds"]
 NEIGHBOUR_SHARE = 0.25
 #: Most rounds of a final inversion: each solves the columns of ``"auto"`` to ``tol`` and moves α one step.
 FINAL_ROUNDS = 12
-#: The per-sample results of :func:`lbinv.probe.invert_probe`, ``(levels, n, G, ...)``.
-PER_SAMPLE = ("x_inv", "psnr_inv", "residual", "iterations", "converged", "solved", "bregman_sym")
 
 
 class Monitor:
@@ -80,14 +80,14 @@ class Monitor:
         first = self.warm.starts(alphas[:, :1], images)
         return None if first is None else first.expand(-1, -1, alphas.shape[1], *first.shape[3:])
 
-    def learn(self, alphas: Tensor, out: dict[str, Tensor]) -> Tensor:
+    def learn(self, alphas: Tensor, out: ProbeResult) -> Tensor:
         """Keep the solutions of ``out`` (gathered: the whole probe) for the next warm start and move
         ``"auto"``'s search; returns the column each level moved to ``(levels,)`` (0: none)."""
         if self.warm is not None:
-            self.warm.update(alphas, out["x_inv"], out["solved"])
+            self.warm.update(alphas, out.x_inv, out.solved)
         if self.search is None:
             return torch.zeros(self.levels, dtype=torch.long)
-        column = self.search.best(out["psnr_inv"], out["solved"])
+        column = self.search.best(out.psnr_inv, out.solved)
         self.search.move(column)
         return column
 
@@ -141,24 +141,25 @@ class Rounds:
                 known[level, column] = bool((solved & converged)[needed].all())
         return known
 
-    def add(self, alphas: Tensor, out: dict[str, Tensor]) -> None:
-        """Keep the columns ``out`` solved."""
-        solved = out["solved"] > 0
+    def add(self, alphas: Tensor, out: ProbeResult) -> None:
+        """Keep the columns ``out`` solved (every per-sample field of :class:`~lbinv.probe.ProbeResult`)."""
+        solved = out.solved > 0
         for level, kept in enumerate(self.records):
             for column, alpha in enumerate(alphas[level].tolist()):
                 if bool(solved[level, :, column].any()):
-                    kept[alpha] = {key: out[key][level, :, column].clone() for key in PER_SAMPLE}
+                    kept[alpha] = {name: getattr(out, name)[level, :, column].clone() for name in ProbeResult.names(PER_SAMPLE)}
 
-    def assemble(self, alphas: Tensor, out: dict[str, Tensor]) -> dict[str, Tensor]:
+    def assemble(self, alphas: Tensor, out: ProbeResult) -> ProbeResult:
         """``out`` with the columns it did not solve filled in from the records."""
-        out = dict(out)
-        solved = out["solved"] > 0
-        for key in PER_SAMPLE:
-            out[key] = out[key].clone()
-        for level, kept in enumerate(self.records):
-            for column, alpha in enumerate(alphas[level].tolist()):
-                record = kept.get(alpha)
-                if record is not None and not bool(solved[level, :, column].any()):
-                    for key in PER_SAMPLE:
-                        out[key][level, :, column] = record[key].to(out[key].device, out[key].dtype)
-        return out
+        solved = out.solved > 0
+
+        def fill(value: Tensor, name: str) -> Tensor:
+            value = value.clone()
+            for level, kept in enumerate(self.records):
+                for column, alpha in enumerate(alphas[level].tolist()):
+                    record = kept.get(alpha)
+                    if record is not None and not bool(solved[level, :, column].any()):
+                        value[level, :, column] = record[name].to(value.device, value.dtype)
+            return value
+
+        return replace(out, **{name: fill(getattr(out, name), name) for name in ProbeResult.names(PER_SAMPLE)})

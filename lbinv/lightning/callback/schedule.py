@@ -1,12 +1,10 @@
-"""When the inversion callback inverts and for how long: the last epoch of a fit, the clock of
-``time_share`` and what an inversion costs, and the console lines of inversions that take long."""
+"""When the inversion callback inverts and for how long: the last epoch of a fit, what an inversion
+costs (the time it may take is :mod:`~lbinv.lightning.callback.clock`'s), and the console lines of
+inversions that take long."""
 
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Optional
 
 from lbinv.lightning.callback.messages import say
@@ -14,7 +12,7 @@ from lbinv.lightning.callback.messages import say
 if TYPE_CHECKING:  # either namespace's Trainer
     from lightning.pytorch import Trainer
 
-__all__ = ["ANNOUNCE_AFTER_SECONDS", "MIN_BUDGET_SECONDS", "MIN_SWEEPS", "Cost", "Progress", "TimeShare", "last_epoch"]
+__all__ = ["ANNOUNCE_AFTER_SECONDS", "MIN_BUDGET_SECONDS", "MIN_SWEEPS", "Cost", "FitRecord", "Progress", "last_epoch"]
 
 #: An inversion that took longer than this says so, and the next one says when it starts.
 ANNOUNCE_AFTER_SECONDS = 1.0
@@ -37,37 +35,33 @@ def last_epoch(trainer: Trainer) -> bool:
     )
 
 
-class TimeShare:
-    """The clock of ``time_share``: the fit's wall time and the callback's own time within it. The
-    callback may spend ``share`` of the fit in all, so an inversion starting now may take
-    :meth:`allowance` seconds: ``(share · elapsed − spent) / (1 − share)``, what keeps
-    ``spent + d ≤ share · (elapsed + d)``. Overspending (a first inversion, say) is paid back by the next."""
+class FitRecord:
+    """What a fit has validated and inverted so far, for the inversion of its final model at its end.
+    Only what every rank shares is kept (epochs and global steps), so every rank decides alike."""
 
-    def __init__(self, share: float) -> None:
-        self.share = share
-        self.started: Optional[float] = None
-        self.spent = 0.0
+    def __init__(self) -> None:
+        self.validated: Optional[tuple[int, int]] = None  # (epoch, global_step) of the last validation
+        self.inverted_at: Optional[int] = None  # global_step of the last inversion (None: none yet)
+        self.final_done = False  # whether the last inversion was the final one
 
-    def start(self) -> None:
-        """The fit starts: nothing spent yet."""
-        self.started, self.spent = time.perf_counter(), 0.0
+    def validation(self, trainer: Trainer) -> None:
+        """A validation epoch of the fit ended."""
+        self.validated = (trainer.current_epoch, trainer.global_step)
 
-    @contextmanager
-    def charging(self) -> Iterator[None]:
-        """Count the block's time as the callback's (nothing before :meth:`start`)."""
-        begin = time.perf_counter()
-        try:
-            yield
-        finally:
-            if self.started is not None:
-                self.spent += time.perf_counter() - begin
+    def inversion(self, trainer: Trainer, final: bool) -> None:
+        """An inversion of the fit runs (``final``: the final one)."""
+        self.inverted_at, self.final_done = trainer.global_step, final
 
-    def allowance(self) -> float:
-        """Seconds an inversion starting now may take (may be negative: spent ahead)."""
-        if self.started is None:
-            return math.inf
-        elapsed = time.perf_counter() - self.started
-        return (self.share * elapsed - self.spent) / (1.0 - self.share)
+    def final_model_epoch(self, trainer: Trainer, has_final: bool) -> Optional[int]:
+        """At the end of fit: the step (an epoch) of the final model's inversion, or None when the last
+        inversion was it. The final model is inverted when it trained since the last inversion (a fit
+        that stopped early, at ``max_steps`` or off the interval), or when the last inversion was not
+        the final one and there is one (``has_final``); at the epoch of the last validation, or the
+        next one when it trained past it."""
+        if self.validated is None or (self.inverted_at == trainer.global_step and (self.final_done or not has_final)):
+            return None
+        epoch, step = self.validated
+        return epoch if step == trainer.global_step else epoch + 1
 
 
 class Cost:

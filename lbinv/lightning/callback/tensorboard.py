@@ -1,47 +1,90 @@
-"""What the inversion callback shows in TensorBoard: scalar tags, the custom-scalars layout, the
-image grids and the PSNR-vs-σ figure, and :func:`write`, which writes one inversion's worth. Every
-tag the callback writes is named here; when and from which rank (and ``pl_module.log`` without a
-TensorBoard logger) is the callback's business.
+"""What the inversion callback logs, and where: the scalar tags (to every logger of the trainer),
+and in TensorBoard the custom-scalars layout, the image grids, the PSNR-vs-σ figure and the final
+table (:func:`write`); :class:`Publisher` logs one inversion's worth from rank zero. Every tag the
+callback writes is named here; the numbers are :func:`lbinv.probe.level_numbers`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 from torch import Tensor
 
-#: Per-level numbers of the summary, logged as ``inversion/{name}/sigma_{s:g}``.
-LEVEL_SCALARS = (
-    "psnr_inverted", "psnr_decoded", "delta2", "delta2_bregman", "alpha", "iterations", "converged_fraction", "bregman_sym"
-)
+from lbinv.lightning.callback.messages import Notices
+from lbinv.lightning.callback.namespaces import TENSORBOARD_LOGGERS
+from lbinv.probe import ProbeResult, ProbeSummary, level_numbers
+
+if TYPE_CHECKING:  # either namespace's Trainer
+    from lightning.pytorch import Trainer
+
+#: The solver's wall time of an inversion (slowest rank; a final inversion's rounds summed).
+SECONDS_TAG = "inversion/seconds"
 FIGURE_TAG = "inversion/psnr_vs_sigma"
 #: The final inversion's table (:func:`final_table`), as text.
 FINAL_TAG = "inversion/final"
 
 
-def scalars(summary: dict[str, Any]) -> dict[str, float]:
-    """The scalar tags and values of a summary (see :func:`lbinv.probe.summarize`); levels left out
-    of the inversion and numbers that are ``None`` (no finite sample) are left out."""
+class Publisher:
+    """Logs the callback's inversions from rank zero: the scalars to every logger of the trainer (as
+    LearningRateMonitor does), the rest to each TensorBoard logger (:func:`write`; the layout once)."""
+
+    def __init__(self, noise_levels: Sequence[float], has_decoder: bool, log_images: bool, notices: Notices) -> None:
+        self.noise_levels, self.has_decoder, self.log_images, self.notices = tuple(noise_levels), has_decoder, log_images, notices
+        self.layout_written = False
+
+    def publish(
+        self, trainer: Trainer, step: int, summary: ProbeSummary, out: ProbeResult, probe: Tensor,
+        data_range: tuple[float, float], final: bool,
+    ) -> None:
+        """Log one inversion at ``step`` (nothing on the other ranks: the results are the same on all)."""
+        if not trainer.is_global_zero:
+            return
+        values = scalars(summary)
+        for logger in trainer.loggers:
+            logger.log_metrics(values, step=step)
+        boards: list[Any] = [logger for logger in trainer.loggers if isinstance(logger, TENSORBOARD_LOGGERS)]
+        if not boards:
+            self.notices.warn(
+                trainer,
+                "no-tensorboard",
+                "InversionCallback: no TensorBoardLogger among the trainer's loggers; the inversion scalars go to its "
+                "loggers and to `last_summary`, and the images, the PSNR-vs-sigma figure and the custom-scalars layout "
+                "are skipped.",
+            )
+        for board in boards:
+            images = write(board.experiment, step, summary, probe, out, self.noise_levels, data_range,
+                           has_decoder=self.has_decoder, log_images=self.log_images, layout=not self.layout_written,
+                           final=final)
+            if self.log_images and not images:
+                self.notices.warn(trainer, "no-images", f"InversionCallback: inputs of shape {tuple(probe.shape[1:])} are "
+                                  "not images (C, H, W) with C in (1, 3); no image grids are logged.")
+        self.layout_written = self.layout_written or bool(boards)
+
+
+def scalars(summary: ProbeSummary) -> dict[str, float]:
+    """The scalar tags and values of a summary, ``inversion/{number}/sigma_{σ:g}`` for each of
+    :func:`lbinv.probe.level_numbers`; levels left out of the inversion and numbers that are
+    ``None`` (no finite sample, no decoder) are left out."""
     values: dict[str, float] = {}
-    for level in summary["levels"]:
-        if not level.get("inverted", True):
+    for level in summary.levels:
+        if not level["inverted"]:
             continue
-        for name in LEVEL_SCALARS:
-            if level[name] is not None:
+        for name in level_numbers():
+            if level.get(name) is not None:
                 values[f"inversion/{name}/sigma_{level['sigma']:g}"] = level[name]
-    values["inversion/seconds"] = summary["seconds"]
+    values[SECONDS_TAG] = summary.seconds
     return values
 
 
 def write(
     writer: Any,
     step: int,
-    summary: dict[str, Any],
+    summary: ProbeSummary,
     probe: Tensor,
-    out: dict[str, Tensor],
+    out: ProbeResult,
     noise_levels: Sequence[float],
     data_range: tuple[float, float],
     *,
@@ -50,48 +93,37 @@ def write(
     layout: bool,
     final: bool = False,
 ) -> bool:
-    """Write one inversion to a TensorBoard ``SummaryWriter`` at ``step``: the custom-scalars layout
-    (with ``layout``, once per run), the scalars, with ``log_images`` the image grids and the
-    PSNR-vs-σ figure, and with ``final`` the table of :func:`final_table`. Returns whether image
-    grids were written (False: the inputs are not images)."""
+    """Write what TensorBoard alone shows of one inversion to its ``SummaryWriter`` at ``step`` (the
+    scalars go to every logger, :func:`scalars`): the custom-scalars layout (with ``layout``, once per
+    run), with ``log_images`` the image grids and the PSNR-vs-σ figure, and with ``final`` the table
+    of :func:`final_table`. Returns whether image grids were written (False: the inputs are not images)."""
     if layout:
         writer.add_custom_scalars(custom_scalars_layout(has_decoder))
-    for tag, value in scalars(summary).items():
-        writer.add_scalar(tag, value, global_step=step)
     grids = None
     if log_images:
-        inverted = [level.get("inverted", True) for level in summary["levels"]]
-        grids = image_grids(probe, out, summary["index"], noise_levels, data_range, inverted)
+        inverted = [level["inverted"] for level in summary.levels]
+        grids = image_grids(probe, out, summary.index, noise_levels, data_range, inverted)
         for tag, grid in (grids or {}).items():
             writer.add_image(tag, grid, global_step=step)
         writer.add_figure(FIGURE_TAG, psnr_figure(summary, has_decoder), global_step=step, close=True)
     if final:
-        writer.add_text(FINAL_TAG, final_table(summary["levels"], has_decoder), global_step=step)
+        writer.add_text(FINAL_TAG, final_table(summary.levels, has_decoder), global_step=step)
     writer.flush()
     return grids is not None
 
 
 def custom_scalars_layout(has_decoder: bool) -> dict[str, Any]:
-    """Charts of the "CUSTOM SCALARS" tab: one line per noise level in each."""
-    charts = {
-        "PSNR inverted (dB)": ["Multiline", [r"inversion/psnr_inverted/.*"]],
-        "PSNR decoded (dB)": ["Multiline", [r"inversion/psnr_decoded/.*"]],
-        "PSNR inverted vs decoded (dB)": ["Multiline", [r"inversion/psnr_(inverted|decoded)/.*"]],
-        "delta^2 = |y_delta - y|^2": ["Multiline", [r"inversion/delta2/.*"]],
-        "delta^2 as B_Psi(y_delta, W x + b)": ["Multiline", [r"inversion/delta2_bregman/.*"]],
-        "alpha": ["Multiline", [r"inversion/alpha/.*"]],
-        "iterations": ["Multiline", [r"inversion/iterations/.*"]],
-        "share of the probe converged": ["Multiline", [r"inversion/converged_fraction/.*"]],
-        "symmetric Bregman distance of TV (one-layer encoders)": ["Multiline", [r"inversion/bregman_sym/.*"]],
-    }
-    if not has_decoder:
-        del charts["PSNR decoded (dB)"], charts["PSNR inverted vs decoded (dB)"]
+    """Charts of the "CUSTOM SCALARS" tab, one per number of :func:`lbinv.probe.level_numbers` (and
+    the two PSNRs together with a decoder): one line per noise level in each."""
+    charts = {title: ["Multiline", [rf"inversion/{name}/.*"]] for name, title in level_numbers(has_decoder).items()}
+    if has_decoder:
+        charts["PSNR inverted vs decoded (dB)"] = ["Multiline", [r"inversion/psnr_(inverted|decoded)/.*"]]
     return {"inversion": charts}
 
 
 def image_grids(
     probe: Tensor,
-    out: dict[str, Tensor],
+    out: ProbeResult,
     index: Tensor,
     noise_levels: Sequence[float],
     data_range: tuple[float, float],
@@ -111,9 +143,9 @@ def image_grids(
         if inverted is not None and not inverted[i]:
             continue
         rows = [probe.float()]
-        if "x_dec" in out:
-            rows.append(out["x_dec"][i].float().cpu())
-        rows.append(out["x_inv"][i, :, index[i]].float().cpu())
+        if out.x_dec is not None:
+            rows.append(out.x_dec[i].float().cpu())
+        rows.append(out.x_inv[i, :, index[i]].float().cpu())
         tiles = torch.cat(rows).nan_to_num(nan=lo)
         if len(shape) == 2:
             tiles = tiles.unsqueeze(1)  # one channel
@@ -122,7 +154,7 @@ def image_grids(
     return grids
 
 
-def psnr_figure(summary: dict[str, Any], has_decoder: bool) -> Any:
+def psnr_figure(summary: ProbeSummary, has_decoder: bool) -> Any:
     """Mean PSNR of the inversion (and of the decoder) against the noise level σ."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -130,7 +162,7 @@ def psnr_figure(summary: dict[str, Any], has_decoder: bool) -> Any:
     figure = Figure(figsize=(4.5, 3.2), dpi=100)
     FigureCanvasAgg(figure)
     ax = figure.add_subplot()
-    levels = summary["levels"]
+    levels = summary.levels
     sigma = [level["sigma"] for level in levels]
 
     def curve(name: str) -> list[float]:
