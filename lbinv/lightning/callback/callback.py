@@ -166,6 +166,8 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
         Safety factor η of the discrepancy principle: of the ``"discrepancy"`` α rule (η > 0, usually
         ≥ 1), and of ``method="landweber"``'s stopping rule (η ≥ 1).
 
+    Notes
+    -----
     Logged to every logger of the trainer (scalars; ``{s:g}`` is the noise level), and to TensorBoard
     (images, figure, layout, the final table):
 
