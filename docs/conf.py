@@ -20,7 +20,7 @@ release = version = "0.1.0"
 
 extensions = [
     "sphinx.ext.autodoc",
-    "sphinx.ext.napoleon",
+    "numpydoc",
     "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
     "myst_parser",
@@ -33,11 +33,10 @@ myst_enable_extensions = ["dollarmath", "amsmath"]
 myst_heading_anchors = 3
 
 autodoc_member_order = "bysource"
-autodoc_typehints = "description"
+autodoc_typehints = "none"  # the docstrings say the types; the signatures stay short
 autodoc_default_options = {"members": True, "show-inheritance": False}
-napoleon_numpy_docstring = True
-napoleon_google_docstring = False
-napoleon_use_rtype = False
+numpydoc_show_class_members = False  # the API page lists the members it shows
+numpydoc_xref_param_type = False
 
 sphinx_gallery_conf = {
     "examples_dirs": str(ROOT / "examples"),
