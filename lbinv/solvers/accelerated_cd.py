@@ -39,9 +39,10 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from lbinv._checks import check_int
 from lbinv.lifted import LiftedNetwork
 from lbinv.regularizers import project_box_
-from lbinv.solvers.coordinate_descent import LiftedBlocks
+from lbinv.solvers.blocks import LiftedBlocks, check_hidden_init
 from lbinv.solvers.loop import Problem, masked, next_momentum, per_sample, rose
 from lbinv.solvers.tv_prox import TVProx
 
@@ -56,6 +57,12 @@ class AcceleratedCoordinateDescent(LiftedBlocks):
 
     #: The options of :func:`lbinv.invert` this solver takes, with their defaults.
     options: ClassVar[dict[str, Any]] = {"hidden_init": "forward", "input_inner_steps": DEFAULT_INPUT_INNER_STEPS}
+
+    @staticmethod
+    def check_options(options: dict[str, Any]) -> None:
+        """Refuse a bad value of one of :attr:`options`."""
+        check_hidden_init(options)
+        check_int("input_inner_steps", options["input_inner_steps"])
 
     def __init__(self, net: LiftedNetwork, problem: Problem, hidden_init: str, input_inner_steps: int) -> None:
         problem = replace(problem, x_init=project_box_(problem.x_init.clone(), problem.bounds))
@@ -96,9 +103,9 @@ class AcceleratedCoordinateDescent(LiftedBlocks):
             u = u.add_(shift)
         pre, move = {}, u - x_j
         for k, edges in self.readers[j].items():
-            a = self._pre(k)
-            if self.reads_input_only[k] and self.pre_previous[k] is not None:
-                pre[k] = a.addcmul(per_sample(beta, a), a - self.pre_previous[k])  # by linearity
+            a, a_previous = self._pre(k), self.pre_previous[k]
+            if self.reads_input_only[k] and a_previous is not None:
+                pre[k] = a.addcmul(per_sample(beta, a), a - a_previous)  # by linearity
             else:
                 pre[k] = a + sum(e.affine.linear(move) for e in edges)
         return u, self._gradient_from(pre, j)
@@ -117,7 +124,7 @@ class AcceleratedCoordinateDescent(LiftedBlocks):
         start_pre = [self._pre(k) for k in range(len(self.net.nodes) - 1)]  # a_j° of the hidden nodes
         u, grad = self._extrapolated_gradient(0, beta)
         v = u.add(grad, alpha=-self.input_step)
-        if self.tv is None:
+        if self.z is None:
             new = project_box_(v, self.bounds)
         else:
             new, z = self.tv_prox(v, self.z, self.inner_steps)

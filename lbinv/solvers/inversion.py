@@ -26,12 +26,12 @@ from lbinv._checks import HALF_PRECISION, check_int, check_interval, check_numbe
 from lbinv.lifted import LiftedNetwork
 from lbinv.regularizers import TotalVariation
 from lbinv.solvers.accelerated_cd import AcceleratedCoordinateDescent
-from lbinv.solvers.coordinate_descent import HIDDEN_INITS, CoordinateDescent
+from lbinv.solvers.coordinate_descent import CoordinateDescent
 from lbinv.solvers.fista import FISTA
 from lbinv.solvers.gradient import AdamInversion
 from lbinv.solvers.landweber import Landweber
-from lbinv.solvers.loop import LoopResult, Problem, iterate
-from lbinv.solvers.pdhg import PDHG, STEP_RULES
+from lbinv.solvers.loop import Iterative, LoopResult, Problem, iterate
+from lbinv.solvers.pdhg import PDHG
 from lbinv.solvers.sequential import LayerFISTA
 
 __all__ = ["invert", "InversionResult", "METHODS", "REGULARIZERS", "OPTIONS"]
@@ -47,7 +47,19 @@ RENAMED_OPTIONS = {"discrepancy_tau": "eta"}
 #: (:mod:`lbinv.solvers.fista`), and inertial coordinate descent whose hidden blocks follow their
 #: inputs and whose input block is a FISTA-like step (:mod:`lbinv.solvers.accelerated_cd`); "pdhg", the
 #: paper's: PDHG (§5, eq. 14) and coordinate descent with a PDHG input block (§6, eqs. 15–17).
-LIFTED_SOLVERS = {"fista": (FISTA, AcceleratedCoordinateDescent), "pdhg": (PDHG, CoordinateDescent)}
+LIFTED_SOLVERS: dict[str, tuple[type[FISTA | PDHG], type[AcceleratedCoordinateDescent | CoordinateDescent]]] = {
+    "fista": (FISTA, AcceleratedCoordinateDescent), "pdhg": (PDHG, CoordinateDescent)}
+
+#: A solver :func:`invert` runs: its ``options`` (defaults) and ``check_options`` (values) beside each other.
+Solver = FISTA | PDHG | AcceleratedCoordinateDescent | CoordinateDescent | Landweber | AdamInversion
+
+#: The solvers each method may run: their ``options`` make up the method's and each checks its own values.
+SOLVERS: dict[str, tuple[type[Solver], ...]] = {
+    "lifted": (FISTA, AcceleratedCoordinateDescent, PDHG, CoordinateDescent),
+    "sequential": (PDHG,),
+    "landweber": (Landweber,),
+    "gradient": (AdamInversion,),
+}
 
 #: The options each method accepts beyond invert's own arguments, with their defaults: the
 #: solvers' own (``Solver.options``), a starting point where the method takes one, and history.
@@ -181,8 +193,8 @@ def invert(
     if method == "gradient":
         with torch.inference_mode(False), torch.enable_grad():
             problem = Problem(y.clone(), alpha_t.clone(), tv, bounds, tol, x_init.clone())
-            solver = AdamInversion(net, problem, **_own(AdamInversion, opts))
-            return _result(solver, iterate(solver, **loop))
+            adam = AdamInversion(net, problem, **_own(AdamInversion, opts))
+            return _result(adam, iterate(adam, **loop))
     problem = Problem(y, alpha_t, tv, bounds, tol, x_init)
     with torch.no_grad():
         if method == "landweber":
@@ -191,8 +203,8 @@ def invert(
                     f"method='landweber': supports one-layer networks, got {len(net)} lifted nodes; "
                     "use method='lifted' or method='gradient'"
                 )
-            solver = Landweber(net.layers[0], problem, delta, **_own(Landweber, opts))
-            return _result(solver, iterate(solver, **loop))
+            landweber = Landweber(net.layers[0], problem, delta, **_own(Landweber, opts))
+            return _result(landweber, iterate(landweber, **loop))
         if method == "sequential":
             if not net.is_chain:
                 raise ValueError(
@@ -203,10 +215,10 @@ def invert(
         check_solver_depth(options, net)
         single, several = LIFTED_SOLVERS[opts["solver"]]
         if net.is_chain and len(net) == 1:
-            solver = single(net.layers[0], problem, **_own(single, opts))
-            return _result(solver, iterate(solver, **loop), dual=solver.z)
-        solver = several(net, problem, **_own(several, opts))
-        return _result(solver, iterate(solver, **loop), hidden=solver.hidden, dual=solver.z)
+            one = single(net.layers[0], problem, **_own(single, opts))
+            return _result(one, iterate(one, **loop), dual=one.z)
+        sweep = several(net, problem, **_own(several, opts))
+        return _result(sweep, iterate(sweep, **loop), hidden=sweep.hidden, dual=sweep.z)
 
 
 def _sequential(net: LiftedNetwork, problem: Problem, opts: dict[str, Any], loop: dict[str, Any]) -> InversionResult:
@@ -262,15 +274,16 @@ def check_solver_depth(options: dict[str, Any], net: LiftedNetwork) -> None:
                              f"{solver.__name__}: {hint}")
 
 
-def _own(solver: type, opts: dict[str, Any]) -> dict[str, Any]:
+def _own(solver: type[Solver], opts: dict[str, Any]) -> dict[str, Any]:
     """The options that ``solver`` takes as keyword arguments (its ``options``)."""
     return {name: opts[name] for name in solver.options}
 
 
-def _result(solver, loop: LoopResult, hidden=None, dual=None) -> InversionResult:
-    history = loop.history
-    if history is not None:
-        history = {"iteration": history["iteration"], "objective": torch.stack(history["objective"])}
+def _result(solver: Iterative, loop: LoopResult, hidden: list[Tensor] | None = None,
+            dual: Tensor | None = None) -> InversionResult:
+    history: dict[str, Any] | None = None
+    if loop.history is not None:
+        history = {"iteration": loop.history["iteration"], "objective": torch.stack(loop.history["objective"])}
     return InversionResult(
         x=solver.x.detach(),
         iterations=loop.iterations,
@@ -301,22 +314,12 @@ def check_options(method: str, options: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise TypeError(f"invert(method={method!r}) got unknown option(s) {unknown}; valid options: {sorted(allowed)}")
     opts = {**allowed, **options}
-    if "step_rule" in opts and opts["step_rule"] not in STEP_RULES:
-        raise ValueError(f"step_rule: expected one of {STEP_RULES}, got {opts['step_rule']!r}")
-    if "solver" in opts and opts["solver"] not in LIFTED_SOLVERS:
-        raise ValueError(f"solver: expected one of {tuple(LIFTED_SOLVERS)}, got {opts['solver']!r}")
     if method == "lifted":
+        if opts["solver"] not in LIFTED_SOLVERS:
+            raise ValueError(f"solver: expected one of {tuple(LIFTED_SOLVERS)}, got {opts['solver']!r}")
         _check_solver_family(options)
-    for name in ("inner_steps", "max_inner_steps", "input_inner_steps"):
-        if name in opts:
-            check_int(name, opts[name])
-    if "hidden_init" in opts and opts["hidden_init"] not in HIDDEN_INITS:
-        raise ValueError(f"hidden_init: expected one of {HIDDEN_INITS}, got {opts['hidden_init']!r}")
-    for name in ("balance", "lr", "tv_smoothing"):
-        if name in opts:
-            check_number(name, opts[name], minimum=0.0, strict=True)
-    if "eta" in opts:
-        check_number("eta", opts["eta"], minimum=1.0)
+    for solver in SOLVERS[method]:
+        solver.check_options(opts)
     return opts
 
 

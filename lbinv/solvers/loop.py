@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, overload
 
 import torch
 from torch import Tensor
@@ -34,6 +34,10 @@ def lipschitz(opnorm: float) -> float:
     return lip if lip > 0.0 else 1.0
 
 
+@overload
+def next_momentum(t: float) -> float: ...
+@overload
+def next_momentum(t: Tensor) -> Tensor: ...
 def next_momentum(t: float | Tensor) -> float | Tensor:
     """FISTA's ``t⁺ = (1 + √(1 + 4t²)) / 2`` (Beck & Teboulle 2009), for a float or per sample;
     the extrapolation weight of the next step is ``(t − 1)/t⁺``."""
@@ -97,6 +101,8 @@ class Iterative(Protocol):
     synchronisation), and ``finish() -> None``, run once after the loop
     (:class:`~lbinv.solvers.fista.FISTA` has both).
     """
+
+    x: Tensor
 
     def step(self, active: Tensor | None, measure: bool) -> Tensor | None:
         """Update the active samples; return the mask of samples actually updated (None: every
