@@ -22,10 +22,10 @@ the sweep differs in three ways:
   with ``τ₀ = 1/L_0``, the TV prox by a few warm-started FGP steps (:class:`~lbinv.solvers.tv_prox.TVProx`),
   instead of the paper's PDHG step. The hidden blocks' step is the paper's.
 
-The joint problem is not convex, so no rate is claimed: a sample whose objective rose over a sweep
-restarts its momentum (``t = 1``; O'Donoghue & Candès 2015) and halves ``c``. A fixed point of the
-sweep moves no block, so it is a fixed point of the paper's sweep too. Measured on the trained conv
-AE (docs/performance.md, "Several layers: convergence"): within 1e−3 of the limit in about 10× fewer sweeps than the paper's.
+Guarantee: the joint problem is not convex, so no rate is claimed: a sample whose objective rose
+over a sweep restarts its momentum (``t = 1``; O'Donoghue & Candès 2015) and halves ``c``. A fixed
+point of the sweep moves no block, so it is a fixed point of the paper's sweep too. How it compares
+with the paper's sweep: docs/performance.md, "Inertial coordinate descent against the paper's sweep".
 
 Stopping test — what ``tol`` means: the objective fell by at most ``tol · F`` over the last
 ``check_every`` sweeps (and did not rise beyond rounding).
@@ -69,10 +69,9 @@ class AcceleratedCoordinateDescent(LiftedBlocks):
         super().__init__(net, problem, hidden_init)
         self.bounds, self.inner_steps = problem.bounds, int(input_inner_steps)
         self.input_step = 1.0 / self.lips[0]
-        self.z = None
+        self.z = problem.initial_dual()  # the TV dual of the input block's prox
         if self.tv is not None:
             self.tv_prox = TVProx(self.tv, self.bounds, self.input_step * self.alpha, self.x)
-            self.z = self.tv.zero_dual(self.x)
         self.previous = self._values()
         # a node that reads x_0 only: its pre-activation at x_0's previous value (extrapolation by linearity)
         self.reads_input_only = [{e.source for e in node.edges} == {0} for node in net.nodes]

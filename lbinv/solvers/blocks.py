@@ -105,10 +105,6 @@ class PrimalDualStep:
         self.tau_x = per_sample(tau_x, like)
         self.tau_z = per_sample(tau_z, like)
 
-    def initial_dual(self, x: Tensor) -> Tensor | None:
-        """``z⁰ = 0`` with the shape of ``∇x`` (or None without TV)."""
-        return None if self.tv is None else self.tv.zero_dual(x)
-
     def change(self, x_new: Tensor, x_old: Tensor, z_new: Tensor | None, z_old: Tensor | None) -> Tensor:
         """Per-sample size of the last step, ``max(‖Δx‖, ‖Δz‖ / (8ατ_z))``."""
         dx = sample_norm(x_new - x_old)

@@ -57,7 +57,7 @@ class CoordinateDescent(LiftedBlocks, StepTest):
     def __init__(self, net: LiftedNetwork, problem: Problem, step_rule: str, balance: float, hidden_init: str) -> None:
         super().__init__(net, problem, hidden_init)
         self.primal_dual = PrimalDualStep(self.lips[0], problem, step_rule, balance)
-        self.z = self.primal_dual.initial_dual(self.x)
+        self.z = problem.initial_dual()
         self.last_change = torch.full_like(self.alpha, float("inf"))
 
     def step(self, active: Tensor | None, measure: bool) -> Tensor | None:

@@ -19,19 +19,15 @@ with ``Wᵀ`` (at ``u``), as a plain gradient step does.
 
 "Went up" means: above the lowest objective accepted so far, ``F_best``, by more than
 ``ROUNDING_SLACK = 4`` units ``ε`` (the dtype's machine epsilon) of it (:func:`~lbinv.solvers.loop.rose`),
-so the objective never exceeds
-``(1 + 4ε) F_best``. A strict ``F(x̂) ≤ F(x)`` stalls the iteration at the precision of the
-arithmetic: the computed ``x̂`` carries rounding noise of about ``ε|x|`` per pixel, which raises
-``F`` at first order (``F`` is not smooth: in the flat regions of a TV solution any noise raises
-``α TV``) by about as much as a step near the optimum lowers it (measured: both about 1e−8 of
-``F = 0.35``, float32); the accepted ``x`` is one whose noise happened to be low, and every later
-step is rejected.
-Measured with box (0, 1) and ``α = 1e−2`` on ``Linear(240, 120) + ReLU`` (input 1×20×12) and
-``Conv2d(1, 4, 3, 2, 1) + ReLU`` (1×16×16), two random images each: in float32 the strict test
-stalled the relative gap at 4e−5 to 5e−4 and the slack lets it fall to 3e−6 to 1e−5; in float64
-the strict test stalled it at 3e−10 to 3e−9 (on the 6×6 test problem with box (−1, 2), tol=1e−10
-ran 20,000 iterations), the slack lets it fall to about 1e−14. In float64 both rules take the same
-steps until that stall (the first differing step came at iterations 1,100–2,100, gap ≈ 1e−9).
+so the objective never exceeds ``(1 + 4ε) F_best``: a strict ``F(x̂) ≤ F(x)`` stalls the iteration
+at the precision of the arithmetic, as rounding noise in ``x̂`` raises ``α TV`` at first order
+(docs/performance.md, "FISTA: went up means beyond rounding").
+
+Guarantee: with an exact prox and no restarts, monotone FISTA has ``F(x_k) − F* ≤ 2L‖x₀ − x*‖² / (k + 1)²``
+(Beck & Teboulle 2009); the adaptive restarts have no general bound, and the prox here is inexact
+(below), so no rate is claimed. The objective of the accepted iterates never rises beyond
+rounding, and a sample reported ``converged`` has met the duality-gap test below: with finite
+bounds, a certified ``F(x) − F* ≤ tol · F(x)``.
 
 The prox of ``τ(α TV + ι_box)`` (TV denoising with weight ``λ = τα``) has no closed form; it is
 computed by the fast gradient projection (FGP) of Beck & Teboulle (2009) on its dual
@@ -43,8 +39,8 @@ part, within ``[MIN_INNER_STEPS, max_inner_steps]``. With a box, the gap this co
 smaller of the certified gap and the unboxed estimate (below; ``r`` without its entries at a bound
 that point out of the box; the certified gap alone for a sample that did not move since the last
 check): the box term of the certified gap is first order in ``r`` (below), it held the inner steps at
-their floor, and the inexact prox slowed the iterates themselves (32×32 circle, tol=1e−6: 750
-iterations; with this rule and the certificate of before, 190).
+their floor, and the inexact prox slowed the iterates themselves (docs/performance.md, "FISTA: the
+inner steps and the certificate").
 
 Stopping test — what ``tol`` means: a **relative duality gap**. Write ``f(x) = φ(Wx + b)`` with
 ``φ(a) = B_Ψ(y, a)``. For any ``w`` with ``y + w ∈ dom Ψ`` and any TV dual ``z`` with ``‖z_ij‖ ≤ 1``
@@ -71,21 +67,12 @@ At ``w₀ = σ(Wx + b) − y`` the first term vanishes and ``r = ∇f(x) − α 
 - Without (an unbounded ``x`` has no finite dual bound: ``div`` has no constant component), the
   box term is replaced by ``‖r‖ · R`` at ``w₀`` and the solver's ``z``, with ``R = RADIUS_FACTOR · ‖x − x_prev‖``
   (``x_prev``: the iterate at the previous check) standing in for ``‖x − x*‖``: an **estimate**, not
-  a bound. On the circle problems it stayed above the true gap at every check (about 1–3× the true
-  gap near 1e−6), and near the optimum the exact TV part dominates it.
+  a bound (how it compared with the true gap: docs/performance.md, "FISTA: the inner steps and the
+  certificate").
 
-How far the certificate lags: its box term is first order in ``r``, about ``L|x − u|`` per pixel
-(``u``: the momentum point), weighted by the distance to the bounds, while ``F(x) − F*`` is second
-order; so with a box the test is met later than the true gap would allow. Measured (float64, tol=1e−6,
-a box (0, 1) that does not bind): 32×32 circle 170 iterations (without bounds 120; the true gap is
-below 1e−6 from 130 on), 64×64: 360 (without bounds 240; true gap below 1e−6 from 240 on). The
-refined duals lower the gap 2–5× there (190 → 170 iterations on 32×32); on a dense MNIST encoder
-(``Linear(784, 100)`` + ReLU, α = 1e−4, the box binding on half of the pixels, float32) 3–5×, yet it
-stays 30–100× above the true gap, mostly from ``w₀``: with the optimum's ``w`` and the best ``z`` the
-bound is the true gap (checked with Clarabel). A least-norm correction of ``(w, z)`` that zeroes ``r``
-inside the box (``z`` moving only where ``‖z_ij‖ < 1``) brought the bound to 1.5× the true gap on
-the 32×32 circle, but as a dense solve; 160 preconditioned conjugate-gradient steps (each a product
-with ``W`` and ``Wᵀ``) only got a tenth of the way: not worth a check.
+How far the certificate lags: its box term is first order in ``r``, while ``F(x) − F*`` is second
+order, so with a box the test is met later than the true gap would allow (measured:
+docs/performance.md, "FISTA: the inner steps and the certificate").
 
 A sample stops when ``gap(x) ≤ tol · F(x)``: ``tol`` bounds the relative objective gap
 ``(F(x) − F*) / F(x)`` (certified with a box, estimated without). An objective below
@@ -97,9 +84,8 @@ cannot fall below about ``ρ = ε (L|x| + |∇f(x)| + α|div z|)`` per pixel (th
 through the step ``1/L``, and of the terms of ``r`` and of ``u − τ∇f(u)``), and the box certificate
 weighs it with the distance to the farther bound: ``floor = Σ_i ρ_i max(x_i − lo, hi − x_i)``
 (without a box ``‖ρ‖ · R``), plus ``ε α (TV(x) + |⟨z, ∇x⟩|)`` for the TV part; it is computed at
-every check. The true suboptimality there is far smaller. Measured on the problems above and with
-``α`` from 1e−3 to 1e−1, a wider ``Linear(256, 400)`` and a mostly-zero image: in float32 the
-floor is 1e−5 to 5e−4 of ``F`` (in float64 4e−14 to 6e−14), and the gap settles at 0.15–0.3 times it.
+every check. The true suboptimality there is far smaller (docs/performance.md, "FISTA: the rounding
+floor of the gap").
 A sample whose gap is at or below its floor and has made no new low (by ``STALL_FALL``), nor its
 objective (by ``STALL_OBJECTIVE_FALL · ε``), in the last ``max(STALL_ITERS, k/2)`` of its ``k`` iterations,
 while still above ``tol · F(x)``, stops
@@ -197,10 +183,9 @@ class FISTA:
         self.f_floor = math.sqrt(self.eps) * self.fx
         self.t = torch.ones_like(self.alpha)
         self.alpha_x = per_sample(self.alpha, x)
-        self.z: Tensor | None = None
+        self.z = problem.initial_dual()  # the inner TV prox's dual
         if self.tv is not None:
             self.tv_prox = TVProx(self.tv, self.bounds, self.tau * self.alpha, x)  # weight λ = τα, per sample
-            self.z = self.tv.zero_dual(x)
         #: finite bounds: the box of the certified gap (module docstring), else None
         self.box = self.bounds if self.bounds is not None and all(math.isfinite(v) for v in self.bounds) else None
         if self.box is not None and self.z is not None:  # what the refined certificate needs (module docstring)

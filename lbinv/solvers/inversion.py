@@ -65,7 +65,7 @@ SOLVERS: dict[str, tuple[type[Solver], ...]] = {
 #: solvers' own (``Solver.options``), a starting point where the method takes one, and history.
 OPTIONS: dict[str, dict[str, Any]] = {
     "lifted": {"solver": "fista", **CoordinateDescent.options, **FISTA.options, **AcceleratedCoordinateDescent.options,
-               "x_init": None, "record_history": False},  # ⊇ PDHG's
+               "x_init": None, "dual_init": None, "record_history": False},  # ⊇ PDHG's
     "sequential": {**PDHG.options, "record_history": False},
     "landweber": {**Landweber.options, "x_init": None, "record_history": False},
     "gradient": {**AdamInversion.options, "x_init": None, "record_history": False},
@@ -85,7 +85,8 @@ class InversionResult:
     objective : (B,) the method's objective at ``x`` (for "landweber": ``½‖N(x) − y‖²``).
     history : with ``record_history=True``: ``{"iteration": [k, …], "objective": (checks, B)}``.
     hidden : the auxiliary variables ``x_1 … x_{L−1}`` of coordinate descent, else None.
-    dual : the TV dual variable ``z`` (shape of ``∇x``) of the lifted methods, else None.
+    dual : the TV dual variable ``z`` (shape of ``∇x``) of the lifted methods, else None; pass it back
+        as ``dual_init`` (with ``x`` as ``x_init``) to resume the solve.
     """
 
     x: Tensor
@@ -152,7 +153,8 @@ def invert(
         :data:`LIFTED_SOLVERS`; "pdhg" is the paper's method), ``step_rule`` ("balanced" | "paper") and
         ``balance`` (``solver="pdhg"`` only), ``inner_steps`` and ``max_inner_steps`` (one-layer FISTA's
         inner TV-prox steps, initial and cap), ``input_inner_steps`` (the TV-prox steps per sweep of
-        inertial coordinate descent), ``x_init``, ``hidden_init`` ("forward" | "zeros": the hidden
+        inertial coordinate descent), ``x_init``, ``dual_init`` (the TV dual to start from, shape of ``∇x``:
+        a previous result's ``dual``, with its ``x`` as ``x_init``, resumes that solve), ``hidden_init`` ("forward" | "zeros": the hidden
         variables start at a forward pass of ``x_init``, or at 0), ``record_history``; sequential:
         ``step_rule``, ``balance``, ``record_history``; landweber: ``eta`` (η ≥ 1 of the discrepancy principle),
         ``x_init``, ``record_history``; gradient: ``lr``, ``betas``, ``tv_smoothing``, ``x_init``,
@@ -185,6 +187,7 @@ def invert(
         alpha_t = y.new_zeros(batch)
     delta = _per_sample("noise_level", noise_level, batch, y, positive=False, required=False)
     x_init = _check_init(opts.get("x_init"), batch, net, y)
+    dual_init = _check_dual_init(opts.get("dual_init"), tv, x_init)
     loop = dict(
         batch=batch, device=y.device, max_iter=max_iter, check_every=check_every, record_history=opts["record_history"],
         deadline=deadline,
@@ -195,7 +198,7 @@ def invert(
             problem = Problem(y.clone(), alpha_t.clone(), tv, bounds, tol, x_init.clone())
             adam = AdamInversion(net, problem, **_own(AdamInversion, opts))
             return _result(adam, iterate(adam, **loop))
-    problem = Problem(y, alpha_t, tv, bounds, tol, x_init)
+    problem = Problem(y, alpha_t, tv, bounds, tol, x_init, dual_init)
     with torch.no_grad():
         if method == "landweber":
             if not net.is_chain or len(net) != 1:
@@ -314,12 +317,12 @@ def check_options(method: str, options: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise TypeError(f"invert(method={method!r}) got unknown option(s) {unknown}; valid options: {sorted(allowed)}")
     opts = {**allowed, **options}
+    for solver in SOLVERS[method]:
+        solver.check_options(opts)
     if method == "lifted":
         if opts["solver"] not in LIFTED_SOLVERS:
             raise ValueError(f"solver: expected one of {tuple(LIFTED_SOLVERS)}, got {opts['solver']!r}")
         _check_solver_family(options)
-    for solver in SOLVERS[method]:
-        solver.check_options(opts)
     return opts
 
 
@@ -418,3 +421,22 @@ def _check_init(x_init: Any, batch: int, net: LiftedNetwork, like: Tensor) -> Te
     if not bool(torch.isfinite(x_init).all()):
         raise ValueError(f"x_init: expected finite values, got {int((~torch.isfinite(x_init)).sum())} NaN/inf entries")
     return x_init
+
+
+def _check_dual_init(dual_init: Any, tv: TotalVariation | None, x_init: Tensor) -> Tensor | None:
+    """``dual_init`` checked (shape of ``∇x``, real, finite) and projected onto the dual ball ``‖z_ij‖ ≤ 1``
+    (a solver's own dual is there already); None stays None."""
+    if dual_init is None:
+        return None
+    if tv is None:
+        raise ValueError("dual_init: the TV dual needs a TV regularizer, got regularizer=None: drop dual_init")
+    shape = tuple(tv.zero_dual(x_init).shape)
+    if not isinstance(dual_init, Tensor) or tuple(dual_init.shape) != shape:
+        got = tuple(dual_init.shape) if isinstance(dual_init, Tensor) else type(dual_init).__name__
+        raise ValueError(f"dual_init: expected a tensor of shape {shape} (the shape of the TV gradient of x), got {got}")
+    if dual_init.is_complex():
+        raise ValueError(f"dual_init: expected a real tensor, got dtype {dual_init.dtype}")
+    dual_init = dual_init.to(dtype=x_init.dtype, device=x_init.device)
+    if not bool(torch.isfinite(dual_init).all()):
+        raise ValueError(f"dual_init: expected finite values, got {int((~torch.isfinite(dual_init)).sum())} NaN/inf entries")
+    return tv.project_dual(dual_init)

@@ -79,7 +79,8 @@ class Problem:
 
     ``y``: (B, ...) data the network (or layer) should produce; ``alpha``: (B,) regularisation
     weights; ``tv``: the regulariser, or None; ``bounds``: a box ``(lo, hi)`` on x, or None; ``tol``:
-    the stopping tolerance; ``x_init``: (B, *input_shape) starting point.
+    the stopping tolerance; ``x_init``: (B, *input_shape) starting point; ``dual_init``: the TV dual
+    to start from (shape of ``∇x``, feasible), or None for 0.
     """
 
     y: Tensor
@@ -88,6 +89,14 @@ class Problem:
     bounds: tuple[float, float] | None
     tol: float
     x_init: Tensor
+    dual_init: Tensor | None = None
+
+    def initial_dual(self) -> Tensor | None:
+        """The TV dual a lifted solver starts from: ``dual_init``, else 0 with the shape of ``∇x``;
+        None without TV."""
+        if self.tv is None:
+            return None
+        return self.tv.zero_dual(self.x_init) if self.dual_init is None else self.dual_init
 
 
 class Iterative(Protocol):

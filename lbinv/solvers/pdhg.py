@@ -45,7 +45,7 @@ class PDHG(StepTest):
         self.data = LayerDataTerm(layer, problem.y)
         self.x = problem.x_init
         self.primal_dual = PrimalDualStep(self.data.lipschitz, problem, step_rule, balance)
-        self.z = self.primal_dual.initial_dual(self.x)
+        self.z = problem.initial_dual()
         self.last_change = torch.full_like(self.alpha, float("inf"))
 
     def step(self, active: Tensor | None, measure: bool) -> Tensor | None:
