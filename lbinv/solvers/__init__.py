@@ -1,6 +1,7 @@
 """Batched solvers of the lifted-Bregman inversion and its baselines (MATH.md §3–8).
 
 - :mod:`~lbinv.solvers.inversion`: :func:`invert`, the entry point, and :class:`InversionResult`;
+- :mod:`~lbinv.solvers.arguments`: the checks of its data arguments (model, ``y``, ``alpha``, starting points);
 - :mod:`~lbinv.solvers.loop`: the problem, the masked iteration loop and what every solver shares;
 - :mod:`~lbinv.solvers.data_term`: the lifted data term (value, gradient, prox, dual) the lifted solvers share;
 - :mod:`~lbinv.solvers.blocks`: the PDHG step with its step rules, and the lifted variables of the sweeps;

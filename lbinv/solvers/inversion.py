@@ -1,5 +1,5 @@
 """``invert``: batched lifted-Bregman inversion of a network's output, and the baselines; the
-checks of its arguments.
+checks of its options (those of its data arguments: :mod:`lbinv.solvers.arguments`).
 
 Methods (MATH.md §3–8):
 
@@ -13,19 +13,18 @@ Methods (MATH.md §3–8):
 
 from __future__ import annotations
 
-import math
 import time
-import warnings
 from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from lbinv._checks import HALF_PRECISION, check_int, check_interval, check_number
+from lbinv._checks import check_int, check_interval, check_number
 from lbinv.lifted import LiftedNetwork
 from lbinv.regularizers import TotalVariation
 from lbinv.solvers.accelerated_cd import AcceleratedCoordinateDescent
+from lbinv.solvers.arguments import as_network, check_data, check_dual_init, check_init, check_per_sample
 from lbinv.solvers.coordinate_descent import CoordinateDescent
 from lbinv.solvers.fista import FISTA
 from lbinv.solvers.gradient import AdamInversion
@@ -167,7 +166,7 @@ def invert(
     check_number("tol", tol, minimum=0.0)
     deadline = None if max_seconds is None else time.perf_counter() + check_number("max_seconds", max_seconds, minimum=0.0, strict=True)
     bounds = check_interval("bounds", bounds)
-    net = _as_network(model, input_shape, output)
+    net = as_network(model, input_shape, output)
     bad = list(dict.fromkeys(where for affine in net.affine_maps() for where in affine.nonfinite_modules()))
     if bad:
         raise ValueError(
@@ -179,15 +178,15 @@ def invert(
             f"regularizer={regularizer!r} needs an image input_shape (..., H, W); the network's input shape is "
             f"{net.input_shape}: pass input_shape=(1, H, W), or regularizer=None"
         )
-    y = _check_data(y, net)
+    y = check_data(y, net)
     batch = y.shape[0]
     needs_alpha = method != "landweber" and (tv is not None or method == "sequential")
-    alpha_t = _per_sample("alpha", alpha, batch, y, positive=True, required=needs_alpha)
+    alpha_t = check_per_sample("alpha", alpha, batch, y, positive=True, required=needs_alpha)
     if alpha_t is None:  # not used by this method and regularizer
         alpha_t = y.new_zeros(batch)
-    delta = _per_sample("noise_level", noise_level, batch, y, positive=False, required=False)
-    x_init = _check_init(opts.get("x_init"), batch, net, y)
-    dual_init = _check_dual_init(opts.get("dual_init"), tv, x_init)
+    delta = check_per_sample("noise_level", noise_level, batch, y, positive=False, required=False)
+    x_init = check_init(opts.get("x_init"), batch, net, y)
+    dual_init = check_dual_init(opts.get("dual_init"), tv, x_init)
     loop = dict(
         batch=batch, device=y.device, max_iter=max_iter, check_every=check_every, record_history=opts["record_history"],
         deadline=deadline,
@@ -324,119 +323,3 @@ def check_options(method: str, options: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"solver: expected one of {tuple(LIFTED_SOLVERS)}, got {opts['solver']!r}")
         _check_solver_family(options)
     return opts
-
-
-def _as_network(model: Any, input_shape: Sequence[int] | None, output: int | str | None) -> LiftedNetwork:
-    if isinstance(model, LiftedNetwork):
-        if input_shape is not None and tuple(input_shape) != tuple(model.input_shape):
-            raise ValueError(
-                f"input_shape: the LiftedNetwork takes inputs of shape {tuple(model.input_shape)}, got {tuple(input_shape)}"
-            )
-        if output is not None:
-            raise ValueError(f"output: a LiftedNetwork has one output, got output={output!r}")
-        return model
-    if not isinstance(model, nn.Module) and not isinstance(getattr(model, "__self__", None), nn.Module):
-        raise TypeError(
-            f"model: expected an nn.Module, a method of one (e.g. vae.encode) or a LiftedNetwork, got {type(model).__name__}"
-        )
-    shape = None if input_shape is None else tuple(input_shape)
-    return LiftedNetwork.from_module(model, input_shape=shape, output=output)
-
-
-def _check_data(y: Any, net: LiftedNetwork) -> Tensor:
-    """Validate shape, dtype, device and finiteness; reshape (B, m) to (B, *output_shape); clip
-    into the last activation's domain with a warning."""
-    if not isinstance(y, Tensor):
-        raise TypeError(f"y: expected a torch.Tensor of shape (B, *{tuple(net.output_shape)}), got {type(y).__name__}")
-    out_shape = tuple(net.output_shape)
-    size = math.prod(out_shape)
-    if y.dim() >= 1 and tuple(y.shape[1:]) == out_shape:
-        pass
-    elif y.dim() == 2 and y.shape[1] == size:
-        y = y.reshape(y.shape[0], *out_shape)
-    else:
-        dims = ", ".join(map(str, out_shape))
-        expected = f"(B, {dims})" if len(out_shape) == 1 else f"(B, {dims}) or (B, {size})"
-        raise ValueError(
-            f"y: expected shape {expected} for this network's output, with the batch dimension first, got {tuple(y.shape)}"
-        )
-    if y.shape[0] == 0:
-        raise ValueError("y: expected a batch of at least one sample, got an empty batch")
-    if not y.is_floating_point():
-        raise ValueError(f"y: expected a floating-point tensor, got dtype {y.dtype}")
-    if y.dtype in HALF_PRECISION:
-        raise ValueError(
-            f"y: expected float32 or float64, got {y.dtype}: half precision is too coarse for the solvers' step "
-            "sizes and stopping tests; invert a float32 copy (copy.deepcopy(model).float(), y.float())"
-        )
-    if net.dtype is not None and (y.dtype != net.dtype or y.device != net.device):  # None: no parameters
-        raise ValueError(
-            f"y: expected dtype {net.dtype} on {net.device} like the network's parameters, got {y.dtype} on {y.device}; "
-            "convert one to the other (e.g. y.to(model_parameter))"
-        )
-    if not bool(torch.isfinite(y).all()):
-        raise ValueError(f"y: expected finite values, got {int((~torch.isfinite(y)).sum())} NaN/inf entries")
-    activation = net.nodes[-1].activation
-    clipped = activation.project_data(y)
-    if not torch.equal(clipped, y):
-        warnings.warn(
-            f"y: {int((clipped != y).sum())} entries lie outside the domain {activation.domain} of the last activation "
-            f"({activation!r}); clipped into it",
-            stacklevel=3,
-        )
-    return clipped
-
-
-def _per_sample(name: str, value: Any, batch: int, like: Tensor, positive: bool, required: bool) -> Tensor | None:
-    """A float or (B,) tensor as a (B,) tensor on ``like``'s device and dtype, validated."""
-    if value is None:
-        if required:
-            raise ValueError(f"{name}: required by this method and regularizer, got None")
-        return None
-    try:
-        t = torch.as_tensor(value, dtype=like.dtype, device=like.device)
-    except (TypeError, ValueError, RuntimeError):
-        raise ValueError(f"{name}: expected a float or a tensor of shape ({batch},), got {value!r}") from None
-    if t.dim() == 0:
-        t = t.expand(batch).clone()
-    elif tuple(t.shape) != (batch,):
-        raise ValueError(f"{name}: expected a float or a tensor of shape ({batch},), got shape {tuple(t.shape)}")
-    bad = ~torch.isfinite(t) | ((t <= 0) if positive else (t < 0))
-    if bool(bad.any()):
-        rule = "> 0" if positive else ">= 0"
-        raise ValueError(f"{name}: expected finite values {rule}, got {t[bad][:5].tolist()}")
-    return t
-
-
-def _check_init(x_init: Any, batch: int, net: LiftedNetwork, like: Tensor) -> Tensor:
-    shape = (batch, *net.input_shape)
-    if x_init is None:
-        return like.new_zeros(shape)
-    if not isinstance(x_init, Tensor) or tuple(x_init.shape) != shape:
-        got = tuple(x_init.shape) if isinstance(x_init, Tensor) else type(x_init).__name__
-        raise ValueError(f"x_init: expected a tensor of shape {shape}, got {got}")
-    if x_init.is_complex():
-        raise ValueError(f"x_init: expected a real tensor, got dtype {x_init.dtype}")
-    x_init = x_init.to(dtype=like.dtype, device=like.device)
-    if not bool(torch.isfinite(x_init).all()):
-        raise ValueError(f"x_init: expected finite values, got {int((~torch.isfinite(x_init)).sum())} NaN/inf entries")
-    return x_init
-
-
-def _check_dual_init(dual_init: Any, tv: TotalVariation | None, x_init: Tensor) -> Tensor | None:
-    """``dual_init`` checked (shape of ``∇x``, real, finite) and projected onto the dual ball ``‖z_ij‖ ≤ 1``
-    (a solver's own dual is there already); None stays None."""
-    if dual_init is None:
-        return None
-    if tv is None:
-        raise ValueError("dual_init: the TV dual needs a TV regularizer, got regularizer=None: drop dual_init")
-    shape = tuple(tv.zero_dual(x_init).shape)
-    if not isinstance(dual_init, Tensor) or tuple(dual_init.shape) != shape:
-        got = tuple(dual_init.shape) if isinstance(dual_init, Tensor) else type(dual_init).__name__
-        raise ValueError(f"dual_init: expected a tensor of shape {shape} (the shape of the TV gradient of x), got {got}")
-    if dual_init.is_complex():
-        raise ValueError(f"dual_init: expected a real tensor, got dtype {dual_init.dtype}")
-    dual_init = dual_init.to(dtype=x_init.dtype, device=x_init.device)
-    if not bool(torch.isfinite(dual_init).all()):
-        raise ValueError(f"dual_init: expected finite values, got {int((~torch.isfinite(dual_init)).sum())} NaN/inf entries")
-    return tv.project_dual(dual_init)
