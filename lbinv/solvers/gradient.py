@@ -3,6 +3,9 @@
 Adam on ``½‖N(x) − y‖² + α TV_ε(x)`` with the smoothed total variation
 ``TV_ε(x) = Σ_ij sqrt(‖(∇x)_ij‖² + ε²)`` (isotropic; per direction for the anisotropic one),
 differentiating through the network by autograd; a box on ``x`` is a projection after each step.
+
+Guarantee: none; the objective is not convex in ``x`` (the network is composed into it), and Adam
+may stop anywhere its steps become small. A baseline, not a solver of the lifted problem.
 """
 
 from __future__ import annotations

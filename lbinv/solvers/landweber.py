@@ -4,6 +4,10 @@
 
 (PDHG of §5 with α = 0). Each sample stops at the first k with ``‖σ(Wx^k + b) − y^δ‖ ≤ η δ``;
 without a noise level it runs until ``‖x^{k+1} − x^k‖ ≤ tol``.
+
+Guarantee: the step is gradient descent on the convex ``f(x) = B_Ψ(y^δ, Wx + b)`` (projected onto
+the box) with step ``1/L``, so ``f(x^k) − f* ≤ L‖x⁰ − x*‖² / (2k)``; the stopping index, not a
+penalty, regularises (Morozov's principle).
 """
 
 from __future__ import annotations

@@ -7,6 +7,10 @@ From the output down, each hidden variable is the solution of a convex problem
 solved by FISTA (gradient ``W_lᵀ(σ_l(W_l x + b_l) − x_l)``, step ``1/‖W_l‖²``, prox of
 ``τ α Ψ_{l−1}``; for ReLU the projection onto ``x ≥ 0``); the input is then the single-layer
 TV problem with data ``x_1`` (PDHG, §5).
+
+Guarantee: each stage is convex with an exact prox, so FISTA has
+``F(x_k) − F* ≤ 2‖W_l‖²‖x₀ − x*‖² / (k + 1)²`` (Beck & Teboulle 2009); the stages' errors add up
+through the layers, and the result solves the lifted problem only in the limit the paper describes.
 """
 
 from __future__ import annotations
