@@ -5,7 +5,7 @@ Problem (paper eq. 6, MATH.md §3–5), per sample::
     min_x  F(x) = f(x) + g(x),   f(x) = B_Ψ(y, Wx + b),   g(x) = α TV(x) + ι_box(x).
 
 ``f`` is smooth, ``∇f(x) = Wᵀ(σ(Wx + b) − y)`` (no derivative of σ, MATH.md §2), with Lipschitz
-constant ``L = ‖W‖₂²`` (:func:`~lbinv.solvers.loop.lipschitz`). One outer iteration, step ``τ = 1/L``::
+constant ``L = ‖W‖₂²`` (:class:`~lbinv.solvers.data_term.LayerDataTerm`, shared with PDHG). One outer iteration, step ``τ = 1/L``::
 
     x̂ = prox_{τg}( u − τ∇f(u) )                         (proximal gradient step at the momentum point u)
     x⁺ = x̂ if F(x̂) ≤ (1 + 4ε) F_best else x              (monotone up to rounding, F_best = min F so far)
