@@ -38,6 +38,12 @@ def test_the_first_step_of_a_resumed_pdhg_solve_continues_the_previous_one():
     whole = invert(module, y, max_iter=50, **args)
     torch.testing.assert_close(resumed.x, whole.x, rtol=0.0, atol=0.0)
     torch.testing.assert_close(resumed.dual, whole.dual, rtol=0.0, atol=0.0)
+    # so a resumed solve meets the tolerance 30 iterations earlier than a cold one
+    tight = {**args, "tol": 1e-8, "max_iter": 20_000, "check_every": 1}
+    cold = invert(module, y, **tight)
+    warm = invert(module, y, x_init=first.x, dual_init=first.dual, **tight)
+    assert bool(cold.converged.all()) and bool(warm.converged.all())
+    assert warm.iterations.item() == cold.iterations.item() - 30
 
 
 @pytest.mark.parametrize(
