@@ -49,7 +49,7 @@ from timing import log, machine, write_results  # first: it puts the repository 
 
 from lbinv import LiftedNetwork, invert
 from lbinv.regularizers import TotalVariation
-from lbinv.solvers.pdhg import single_layer_objective
+from lbinv.solvers.data_term import LayerDataTerm
 
 ALPHA, NOISE, SEED = 1.5e-2, 0.005, 0
 TARGETS = {"1e-4": 1e-4, "1e-6": 1e-6}
@@ -86,7 +86,7 @@ class Instance:
         """lbinv's objective at one ``x``, at ``ALPHA`` or ``alpha``."""
         x = x.reshape(1, 1, self.size, self.size).to(torch.float64)
         a = self.alpha if alpha is None else torch.as_tensor(alpha, dtype=torch.float64).reshape(1)
-        return float(single_layer_objective(self.layer, x, self.y, a, self.tv))
+        return float(LayerDataTerm(self.layer, self.y).objective(x, a, self.tv))
 
     def clarabel(self, alpha: float = ALPHA) -> dict[str, Any]:
         import cvxpy as cp

@@ -13,7 +13,7 @@ from timing import interleaved
 
 from lbinv import LiftedNetwork, invert
 from lbinv.regularizers import TotalVariation
-from lbinv.solvers.pdhg import single_layer_objective
+from lbinv.solvers.data_term import LayerDataTerm
 
 
 def bench_clarabel(device: torch.device, rounds: int, batch: int, gap: float = 1e-4, max_iter: int = 64_000) -> dict[str, Any]:
@@ -60,8 +60,8 @@ def bench_clarabel(device: torch.device, rounds: int, batch: int, gap: float = 1
 
     @torch.no_grad()
     def optimum(i: int, x_opt) -> float:  # lbinv's objective at Clarabel's solution
-        return float(single_layer_objective(net.layers[0], torch.from_numpy(x_opt).reshape(1, 1, size, size),
-                                            ys[i : i + 1], torch.tensor([alpha], dtype=torch.float64), tv))
+        x = torch.from_numpy(x_opt).reshape(1, 1, size, size)
+        return float(LayerDataTerm(net.layers[0], ys[i : i + 1]).objective(x, torch.tensor([alpha], dtype=torch.float64), tv))
 
     def sweeps_to_gap(y_dev, f_star: torch.Tensor) -> int | None:
         budget = 1000

@@ -187,11 +187,11 @@ def test_max_pooling_built_under_inference_mode_still_differentiates():
 def test_the_stacked_norms_are_computed_once_per_weights(monkeypatch):
     # the callback rebuilds the network at every inversion: blocks read by several edges take their
     # Lipschitz constant from the cache until the weights change
-    import lbinv.solvers.coordinate_descent as cd
+    import lbinv.solvers.blocks as blocks
 
     calls = []
-    original = cd.operator_norm
-    monkeypatch.setattr(cd, "operator_norm", lambda *a, **k: calls.append(1) or original(*a, **k))
+    original = blocks.operator_norm
+    monkeypatch.setattr(blocks, "operator_norm", lambda *a, **k: calls.append(1) or original(*a, **k))
     module = init_module(RandomGraph(GRAPH_BLOCKS))
     y = module(torch.rand(1, 1, 8, 8, dtype=F64)).detach()
 

@@ -22,10 +22,10 @@ the sweep differs in three ways:
   with ``τ₀ = 1/L_0``, the TV prox by a few warm-started FGP steps (:class:`~lbinv.solvers.tv_prox.TVProx`),
   instead of the paper's PDHG step. The hidden blocks' step is the paper's.
 
-The joint problem is not convex, so no rate is claimed: a sample whose objective rose over a sweep
-restarts its momentum (``t = 1``; O'Donoghue & Candès 2015) and halves ``c``. A fixed point of the
-sweep moves no block, so it is a fixed point of the paper's sweep too. Measured on the trained conv
-AE (docs/performance.md, "Several layers: convergence"): within 1e−3 of the limit in about 10× fewer sweeps than the paper's.
+Guarantee: the joint problem is not convex, so no rate is claimed: a sample whose objective rose
+over a sweep restarts its momentum (``t = 1``; O'Donoghue & Candès 2015) and halves ``c``. A fixed
+point of the sweep moves no block, so it is a fixed point of the paper's sweep too. How it compares
+with the paper's sweep: docs/performance.md, "Inertial coordinate descent against the paper's sweep".
 
 Stopping test — what ``tol`` means: the objective fell by at most ``tol · F`` over the last
 ``check_every`` sweeps (and did not rise beyond rounding).
@@ -39,9 +39,10 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from lbinv._checks import check_int
 from lbinv.lifted import LiftedNetwork
 from lbinv.regularizers import project_box_
-from lbinv.solvers.coordinate_descent import LiftedBlocks
+from lbinv.solvers.blocks import LiftedBlocks, check_hidden_init
 from lbinv.solvers.loop import Problem, masked, next_momentum, per_sample, rose
 from lbinv.solvers.tv_prox import TVProx
 
@@ -57,15 +58,20 @@ class AcceleratedCoordinateDescent(LiftedBlocks):
     #: The options of :func:`lbinv.invert` this solver takes, with their defaults.
     options: ClassVar[dict[str, Any]] = {"hidden_init": "forward", "input_inner_steps": DEFAULT_INPUT_INNER_STEPS}
 
+    @staticmethod
+    def check_options(options: dict[str, Any]) -> None:
+        """Refuse a bad value of one of :attr:`options`."""
+        check_hidden_init(options)
+        check_int("input_inner_steps", options["input_inner_steps"])
+
     def __init__(self, net: LiftedNetwork, problem: Problem, hidden_init: str, input_inner_steps: int) -> None:
         problem = replace(problem, x_init=project_box_(problem.x_init.clone(), problem.bounds))
         super().__init__(net, problem, hidden_init)
         self.bounds, self.inner_steps = problem.bounds, int(input_inner_steps)
         self.input_step = 1.0 / self.lips[0]
-        self.z = None
+        self.z = problem.initial_dual()  # the TV dual of the input block's prox
         if self.tv is not None:
             self.tv_prox = TVProx(self.tv, self.bounds, self.input_step * self.alpha, self.x)
-            self.z = self.tv.zero_dual(self.x)
         self.previous = self._values()
         # a node that reads x_0 only: its pre-activation at x_0's previous value (extrapolation by linearity)
         self.reads_input_only = [{e.source for e in node.edges} == {0} for node in net.nodes]
@@ -96,9 +102,9 @@ class AcceleratedCoordinateDescent(LiftedBlocks):
             u = u.add_(shift)
         pre, move = {}, u - x_j
         for k, edges in self.readers[j].items():
-            a = self._pre(k)
-            if self.reads_input_only[k] and self.pre_previous[k] is not None:
-                pre[k] = a.addcmul(per_sample(beta, a), a - self.pre_previous[k])  # by linearity
+            a, a_previous = self._pre(k), self.pre_previous[k]
+            if self.reads_input_only[k] and a_previous is not None:
+                pre[k] = a.addcmul(per_sample(beta, a), a - a_previous)  # by linearity
             else:
                 pre[k] = a + sum(e.affine.linear(move) for e in edges)
         return u, self._gradient_from(pre, j)
@@ -117,7 +123,7 @@ class AcceleratedCoordinateDescent(LiftedBlocks):
         start_pre = [self._pre(k) for k in range(len(self.net.nodes) - 1)]  # a_j° of the hidden nodes
         u, grad = self._extrapolated_gradient(0, beta)
         v = u.add(grad, alpha=-self.input_step)
-        if self.tv is None:
+        if self.z is None:
             new = project_box_(v, self.bounds)
         else:
             new, z = self.tv_prox(v, self.z, self.inner_steps)

@@ -5,7 +5,7 @@ Problem (paper eq. 6, MATH.md §3–5), per sample::
     min_x  F(x) = f(x) + g(x),   f(x) = B_Ψ(y, Wx + b),   g(x) = α TV(x) + ι_box(x).
 
 ``f`` is smooth, ``∇f(x) = Wᵀ(σ(Wx + b) − y)`` (no derivative of σ, MATH.md §2), with Lipschitz
-constant ``L = ‖W‖₂²`` (:func:`~lbinv.solvers.loop.lipschitz`). One outer iteration, step ``τ = 1/L``::
+constant ``L = ‖W‖₂²`` (:class:`~lbinv.solvers.data_term.LayerDataTerm`, shared with PDHG). One outer iteration, step ``τ = 1/L``::
 
     x̂ = prox_{τg}( u − τ∇f(u) )                         (proximal gradient step at the momentum point u)
     x⁺ = x̂ if F(x̂) ≤ (1 + 4ε) F_best else x              (monotone up to rounding, F_best = min F so far)
@@ -19,19 +19,15 @@ with ``Wᵀ`` (at ``u``), as a plain gradient step does.
 
 "Went up" means: above the lowest objective accepted so far, ``F_best``, by more than
 ``ROUNDING_SLACK = 4`` units ``ε`` (the dtype's machine epsilon) of it (:func:`~lbinv.solvers.loop.rose`),
-so the objective never exceeds
-``(1 + 4ε) F_best``. A strict ``F(x̂) ≤ F(x)`` stalls the iteration at the precision of the
-arithmetic: the computed ``x̂`` carries rounding noise of about ``ε|x|`` per pixel, which raises
-``F`` at first order (``F`` is not smooth: in the flat regions of a TV solution any noise raises
-``α TV``) by about as much as a step near the optimum lowers it (measured: both about 1e−8 of
-``F = 0.35``, float32); the accepted ``x`` is one whose noise happened to be low, and every later
-step is rejected.
-Measured with box (0, 1) and ``α = 1e−2`` on ``Linear(240, 120) + ReLU`` (input 1×20×12) and
-``Conv2d(1, 4, 3, 2, 1) + ReLU`` (1×16×16), two random images each: in float32 the strict test
-stalled the relative gap at 4e−5 to 5e−4 and the slack lets it fall to 3e−6 to 1e−5; in float64
-the strict test stalled it at 3e−10 to 3e−9 (on the 6×6 test problem with box (−1, 2), tol=1e−10
-ran 20,000 iterations), the slack lets it fall to about 1e−14. In float64 both rules take the same
-steps until that stall (the first differing step came at iterations 1,100–2,100, gap ≈ 1e−9).
+so the objective never exceeds ``(1 + 4ε) F_best``: a strict ``F(x̂) ≤ F(x)`` stalls the iteration
+at the precision of the arithmetic, as rounding noise in ``x̂`` raises ``α TV`` at first order
+(docs/performance.md, "FISTA: went up means beyond rounding").
+
+Guarantee: with an exact prox and no restarts, monotone FISTA has ``F(x_k) − F* ≤ 2L‖x₀ − x*‖² / (k + 1)²``
+(Beck & Teboulle 2009); the adaptive restarts have no general bound, and the prox here is inexact
+(below), so no rate is claimed. The objective of the accepted iterates never rises beyond
+rounding, and a sample reported ``converged`` has met the duality-gap test below: with finite
+bounds, a certified ``F(x) − F* ≤ tol · F(x)``.
 
 The prox of ``τ(α TV + ι_box)`` (TV denoising with weight ``λ = τα``) has no closed form; it is
 computed by the fast gradient projection (FGP) of Beck & Teboulle (2009) on its dual
@@ -43,8 +39,8 @@ part, within ``[MIN_INNER_STEPS, max_inner_steps]``. With a box, the gap this co
 smaller of the certified gap and the unboxed estimate (below; ``r`` without its entries at a bound
 that point out of the box; the certified gap alone for a sample that did not move since the last
 check): the box term of the certified gap is first order in ``r`` (below), it held the inner steps at
-their floor, and the inexact prox slowed the iterates themselves (32×32 circle, tol=1e−6: 750
-iterations; with this rule and the certificate of before, 190).
+their floor, and the inexact prox slowed the iterates themselves (docs/performance.md, "FISTA: the
+inner steps and the certificate").
 
 Stopping test — what ``tol`` means: a **relative duality gap**. Write ``f(x) = φ(Wx + b)`` with
 ``φ(a) = B_Ψ(y, a)``. For any ``w`` with ``y + w ∈ dom Ψ`` and any TV dual ``z`` with ``‖z_ij‖ ≤ 1``
@@ -71,21 +67,12 @@ At ``w₀ = σ(Wx + b) − y`` the first term vanishes and ``r = ∇f(x) − α 
 - Without (an unbounded ``x`` has no finite dual bound: ``div`` has no constant component), the
   box term is replaced by ``‖r‖ · R`` at ``w₀`` and the solver's ``z``, with ``R = RADIUS_FACTOR · ‖x − x_prev‖``
   (``x_prev``: the iterate at the previous check) standing in for ``‖x − x*‖``: an **estimate**, not
-  a bound. On the circle problems it stayed above the true gap at every check (about 1–3× the true
-  gap near 1e−6), and near the optimum the exact TV part dominates it.
+  a bound (how it compared with the true gap: docs/performance.md, "FISTA: the inner steps and the
+  certificate").
 
-How far the certificate lags: its box term is first order in ``r``, about ``L|x − u|`` per pixel
-(``u``: the momentum point), weighted by the distance to the bounds, while ``F(x) − F*`` is second
-order; so with a box the test is met later than the true gap would allow. Measured (float64, tol=1e−6,
-a box (0, 1) that does not bind): 32×32 circle 170 iterations (without bounds 120; the true gap is
-below 1e−6 from 130 on), 64×64: 360 (without bounds 240; true gap below 1e−6 from 240 on). The
-refined duals lower the gap 2–5× there (190 → 170 iterations on 32×32); on a dense MNIST encoder
-(``Linear(784, 100)`` + ReLU, α = 1e−4, the box binding on half of the pixels, float32) 3–5×, yet it
-stays 30–100× above the true gap, mostly from ``w₀``: with the optimum's ``w`` and the best ``z`` the
-bound is the true gap (checked with Clarabel). A least-norm correction of ``(w, z)`` that zeroes ``r``
-inside the box (``z`` moving only where ``‖z_ij‖ < 1``) brought the bound to 1.5× the true gap on
-the 32×32 circle, but as a dense solve; 160 preconditioned conjugate-gradient steps (each a product
-with ``W`` and ``Wᵀ``) only got a tenth of the way: not worth a check.
+How far the certificate lags: its box term is first order in ``r``, while ``F(x) − F*`` is second
+order, so with a box the test is met later than the true gap would allow (measured:
+docs/performance.md, "FISTA: the inner steps and the certificate").
 
 A sample stops when ``gap(x) ≤ tol · F(x)``: ``tol`` bounds the relative objective gap
 ``(F(x) − F*) / F(x)`` (certified with a box, estimated without). An objective below
@@ -97,9 +84,8 @@ cannot fall below about ``ρ = ε (L|x| + |∇f(x)| + α|div z|)`` per pixel (th
 through the step ``1/L``, and of the terms of ``r`` and of ``u − τ∇f(u)``), and the box certificate
 weighs it with the distance to the farther bound: ``floor = Σ_i ρ_i max(x_i − lo, hi − x_i)``
 (without a box ``‖ρ‖ · R``), plus ``ε α (TV(x) + |⟨z, ∇x⟩|)`` for the TV part; it is computed at
-every check. The true suboptimality there is far smaller. Measured on the problems above and with
-``α`` from 1e−3 to 1e−1, a wider ``Linear(256, 400)`` and a mostly-zero image: in float32 the
-floor is 1e−5 to 5e−4 of ``F`` (in float64 4e−14 to 6e−14), and the gap settles at 0.15–0.3 times it.
+every check. The true suboptimality there is far smaller (docs/performance.md, "FISTA: the rounding
+floor of the gap").
 A sample whose gap is at or below its floor and has made no new low (by ``STALL_FALL``), nor its
 objective (by ``STALL_OBJECTIVE_FALL · ε``), in the last ``max(STALL_ITERS, k/2)`` of its ``k`` iterations,
 while still above ``tol · F(x)``, stops
@@ -118,9 +104,11 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from lbinv._checks import check_int
 from lbinv.lifted import LiftedLayer
 from lbinv.regularizers import TotalVariation, project_box_
-from lbinv.solvers.loop import Problem, lipschitz, masked, next_momentum, per_sample, rose, sample_norm
+from lbinv.solvers.data_term import LayerDataTerm
+from lbinv.solvers.loop import Problem, masked, next_momentum, per_sample, rose, sample_norm
 from lbinv.solvers.tv_prox import TVProx
 
 #: Inner (FGP) steps per outer iteration at the start; they adapt between this floor and ``max_inner_steps``.
@@ -172,15 +160,21 @@ class FISTA:
     #: The options of :func:`lbinv.invert` this solver takes, with their defaults.
     options: ClassVar[dict[str, Any]] = {"inner_steps": DEFAULT_INNER_STEPS, "max_inner_steps": DEFAULT_MAX_INNER_STEPS}
 
+    @staticmethod
+    def check_options(options: dict[str, Any]) -> None:
+        """Refuse a bad value of one of :attr:`options`."""
+        for name in ("inner_steps", "max_inner_steps"):
+            check_int(name, options[name])
+
     def __init__(self, layer: LiftedLayer, problem: Problem, inner_steps: int, max_inner_steps: int) -> None:
-        self.layer, self.y, self.alpha, self.tv = layer, problem.y, problem.alpha, problem.tv
-        self.bounds, self.tol = problem.bounds, problem.tol
+        self.alpha, self.tv, self.bounds, self.tol = problem.alpha, problem.tv, problem.bounds, problem.tol
+        self.data = LayerDataTerm(layer, problem.y)
         self.max_inner_steps = int(max_inner_steps)
         self.inner_steps = min(int(inner_steps), self.max_inner_steps)
-        self.lip = lipschitz(layer.affine.opnorm())
+        self.lip = self.data.lipschitz
         self.tau = 1.0 / self.lip
         x = project_box_(problem.x_init.clone(), self.bounds)
-        self.x, self.ax = x, layer.affine.forward(x)  # ax = Wx + b
+        self.x, self.ax = x, self.data.pre_activation(x)  # ax = Wx + b
         self.u, self.au = self.x, self.ax
         self.fx = self._value(self.x, self.ax)
         self.f_best = self.fx  # the lowest objective accepted so far
@@ -189,12 +183,12 @@ class FISTA:
         self.f_floor = math.sqrt(self.eps) * self.fx
         self.t = torch.ones_like(self.alpha)
         self.alpha_x = per_sample(self.alpha, x)
-        self.z = None
+        self.z = problem.initial_dual()  # the inner TV prox's dual
         if self.tv is not None:
             self.tv_prox = TVProx(self.tv, self.bounds, self.tau * self.alpha, x)  # weight λ = τα, per sample
-            self.z = self.tv.zero_dual(x)
-        self.bounded = self.bounds is not None and all(math.isfinite(v) for v in self.bounds)
-        if self.bounded and self.tv is not None:  # what the refined certificate needs (module docstring)
+        #: finite bounds: the box of the certified gap (module docstring), else None
+        self.box = self.bounds if self.bounds is not None and all(math.isfinite(v) for v in self.bounds) else None
+        if self.box is not None and self.z is not None:  # what the refined certificate needs (module docstring)
             self.refine_step = per_sample(1.0 / (TotalVariation.NORM_BOUND**2 * self.alpha), self.z)  # 1/(8α)
             self.row_sums = layer.affine.linear(torch.ones_like(x[:1]))  # W1, the shift of Wᵀw's sum
         self.x_checked = self.x  # the iterate at the last check
@@ -208,20 +202,18 @@ class FISTA:
 
     def _value(self, x: Tensor, ax: Tensor) -> Tensor:
         """``F(x)`` per sample from ``ax = Wx + b``."""
-        value = self.layer.activation.bregman(self.y, ax)
-        return value if self.tv is None else value + self.alpha * self.tv.value(x)
+        return self.data.objective(x, self.alpha, self.tv, ax)
 
     def prox(self, v: Tensor, p: Tensor | None) -> tuple[Tensor, Tensor | None]:
         """``prox_{τg}(v)`` by ``inner_steps`` FGP steps on the TV dual from ``p``; returns ``(x, p)``."""
-        if self.tv is None:
+        if p is None:
             return project_box_(v, self.bounds), None
         return self.tv_prox(v, p, self.inner_steps)
 
     def step(self, active: Tensor | None, measure: bool) -> Tensor | None:
-        layer, u, x, au, ax = self.layer, self.u, self.x, self.au, self.ax
-        grad = layer.affine.adjoint(layer.activation(au) - self.y)
-        x_hat, z_new = self.prox(torch.add(u, grad, alpha=-self.tau), self.z)
-        ax_hat = layer.affine.forward(x_hat)
+        u, x, au, ax = self.u, self.x, self.au, self.ax
+        x_hat, z_new = self.prox(torch.add(u, self.data.gradient(au), alpha=-self.tau), self.z)
+        ax_hat = self.data.pre_activation(x_hat)
         f_hat = self._value(x_hat, ax_hat)
         worse = rose(f_hat, self.f_best)  # beyond rounding (module docstring); NaN counts as worse
         restart = worse | (_dot(u - x_hat, x_hat - x) > 0.0)
@@ -237,7 +229,7 @@ class FISTA:
         self.f_best = torch.minimum(self.f_best, self.fx)
         self.t = masked(active, t_next, self.t)
         self.iterations += 1
-        if z_new is not None:
+        if z_new is not None and self.z is not None:
             self.z = masked(active, z_new, self.z)
         if measure:
             self._measure(active)
@@ -246,23 +238,23 @@ class FISTA:
     def _measure(self, active: Tensor | None) -> None:
         """The duality gap at ``x`` and its rounding floor (module docstring), the stall count, and
         the number of inner steps for the next window."""
-        x, z = self.x, self.z
-        grad_f = self.layer.affine.adjoint(self.layer.activation(self.ax) - self.y)  # ∇f(x) = Wᵀw₀
+        x, z, tv, box = self.x, self.z, self.tv, self.box
+        grad_f = self.data.gradient(self.ax)  # ∇f(x) = Wᵀw₀
         r = grad_f
         scale = x.abs().mul_(self.lip).add_(r.abs())  # L|x| + |∇f(x)| (+ α|div z| below): ρ/ε
         gap = floor = x.new_zeros(x.shape[0])
-        if self.tv is not None:
-            grad_x = self.tv.grad(x)
-            tv_x, tv_z = self.tv.pointwise_norm(grad_x).flatten(1).sum(1), _dot(z, grad_x)
+        if tv is not None and z is not None:
+            grad_x = tv.grad(x)
+            tv_x, tv_z = tv.pointwise_norm(grad_x).flatten(1).sum(1), _dot(z, grad_x)
             gap = self.alpha * (tv_x - tv_z)
             floor = self.alpha * (tv_x + tv_z.abs())
-            alpha_div_z = self.alpha_x * self.tv.div(z)
+            alpha_div_z = self.alpha_x * tv.div(z)
             scale.add_(alpha_div_z.abs())
             r = r - alpha_div_z
         tv_part = gap
         radius = RADIUS_FACTOR * sample_norm(x - self.x_checked)
-        if self.bounded:
-            lo, hi = self.bounds
+        if box is not None:
+            lo, hi = box
             gap = gap + _box_term(r, x, lo, hi)
             floor = floor + _dot(scale, torch.maximum(x - lo, hi - x))
             # the schedule of the inner steps compares the TV part with the estimate of the unboxed case
@@ -275,7 +267,7 @@ class FISTA:
             floor = floor + sample_norm(scale) * radius
             schedule_gap = gap
         self.x_checked = x
-        if self.tv is not None:
+        if tv is not None and z is not None:
             share = tv_part / schedule_gap.clamp_min(torch.finfo(gap.dtype).tiny)
             # the refined certificate only where it may decide the test: a gap within REFINE_FACTOR of it
             near = gap <= REFINE_FACTOR * self.tol * torch.maximum(self.fx, self.f_floor)
@@ -287,8 +279,8 @@ class FISTA:
                 self.inner_steps = min(2 * self.inner_steps, self.max_inner_steps)
             elif share < INNER_LESS:
                 self.inner_steps = max(min(MIN_INNER_STEPS, self.max_inner_steps), self.inner_steps // 2)
-            if near and self.bounded:
-                gap = torch.fmin(gap, self._refined_gap(grad_f, grad_x, tv_x))
+            if near and box is not None:
+                gap = torch.fmin(gap, self._refined_gap(grad_f, grad_x, tv_x, tv, z, box))
         self.gap = masked(active, gap, self.gap)
         self.floor = masked(active, self.eps * floor, self.floor)
         fell = gap <= STALL_FALL * self.gap_ref  # NaN: not
@@ -297,33 +289,34 @@ class FISTA:
         self.f_ref = masked(active, torch.where(descending, self.f_best, self.f_ref), self.f_ref)
         self.low_at = masked(active, torch.where(fell | descending, self.iterations, self.low_at), self.low_at)
 
-    def _refined_gap(self, grad_f: Tensor, grad_x: Tensor, tv_x: Tensor) -> Tensor:
+    def _refined_gap(self, grad_f: Tensor, grad_x: Tensor, tv_x: Tensor, tv: TotalVariation, z: Tensor,
+                     box: tuple[float, float]) -> Tensor:
         """The smallest certified gap at ``x`` over two refined dual points (module docstring, "Stopping
-        test"): ``(w₀, z₁)`` and ``(w₀ + βv, z₂)``, each ``zₖ`` from :meth:`_refine_dual`."""
-        x, lo, hi = self.x, *self.bounds
-        act = self.layer.activation
-        sigma = act(self.ax)  # y + w₀
-        dlo, dhi = act.domain
+        test"): ``(w₀, z₁)`` and ``(w₀ + βv, z₂)``, each ``zₖ`` from :meth:`_refine_dual` from the solver's ``z``."""
+        x, (lo, hi) = self.x, box
+        layer = self.data.layer
+        sigma = layer.activation(self.ax)  # y + w₀
+        dlo, dhi = layer.activation.domain
         v = torch.where((sigma > dlo) & (sigma < dhi), self.row_sums, 0.0)  # W1 on the units where y + w can move
-        grad_v = self.layer.affine.adjoint(v)
+        grad_v = layer.affine.adjoint(v)
         inside = (x > lo) & (x < hi)  # where an optimum has r = 0
         total = _dot(grad_v, inside)
         beta = torch.where(total != 0.0, -_dot(grad_f, inside) / torch.where(total != 0.0, total, 1.0), 0.0)
         gaps = []
         for q, bregman in ((grad_f, None), (grad_f + per_sample(beta, grad_f) * grad_v,
-                                            act.bregman(sigma + per_sample(beta, v) * v, self.ax))):
-            z = self._refine_dual(q, x, lo, hi)
-            gap = self.alpha * (tv_x - _dot(z, grad_x)) + _box_term(q - self.alpha_x * self.tv.div(z), x, lo, hi)
+                                            self.data.dual_gap(sigma + per_sample(beta, v) * v, self.ax))):
+            refined = self._refine_dual(q, x, lo, hi, tv, z)
+            gap = self.alpha * (tv_x - _dot(refined, grad_x)) + _box_term(q - self.alpha_x * tv.div(refined), x, lo, hi)
             gaps.append(gap if bregman is None else gap + bregman)
         return torch.fmin(*gaps)
 
-    def _refine_dual(self, q: Tensor, x: Tensor, lo: float, hi: float) -> Tensor:
-        """``DUAL_REFINE_STEPS`` FGP steps from the solver's ``z`` on ``min_{‖z_ij‖ ≤ 1} ½ Σ_i ψ_i(r_i)``,
+    def _refine_dual(self, q: Tensor, x: Tensor, lo: float, hi: float, tv: TotalVariation, z: Tensor) -> Tensor:
+        """``DUAL_REFINE_STEPS`` FGP steps from ``z`` on ``min_{‖z_ij‖ ≤ 1} ½ Σ_i ψ_i(r_i)``,
         ``r = q − α div z``, ``ψ_i(r) = r²`` inside the box, ``min(r, 0)²`` at ``lo`` and ``max(r, 0)²``
         at ``hi`` (a smooth stand-in for the box term of the gap); returns a feasible dual."""
-        tv, step = self.tv, self.refine_step
+        step = self.refine_step
         at_lo, at_hi = x <= lo, x >= hi
-        p = m = self.z
+        p = m = z
         t = 1.0
         for _ in range(DUAL_REFINE_STEPS):
             r = q - self.alpha_x * tv.div(m)
@@ -360,7 +353,7 @@ class FISTA:
         floor = float((self.floor[stops] / self.fx[stops]).max())
         dtype = str(self.x.dtype).removeprefix("torch.")
         copy = ", or invert a float64 copy (copy.deepcopy(model).double(), y.double())" if self.x.dtype != torch.float64 else ""
-        kind = "certified" if self.bounded else "estimated"
+        kind = "certified" if self.box is not None else "estimated"
         warnings.warn(
             f"FISTA: tol={self.tol:g} is below the rounding floor of the {kind} duality gap in {dtype} for some "
             f"samples: they stopped at that floor with converged=False (their objective is within the gap they "

@@ -3,13 +3,19 @@
 Adam on ``½‖N(x) − y‖² + α TV_ε(x)`` with the smoothed total variation
 ``TV_ε(x) = Σ_ij sqrt(‖(∇x)_ij‖² + ε²)`` (isotropic; per direction for the anisotropic one),
 differentiating through the network by autograd; a box on ``x`` is a projection after each step.
+
+Guarantee: none; the objective is not convex in ``x`` (the network is composed into it), and Adam
+may stop anywhere its steps become small. A baseline, not a solver of the lifted problem.
 """
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import torch
 from torch import Tensor
 
+from lbinv._checks import check_number
 from lbinv.lifted import LiftedNetwork
 from lbinv.regularizers import TotalVariation, project_box
 from lbinv.solvers.loop import Problem, SingleBlock, masked, sample_norm
@@ -27,7 +33,13 @@ class AdamInversion(SingleBlock):
     """Per-sample Adam (elementwise, so one batch holds independent problems)."""
 
     #: The options of :func:`lbinv.invert` this solver takes, with their defaults.
-    options = {"lr": 1e-2, "betas": (0.9, 0.999), "tv_smoothing": 1e-2}
+    options: ClassVar[dict[str, Any]] = {"lr": 1e-2, "betas": (0.9, 0.999), "tv_smoothing": 1e-2}
+
+    @staticmethod
+    def check_options(options: dict[str, Any]) -> None:
+        """Refuse a bad value of one of :attr:`options` (``lr`` and ``tv_smoothing`` must be positive)."""
+        for name in ("lr", "tv_smoothing"):
+            check_number(name, options[name], minimum=0.0, strict=True)
 
     def __init__(
         self, net: LiftedNetwork, problem: Problem, lr: float, betas: tuple[float, float], tv_smoothing: float

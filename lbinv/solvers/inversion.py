@@ -1,5 +1,5 @@
 """``invert``: batched lifted-Bregman inversion of a network's output, and the baselines; the
-checks of its arguments.
+checks of its options (those of its data arguments: :mod:`lbinv.solvers.arguments`).
 
 Methods (MATH.md §3–8):
 
@@ -13,25 +13,24 @@ Methods (MATH.md §3–8):
 
 from __future__ import annotations
 
-import math
 import time
-import warnings
 from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from lbinv._checks import HALF_PRECISION, check_int, check_interval, check_number
+from lbinv._checks import check_int, check_interval, check_number
 from lbinv.lifted import LiftedNetwork
 from lbinv.regularizers import TotalVariation
 from lbinv.solvers.accelerated_cd import AcceleratedCoordinateDescent
-from lbinv.solvers.coordinate_descent import HIDDEN_INITS, CoordinateDescent
+from lbinv.solvers.arguments import as_network, check_data, check_dual_init, check_init, check_per_sample
+from lbinv.solvers.coordinate_descent import CoordinateDescent
 from lbinv.solvers.fista import FISTA
 from lbinv.solvers.gradient import AdamInversion
 from lbinv.solvers.landweber import Landweber
-from lbinv.solvers.loop import LoopResult, Problem, iterate
-from lbinv.solvers.pdhg import PDHG, STEP_RULES
+from lbinv.solvers.loop import Iterative, LoopResult, Problem, iterate
+from lbinv.solvers.pdhg import PDHG
 from lbinv.solvers.sequential import LayerFISTA
 
 __all__ = ["invert", "InversionResult", "METHODS", "REGULARIZERS", "OPTIONS"]
@@ -47,13 +46,25 @@ RENAMED_OPTIONS = {"discrepancy_tau": "eta"}
 #: (:mod:`lbinv.solvers.fista`), and inertial coordinate descent whose hidden blocks follow their
 #: inputs and whose input block is a FISTA-like step (:mod:`lbinv.solvers.accelerated_cd`); "pdhg", the
 #: paper's: PDHG (§5, eq. 14) and coordinate descent with a PDHG input block (§6, eqs. 15–17).
-LIFTED_SOLVERS = {"fista": (FISTA, AcceleratedCoordinateDescent), "pdhg": (PDHG, CoordinateDescent)}
+LIFTED_SOLVERS: dict[str, tuple[type[FISTA | PDHG], type[AcceleratedCoordinateDescent | CoordinateDescent]]] = {
+    "fista": (FISTA, AcceleratedCoordinateDescent), "pdhg": (PDHG, CoordinateDescent)}
+
+#: A solver :func:`invert` runs: its ``options`` (defaults) and ``check_options`` (values) beside each other.
+Solver = FISTA | PDHG | AcceleratedCoordinateDescent | CoordinateDescent | Landweber | AdamInversion
+
+#: The solvers each method may run: their ``options`` make up the method's and each checks its own values.
+SOLVERS: dict[str, tuple[type[Solver], ...]] = {
+    "lifted": (FISTA, AcceleratedCoordinateDescent, PDHG, CoordinateDescent),
+    "sequential": (PDHG,),
+    "landweber": (Landweber,),
+    "gradient": (AdamInversion,),
+}
 
 #: The options each method accepts beyond invert's own arguments, with their defaults: the
 #: solvers' own (``Solver.options``), a starting point where the method takes one, and history.
 OPTIONS: dict[str, dict[str, Any]] = {
     "lifted": {"solver": "fista", **CoordinateDescent.options, **FISTA.options, **AcceleratedCoordinateDescent.options,
-               "x_init": None, "record_history": False},  # ⊇ PDHG's
+               "x_init": None, "dual_init": None, "record_history": False},  # ⊇ PDHG's
     "sequential": {**PDHG.options, "record_history": False},
     "landweber": {**Landweber.options, "x_init": None, "record_history": False},
     "gradient": {**AdamInversion.options, "x_init": None, "record_history": False},
@@ -73,7 +84,8 @@ class InversionResult:
     objective : (B,) the method's objective at ``x`` (for "landweber": ``½‖N(x) − y‖²``).
     history : with ``record_history=True``: ``{"iteration": [k, …], "objective": (checks, B)}``.
     hidden : the auxiliary variables ``x_1 … x_{L−1}`` of coordinate descent, else None.
-    dual : the TV dual variable ``z`` (shape of ``∇x``) of the lifted methods, else None.
+    dual : the TV dual variable ``z`` (shape of ``∇x``) of the lifted methods, else None; pass it back
+        as ``dual_init`` (with ``x`` as ``x_init``) to resume the solve.
     """
 
     x: Tensor
@@ -140,7 +152,8 @@ def invert(
         :data:`LIFTED_SOLVERS`; "pdhg" is the paper's method), ``step_rule`` ("balanced" | "paper") and
         ``balance`` (``solver="pdhg"`` only), ``inner_steps`` and ``max_inner_steps`` (one-layer FISTA's
         inner TV-prox steps, initial and cap), ``input_inner_steps`` (the TV-prox steps per sweep of
-        inertial coordinate descent), ``x_init``, ``hidden_init`` ("forward" | "zeros": the hidden
+        inertial coordinate descent), ``x_init``, ``dual_init`` (the TV dual to start from, shape of ``∇x``:
+        a previous result's ``dual``, with its ``x`` as ``x_init``, resumes that solve), ``hidden_init`` ("forward" | "zeros": the hidden
         variables start at a forward pass of ``x_init``, or at 0), ``record_history``; sequential:
         ``step_rule``, ``balance``, ``record_history``; landweber: ``eta`` (η ≥ 1 of the discrepancy principle),
         ``x_init``, ``record_history``; gradient: ``lr``, ``betas``, ``tv_smoothing``, ``x_init``,
@@ -153,7 +166,7 @@ def invert(
     check_number("tol", tol, minimum=0.0)
     deadline = None if max_seconds is None else time.perf_counter() + check_number("max_seconds", max_seconds, minimum=0.0, strict=True)
     bounds = check_interval("bounds", bounds)
-    net = _as_network(model, input_shape, output)
+    net = as_network(model, input_shape, output)
     bad = list(dict.fromkeys(where for affine in net.affine_maps() for where in affine.nonfinite_modules()))
     if bad:
         raise ValueError(
@@ -165,14 +178,15 @@ def invert(
             f"regularizer={regularizer!r} needs an image input_shape (..., H, W); the network's input shape is "
             f"{net.input_shape}: pass input_shape=(1, H, W), or regularizer=None"
         )
-    y = _check_data(y, net)
+    y = check_data(y, net)
     batch = y.shape[0]
     needs_alpha = method != "landweber" and (tv is not None or method == "sequential")
-    alpha_t = _per_sample("alpha", alpha, batch, y, positive=True, required=needs_alpha)
+    alpha_t = check_per_sample("alpha", alpha, batch, y, positive=True, required=needs_alpha)
     if alpha_t is None:  # not used by this method and regularizer
         alpha_t = y.new_zeros(batch)
-    delta = _per_sample("noise_level", noise_level, batch, y, positive=False, required=False)
-    x_init = _check_init(opts.get("x_init"), batch, net, y)
+    delta = check_per_sample("noise_level", noise_level, batch, y, positive=False, required=False)
+    x_init = check_init(opts.get("x_init"), batch, net, y)
+    dual_init = check_dual_init(opts.get("dual_init"), tv, x_init)
     loop = dict(
         batch=batch, device=y.device, max_iter=max_iter, check_every=check_every, record_history=opts["record_history"],
         deadline=deadline,
@@ -181,9 +195,9 @@ def invert(
     if method == "gradient":
         with torch.inference_mode(False), torch.enable_grad():
             problem = Problem(y.clone(), alpha_t.clone(), tv, bounds, tol, x_init.clone())
-            solver = AdamInversion(net, problem, **_own(AdamInversion, opts))
-            return _result(solver, iterate(solver, **loop))
-    problem = Problem(y, alpha_t, tv, bounds, tol, x_init)
+            adam = AdamInversion(net, problem, **_own(AdamInversion, opts))
+            return _result(adam, iterate(adam, **loop))
+    problem = Problem(y, alpha_t, tv, bounds, tol, x_init, dual_init)
     with torch.no_grad():
         if method == "landweber":
             if not net.is_chain or len(net) != 1:
@@ -191,8 +205,8 @@ def invert(
                     f"method='landweber': supports one-layer networks, got {len(net)} lifted nodes; "
                     "use method='lifted' or method='gradient'"
                 )
-            solver = Landweber(net.layers[0], problem, delta, **_own(Landweber, opts))
-            return _result(solver, iterate(solver, **loop))
+            landweber = Landweber(net.layers[0], problem, delta, **_own(Landweber, opts))
+            return _result(landweber, iterate(landweber, **loop))
         if method == "sequential":
             if not net.is_chain:
                 raise ValueError(
@@ -203,10 +217,10 @@ def invert(
         check_solver_depth(options, net)
         single, several = LIFTED_SOLVERS[opts["solver"]]
         if net.is_chain and len(net) == 1:
-            solver = single(net.layers[0], problem, **_own(single, opts))
-            return _result(solver, iterate(solver, **loop), dual=solver.z)
-        solver = several(net, problem, **_own(several, opts))
-        return _result(solver, iterate(solver, **loop), hidden=solver.hidden, dual=solver.z)
+            one = single(net.layers[0], problem, **_own(single, opts))
+            return _result(one, iterate(one, **loop), dual=one.z)
+        sweep = several(net, problem, **_own(several, opts))
+        return _result(sweep, iterate(sweep, **loop), hidden=sweep.hidden, dual=sweep.z)
 
 
 def _sequential(net: LiftedNetwork, problem: Problem, opts: dict[str, Any], loop: dict[str, Any]) -> InversionResult:
@@ -262,15 +276,16 @@ def check_solver_depth(options: dict[str, Any], net: LiftedNetwork) -> None:
                              f"{solver.__name__}: {hint}")
 
 
-def _own(solver: type, opts: dict[str, Any]) -> dict[str, Any]:
+def _own(solver: type[Solver], opts: dict[str, Any]) -> dict[str, Any]:
     """The options that ``solver`` takes as keyword arguments (its ``options``)."""
     return {name: opts[name] for name in solver.options}
 
 
-def _result(solver, loop: LoopResult, hidden=None, dual=None) -> InversionResult:
-    history = loop.history
-    if history is not None:
-        history = {"iteration": history["iteration"], "objective": torch.stack(history["objective"])}
+def _result(solver: Iterative, loop: LoopResult, hidden: list[Tensor] | None = None,
+            dual: Tensor | None = None) -> InversionResult:
+    history: dict[str, Any] | None = None
+    if loop.history is not None:
+        history = {"iteration": loop.history["iteration"], "objective": torch.stack(loop.history["objective"])}
     return InversionResult(
         x=solver.x.detach(),
         iterations=loop.iterations,
@@ -301,117 +316,10 @@ def check_options(method: str, options: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise TypeError(f"invert(method={method!r}) got unknown option(s) {unknown}; valid options: {sorted(allowed)}")
     opts = {**allowed, **options}
-    if "step_rule" in opts and opts["step_rule"] not in STEP_RULES:
-        raise ValueError(f"step_rule: expected one of {STEP_RULES}, got {opts['step_rule']!r}")
-    if "solver" in opts and opts["solver"] not in LIFTED_SOLVERS:
-        raise ValueError(f"solver: expected one of {tuple(LIFTED_SOLVERS)}, got {opts['solver']!r}")
+    for solver in SOLVERS[method]:
+        solver.check_options(opts)
     if method == "lifted":
+        if opts["solver"] not in LIFTED_SOLVERS:
+            raise ValueError(f"solver: expected one of {tuple(LIFTED_SOLVERS)}, got {opts['solver']!r}")
         _check_solver_family(options)
-    for name in ("inner_steps", "max_inner_steps", "input_inner_steps"):
-        if name in opts:
-            check_int(name, opts[name])
-    if "hidden_init" in opts and opts["hidden_init"] not in HIDDEN_INITS:
-        raise ValueError(f"hidden_init: expected one of {HIDDEN_INITS}, got {opts['hidden_init']!r}")
-    for name in ("balance", "lr", "tv_smoothing"):
-        if name in opts:
-            check_number(name, opts[name], minimum=0.0, strict=True)
-    if "eta" in opts:
-        check_number("eta", opts["eta"], minimum=1.0)
     return opts
-
-
-def _as_network(model: Any, input_shape: Sequence[int] | None, output: int | str | None) -> LiftedNetwork:
-    if isinstance(model, LiftedNetwork):
-        if input_shape is not None and tuple(input_shape) != tuple(model.input_shape):
-            raise ValueError(
-                f"input_shape: the LiftedNetwork takes inputs of shape {tuple(model.input_shape)}, got {tuple(input_shape)}"
-            )
-        if output is not None:
-            raise ValueError(f"output: a LiftedNetwork has one output, got output={output!r}")
-        return model
-    if not isinstance(model, nn.Module) and not isinstance(getattr(model, "__self__", None), nn.Module):
-        raise TypeError(
-            f"model: expected an nn.Module, a method of one (e.g. vae.encode) or a LiftedNetwork, got {type(model).__name__}"
-        )
-    shape = None if input_shape is None else tuple(input_shape)
-    return LiftedNetwork.from_module(model, input_shape=shape, output=output)
-
-
-def _check_data(y: Any, net: LiftedNetwork) -> Tensor:
-    """Validate shape, dtype, device and finiteness; reshape (B, m) to (B, *output_shape); clip
-    into the last activation's domain with a warning."""
-    if not isinstance(y, Tensor):
-        raise TypeError(f"y: expected a torch.Tensor of shape (B, *{tuple(net.output_shape)}), got {type(y).__name__}")
-    out_shape = tuple(net.output_shape)
-    size = math.prod(out_shape)
-    if y.dim() >= 1 and tuple(y.shape[1:]) == out_shape:
-        pass
-    elif y.dim() == 2 and y.shape[1] == size:
-        y = y.reshape(y.shape[0], *out_shape)
-    else:
-        dims = ", ".join(map(str, out_shape))
-        expected = f"(B, {dims})" if len(out_shape) == 1 else f"(B, {dims}) or (B, {size})"
-        raise ValueError(
-            f"y: expected shape {expected} for this network's output, with the batch dimension first, got {tuple(y.shape)}"
-        )
-    if y.shape[0] == 0:
-        raise ValueError("y: expected a batch of at least one sample, got an empty batch")
-    if not y.is_floating_point():
-        raise ValueError(f"y: expected a floating-point tensor, got dtype {y.dtype}")
-    if y.dtype in HALF_PRECISION:
-        raise ValueError(
-            f"y: expected float32 or float64, got {y.dtype}: half precision is too coarse for the solvers' step "
-            "sizes and stopping tests; invert a float32 copy (copy.deepcopy(model).float(), y.float())"
-        )
-    if net.dtype is not None and (y.dtype != net.dtype or y.device != net.device):  # None: no parameters
-        raise ValueError(
-            f"y: expected dtype {net.dtype} on {net.device} like the network's parameters, got {y.dtype} on {y.device}; "
-            "convert one to the other (e.g. y.to(model_parameter))"
-        )
-    if not bool(torch.isfinite(y).all()):
-        raise ValueError(f"y: expected finite values, got {int((~torch.isfinite(y)).sum())} NaN/inf entries")
-    activation = net.nodes[-1].activation
-    clipped = activation.project_data(y)
-    if not torch.equal(clipped, y):
-        warnings.warn(
-            f"y: {int((clipped != y).sum())} entries lie outside the domain {activation.domain} of the last activation "
-            f"({activation!r}); clipped into it",
-            stacklevel=3,
-        )
-    return clipped
-
-
-def _per_sample(name: str, value: Any, batch: int, like: Tensor, positive: bool, required: bool) -> Tensor | None:
-    """A float or (B,) tensor as a (B,) tensor on ``like``'s device and dtype, validated."""
-    if value is None:
-        if required:
-            raise ValueError(f"{name}: required by this method and regularizer, got None")
-        return None
-    try:
-        t = torch.as_tensor(value, dtype=like.dtype, device=like.device)
-    except (TypeError, ValueError, RuntimeError):
-        raise ValueError(f"{name}: expected a float or a tensor of shape ({batch},), got {value!r}") from None
-    if t.dim() == 0:
-        t = t.expand(batch).clone()
-    elif tuple(t.shape) != (batch,):
-        raise ValueError(f"{name}: expected a float or a tensor of shape ({batch},), got shape {tuple(t.shape)}")
-    bad = ~torch.isfinite(t) | ((t <= 0) if positive else (t < 0))
-    if bool(bad.any()):
-        rule = "> 0" if positive else ">= 0"
-        raise ValueError(f"{name}: expected finite values {rule}, got {t[bad][:5].tolist()}")
-    return t
-
-
-def _check_init(x_init: Any, batch: int, net: LiftedNetwork, like: Tensor) -> Tensor:
-    shape = (batch, *net.input_shape)
-    if x_init is None:
-        return like.new_zeros(shape)
-    if not isinstance(x_init, Tensor) or tuple(x_init.shape) != shape:
-        got = tuple(x_init.shape) if isinstance(x_init, Tensor) else type(x_init).__name__
-        raise ValueError(f"x_init: expected a tensor of shape {shape}, got {got}")
-    if x_init.is_complex():
-        raise ValueError(f"x_init: expected a real tensor, got dtype {x_init.dtype}")
-    x_init = x_init.to(dtype=like.dtype, device=like.device)
-    if not bool(torch.isfinite(x_init).all()):
-        raise ValueError(f"x_init: expected finite values, got {int((~torch.isfinite(x_init)).sum())} NaN/inf entries")
-    return x_init

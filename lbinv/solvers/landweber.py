@@ -4,13 +4,20 @@
 
 (PDHG of §5 with α = 0). Each sample stops at the first k with ``‖σ(Wx^k + b) − y^δ‖ ≤ η δ``;
 without a noise level it runs until ``‖x^{k+1} − x^k‖ ≤ tol``.
+
+Guarantee: the step is gradient descent on the convex ``f(x) = B_Ψ(y^δ, Wx + b)`` (projected onto
+the box) with step ``1/L``, so ``f(x^k) − f* ≤ L‖x⁰ − x*‖² / (2k)``; the stopping index, not a
+penalty, regularises (Morozov's principle).
 """
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import torch
 from torch import Tensor
 
+from lbinv._checks import check_number
 from lbinv.lifted import LiftedLayer
 from lbinv.regularizers import project_box
 from lbinv.solvers.loop import Problem, SingleBlock, lipschitz, sample_norm
@@ -21,7 +28,12 @@ class Landweber(SingleBlock):
     ``eta`` is the safety factor η ≥ 1 of the discrepancy principle."""
 
     #: The options of :func:`lbinv.invert` this solver takes, with their defaults.
-    options = {"eta": 1.0}
+    options: ClassVar[dict[str, Any]] = {"eta": 1.0}
+
+    @staticmethod
+    def check_options(options: dict[str, Any]) -> None:
+        """Refuse a bad value of one of :attr:`options`."""
+        check_number("eta", options["eta"], minimum=1.0)
 
     def __init__(self, layer: LiftedLayer, problem: Problem, noise_level: Tensor | None, eta: float) -> None:
         self.layer, self.y, self.bounds, self.tol = layer, problem.y, problem.bounds, problem.tol

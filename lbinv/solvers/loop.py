@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, overload
 
 import torch
 from torch import Tensor
@@ -34,6 +34,10 @@ def lipschitz(opnorm: float) -> float:
     return lip if lip > 0.0 else 1.0
 
 
+@overload
+def next_momentum(t: float) -> float: ...
+@overload
+def next_momentum(t: Tensor) -> Tensor: ...
 def next_momentum(t: float | Tensor) -> float | Tensor:
     """FISTA's ``t⁺ = (1 + √(1 + 4t²)) / 2`` (Beck & Teboulle 2009), for a float or per sample;
     the extrapolation weight of the next step is ``(t − 1)/t⁺``."""
@@ -75,7 +79,8 @@ class Problem:
 
     ``y``: (B, ...) data the network (or layer) should produce; ``alpha``: (B,) regularisation
     weights; ``tv``: the regulariser, or None; ``bounds``: a box ``(lo, hi)`` on x, or None; ``tol``:
-    the stopping tolerance; ``x_init``: (B, *input_shape) starting point.
+    the stopping tolerance; ``x_init``: (B, *input_shape) starting point; ``dual_init``: the TV dual
+    to start from (shape of ``∇x``, feasible), or None for 0.
     """
 
     y: Tensor
@@ -84,6 +89,14 @@ class Problem:
     bounds: tuple[float, float] | None
     tol: float
     x_init: Tensor
+    dual_init: Tensor | None = None
+
+    def initial_dual(self) -> Tensor | None:
+        """The TV dual a lifted solver starts from: ``dual_init``, else 0 with the shape of ``∇x``;
+        None without TV."""
+        if self.tv is None:
+            return None
+        return self.tv.zero_dual(self.x_init) if self.dual_init is None else self.dual_init
 
 
 class Iterative(Protocol):
@@ -97,6 +110,8 @@ class Iterative(Protocol):
     synchronisation), and ``finish() -> None``, run once after the loop
     (:class:`~lbinv.solvers.fista.FISTA` has both).
     """
+
+    x: Tensor
 
     def step(self, active: Tensor | None, measure: bool) -> Tensor | None:
         """Update the active samples; return the mask of samples actually updated (None: every

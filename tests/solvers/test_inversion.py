@@ -11,8 +11,6 @@ from torch import nn
 from lbinv import LiftedNetwork, invert
 from lbinv.regularizers import TotalVariation
 
-
-
 pytestmark = pytest.mark.usefixtures("float64_default")  # double-precision references
 
 
