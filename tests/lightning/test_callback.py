@@ -89,6 +89,7 @@ pytestmark = QUIET_LIGHTNING
         ({"time_share": 1.0}, r"time_share: expected a number in \(0, 1\)"),
         ({"method": "sequential", "warm_start": True}, "warm_start: method='sequential' takes no starting point"),
         ({"solver_options": {"x_init": None}}, r"solver_options: must not set \['x_init'\].*start and warm_start for x_init"),
+        ({"solver_options": {"dual_init": None}}, r"solver_options: must not set \['dual_init'\].*dual_init resumes a solve"),
         ({"start": "middle"}, r"start: expected one of \('decoder', 'zeros'\) or None, got 'middle'"),
         ({"start": "decoder", "decoder": None}, "start: 'decoder' needs a decoder, and decoder=None"),
         ({"method": "sequential", "start": "decoder"}, "start: method='sequential' takes no starting point"),

@@ -22,8 +22,9 @@ from lbinv.solvers.inversion import check_options
 #: invert() arguments that come from the callback's own arguments or its probe.
 _OWN_ARGUMENTS = ("alpha", "input_shape", "method", "max_iter", "tol", "max_seconds", "eta")
 #: ``solver_options`` keys the callback sets itself (noise_level: the measured δ of each code; x_init:
-#: the arguments ``start`` and ``warm_start``).
-_RESERVED_OPTIONS = ("model", "y", *_OWN_ARGUMENTS, "noise_level", "x_init")
+#: the arguments ``start`` and ``warm_start``; dual_init: a resumed solve's TV dual, which only a solve of
+#: the same batch can give).
+_RESERVED_OPTIONS = ("model", "y", *_OWN_ARGUMENTS, "noise_level", "x_init", "dual_init")
 #: Where an inversion without a warm start starts (the argument ``start``).
 STARTS = ("decoder", "zeros")
 
@@ -157,7 +158,7 @@ def check_solver_options(options: Any, method: str) -> dict[str, Any]:
         raise ValueError(
             f"solver_options: must not set {reserved}: use the callback's own arguments "
             f"({', '.join(_OWN_ARGUMENTS)}, start and warm_start for x_init; noise_level is the measured delta "
-            "of each noisy code)"
+            "of each noisy code; dual_init resumes a solve of the same batch)"
         )
     allowed = {"regularizer", "bounds", "check_every", *OPTIONS[method]} - set(_RESERVED_OPTIONS)
     unknown = sorted(set(options) - allowed)
