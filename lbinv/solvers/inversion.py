@@ -77,7 +77,7 @@ class InversionResult:
 
     Attributes
     ----------
-    x : (B, *input_shape) the recovered inputs.
+    x : ``(B, *input_shape)`` the recovered inputs.
     iterations : (B,) iterations (sweeps for coordinate descent) each sample ran; for "sequential"
         the sum over its per-layer stages.
     converged : (B,) whether the sample's stopping test held before ``max_iter``.
@@ -121,7 +121,7 @@ def invert(
     model : an ``nn.Sequential`` of supported layers (or one layer), a module with its own ``forward()``
         or a method of one (``vae.encode``) that traces into a chain of them (see
         :meth:`LiftedNetwork.from_module`), or a :class:`LiftedNetwork`.
-    y : (B, *output_shape) or (B, m) network outputs, finite; clipped into the last activation's
+    y : ``(B, *output_shape)`` or ``(B, m)`` network outputs, finite; clipped into the last activation's
         domain with a warning (the paper clips negative noisy ReLU codes to 0).
     alpha : regularisation weight, a float or a (B,) tensor of positive values (one per sample);
         required by the regularised methods, ignored by "landweber".
