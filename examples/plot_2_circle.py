@@ -31,13 +31,13 @@ delta = (y_delta - y).norm(dim=1)
 # Both inversions through :func:`lbinv.invert`: Landweber with the discrepancy principle (it stops
 # once the residual falls below the noise level δ), and the lifted TV inversion with the paper's
 # α = 1.5e−2, solved by FISTA to a certified relative duality gap of 1e−6.
-landweber = invert(perceptron, y_delta, input_shape=(1, 64, 64), method="landweber", regularizer=None,
-                   noise_level=delta, check_every=1)
+landweber = invert(perceptron, y_delta, input_shape=(1, 64, 64), method="landweber", regularizer=None, noise_level=delta, check_every=1)
 lifted = invert(perceptron, y_delta, alpha=1.5e-2, input_shape=(1, 64, 64), tol=1e-6)
 
 for name, x in [("truth", disc), ("Landweber", landweber.x), ("lifted TV", lifted.x)]:
-    print(f"{name:10s} ‖x‖ {float(x.norm()):7.2f}   TV {float(tv_anisotropic(x)):7.2f}   "
-          f"relative error {float(relative_error(x, disc)):.3f}")
+    print(
+        f"{name:10s} ‖x‖ {float(x.norm()):7.2f}   TV {float(tv_anisotropic(x)):7.2f}   relative error {float(relative_error(x, disc)):.3f}"
+    )
 print(f"Landweber stopped after {int(landweber.iterations)} iterations, the TV inversion after {int(lifted.iterations)}")
 
 # %%

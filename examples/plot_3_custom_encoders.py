@@ -27,8 +27,8 @@ class Encoder(nn.Module):
 
     def forward(self, x):
         h = F.relu(self.stem(x))
-        h = F.relu(h + self.block(h))          # a residual sum
-        h = F.max_pool2d(h, 2)                 # exact, as ReLU nodes: max(a, b) = a + relu(b - a)
+        h = F.relu(h + self.block(h))  # a residual sum
+        h = F.max_pool2d(h, 2)  # exact, as ReLU nodes: max(a, b) = a + relu(b - a)
         return self.head(h.view(h.size(0), -1))
 
 

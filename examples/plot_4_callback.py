@@ -31,14 +31,20 @@ class AutoEncoder(L.LightningModule):
     def __init__(self, code: int = 64):
         super().__init__()
         self.encoder = nn.Sequential(
-            nn.Conv2d(1, 8, 4, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(8, 16, 4, stride=2, padding=1), nn.ReLU(),
-            nn.Flatten(), nn.Linear(16 * 7 * 7, code),
+            nn.Conv2d(1, 8, 4, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(8, 16, 4, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(16 * 7 * 7, code),
         )
         self.decoder = nn.Sequential(
-            nn.Linear(code, 16 * 7 * 7), nn.Unflatten(1, (16, 7, 7)),
-            nn.ConvTranspose2d(16, 8, 4, stride=2, padding=1), nn.ReLU(),
-            nn.ConvTranspose2d(8, 1, 4, stride=2, padding=1), nn.Sigmoid(),
+            nn.Linear(code, 16 * 7 * 7),
+            nn.Unflatten(1, (16, 7, 7)),
+            nn.ConvTranspose2d(16, 8, 4, stride=2, padding=1),
+            nn.ReLU(),
+            nn.ConvTranspose2d(8, 1, 4, stride=2, padding=1),
+            nn.Sigmoid(),
         )
 
     def training_step(self, batch, batch_idx):
@@ -67,8 +73,9 @@ val = DataLoader(TensorDataset(digits[1800:]), batch_size=200)
 torch.manual_seed(0)
 logs = tempfile.mkdtemp()
 callback = InversionCallback(noise_levels=(0.0, 0.1), num_samples=8, final_seconds=10)
-trainer = L.Trainer(max_epochs=4, callbacks=[callback], default_root_dir=logs, enable_progress_bar=False,
-                    enable_model_summary=False, log_every_n_steps=10)
+trainer = L.Trainer(
+    max_epochs=4, callbacks=[callback], default_root_dir=logs, enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=10
+)
 trainer.fit(AutoEncoder(), train, val)
 
 # %%

@@ -85,13 +85,13 @@ class AlphaSearch:
         target = torch.stack([self.index, lower, upper], dim=1).gather(1, column.unsqueeze(1)).squeeze(1)
         direction = torch.tensor([0, -1, 1])[column]
         again = (direction != 0) & (direction == self.direction)
-        self.stride = torch.where(direction == 0, (self.stride // 2).clamp_min(1),
-                                  torch.where(again, (2 * self.stride).clamp_max(self.MAX_STRIDE), 1))
+        self.stride = torch.where(
+            direction == 0, (self.stride // 2).clamp_min(1), torch.where(again, (2 * self.stride).clamp_max(self.MAX_STRIDE), 1)
+        )
         self.index, self.direction = target.clamp(0, len(self.grid) - 1), direction
 
     def state_dict(self) -> dict[str, Any]:
-        return {"grid": self.grid, "index": self.index.tolist(), "stride": self.stride.tolist(),
-                "direction": self.direction.tolist()}
+        return {"grid": self.grid, "index": self.index.tolist(), "stride": self.stride.tolist(), "direction": self.direction.tolist()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Resume where a checkpoint left the search (ignored when its grid or levels differ)."""

@@ -156,8 +156,7 @@ class LiftedNetwork:
         pooling) has none: use :attr:`nodes`."""
         if self._layers is None:
             raise ValueError(
-                "this LiftedNetwork is a graph (residual connections, concatenations or max pooling), not a chain "
-                "of layers: use net.nodes"
+                "this LiftedNetwork is a graph (residual connections, concatenations or max pooling), not a chain of layers: use net.nodes"
             )
         return self._layers
 
@@ -221,8 +220,10 @@ def _check_same(net: LiftedNetwork, module: nn.Module, traced_shape: Shape) -> N
     x = x.to(dtype=like.dtype, device=like.device)
     with torch.no_grad(), eval_mode(module):
         want, got = module(x.reshape(len(x), *traced_shape)), net(x)
-    if not isinstance(want, Tensor) or want.shape != got.shape or not torch.allclose(
-        got, want, rtol=1e-4, atol=1e-5 * float(want.abs().max().clamp(min=1.0))
+    if (
+        not isinstance(want, Tensor)
+        or want.shape != got.shape
+        or not torch.allclose(got, want, rtol=1e-4, atol=1e-5 * float(want.abs().max().clamp(min=1.0)))
     ):
         shape = tuple(want.shape) if isinstance(want, Tensor) else type(want).__name__
         raise ValueError(

@@ -144,9 +144,11 @@ def lift_steps(steps: Sequence[Step], input_shape: Shape) -> list[LiftedNode]:
     readings = [_read(step) for step in steps]
     problems = [r for r in readings if isinstance(r, str)]
     if problems:
-        raise ValueError(problems[0] if len(problems) == 1 else (
-            f"{len(problems)} constructs of the network cannot be lifted:\n" + "\n".join(f"- {p}" for p in problems)
-        ))
+        raise ValueError(
+            problems[0]
+            if len(problems) == 1
+            else (f"{len(problems)} constructs of the network cannot be lifted:\n" + "\n".join(f"- {p}" for p in problems))
+        )
     context = [s.module for s in steps if s.module is not None]
     lifting = _Lifting(tuple(input_shape), context)
     values: list[tuple[list[Term], Shape]] = [([Term(0)], tuple(input_shape))]

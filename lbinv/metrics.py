@@ -419,9 +419,7 @@ def tv_subgradient(
     return (-tv.div(q), q) if return_dual else -tv.div(q)
 
 
-def symmetric_bregman_tolerance(
-    gap_alpha: SubgradientGap, gap_true: SubgradientGap, x_alpha: Tensor, x_true: Tensor
-) -> Tensor:
+def symmetric_bregman_tolerance(gap_alpha: SubgradientGap, gap_true: SubgradientGap, x_alpha: Tensor, x_true: Tensor) -> Tensor:
     r"""How far :func:`symmetric_bregman_tv` may undershoot because its subgradients are inexact.
 
     If ``p_α`` and ``p†`` carry the certificates ``(ε_α, r_α)`` and ``(ε†, r†)`` of

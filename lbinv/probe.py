@@ -81,8 +81,7 @@ class ProbeResult:
     def map(self, fn: Callable[[Tensor, str], Tensor]) -> ProbeResult:
         """A result of ``fn(value, per)`` for each field present, in field order (the same on every rank)."""
         values = {f.name: getattr(self, f.name) for f in fields(self)}
-        return replace(self, **{f.name: fn(values[f.name], f.metadata["per"]) for f in fields(self)
-                                if values[f.name] is not None})
+        return replace(self, **{f.name: fn(values[f.name], f.metadata["per"]) for f in fields(self) if values[f.name] is not None})
 
 
 def level_numbers(decoder: bool = True) -> dict[str, str]:
@@ -181,8 +180,9 @@ def invert_probe(
             # variables by a forward pass, the start the solvers take)
             tv = None if regularizer is None else TotalVariation(isotropic=regularizer == "tv")
             reference = alphas.to(y.device, y.dtype)[level_i, 0]  # the level's first α: one rule for its columns
-            use &= start_objective(net, torch.where(per_image(use, warm), warm, x0), data, reference, tv, data_range) \
-                <= start_objective(net, x0, data, reference, tv, data_range)
+            use &= start_objective(net, torch.where(per_image(use, warm), warm, x0), data, reference, tv, data_range) <= start_objective(
+                net, x0, data, reference, tv, data_range
+            )
         x0 = torch.where(per_image(use, warm), warm, x0)
     full = counts == k  # (levels, G): columns that solve every image get noise-free references
     with_reference = subgradient is not None and len(net) == 1 and net.is_chain and bool(full.any())
@@ -202,8 +202,10 @@ def invert_probe(
     _synchronize(y.device)
     seconds = torch.tensor([time.perf_counter() - begin], device=y.device, dtype=y.dtype)
     if result is not None and tuple(result.x.shape) != (data.shape[0], *input_shape):
-        raise RuntimeError(f"the solver returned inputs of shape {tuple(result.x.shape)} for {data.shape[0]} codes, "
-                           f"expected {(data.shape[0], *input_shape)}")
+        raise RuntimeError(
+            f"the solver returned inputs of shape {tuple(result.x.shape)} for {data.shape[0]} codes, "
+            f"expected {(data.shape[0], *input_shape)}"
+        )
 
     def scatter(values: Tensor) -> Tensor:
         """Per-sample ``values`` (batch, ...) into a NaN-filled ``(levels, k, G, ...)``."""
@@ -237,7 +239,11 @@ def invert_probe(
 
 
 def start_objective(
-    net: LiftedNetwork, x: Tensor, data: Tensor, alpha: Tensor, tv: Optional[TotalVariation],
+    net: LiftedNetwork,
+    x: Tensor,
+    data: Tensor,
+    alpha: Tensor,
+    tv: Optional[TotalVariation],
     bounds: tuple[float, float],
 ) -> Tensor:
     """``(B,)`` the lifted objective (MATH.md §3) at a starting point ``x`` projected into ``bounds``
@@ -250,8 +256,13 @@ def start_objective(
 
 
 def _default_start(
-    start: str, decoded: Optional[Tensor], data_range: tuple[float, float], levels: int, k: int,
-    input_shape: tuple[int, ...], like: Tensor,
+    start: str,
+    decoded: Optional[Tensor],
+    data_range: tuple[float, float],
+    levels: int,
+    k: int,
+    input_shape: tuple[int, ...],
+    like: Tensor,
 ) -> Tensor:
     """``(levels, k, *input_shape)`` starting points: the decoder's outputs clamped into
     ``data_range`` (non-finite pixels 0) for ``start="decoder"`` when there is a decoder, else 0."""
@@ -267,15 +278,21 @@ def as_inputs(decoded: Any, code_shape: tuple[int, ...], input_shape: tuple[int,
     if not isinstance(decoded, Tensor) or decoded.dim() == 0 or decoded[0].numel() != math.prod(input_shape):
         got = tuple(decoded.shape[1:]) if isinstance(decoded, Tensor) else type(decoded).__name__
         raise ValueError(
-            f"the decoder maps codes of shape {code_shape} to {got}, which cannot be compared with inputs of shape "
-            f"{input_shape}"
+            f"the decoder maps codes of shape {code_shape} to {got}, which cannot be compared with inputs of shape {input_shape}"
         )
     return decoded.reshape(decoded.shape[0], *input_shape)
 
 
 def bregman_sym(
-    net: LiftedNetwork, result: InversionResult, data: Tensor, alpha: Tensor, subgradient: str,
-    batch: int, k: int, reference: Tensor, image: Tensor,
+    net: LiftedNetwork,
+    result: InversionResult,
+    data: Tensor,
+    alpha: Tensor,
+    subgradient: str,
+    batch: int,
+    k: int,
+    reference: Tensor,
+    image: Tensor,
 ) -> Tensor:
     r"""Symmetric Bregman distance of TV between each noisy inversion and its noise-free reference, ``(batch,)``.
 
@@ -368,8 +385,11 @@ def summarize(out: ProbeResult, alphas: Tensor, noise_levels: Sequence[float], r
     levels = []
     for i, s in enumerate(noise_levels):
         ok = kept[i]
-        level: dict[str, Any] = {"sigma": s, "inverted": bool(solved[i].any()),
-                                 "alpha": float(alphas[i, index[i]]) if bool(ok.any()) else None}
+        level: dict[str, Any] = {
+            "sigma": s,
+            "inverted": bool(solved[i].any()),
+            "alpha": float(alphas[i, index[i]]) if bool(ok.any()) else None,
+        }
         for f in fields(ProbeResult):
             name, value = f.metadata["summary"], getattr(out, f.name)
             if name is None:
@@ -383,5 +403,4 @@ def summarize(out: ProbeResult, alphas: Tensor, noise_levels: Sequence[float], r
             value = value[~torch.isnan(value)]
             level[name] = float(value.mean()) if value.numel() else None
         levels.append(level)
-    return ProbeSummary(index=index, finite=kept, failed=chosen_solved & ~chosen_finite, levels=levels,
-                        seconds=float(out.seconds.max()))
+    return ProbeSummary(index=index, finite=kept, failed=chosen_solved & ~chosen_finite, levels=levels, seconds=float(out.seconds.max()))

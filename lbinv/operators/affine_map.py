@@ -56,9 +56,7 @@ class AffineMap:
             where = where_in_sequential(i, path, m)
             op = affine_op(m, where)
             if op is None:
-                raise ValueError(
-                    f"{where} is not an affine module; AffineMap takes only: {supported_affine_layers()}"
-                )
+                raise ValueError(f"{where} is not an affine module; AffineMap takes only: {supported_affine_layers()}")
             ops.append(op)
         self._init_ops(ops, in_shape, context)
 
@@ -80,9 +78,7 @@ class AffineMap:
         # module's type and configuration and every op's type (parameter-free ones by these alone: from_module may
         # insert a fresh Flatten at each call)
         self._cache_owner = next((op.module for op in ops if op.tensors()), self)
-        modules = tuple(
-            (type(op).__name__, id(op.module) if op.tensors() else None, _configuration(op.module)) for op in ops
-        )
+        modules = tuple((type(op).__name__, id(op.module) if op.tensors() else None, _configuration(op.module)) for op in ops)
         self._structure = (self.in_shape, modules)
         # dry forward of zeros (batch of 2: catches modules that would mix the batch dim)
         shape, x = self.in_shape, self._zeros(2)
@@ -132,10 +128,7 @@ class AffineMap:
 
     def _cast(self, x: Tensor, shape: Shape, name: str) -> Tensor:
         if tuple(x.shape[1:]) != shape or x.dim() != len(shape) + 1:
-            raise ValueError(
-                f"AffineMap.{name} expects a batched tensor of shape (B, *{shape}), "
-                f"got {tuple(x.shape)}"
-            )
+            raise ValueError(f"AffineMap.{name} expects a batched tensor of shape (B, *{shape}), got {tuple(x.shape)}")
         ref = self._ref_tensor()
         if ref is not None and (x.dtype != ref.dtype or x.device != ref.device):
             x = x.to(dtype=ref.dtype, device=ref.device)
@@ -212,9 +205,7 @@ class AffineMap:
             if all(op.isometry for op in self._ops):
                 return 1.0  # identities and reshapes (or no op at all): ‖W‖ = 1
             warm = warm_state(self._cache_owner, ("opnorm", self._structure))  # the last vectors, across steps
-            return operator_norm(
-                self.linear, self.adjoint, self.in_shape, dtype=self.dtype, device=self.device, warm=warm
-            )
+            return operator_norm(self.linear, self.adjoint, self.in_shape, dtype=self.dtype, device=self.device, warm=warm)
 
         return self._cached("opnorm", compute)
 

@@ -43,10 +43,9 @@ class Snapshot:
             return versions
         with torch.no_grad():
             floats = [t if t.is_floating_point() else t.double() for t in tensors]  # counters are ints
-            sums = torch.stack([
-                torch.stack([t.sum(dtype=torch.float64), torch.linalg.vector_norm(t, dtype=torch.float64) ** 2])
-                for t in floats
-            ]).cpu()  # one host synchronisation
+            sums = torch.stack(
+                [torch.stack([t.sum(dtype=torch.float64), torch.linalg.vector_norm(t, dtype=torch.float64) ** 2]) for t in floats]
+            ).cpu()  # one host synchronisation
         return versions, tuple(sums.flatten().tolist())
 
     @classmethod

@@ -97,8 +97,10 @@ def adjointness_test(op: Any, x: Tensor, y: Tensor, *, opnorm: float | None = No
                 f"{tuple(aty.shape)} for x of shape {tuple(x.shape)}; each pair must match"
             )
         if opnorm is None:
-            opnorm = op.opnorm() if hasattr(op, "opnorm") else operator_norm(
-                op.linear, op.adjoint, tuple(x.shape[1:]), dtype=x.dtype, device=x.device
+            opnorm = (
+                op.opnorm()
+                if hasattr(op, "opnorm")
+                else operator_norm(op.linear, op.adjoint, tuple(x.shape[1:]), dtype=x.dtype, device=x.device)
             )
         lhs = (ax * y).flatten(1).sum(1)
         rhs = (x * aty).flatten(1).sum(1)

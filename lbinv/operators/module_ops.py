@@ -24,8 +24,18 @@ from lbinv._checks import Shape
 from lbinv.operators.conv_polyphase import PolyphaseConvAdjoint, use_polyphase
 
 __all__ = [
-    "AffineOp", "AvgPoolOp", "BatchNormOp", "ConvOp", "ConvTransposeOp", "IdentityOp", "LinearOp", "ReshapeOp", "ScaleShift",
-    "ScaleShiftOp", "VjpOp", "avg_pool_op",
+    "AffineOp",
+    "AvgPoolOp",
+    "BatchNormOp",
+    "ConvOp",
+    "ConvTransposeOp",
+    "IdentityOp",
+    "LinearOp",
+    "ReshapeOp",
+    "ScaleShift",
+    "ScaleShiftOp",
+    "VjpOp",
+    "avg_pool_op",
 ]
 
 _CONV = {1: F.conv1d, 2: F.conv2d}
@@ -176,8 +186,7 @@ class ConvBase(AffineOp[nn.modules.conv._ConvNd]):
         if len(in_shape) != d + 1 or in_shape[0] != c:
             spatial = "H, W" if d == 2 else "L"
             raise ValueError(
-                f"{self.where} expects input_shape (in_channels={c}, {spatial}) (no batch "
-                f"dimension), but got shape {tuple(in_shape)}"
+                f"{self.where} expects input_shape (in_channels={c}, {spatial}) (no batch dimension), but got shape {tuple(in_shape)}"
             )
 
     def _apply(self, x: Tensor, bias: Tensor | None) -> Tensor:  # pragma: no cover - abstract
@@ -215,21 +224,15 @@ class ConvOp(ConvBase):
         self.t_padding = left if self.symmetric else (0,) * d
         n_in, n_out, pad = in_shape[1:], out_shape[1:], self.t_padding
         full = [n_in[i] + (0 if self.symmetric else left[i] + right[i]) for i in range(d)]
-        self.t_output_padding = tuple(
-            full[i] - ((n_out[i] - 1) * s[i] - 2 * pad[i] + dil[i] * (k[i] - 1) + 1) for i in range(d)
-        )
+        self.t_output_padding = tuple(full[i] - ((n_out[i] - 1) * s[i] - 2 * pad[i] + dil[i] * (k[i] - 1) + 1) for i in range(d))
         plain = d == 2 and m.groups == 1 and all(dl == 1 for dl in dil)
-        self.polyphase = (
-            PolyphaseConvAdjoint((k[0], k[1]), (s[0], s[1]), in_shape, out_shape, (left[0], left[1])) if plain else None
-        )
+        self.polyphase = PolyphaseConvAdjoint((k[0], k[1]), (s[0], s[1]), in_shape, out_shape, (left[0], left[1])) if plain else None
 
     def adjoint(self, y: Tensor) -> Tensor:
         m = self.module
         if self.polyphase is not None and use_polyphase(y):
             return self.polyphase(y, m.weight)
-        x = _CONV_T[self.dim](
-            y, m.weight, None, m.stride, self.t_padding, self.t_output_padding, m.groups, m.dilation
-        )
+        x = _CONV_T[self.dim](y, m.weight, None, m.stride, self.t_padding, self.t_output_padding, m.groups, m.dilation)
         if not self.symmetric:
             x = x[(Ellipsis,) + tuple(slice(lf, lf + n) for lf, n in zip(self.left, self.in_shape[1:]))]
         return x
@@ -241,9 +244,7 @@ class ConvTransposeOp(ConvBase):
 
     def _apply(self, x: Tensor, bias: Tensor | None) -> Tensor:
         m = self.module
-        return _CONV_T[self.dim](
-            x, m.weight, bias, m.stride, _tuple(m.padding, self.dim), m.output_padding, m.groups, m.dilation
-        )
+        return _CONV_T[self.dim](x, m.weight, bias, m.stride, _tuple(m.padding, self.dim), m.output_padding, m.groups, m.dilation)
 
     def adjoint(self, y: Tensor) -> Tensor:
         m = self.module
@@ -270,9 +271,7 @@ class AvgPoolOp(AffineOp["nn.AvgPool1d | nn.AvgPool2d"]):
         self.p = _tuple(m.padding, d)
         self.scale = 1.0 / (getattr(m, "divisor_override", None) or math.prod(self.k))
         n_in, n_out = in_shape[-d:], out_shape[-d:]
-        self.t_output_padding = tuple(
-            n_in[i] - ((n_out[i] - 1) * self.s[i] - 2 * self.p[i] + self.k[i]) for i in range(d)
-        )
+        self.t_output_padding = tuple(n_in[i] - ((n_out[i] - 1) * self.s[i] - 2 * self.p[i] + self.k[i]) for i in range(d))
 
     def adjoint(self, y: Tensor) -> Tensor:
         d = self.dim

@@ -33,9 +33,16 @@ from lbinv.operators.module_ops import (
 )
 
 __all__ = [
-    "Refusal", "affine_op", "functional_affine_forms", "functional_form", "is_identity", "is_registered",
+    "Refusal",
+    "affine_op",
+    "functional_affine_forms",
+    "functional_form",
+    "is_identity",
+    "is_registered",
     "module_from_arguments",
-    "refusal", "register_affine", "supported_affine_layers",
+    "refusal",
+    "register_affine",
+    "supported_affine_layers",
 ]
 
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
@@ -181,11 +188,12 @@ def _holding(module: ModuleT, weight: Tensor, bias: Tensor | None) -> ModuleT:
 def _conv(n: int) -> ModuleBuilder:
     kind = {1: nn.Conv1d, 2: nn.Conv2d}[n]
 
-    def build(weight: Tensor, bias: Tensor | None = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
-              groups: int = 1) -> nn.Module:
+    def build(
+        weight: Tensor, bias: Tensor | None = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1, groups: int = 1
+    ) -> nn.Module:
         out_ch, in_per_group, *kernel = weight.shape
-        conv = kind(in_per_group * groups, out_ch, tuple(kernel), stride, padding, dilation, groups,  # type: ignore[arg-type]
-                    bias=bias is not None, device="meta")  # (kernel: a tuple of n sizes; torch types it as _size_Nd)
+        kernel_size: Any = tuple(kernel)  # a tuple of n sizes; torch types it as _size_Nd
+        conv = kind(in_per_group * groups, out_ch, kernel_size, stride, padding, dilation, groups, bias=bias is not None, device="meta")
         return _holding(conv, weight, bias)
 
     return build
@@ -217,18 +225,42 @@ register_affine(nn.Conv1d, ConvOp, functions={F.conv1d: _conv(1)})
 register_affine(nn.Conv2d, ConvOp, functions={F.conv2d: _conv(2)})
 register_affine(nn.ConvTranspose1d, ConvTransposeOp)
 register_affine(nn.ConvTranspose2d, ConvTransposeOp)
-register_affine(nn.AvgPool1d, avg_pool_op, functions={
-    F.avg_pool1d: module_from_arguments(nn.AvgPool1d, "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad"),
-})
-register_affine(nn.AvgPool2d, avg_pool_op, functions={F.avg_pool2d: module_from_arguments(
-    nn.AvgPool2d, "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override",
-)})
-register_affine(nn.AdaptiveAvgPool1d, VjpOp, functions={
-    F.adaptive_avg_pool1d: module_from_arguments(nn.AdaptiveAvgPool1d, "output_size"),
-})
-register_affine(nn.AdaptiveAvgPool2d, VjpOp, functions={
-    F.adaptive_avg_pool2d: module_from_arguments(nn.AdaptiveAvgPool2d, "output_size"),
-})
+register_affine(
+    nn.AvgPool1d,
+    avg_pool_op,
+    functions={
+        F.avg_pool1d: module_from_arguments(nn.AvgPool1d, "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad"),
+    },
+)
+register_affine(
+    nn.AvgPool2d,
+    avg_pool_op,
+    functions={
+        F.avg_pool2d: module_from_arguments(
+            nn.AvgPool2d,
+            "kernel_size",
+            "stride",
+            "padding",
+            "ceil_mode",
+            "count_include_pad",
+            "divisor_override",
+        )
+    },
+)
+register_affine(
+    nn.AdaptiveAvgPool1d,
+    VjpOp,
+    functions={
+        F.adaptive_avg_pool1d: module_from_arguments(nn.AdaptiveAvgPool1d, "output_size"),
+    },
+)
+register_affine(
+    nn.AdaptiveAvgPool2d,
+    VjpOp,
+    functions={
+        F.adaptive_avg_pool2d: module_from_arguments(nn.AdaptiveAvgPool2d, "output_size"),
+    },
+)
 register_affine(nn.Flatten, ReshapeOp)
 register_affine(nn.Unflatten, ReshapeOp)
 register_affine(nn.BatchNorm1d, BatchNormOp, label="BatchNorm1d/BatchNorm2d (eval mode)")
@@ -240,16 +272,32 @@ register_affine(nn.AlphaDropout, IdentityOp, label="Dropout")
 register_affine(nn.Identity, IdentityOp)
 register_affine(ScaleShift, ScaleShiftOp)
 
-_refuse(nn.AdaptiveMaxPool1d, _adaptive_max_pool_advice(1), {
-    F.adaptive_max_pool1d: module_from_arguments(nn.AdaptiveMaxPool1d, "output_size", "return_indices"),
-})
-_refuse(nn.AdaptiveMaxPool2d, _adaptive_max_pool_advice(2), {
-    F.adaptive_max_pool2d: module_from_arguments(nn.AdaptiveMaxPool2d, "output_size", "return_indices"),
-})
+_refuse(
+    nn.AdaptiveMaxPool1d,
+    _adaptive_max_pool_advice(1),
+    {
+        F.adaptive_max_pool1d: module_from_arguments(nn.AdaptiveMaxPool1d, "output_size", "return_indices"),
+    },
+)
+_refuse(
+    nn.AdaptiveMaxPool2d,
+    _adaptive_max_pool_advice(2),
+    {
+        F.adaptive_max_pool2d: module_from_arguments(nn.AdaptiveMaxPool2d, "output_size", "return_indices"),
+    },
+)
 _refuse(nn.FractionalMaxPool2d, "its random windows have no lifted Bregman form; use nn.MaxPool2d, or nn.AvgPool2d")
-_refuse(nn.LPPool1d, "its pooling has no lifted Bregman form; use nn.MaxPool1d, or nn.AvgPool1d", {
-    F.lp_pool1d: module_from_arguments(nn.LPPool1d, "norm_type", "kernel_size", "stride", "ceil_mode"),
-})
-_refuse(nn.LPPool2d, "its pooling has no lifted Bregman form; use nn.MaxPool2d, or nn.AvgPool2d", {
-    F.lp_pool2d: module_from_arguments(nn.LPPool2d, "norm_type", "kernel_size", "stride", "ceil_mode"),
-})
+_refuse(
+    nn.LPPool1d,
+    "its pooling has no lifted Bregman form; use nn.MaxPool1d, or nn.AvgPool1d",
+    {
+        F.lp_pool1d: module_from_arguments(nn.LPPool1d, "norm_type", "kernel_size", "stride", "ceil_mode"),
+    },
+)
+_refuse(
+    nn.LPPool2d,
+    "its pooling has no lifted Bregman form; use nn.MaxPool2d, or nn.AvgPool2d",
+    {
+        F.lp_pool2d: module_from_arguments(nn.LPPool2d, "norm_type", "kernel_size", "stride", "ceil_mode"),
+    },
+)

@@ -26,14 +26,15 @@ def uncompiled(module: nn.Module) -> nn.Module:
     return original if isinstance(original, nn.Module) else module
 
 
-def flatten_modules(
-    module: nn.Module | Iterable[nn.Module], prefix: str = ""
-) -> list[tuple[str, nn.Module]]:
+def flatten_modules(module: nn.Module | Iterable[nn.Module], prefix: str = "") -> list[tuple[str, nn.Module]]:
     """(dotted path, module) for every leaf of nested plain nn.Sequentials, in the order they run: a
     module that appears twice (``nn.Sequential(conv1, relu, pool, conv2, relu, pool)``) is listed
     twice, which ``named_children`` would not do."""
-    items = ((name, m) for name, m in module._modules.items() if m is not None) if isinstance(module, nn.Module) else (
-        (str(i), m) for i, m in enumerate(module))
+    items = (
+        ((name, m) for name, m in module._modules.items() if m is not None)
+        if isinstance(module, nn.Module)
+        else ((str(i), m) for i, m in enumerate(module))
+    )
     out: list[tuple[str, nn.Module]] = []
     for name, child in items:
         path, child = f"{prefix}{name}", uncompiled(child)

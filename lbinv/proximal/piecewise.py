@@ -155,11 +155,7 @@ class LeakyReLUProx(ProxActivation):
     def _bregman_elem(self, y: Tensor, z: Tensor) -> Tensor:
         s = F.leaky_relu(z, self.negative_slope)
         ms = torch.clamp(s, max=0.0)
-        return (
-            0.5 * (y - s) ** 2
-            + 0.5 * self._c * (torch.clamp(y, max=0.0) - ms) ** 2
-            + self._c * (-ms) * torch.relu(y)
-        )
+        return 0.5 * (y - s) ** 2 + 0.5 * self._c * (torch.clamp(y, max=0.0) - ms) ** 2 + self._c * (-ms) * torch.relu(y)
 
 
 _ZERO_SLOPE = (
@@ -399,4 +395,3 @@ class IdentityProx(ProxActivation):
 
 
 IDENTITY = IdentityProx()
-

@@ -41,9 +41,7 @@ def _logcosh(z: Tensor) -> Tensor:
     return a + softplus(-2.0 * a) - _LOG2
 
 
-def _newton_bisection_step(
-    w: Tensor, h: Tensor, dh: Tensor, lo: Tensor, hi: Tensor
-) -> tuple[Tensor, Tensor, Tensor]:
+def _newton_bisection_step(w: Tensor, h: Tensor, dh: Tensor, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """One step of Newton's method for the root of an increasing h, safeguarded by bisection on its
     bracket [lo, hi]: (w, lo, hi) updated from h = h(w) and dh = h'(w), elementwise (no device sync)."""
     pos = h > 0

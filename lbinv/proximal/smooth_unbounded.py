@@ -70,8 +70,9 @@ class SoftplusProx(_SmoothProx):
     def __init__(self, beta: float = 1.0, threshold: float = 20.0) -> None:
         b, th = float(beta), float(threshold)
         if not (b > 0.0 and math.isfinite(b)):
-            raise ValueError(f"SoftplusProx: beta must be a finite number > 0, got {beta} "
-                             "(LogSigmoid is the reflected softplus with beta = 1)")
+            raise ValueError(
+                f"SoftplusProx: beta must be a finite number > 0, got {beta} (LogSigmoid is the reflected softplus with beta = 1)"
+            )
         if not th >= SOFTPLUS_MIN_THRESHOLD:
             raise ValueError(
                 f"SoftplusProx: threshold must be >= {SOFTPLUS_MIN_THRESHOLD:g} (torch switches to the identity "
@@ -357,8 +358,9 @@ class CELUProx(_ExpLinearProx):
     def __init__(self, alpha: float = 1.0) -> None:
         a = float(alpha)
         if not (a > 0.0 and math.isfinite(a)):
-            raise ValueError(f"CELUProx: alpha must be a finite number > 0, got {alpha} "
-                             "(for alpha < 0 its slope exceeds 1: not a proximal map)")
+            raise ValueError(
+                f"CELUProx: alpha must be a finite number > 0, got {alpha} (for alpha < 0 its slope exceeds 1: not a proximal map)"
+            )
         super().__init__(a)
 
     @property

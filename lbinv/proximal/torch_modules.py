@@ -47,23 +47,15 @@ _NOT_PROX: dict[str, str] = {
     "GELU": "it dips below 0 and returns to 0 as x → −∞: " + _NOT_MONOTONE + _SMOOTH_ALTERNATIVE,
     "SiLU": "it dips below 0 and returns to 0 as x → −∞: " + _NOT_MONOTONE + _SMOOTH_ALTERNATIVE,
     "Mish": "it dips below 0 and returns to 0 as x → −∞: " + _NOT_MONOTONE + _SMOOTH_ALTERNATIVE,
-    "Hardswish": (
-        "it dips below 0 on (-3, 0): " + _NOT_MONOTONE + "; use nn.ReLU, or nn.ELU / nn.Softplus for a smooth one"
-    ),
+    "Hardswish": ("it dips below 0 on (-3, 0): " + _NOT_MONOTONE + "; use nn.ReLU, or nn.ELU / nn.Softplus for a smooth one"),
     "Hardshrink": "it is discontinuous, so it is not a proximal map",
     "Threshold": "it is discontinuous in general, so it is not a proximal map (Threshold(0, 0) is nn.ReLU)",
-    "SELU": (
-        "its slope exceeds 1 (scale ≈ 1.0507), so it is expansive and not a proximal map; "
-        "use nn.ELU (alpha <= 1) or nn.CELU instead"
-    ),
+    "SELU": ("its slope exceeds 1 (scale ≈ 1.0507), so it is expansive and not a proximal map; use nn.ELU (alpha <= 1) or nn.CELU instead"),
     "Softmin": "it is decreasing (softmax of −x), so it is not a proximal map",
     "LogSoftmax": "its Jacobian is not symmetric, so it is not a proximal map",
     "GLU": "it halves a dimension, so it is not a map of a space to itself and not a proximal map",
     "MultiheadAttention": "it is not an elementwise activation",
-    "RReLU": (
-        "its slope is random during training; in eval mode it equals "
-        "nn.LeakyReLU((lower + upper) / 2): use that instead"
-    ),
+    "RReLU": ("its slope is random during training; in eval mode it equals nn.LeakyReLU((lower + upper) / 2): use that instead"),
     "Softmax": (
         "it is the proximal map of a negative entropy on the simplex, but it couples the entries "
         "along a dimension and lbinv supports elementwise activations only"
@@ -75,10 +67,34 @@ _NOT_PROX: dict[str, str] = {
 }
 
 _ACTIVATION_TYPES = (
-    nn.Threshold, nn.ReLU, nn.RReLU, nn.Hardtanh, nn.ReLU6, nn.Sigmoid, nn.Hardsigmoid, nn.Tanh,
-    nn.SiLU, nn.Mish, nn.Hardswish, nn.ELU, nn.CELU, nn.SELU, nn.GLU, nn.GELU, nn.Hardshrink,
-    nn.LeakyReLU, nn.LogSigmoid, nn.Softplus, nn.Softshrink, nn.PReLU, nn.Softsign, nn.Tanhshrink,
-    nn.Softmin, nn.Softmax, nn.Softmax2d, nn.LogSoftmax,
+    nn.Threshold,
+    nn.ReLU,
+    nn.RReLU,
+    nn.Hardtanh,
+    nn.ReLU6,
+    nn.Sigmoid,
+    nn.Hardsigmoid,
+    nn.Tanh,
+    nn.SiLU,
+    nn.Mish,
+    nn.Hardswish,
+    nn.ELU,
+    nn.CELU,
+    nn.SELU,
+    nn.GLU,
+    nn.GELU,
+    nn.Hardshrink,
+    nn.LeakyReLU,
+    nn.LogSigmoid,
+    nn.Softplus,
+    nn.Softshrink,
+    nn.PReLU,
+    nn.Softsign,
+    nn.Tanhshrink,
+    nn.Softmin,
+    nn.Softmax,
+    nn.Softmax2d,
+    nn.LogSoftmax,
 )
 
 
@@ -89,7 +105,6 @@ def is_activation(module: nn.Module) -> bool:
     :func:`proximal_activation` maps it to :data:`IDENTITY`.
     """
     return isinstance(module, _ACTIVATION_TYPES)
-
 
 
 def proximal_activation(module: nn.Module) -> ProxActivation:

@@ -19,16 +19,12 @@ from lbinv.regularizers import TotalVariation
 def as_network(model: Any, input_shape: Sequence[int] | None, output: int | str | None) -> LiftedNetwork:
     if isinstance(model, LiftedNetwork):
         if input_shape is not None and tuple(input_shape) != tuple(model.input_shape):
-            raise ValueError(
-                f"input_shape: the LiftedNetwork takes inputs of shape {tuple(model.input_shape)}, got {tuple(input_shape)}"
-            )
+            raise ValueError(f"input_shape: the LiftedNetwork takes inputs of shape {tuple(model.input_shape)}, got {tuple(input_shape)}")
         if output is not None:
             raise ValueError(f"output: a LiftedNetwork has one output, got output={output!r}")
         return model
     if not isinstance(model, nn.Module) and not isinstance(getattr(model, "__self__", None), nn.Module):
-        raise TypeError(
-            f"model: expected an nn.Module, a method of one (e.g. vae.encode) or a LiftedNetwork, got {type(model).__name__}"
-        )
+        raise TypeError(f"model: expected an nn.Module, a method of one (e.g. vae.encode) or a LiftedNetwork, got {type(model).__name__}")
     shape = None if input_shape is None else tuple(input_shape)
     return LiftedNetwork.from_module(model, input_shape=shape, output=output)
 
@@ -47,9 +43,7 @@ def check_data(y: Any, net: LiftedNetwork) -> Tensor:
     else:
         dims = ", ".join(map(str, out_shape))
         expected = f"(B, {dims})" if len(out_shape) == 1 else f"(B, {dims}) or (B, {size})"
-        raise ValueError(
-            f"y: expected shape {expected} for this network's output, with the batch dimension first, got {tuple(y.shape)}"
-        )
+        raise ValueError(f"y: expected shape {expected} for this network's output, with the batch dimension first, got {tuple(y.shape)}")
     if y.shape[0] == 0:
         raise ValueError("y: expected a batch of at least one sample, got an empty batch")
     if not y.is_floating_point():

@@ -223,8 +223,12 @@ class FISTA:
         ax_new = torch.where(per_sample(worse, ax), ax, ax_hat)
         u_new = torch.lerp(x_new, x, per_sample(-beta, x))  # x⁺ + β(x⁺ − x)
         au_new = torch.lerp(ax_new, ax, per_sample(-beta, ax))  # W u⁺ + b, by linearity
-        self.x, self.ax, self.u, self.au = (masked(active, x_new, x), masked(active, ax_new, ax),
-                                            masked(active, u_new, u), masked(active, au_new, au))
+        self.x, self.ax, self.u, self.au = (
+            masked(active, x_new, x),
+            masked(active, ax_new, ax),
+            masked(active, u_new, u),
+            masked(active, au_new, au),
+        )
         self.fx = masked(active, torch.where(worse, self.fx, f_hat), self.fx)
         self.f_best = torch.minimum(self.f_best, self.fx)
         self.t = masked(active, t_next, self.t)
@@ -289,8 +293,7 @@ class FISTA:
         self.f_ref = masked(active, torch.where(descending, self.f_best, self.f_ref), self.f_ref)
         self.low_at = masked(active, torch.where(fell | descending, self.iterations, self.low_at), self.low_at)
 
-    def _refined_gap(self, grad_f: Tensor, grad_x: Tensor, tv_x: Tensor, tv: TotalVariation, z: Tensor,
-                     box: tuple[float, float]) -> Tensor:
+    def _refined_gap(self, grad_f: Tensor, grad_x: Tensor, tv_x: Tensor, tv: TotalVariation, z: Tensor, box: tuple[float, float]) -> Tensor:
         """The smallest certified gap at ``x`` over two refined dual points (module docstring, "Stopping
         test"): ``(w₀, z₁)`` and ``(w₀ + βv, z₂)``, each ``zₖ`` from :meth:`_refine_dual` from the solver's ``z``."""
         x, (lo, hi) = self.x, box
@@ -303,8 +306,10 @@ class FISTA:
         total = _dot(grad_v, inside)
         beta = torch.where(total != 0.0, -_dot(grad_f, inside) / torch.where(total != 0.0, total, 1.0), 0.0)
         gaps = []
-        for q, bregman in ((grad_f, None), (grad_f + per_sample(beta, grad_f) * grad_v,
-                                            self.data.dual_gap(sigma + per_sample(beta, v) * v, self.ax))):
+        for q, bregman in (
+            (grad_f, None),
+            (grad_f + per_sample(beta, grad_f) * grad_v, self.data.dual_gap(sigma + per_sample(beta, v) * v, self.ax)),
+        ):
             refined = self._refine_dual(q, x, lo, hi, tv, z)
             gap = self.alpha * (tv_x - _dot(refined, grad_x)) + _box_term(q - self.alpha_x * tv.div(refined), x, lo, hi)
             gaps.append(gap if bregman is None else gap + bregman)

@@ -41,9 +41,7 @@ class AdamInversion(SingleBlock):
         for name in ("lr", "tv_smoothing"):
             check_number(name, options[name], minimum=0.0, strict=True)
 
-    def __init__(
-        self, net: LiftedNetwork, problem: Problem, lr: float, betas: tuple[float, float], tv_smoothing: float
-    ) -> None:
+    def __init__(self, net: LiftedNetwork, problem: Problem, lr: float, betas: tuple[float, float], tv_smoothing: float) -> None:
         self.net, self.y, self.alpha, self.tv = net, problem.y, problem.alpha, problem.tv
         self.bounds, self.tol = problem.bounds, problem.tol
         self.lr, (self.beta1, self.beta2), self.tv_smoothing = lr, tuple(betas), tv_smoothing

@@ -47,7 +47,9 @@ RENAMED_OPTIONS = {"discrepancy_tau": "eta"}
 #: inputs and whose input block is a FISTA-like step (:mod:`lbinv.solvers.accelerated_cd`); "pdhg", the
 #: paper's: PDHG (§5, eq. 14) and coordinate descent with a PDHG input block (§6, eqs. 15–17).
 LIFTED_SOLVERS: dict[str, tuple[type[FISTA | PDHG], type[AcceleratedCoordinateDescent | CoordinateDescent]]] = {
-    "fista": (FISTA, AcceleratedCoordinateDescent), "pdhg": (PDHG, CoordinateDescent)}
+    "fista": (FISTA, AcceleratedCoordinateDescent),
+    "pdhg": (PDHG, CoordinateDescent),
+}
 
 #: A solver :func:`invert` runs: its ``options`` (defaults) and ``check_options`` (values) beside each other.
 Solver = FISTA | PDHG | AcceleratedCoordinateDescent | CoordinateDescent | Landweber | AdamInversion
@@ -63,8 +65,15 @@ SOLVERS: dict[str, tuple[type[Solver], ...]] = {
 #: The options each method accepts beyond invert's own arguments, with their defaults: the
 #: solvers' own (``Solver.options``), a starting point where the method takes one, and history.
 OPTIONS: dict[str, dict[str, Any]] = {
-    "lifted": {"solver": "fista", **CoordinateDescent.options, **FISTA.options, **AcceleratedCoordinateDescent.options,
-               "x_init": None, "dual_init": None, "record_history": False},  # ⊇ PDHG's
+    "lifted": {
+        "solver": "fista",
+        **CoordinateDescent.options,
+        **FISTA.options,
+        **AcceleratedCoordinateDescent.options,
+        "x_init": None,
+        "dual_init": None,
+        "record_history": False,
+    },  # ⊇ PDHG's
     "sequential": {**PDHG.options, "record_history": False},
     "landweber": {**Landweber.options, "x_init": None, "record_history": False},
     "gradient": {**AdamInversion.options, "x_init": None, "record_history": False},
@@ -188,7 +197,11 @@ def invert(
     x_init = check_init(opts.get("x_init"), batch, net, y)
     dual_init = check_dual_init(opts.get("dual_init"), tv, x_init)
     loop = dict(
-        batch=batch, device=y.device, max_iter=max_iter, check_every=check_every, record_history=opts["record_history"],
+        batch=batch,
+        device=y.device,
+        max_iter=max_iter,
+        check_every=check_every,
+        record_history=opts["record_history"],
         deadline=deadline,
     )
 
@@ -252,13 +265,13 @@ def _check_solver_family(options: dict[str, Any]) -> None:
     for name in sorted(options):
         for family, classes in LIFTED_SOLVERS.items():
             if name not in own and any(name in cls.options for cls in classes):
-                raise ValueError(f"{name}: an option of solver={family!r}; this call uses solver={solver!r}: "
-                                 f"pass solver={family!r} or drop {name}")
+                raise ValueError(
+                    f"{name}: an option of solver={family!r}; this call uses solver={solver!r}: pass solver={family!r} or drop {name}"
+                )
 
 
 #: Options of one depth with a counterpart at the other, named in the refusal.
-DEPTH_COUNTERPARTS = {"inner_steps": "input_inner_steps", "max_inner_steps": "input_inner_steps",
-                      "input_inner_steps": "inner_steps"}
+DEPTH_COUNTERPARTS = {"inner_steps": "input_inner_steps", "max_inner_steps": "input_inner_steps", "input_inner_steps": "inner_steps"}
 
 
 def check_solver_depth(options: dict[str, Any], net: LiftedNetwork) -> None:
@@ -272,8 +285,9 @@ def check_solver_depth(options: dict[str, Any], net: LiftedNetwork) -> None:
         if name in other.options:
             counterpart = DEPTH_COUNTERPARTS.get(name)
             hint = f"use {counterpart}" if counterpart in solver.options else "drop it"
-            raise ValueError(f"{name}: an option of {other.__name__}, but this network has {network} and is solved by "
-                             f"{solver.__name__}: {hint}")
+            raise ValueError(
+                f"{name}: an option of {other.__name__}, but this network has {network} and is solved by {solver.__name__}: {hint}"
+            )
 
 
 def _own(solver: type[Solver], opts: dict[str, Any]) -> dict[str, Any]:
@@ -281,8 +295,7 @@ def _own(solver: type[Solver], opts: dict[str, Any]) -> dict[str, Any]:
     return {name: opts[name] for name in solver.options}
 
 
-def _result(solver: Iterative, loop: LoopResult, hidden: list[Tensor] | None = None,
-            dual: Tensor | None = None) -> InversionResult:
+def _result(solver: Iterative, loop: LoopResult, hidden: list[Tensor] | None = None, dual: Tensor | None = None) -> InversionResult:
     history: dict[str, Any] | None = None
     if loop.history is not None:
         history = {"iteration": loop.history["iteration"], "objective": torch.stack(loop.history["objective"])}

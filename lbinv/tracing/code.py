@@ -17,6 +17,7 @@ __all__ = ["CodeModule", "Output", "OutputError", "code_module", "eval_mode", "z
 #: How an encoder's code is picked from a tuple, list or dict output: an index or a key.
 Output = Union[int, str, None]
 
+
 class CodeModule(nn.Module):
     """``owner.<method>(x)``, and of its output the item ``output`` (an index or a key), as a module.
 
@@ -77,9 +78,7 @@ def code_module(model: Any, output: Output = None) -> nn.Module:
     if isinstance(owner, nn.Module) and callable(model) and not isinstance(model, nn.Module):
         return CodeModule(owner, model.__name__, output)
     if not isinstance(model, nn.Module):
-        raise ValueError(
-            f"model: expected an nn.Module or a method of one (e.g. vae.encode), got {type(model).__name__}"
-        )
+        raise ValueError(f"model: expected an nn.Module or a method of one (e.g. vae.encode), got {type(model).__name__}")
     return model if output is None else CodeModule(model, "forward", output)
 
 

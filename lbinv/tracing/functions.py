@@ -95,14 +95,45 @@ FUNCTIONS: dict[Any, ModuleBuilder] = {
 }
 
 #: Operations that only reshape a sample (the batch dimension kept): read as Flatten / Unflatten.
-RESHAPES = {torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze, torch.unflatten,
-             "view", "reshape", "flatten", "unflatten", "squeeze", "unsqueeze", "view_as", "reshape_as"}
+RESHAPES = {
+    torch.flatten,
+    torch.reshape,
+    torch.squeeze,
+    torch.unsqueeze,
+    torch.unflatten,
+    "view",
+    "reshape",
+    "flatten",
+    "unflatten",
+    "squeeze",
+    "unsqueeze",
+    "view_as",
+    "reshape_as",
+}
 #: Operations that return their input's values unchanged.
 IDENTITIES = {"contiguous", "clone", "detach", torch.clone, torch.detach}
 #: Arithmetic with a number: x ↦ s·x + c.
-ARITHMETIC = {operator.add, operator.sub, operator.mul, operator.truediv, operator.neg, operator.pos,
-               torch.add, torch.sub, torch.mul, torch.div, "add", "sub", "mul", "div", "neg",
-               operator.iadd, operator.isub, operator.imul, operator.itruediv}
+ARITHMETIC = {
+    operator.add,
+    operator.sub,
+    operator.mul,
+    operator.truediv,
+    operator.neg,
+    operator.pos,
+    torch.add,
+    torch.sub,
+    torch.mul,
+    torch.div,
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "neg",
+    operator.iadd,
+    operator.isub,
+    operator.imul,
+    operator.itruediv,
+}
 
 
 def reshape(in_shape: Sequence[int], out_shape: Sequence[int]) -> list[nn.Module]:
@@ -142,9 +173,20 @@ def scale_shift(target: Any, args: Sequence[Any], kwargs: Mapping[str, Any], x_f
     raise Refusal(f"{name} of a number by the input is not affine")
 
 
-_OPERATORS = {operator.add: "+", operator.iadd: "+=", operator.sub: "-", operator.isub: "-=", operator.mul: "*",
-              operator.imul: "*=", operator.truediv: "/", operator.itruediv: "/=", operator.neg: "unary -",
-              operator.matmul: "@", operator.getitem: "indexing [...]", operator.pow: "**"}
+_OPERATORS = {
+    operator.add: "+",
+    operator.iadd: "+=",
+    operator.sub: "-",
+    operator.isub: "-=",
+    operator.mul: "*",
+    operator.imul: "*=",
+    operator.truediv: "/",
+    operator.itruediv: "/=",
+    operator.neg: "unary -",
+    operator.matmul: "@",
+    operator.getitem: "indexing [...]",
+    operator.pow: "**",
+}
 
 
 def callable_name(node: fx.Node) -> str:

@@ -78,8 +78,7 @@ def trace(module: nn.Module) -> fx.GraphModule:
     placeholders = [n for n in graph_module.graph.nodes if n.op == "placeholder"]
     if len(placeholders) != 1:
         raise ValueError(
-            f"{_name(module)} takes {len(placeholders)} inputs; lbinv inverts a map of one tensor: "
-            "pass a module or method of one input"
+            f"{_name(module)} takes {len(placeholders)} inputs; lbinv inverts a map of one tensor: pass a module or method of one input"
         )
     result = next(n for n in graph_module.graph.nodes if n.op == "output").args[0]
     if isinstance(result, (tuple, list, dict)):
@@ -240,7 +239,8 @@ def _trace(module: nn.Module) -> fx.GraphModule:
         shape_hint = (
             " Here a loop or `if` reads the input's shape (x.size(), x.shape): compute sizes with x.flatten(1) or "
             "x.view(x.size(0), -1) instead, which tracing reads."
-            if "iterated" in str(err) or "control flow" in str(err) else ""
+            if "iterated" in str(err) or "control flow" in str(err)
+            else ""
         )
         raise ValueError(
             f"cannot trace {_name(module)} with torch.fx ({type(err).__name__}: {err}). lbinv reads a module with "
@@ -263,13 +263,25 @@ def _is_in_place(node: fx.Node) -> bool:
     """``x.add_(h)``, ``F.relu(x, inplace=True)``, ``x += h`` (``operator.iadd``)."""
     name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
     return node.op in ("call_method", "call_function") and (
-        name.endswith("_") and not name.startswith("_") or node.kwargs.get("inplace") is True
+        name.endswith("_")
+        and not name.startswith("_")
+        or node.kwargs.get("inplace") is True
         or name in ("iadd", "isub", "imul", "itruediv")
     )
 
 
-_SUMS = {operator.add: 1.0, operator.iadd: 1.0, torch.add: 1.0, "add": 1.0, "add_": 1.0,
-         operator.sub: -1.0, operator.isub: -1.0, torch.sub: -1.0, "sub": -1.0, "sub_": -1.0}
+_SUMS = {
+    operator.add: 1.0,
+    operator.iadd: 1.0,
+    torch.add: 1.0,
+    "add": 1.0,
+    "add_": 1.0,
+    operator.sub: -1.0,
+    operator.isub: -1.0,
+    torch.sub: -1.0,
+    "sub": -1.0,
+    "sub_": -1.0,
+}
 
 
 def _join(node: fx.Node, inputs: tuple[int, ...], where: str, rank: int) -> Step:

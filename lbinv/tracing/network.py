@@ -19,6 +19,7 @@ from lbinv.tracing.graph import Step, leading_modules, read_steps, trace
 
 __all__ = ["Network", "network_steps"]
 
+
 def _is_elementwise(module: nn.Module) -> bool:
     """An activation, identity or dropout module: it maps its input element by element, so that a first
     ``nn.Linear`` after it still fixes the network's input shape."""

@@ -120,15 +120,12 @@ def check_encoder(
                 return False
             why = err.named("encoder_output") if isinstance(err, OutputError) else str(err)
             raise ValueError(
-                f"InversionCallback: cannot invert the encoder {accessor_name(encoder_spec)!r} of "
-                f"{type(pl_module).__name__}: {why}"
+                f"InversionCallback: cannot invert the encoder {accessor_name(encoder_spec)!r} of {type(pl_module).__name__}: {why}"
             ) from err
     return True
 
 
-def dry_run(
-    pl_module: LightningModule, encoder_spec: Any, decoder_spec: Any, x: Tensor, encoder_output: Output = None
-) -> None:
+def dry_run(pl_module: LightningModule, encoder_spec: Any, decoder_spec: Any, x: Tensor, encoder_output: Output = None) -> None:
     """Run the encoder and the decoder once on one validation input ``x`` (a batch of one), so that
     what would fail at the first inversion fails now, before training, saying what to do: an encoder
     that cannot take the validation inputs as they come, a decoder that fails on its codes or whose
@@ -213,8 +210,11 @@ def range_warning(data_range: Optional[tuple[float, float]], x: Tensor) -> Optio
 def has_validation_step(pl_module: LightningModule) -> bool:
     """Whether the module (of either namespace) defines ``validation_step`` beyond the stub that
     LightningModule carries."""
-    stubs = [vars(cls)["validation_step"] for cls in type(pl_module).__mro__
-             if cls.__name__ == "LightningModule" and "validation_step" in vars(cls)]
+    stubs = [
+        vars(cls)["validation_step"]
+        for cls in type(pl_module).__mro__
+        if cls.__name__ == "LightningModule" and "validation_step" in vars(cls)
+    ]
     step = getattr(type(pl_module), "validation_step", None)
     return step is not None and all(step is not stub for stub in stubs)
 
@@ -271,8 +271,13 @@ class ModuleAccess:
     checks of a run included (each passes once per run, :meth:`new_run`)."""
 
     def __init__(
-        self, encoder: Any, decoder: Any, encoder_output: Output, input_shape: Optional[tuple[int, ...]],
-        data_range: Optional[tuple[float, float]], lifted_options: Optional[dict[str, Any]],
+        self,
+        encoder: Any,
+        decoder: Any,
+        encoder_output: Output,
+        input_shape: Optional[tuple[int, ...]],
+        data_range: Optional[tuple[float, float]],
+        lifted_options: Optional[dict[str, Any]],
     ) -> None:
         self.encoder_spec, self.decoder_spec, self.encoder_output = encoder, decoder, encoder_output
         self.input_shape, self.data_range, self.lifted_options = input_shape, data_range, lifted_options
@@ -319,12 +324,23 @@ class ModuleAccess:
             notices.warn(trainer, "range", message)
         first = takes_flat_inputs(self.encoder(pl_module), input_shape)
         if first is not None:
-            notices.say(trainer, "flattened", f"InversionCallback: the encoder {self.encoder_name!r} starts with {first} "
-                        f"and the validation inputs are {input_shape}: they are flattened for it (nn.Flatten() before "
-                        "the encoder).")
+            notices.say(
+                trainer,
+                "flattened",
+                f"InversionCallback: the encoder {self.encoder_name!r} starts with {first} "
+                f"and the validation inputs are {input_shape}: they are flattened for it (nn.Flatten() before "
+                "the encoder).",
+            )
         self.batch_checked = True
 
     def _check(self, pl_module: LightningModule, input_shape: Optional[tuple[int, ...]], defer_if_shape_unknown: bool) -> None:
         if not self.encoder_checked:
-            self.encoder_checked = check_encoder(pl_module, self.encoder_spec, self.decoder_spec, input_shape,
-                                                 defer_if_shape_unknown, self.encoder_output, self.lifted_options)
+            self.encoder_checked = check_encoder(
+                pl_module,
+                self.encoder_spec,
+                self.decoder_spec,
+                input_shape,
+                defer_if_shape_unknown,
+                self.encoder_output,
+                self.lifted_options,
+            )

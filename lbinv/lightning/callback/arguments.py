@@ -55,9 +55,7 @@ def check_noise_levels(noise_levels: Any) -> tuple[float, ...]:
 def check_alpha(alpha: Any, levels: int) -> Union[float, tuple[float, ...], str]:
     if isinstance(alpha, str):
         if alpha not in ALPHA_RULES:
-            raise ValueError(
-                f"alpha: expected a float > 0, one float > 0 per noise level, or one of {ALPHA_RULES}; got {alpha!r}"
-            )
+            raise ValueError(f"alpha: expected a float > 0, one float > 0 per noise level, or one of {ALPHA_RULES}; got {alpha!r}")
         return alpha
     if _is_sequence(alpha):
         values = tuple(alpha)
@@ -134,8 +132,7 @@ def check_accessor(name: str, value: Any, allow_none: bool) -> Any:
         return value
     also = ", or None" if allow_none else ""
     raise ValueError(
-        f"{name}: expected an attribute name (str) of the LightningModule or a callable `pl_module -> {name}`{also}; "
-        f"got {value!r:.80}"
+        f"{name}: expected an attribute name (str) of the LightningModule or a callable `pl_module -> {name}`{also}; got {value!r:.80}"
     )
 
 
@@ -163,9 +160,7 @@ def check_solver_options(options: Any, method: str) -> dict[str, Any]:
     allowed = {"regularizer", "bounds", "check_every", *OPTIONS[method]} - set(_RESERVED_OPTIONS)
     unknown = sorted(set(options) - allowed)
     if unknown:
-        raise ValueError(
-            f"solver_options: option(s) {unknown} that invert(method={method!r}) does not accept; valid: {sorted(allowed)}"
-        )
+        raise ValueError(f"solver_options: option(s) {unknown} that invert(method={method!r}) does not accept; valid: {sorted(allowed)}")
     try:  # invert's own checks of the values (solver, step_rule, families, integers, …)
         check_options(method, {k: v for k, v in options.items() if k not in ("regularizer", "bounds", "check_every")})
     except (TypeError, ValueError) as err:

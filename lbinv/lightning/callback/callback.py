@@ -240,12 +240,19 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
             self.warm_start = check_warm_start(warm_start, method)
             self.start = check_start(start, method, self.decoder)
 
-        self._access = ModuleAccess(self.encoder, self.decoder, self.encoder_output, self.input_shape, self.data_range,
-                                    self.solver_options if self.method == "lifted" else None)
+        self._access = ModuleAccess(
+            self.encoder,
+            self.decoder,
+            self.encoder_output,
+            self.input_shape,
+            self.data_range,
+            self.solver_options if self.method == "lifted" else None,
+        )
         self._probe_images = ProbeImages(self.num_samples)  # kept in checkpoints, with the monitor's state
         self._monitor = Monitor(len(self.noise_levels), self.alpha, self.alpha_grid, self.warm_start)
-        self._inverter = ProbeInverter(self._access, self.noise_levels, self.seed, self.method, self.max_iter, self.tol,
-                                       self.eta, self.solver_options, self.start)
+        self._inverter = ProbeInverter(
+            self._access, self.noise_levels, self.seed, self.method, self.max_iter, self.tol, self.eta, self.solver_options, self.start
+        )
         self._clock = Clock(self.time_share, self.max_seconds, self.final_seconds)
         self._progress = Progress()
         self._notices = Notices()
@@ -409,10 +416,13 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
             if trainer.state.fn == "fit":
                 self._fit.inversion(trainer, final)
             assert self.probe is not None
-            self._progress.starting(trainer, epoch, f"{self.probe.shape[0]} images × {levels} noise level{'s' * (levels > 1)}"
-                                    + (" to tol (final)" if final else ""), always=final)
-            inversion = self._inverter.invert(trainer, pl_module, self._probe_images, self._monitor, epoch, plan,
-                                              self._data_range(), begin)
+            self._progress.starting(
+                trainer,
+                epoch,
+                f"{self.probe.shape[0]} images × {levels} noise level{'s' * (levels > 1)}" + (" to tol (final)" if final else ""),
+                always=final,
+            )
+            inversion = self._inverter.invert(trainer, pl_module, self._probe_images, self._monitor, epoch, plan, self._data_range(), begin)
             if inversion is None:
                 return
             converged, solved = int(inversion.out.converged.nan_to_num(0.0).sum()), int(inversion.out.solved.sum())
@@ -424,13 +434,19 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
 
     def _say_reduced(self, trainer: Trainer, count: int, allowance: float) -> None:
         """Once per kind: the time share affords fewer levels than all, or none this epoch."""
-        what = ("skips the inversion of this epoch (and of each epoch until the share affords one level)" if count == 0
-                else f"inverts {count} of {len(self.noise_levels)} noise levels per epoch, in rotation")
-        self._notices.say(trainer, "skip" if count == 0 else "rotation",
-                          f"InversionCallback (epoch {trainer.current_epoch}): {MIN_SWEEPS} sweeps of the probe cost about "
-                          f"{MIN_SWEEPS * (self._monitor.cost.per_code_sweep or 0.0):.2g} s per code, and time_share="
-                          f"{self.time_share} leaves {max(allowance, 0.0):.2g} s now: it {what}. A smaller num_samples, "
-                          "fewer noise levels or a larger time_share invert more.")
+        what = (
+            "skips the inversion of this epoch (and of each epoch until the share affords one level)"
+            if count == 0
+            else f"inverts {count} of {len(self.noise_levels)} noise levels per epoch, in rotation"
+        )
+        self._notices.say(
+            trainer,
+            "skip" if count == 0 else "rotation",
+            f"InversionCallback (epoch {trainer.current_epoch}): {MIN_SWEEPS} sweeps of the probe cost about "
+            f"{MIN_SWEEPS * (self._monitor.cost.per_code_sweep or 0.0):.2g} s per code, and time_share="
+            f"{self.time_share} leaves {max(allowance, 0.0):.2g} s now: it {what}. A smaller num_samples, "
+            "fewer noise levels or a larger time_share invert more.",
+        )
 
     # ------------------------------------------------------------------ logging
     def _log(self, trainer: Trainer, inversion: Inversion, epoch: int, final: bool) -> None:

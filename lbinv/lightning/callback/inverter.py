@@ -79,16 +79,31 @@ class ProbeInverter:
     """The callback's settings of :func:`lbinv.invert` and of the probe, :meth:`invert` and :meth:`round`."""
 
     def __init__(
-        self, access: ModuleAccess, noise_levels: Sequence[float], seed: int, method: str,
-        max_iter: int, tol: float, eta: float, solver_options: dict[str, Any], start: str,
+        self,
+        access: ModuleAccess,
+        noise_levels: Sequence[float],
+        seed: int,
+        method: str,
+        max_iter: int,
+        tol: float,
+        eta: float,
+        solver_options: dict[str, Any],
+        start: str,
     ) -> None:
         self.access = access
         self.noise_levels, self.seed, self.start = tuple(noise_levels), seed, start
         self.method, self.max_iter, self.tol, self.eta, self.solver_options = method, max_iter, tol, eta, solver_options
 
     def invert(
-        self, trainer: Trainer, pl_module: LightningModule, probe_images: ProbeImages, monitor: Monitor, epoch: int,
-        plan: Plan, data_range: tuple[float, float], begin: float,
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        probe_images: ProbeImages,
+        monitor: Monitor,
+        epoch: int,
+        plan: Plan,
+        data_range: tuple[float, float],
+        begin: float,
     ) -> Optional[Inversion]:
         """The rounds of an inversion that began at ``begin`` and their summary: one round, or for a
         final inversion rounds to ``tol`` while ``"auto"``'s search moves (at most
@@ -102,8 +117,9 @@ class ProbeInverter:
             alphas, counts = monitor.columns(per_rank, plan.levels)
             if plan.final:  # a column solved to tol in an earlier round is not solved again
                 counts[rounds.known(alphas, counts, per_rank, n)] = 0
-            out = self.round(trainer, pl_module, probe_images, monitor, epoch, alphas, counts, data_range, plan.deadline,
-                             window, plan.final)
+            out = self.round(
+                trainer, pl_module, probe_images, monitor, epoch, alphas, counts, data_range, plan.deadline, window, plan.final
+            )
             if out is None:
                 return None
             rounds.add(alphas, out)
@@ -118,8 +134,17 @@ class ProbeInverter:
         return inverted
 
     def round(
-        self, trainer: Trainer, pl_module: LightningModule, probe_images: ProbeImages, monitor: Monitor, epoch: int,
-        alphas: Tensor, counts: Tensor, data_range: tuple[float, float], deadline: Optional[float], window: list[float],
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        probe_images: ProbeImages,
+        monitor: Monitor,
+        epoch: int,
+        alphas: Tensor,
+        counts: Tensor,
+        data_range: tuple[float, float],
+        deadline: Optional[float],
+        window: list[float],
         final: bool,
     ) -> Optional[ProbeResult]:
         """This rank's share of the probe at the α columns ``alphas`` / ``counts`` (from the monitor's
@@ -142,9 +167,19 @@ class ProbeInverter:
                 if monitor.cost.per_code_sweep is None:
                     monitor.cost.guess(_forward_seconds(encoder, x))
                 out = invert_probe(
-                    encoder, decoder, x, noise_levels=self.noise_levels, alphas=alphas, seed=self.seed,
-                    offset=rank * per_rank, n=n, data_range=data_range, solve=self._solve(data_range, deadline, window),
-                    subgradient=self.subgradient_rule(data_range), counts=counts, x_init=monitor.starts(alphas, images, final),
+                    encoder,
+                    decoder,
+                    x,
+                    noise_levels=self.noise_levels,
+                    alphas=alphas,
+                    seed=self.seed,
+                    offset=rank * per_rank,
+                    n=n,
+                    data_range=data_range,
+                    solve=self._solve(data_range, deadline, window),
+                    subgradient=self.subgradient_rule(data_range),
+                    counts=counts,
+                    x_init=monitor.starts(alphas, images, final),
                     start=self.start if decoder is not None else "zeros",
                     regularizer=self.options(data_range).get("regularizer", "tv"),
                 )
@@ -177,8 +212,16 @@ class ProbeInverter:
         def solve(net: LiftedNetwork, data: Tensor, **kwargs: Any) -> InversionResult:
             window[0] = time.perf_counter()
             max_seconds = None if deadline is None else max(deadline - window[0], MIN_BUDGET_SECONDS)
-            result = invert(net, data, method=self.method, max_iter=self.max_iter, tol=self.tol, max_seconds=max_seconds,
-                            **self.options(data_range), **kwargs)
+            result = invert(
+                net,
+                data,
+                method=self.method,
+                max_iter=self.max_iter,
+                tol=self.tol,
+                max_seconds=max_seconds,
+                **self.options(data_range),
+                **kwargs,
+            )
             window[1] = time.perf_counter()
             return result
 

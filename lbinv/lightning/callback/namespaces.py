@@ -15,6 +15,7 @@ __all__ = ["NAMESPACES", "CALLBACK_BASES", "TENSORBOARD_LOGGERS"]
 #: The namespaces looked for, in order.
 NAMESPACES = ("lightning.pytorch", "pytorch_lightning")
 
+
 def _classes(module_name: str, class_name: str) -> tuple[type, ...]:
     """``class_name`` of every namespace that imports (a broken or mismatched one is left out)."""
     found = []

@@ -114,5 +114,4 @@ class Progress:
     def finished(self, trainer: Trainer, epoch: int, seconds: float, converged: int, total: int, always: bool = False) -> None:
         self.announce = seconds > ANNOUNCE_AFTER_SECONDS
         if self.announce or always:
-            say(trainer, f"InversionCallback: epoch {epoch} inverted in {seconds:.1f} s; "
-                         f"{converged}/{total} converged.")
+            say(trainer, f"InversionCallback: epoch {epoch} inverted in {seconds:.1f} s; {converged}/{total} converged.")

@@ -36,8 +36,14 @@ class Publisher:
         self.layout_written = False
 
     def publish(
-        self, trainer: Trainer, step: int, summary: ProbeSummary, out: ProbeResult, probe: Tensor,
-        data_range: tuple[float, float], final: bool,
+        self,
+        trainer: Trainer,
+        step: int,
+        summary: ProbeSummary,
+        out: ProbeResult,
+        probe: Tensor,
+        data_range: tuple[float, float],
+        final: bool,
     ) -> None:
         """Log one inversion at ``step`` (nothing on the other ranks: the results are the same on all)."""
         if not trainer.is_global_zero:
@@ -55,12 +61,26 @@ class Publisher:
                 "are skipped.",
             )
         for board in boards:
-            images = write(board.experiment, step, summary, probe, out, self.noise_levels, data_range,
-                           has_decoder=self.has_decoder, log_images=self.log_images, layout=not self.layout_written,
-                           final=final)
+            images = write(
+                board.experiment,
+                step,
+                summary,
+                probe,
+                out,
+                self.noise_levels,
+                data_range,
+                has_decoder=self.has_decoder,
+                log_images=self.log_images,
+                layout=not self.layout_written,
+                final=final,
+            )
             if self.log_images and not images:
-                self.notices.warn(trainer, "no-images", f"InversionCallback: inputs of shape {tuple(probe.shape[1:])} are "
-                                  "not images (C, H, W) with C in (1, 3); no image grids are logged.")
+                self.notices.warn(
+                    trainer,
+                    "no-images",
+                    f"InversionCallback: inputs of shape {tuple(probe.shape[1:])} are "
+                    "not images (C, H, W) with C in (1, 3); no image grids are logged.",
+                )
         self.layout_written = self.layout_written or bool(boards)
 
 
@@ -189,8 +209,12 @@ def final_table(levels: Sequence[dict[str, Any]], has_decoder: bool) -> str:
     head = ["σ", "δ²", "α", "PSNR inverted"] + (["PSNR decoded"] if has_decoder else []) + ["converged"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for level in levels:
-        cells = [f"{level['sigma']:g}", number(level["delta2"], ".3g"), number(level["alpha"], ".3g"),
-                 number(level["psnr_inverted"], ".2f")]
+        cells = [
+            f"{level['sigma']:g}",
+            number(level["delta2"], ".3g"),
+            number(level["alpha"], ".3g"),
+            number(level["psnr_inverted"], ".2f"),
+        ]
         cells += [number(level["psnr_decoded"], ".2f")] if has_decoder else []
         cells += [number(level["converged_fraction"], ".2f")]
         rows.append("| " + " | ".join(cells) + " |")
