@@ -80,15 +80,17 @@ trainer.fit(AutoEncoder(), train, val)
 
 # %%
 # What TensorBoard shows: ``tensorboard --logdir`` on the run's folder. Here we read its event file:
-# the PSNR of the inversion and of the decoder, per noise level and epoch (the last step is the final
-# inversion), and the image grid of the final inversion (rows: truth, decoder, inversion).
+# the PSNR of the inversion and of the decoder, per noise level and inverted epoch (the last point is
+# the final inversion; epochs too short to pay for an inversion within the fifth are skipped, as the
+# console said), and the image grid of the final inversion (rows: truth, decoder, inversion). The
+# same numbers are on the callback: ``callback.final_summary``.
 events = EventAccumulator(trainer.logger.log_dir, size_guidance={"images": 0}).Reload()
 fig, (curves, grid) = plt.subplots(1, 2, figsize=(10, 3.4), width_ratios=(1, 1.6))
 for sigma in ("0", "0.1"):
     for name, style in (("psnr_inverted", "o-"), ("psnr_decoded", "s--")):
         points = events.Scalars(f"inversion/{name}/sigma_{sigma}")
         curves.plot([p.step for p in points], [p.value for p in points], style, label=f"{name[5:]}, σ={sigma}")
-curves.set_xlabel("step")
+curves.set_xlabel("epoch")
 curves.set_ylabel("PSNR (dB)")
 curves.legend(fontsize=8)
 image = events.Images("inversion/images/sigma_0")[-1].encoded_image_string
