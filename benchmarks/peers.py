@@ -6,7 +6,7 @@
 
 A run without ``--quick`` or ``--instances`` does both instances and writes both to one file. How long:
 the committed results took 24.5 min (32×32) and 40.9 min (64×64), both at once on a 2-core machine
-at load 6–8 (other benchmarks alongside), where every solver ran 5–10× slower than on an idle one;
+at load 6–8 (other benchmarks alongside), where every solver ran 5–12× slower than on an idle one;
 Clarabel alone took 7.7 s and 109 s. On an idle machine expect a fraction of that. The peers come with
 the ``bench`` extra (``pip install -e ".[bench]"``: deepinv, pyproximal, pylops); CVXPY and Clarabel
 with ``dev``.
