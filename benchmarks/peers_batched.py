@@ -2,7 +2,8 @@
 
     python benchmarks/peers_batched.py --json benchmarks/results_peers_batched16_cpu.json  # 16 α in one call
 
-The problem, reference, peers and grids are those of ``peers.py`` (its module docstring), float64 on
+The problem, reference and peers are those of ``peers.py`` (its module docstring; the grids here are
+:data:`BATCH_GRIDS`, deepinv's FISTA at step 1/L and pyproximal at c = 1), float64 on
 the CPU with one thread: :data:`BATCH` values of α (log-spaced in :data:`BATCH_ALPHAS`) on the 32×32
 instance, each problem with its own Clarabel optimum; the time until every problem is within 1e−4
 and 1e−6 of its optimum for lbinv's default in one call (per-sample α), deepinv's FISTA in one
@@ -13,14 +14,20 @@ problem (each stopped at its own iteration; best ratio of the grid). Keys
 
 from __future__ import annotations
 
-import argparse
-import json
-import math
-from typing import Any
+import os
 
-import torch
-from peers import (  # first: it imports timing, which puts the repository on sys.path
-    GRIDS,
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # numpy's BLAS: one thread, as torch (before torch loads numpy)
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+from typing import Any  # noqa: E402
+
+import torch  # noqa: E402
+
+# peers first: it imports timing, which puts the repository on sys.path
+from peers import (  # noqa: E402
     TARGETS,
     Instance,
     deepinv_solver,
@@ -29,14 +36,19 @@ from peers import (  # first: it imports timing, which puts the repository on sy
     pyproximal_solver,
     shrink_to_smoke,
 )
-from timing import log, machine, write_results
+from timing import log, machine, write_results  # noqa: E402
 
-from lbinv import invert
+from lbinv import invert  # noqa: E402
 
 #: The batched comparison: this many α values, log-spaced in this interval, of the 32×32 instance.
 BATCH, BATCH_ALPHAS = 16, (5e-3, 5e-2)
 #: Iterations of the batched traced runs (deepinv gets more than ``peers.BUDGETS``: the smallest α converge slowest).
 BATCH_BUDGETS = {"lbinv_default": 1000, "deepinv": 1500, "pyproximal": 10_000}
+#: The peers' settings tried here (issue 18's grids).
+BATCH_GRIDS: dict[str, list[dict[str, Any]]] = {
+    "deepinv": [{"iteration": "FISTA", "step": 1.0, "inner": n, "inner_tau": t} for n in (10, 20, 50) for t in (0.1, 0.3)],
+    "pyproximal": [{"c": 1.0, "ratio": r} for r in (0.3, 1.0, 3.0)],
+}
 
 
 def bench_batched(rounds: int) -> dict[str, Any]:
@@ -54,10 +66,18 @@ def bench_batched(rounds: int) -> dict[str, Any]:
         hit = torch.nonzero(within)
         return iterations[int(hit[0])] if hit.numel() else None
 
-    out: dict[str, Any] = {"problem": f"circle 32x32, Linear(1024, 256) + ReLU, {BATCH} alpha log-spaced in {BATCH_ALPHAS}",
-                           "alphas": alphas.tolist(), "budgets": BATCH_BUDGETS, "grids": {k: GRIDS[k] for k in ("deepinv", "pyproximal")},
-                           "clarabel": {"seconds_all": sum(r["seconds"] for r in refs), "status": sorted({r["status"] for r in refs}),
-                                        "optima": f_star.tolist()}, "methods": {}}
+    out: dict[str, Any] = {
+        "problem": f"circle 32x32, Linear(1024, 256) + ReLU, {BATCH} alpha log-spaced in {BATCH_ALPHAS}",
+        "alphas": alphas.tolist(),
+        "budgets": BATCH_BUDGETS,
+        "grids": BATCH_GRIDS,
+        "clarabel": {
+            "seconds_all": sum(r["seconds"] for r in refs),
+            "status": sorted({r["status"] for r in refs}),
+            "optima": f_star.tolist(),
+        },
+        "methods": {},
+    }
 
     log("batched: lbinv default")
     budget = BATCH_BUDGETS["lbinv_default"]
@@ -65,29 +85,39 @@ def bench_batched(rounds: int) -> dict[str, Any]:
     hits = {key: first_all(list(traced.history["iteration"]), traced.history["objective"], t) for key, t in TARGETS.items()}
     lbinv = {"iterations": hits}
     for key, k in hits.items():
-        lbinv[f"seconds_{key}"] = median_seconds(
-            lambda k=k: invert(inst.net, ys, alpha=alphas, max_iter=k, tol=0.0, check_every=10), rounds) if k else None
+        lbinv[f"seconds_{key}"] = (
+            median_seconds(lambda k=k: invert(inst.net, ys, alpha=alphas, max_iter=k, tol=0.0, check_every=10), rounds) if k else None
+        )
 
     def stop():
         return invert(inst.net, ys, alpha=alphas, tol=1e-6, max_iter=budget)
 
     res = stop()
-    lbinv["default_stop_tol_1e-6"] = {"all_converged": bool(res.converged.all()), "iterations_max": int(res.iterations.max()),
-                                      "max_relative_gap_reached": float(((res.objective - f_star) / f_star.abs()).max()),
-                                      "seconds": median_seconds(stop, rounds)}
+    lbinv["default_stop_tol_1e-6"] = {
+        "all_converged": bool(res.converged.all()),
+        "iterations_max": int(res.iterations.max()),
+        "max_relative_gap_reached": float(((res.objective - f_star) / f_star.abs()).max()),
+        "seconds": median_seconds(stop, rounds),
+    }
     out["methods"]["lbinv_default"] = lbinv
 
     log("batched: deepinv")
     settings = []
-    for opts in GRIDS["deepinv"]:
+    for opts in BATCH_GRIDS["deepinv"]:
         _, metrics = deepinv_solver(inst, max_iter=BATCH_BUDGETS["deepinv"], metrics=True, alphas=alphas, **opts)()
         values = torch.tensor(metrics["objective"], dtype=torch.float64).T  # (iterations, B)
         its = list(range(1, values.shape[0] + 1))
-        settings.append({"setting": opts, "iterations": {key: first_all(its, values, t) for key, t in TARGETS.items()},
-                         "final_max_relative_gap": float(((values[-1] - f_star) / f_star.abs()).max())})
+        settings.append(
+            {
+                "setting": opts,
+                "iterations": {key: first_all(its, values, t) for key, t in TARGETS.items()},
+                "final_max_relative_gap": float(((values[-1] - f_star) / f_star.abs()).max()),
+            }
+        )
         log(f"  deepinv {opts}: {settings[-1]['iterations']}")
-    best = min(settings, key=lambda s: (s["iterations"]["1e-6"] is None, s["iterations"]["1e-6"] or math.inf,
-                                         s["iterations"]["1e-4"] or math.inf))
+    best = min(
+        settings, key=lambda s: (s["iterations"]["1e-6"] is None, s["iterations"]["1e-6"] or math.inf, s["iterations"]["1e-4"] or math.inf)
+    )
     deepinv = {"setting": best["setting"], "grid": settings, "iterations": best["iterations"]}
     for key, k in best["iterations"].items():  # time each target's iteration count (settings differ per iteration)
         candidates = [s for s in settings if s["iterations"][key]]
@@ -101,12 +131,17 @@ def bench_batched(rounds: int) -> dict[str, Any]:
 
     log("batched: pyproximal, one call per problem")
     settings = []
-    for opts in GRIDS["pyproximal"]:
+    for opts in BATCH_GRIDS["pyproximal"]:
         its: dict[str, list[int | None]] = {key: [] for key in TARGETS}
         for i, a in enumerate(alphas.tolist()):
             values: list[float] = []
-            pyproximal_solver(inst, niter=BATCH_BUDGETS["pyproximal"], alpha=a,
-                              callback=lambda x, a=a: values.append(inst.objective(torch.from_numpy(x), a)), **opts)()
+            pyproximal_solver(
+                inst,
+                niter=BATCH_BUDGETS["pyproximal"],
+                alpha=a,
+                callback=lambda x, a=a: values.append(inst.objective(torch.from_numpy(x), a)),
+                **opts,
+            )()
             for key, t in TARGETS.items():
                 its[key].append(first_hit(list(range(1, len(values) + 1)), values, float(f_star[i]), t))
         settings.append({"setting": opts, "iterations": its})
@@ -137,9 +172,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.smoke:
         shrink_to_smoke(BATCH_BUDGETS)
+        for name in BATCH_GRIDS:
+            BATCH_GRIDS[name] = BATCH_GRIDS[name][:1]
     torch.set_num_threads(1)
-    results: dict[str, Any] = {"machine": machine(torch.device("cpu"), 1), "targets": TARGETS,
-                               "batched": bench_batched(args.rounds)}
+    results: dict[str, Any] = {"machine": machine(torch.device("cpu"), 1), "targets": TARGETS, "batched": bench_batched(args.rounds)}
     write_results(results, args.json)
 
 
