@@ -119,7 +119,9 @@ class ProxActivation:
     -----
     Subclasses implement ``prox`` and the elementwise ``_psi_elem`` (Ψ on its domain),
     ``_phi_elem`` (Φ = (½(·)² + Ψ)^*) and, for stability, ``_bregman_elem``. The generic
-    ``_bregman_elem`` is ``½y² + Ψ(y) + Φ(z) − yz``. Subclasses with parameters store them
+    ``_bregman_elem`` is ``½y² + Ψ(y) + Φ(z) − yz``; ``_bregman_given_sigma`` (B given also
+    s = σ(z), for :meth:`bregman`'s ``sigma``) defaults to it, and a subclass whose B_Ψ contains
+    σ(z) overrides it to save that evaluation (ELU, CELU). Subclasses with parameters store them
     as public attributes named like the constructor's arguments (they make the ``repr``).
     """
 
