@@ -10,7 +10,9 @@ Two figures, both measured in this run:
   seconds are the difference of two solves of ``sweeps[1]`` and ``sweeps[0]`` sweeps (``tol=0``),
   divided by the difference of the counts, so that the set-up (lifting, operator norms) cancels.
   Encoders: the paper's conv encoder, the UvA tutorial 9 encoder (5 convolutions + ELU, a Linear
-  head, 32×32; ``projects/uva.py``) and the same with ReLU.
+  head, 32×32; ``projects/uva.py``), the same with ReLU and with each smooth activation lbinv
+  supports (``uva_sigmoid``, …; LeakyReLU with slope 0.1, CELU with α = 0.5), timed over fewer
+  sweeps (``FEW_SWEEPS``: 6 and 2; Tanhshrink, whose sweep costs tens of passes, 2 and 1).
 - ``box_stop_iterations_ratio``: iterations of the one-layer solver to its certified stop at
   ``tol=1e-6`` on the paper's 64×64 circle (float64) with ``bounds=(0, 1)``, which do not bind at
   the optimum, over the iterations without bounds. Iteration counts, not timings.
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import argparse
 import functools
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -34,6 +36,21 @@ from lbinv import LiftedNetwork, invert
 from projects.uva import Encoder as UvAEncoder
 
 
+#: the smooth activations of the UvA encoder beside ELU: key suffix -> module factory
+SMOOTH: dict[str, Callable[[], nn.Module]] = {
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "softplus": nn.Softplus,
+    "logsigmoid": nn.LogSigmoid,
+    "celu": lambda: nn.CELU(0.5),
+    "softsign": nn.Softsign,
+    "tanhshrink": nn.Tanhshrink,
+    "leakyrelu": lambda: nn.LeakyReLU(0.1),
+}
+#: the sweep counts of the added smooth encoders (fewer, to keep the run short; Tanhshrink's sweep is slow)
+FEW_SWEEPS = {**{f"uva_{name}": (2, 6) for name in SMOOTH}, "uva_tanhshrink": (1, 2)}
+
+
 def encoders() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
     """The encoders measured, seeded, in eval mode, with their input shapes."""
     from lbinv.lightning.models import ConvAutoencoder  # imports Lightning
@@ -41,18 +58,24 @@ def encoders() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
     torch.manual_seed(0)
     paper = ConvAutoencoder().encoder
     uva = {act.__name__: UvAEncoder(1, 32, 128, act_fn=act) for act in (nn.ELU, nn.ReLU)}
-    return {
+    out = {
         "paper_conv": (paper.eval(), (1, 28, 28)),
         "uva_elu": (uva["ELU"].eval(), (1, 32, 32)),
         "uva_relu": (uva["ReLU"].eval(), (1, 32, 32)),
     }
+    for name, act in SMOOTH.items():
+        torch.manual_seed(0)
+        out[f"uva_{name}"] = (UvAEncoder(1, 32, 128, act_fn=act).eval(), (1, 32, 32))
+    return out
 
 
 def bench_sweep_vs_forward_backward(
     device: torch.device, batch: int = 80, sweeps: tuple[int, int] = (3, 13), rounds: int = 5
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"batch": batch, "sweeps": sweeps, "encoders": {}}
+    default_sweeps = sweeps
     for name, (encoder, shape) in encoders().items():
+        sweeps = FEW_SWEEPS.get(name, default_sweeps)
         encoder = encoder.to(device)
         x = torch.rand(batch, *shape, generator=torch.Generator().manual_seed(1)).to(device)
         with torch.no_grad():
@@ -66,7 +89,12 @@ def bench_sweep_vs_forward_backward(
 
         t = interleaved({**solves, "forward_backward": forward_backward}, device, rounds)
         sweep = (t[f"sweeps_{sweeps[1]}"] - t[f"sweeps_{sweeps[0]}"]) / (sweeps[1] - sweeps[0])
-        out["encoders"][name] = {"seconds": t, "seconds_per_sweep": sweep, "ratio": sweep / t["forward_backward"]}
+        out["encoders"][name] = {
+            "sweeps": sweeps,
+            "seconds": t,
+            "seconds_per_sweep": sweep,
+            "ratio": sweep / t["forward_backward"],
+        }
         log(f"  {name}: a sweep = {out['encoders'][name]['ratio']:.2f} forward + backward passes")
     return out
 

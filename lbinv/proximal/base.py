@@ -119,7 +119,9 @@ class ProxActivation:
     -----
     Subclasses implement ``prox`` and the elementwise ``_psi_elem`` (Ψ on its domain),
     ``_phi_elem`` (Φ = (½(·)² + Ψ)^*) and, for stability, ``_bregman_elem``. The generic
-    ``_bregman_elem`` is ``½y² + Ψ(y) + Φ(z) − yz``. Subclasses with parameters store them
+    ``_bregman_elem`` is ``½y² + Ψ(y) + Φ(z) − yz``; ``_bregman_given_sigma`` (B given also
+    s = σ(z), for :meth:`bregman`'s ``sigma``) defaults to it, and a subclass whose B_Ψ contains
+    σ(z) overrides it to save that evaluation (ELU, CELU). Subclasses with parameters store them
     as public attributes named like the constructor's arguments (they make the ``repr``).
     """
 
@@ -178,7 +180,7 @@ class ProxActivation:
         """
         return self._sum_in_domain(u, self._psi_elem(self.project_data(u)))
 
-    def bregman(self, y: Tensor, z: Tensor) -> Tensor:
+    def bregman(self, y: Tensor, z: Tensor, sigma: Tensor | None = None) -> Tensor:
         r"""B_Ψ(y, z) summed per sample, shape ``(B,)``.
 
         ``B_Ψ(y, z) = Σ ½y² + Ψ(y) + Φ(z) − yz ≥ ½‖y − σ(z)‖²``, ``∇_z B_Ψ = σ(z) − y``
@@ -191,13 +193,20 @@ class ProxActivation:
             ``(B, ...)`` data.
         z : Tensor
             Shaped like ``y``: pre-activations.
+        sigma : Tensor, optional
+            σ(z) (``self(z)``), when the caller has it: some activations then evaluate B_Ψ
+            without σ's transcendental functions. It is not differentiated through: where ``z``
+            needs a gradient, it is ignored.
 
         Returns
         -------
         Tensor
             ``(B,)``.
         """
-        return self._sum_in_domain(y, self._bregman_elem(self.project_data(y), z))
+        y_in = self.project_data(y)
+        if sigma is None or (torch.is_grad_enabled() and z.requires_grad):
+            return self._sum_in_domain(y, self._bregman_elem(y_in, z))
+        return self._sum_in_domain(y, self._bregman_given_sigma(y_in, z, sigma))
 
     def check_shape(self, shape: tuple[int, ...]) -> None:
         """Raise ValueError when this map cannot act on samples of ``shape``.
@@ -233,13 +242,18 @@ class ProxActivation:
 
     # -- elementwise pieces --------------------------------------------------------------------
     def _sum_in_domain(self, y: Tensor, val: Tensor) -> Tensor:
-        """Sum ``val`` per sample, (B, ...) -> (B,), with +inf where ``y`` leaves the domain."""
-        lo, hi = self.domain
-        inside = ~((y < lo) | (y > hi))  # written so that NaN counts as inside and propagates
-        val = torch.where(inside, val, torch.full_like(val, math.inf))
+        """Sum ``val`` per sample, (B, ...) -> (B,), +inf for a sample where ``y`` leaves the domain
+        (a NaN in ``y`` counts as inside, and propagates through ``val``)."""
         if val.dim() == 0:
             raise ValueError("expected a batched tensor of shape (B, ...), got a 0-dimensional tensor")
-        return val.reshape(val.shape[0], -1).sum(dim=1)
+        total = val.reshape(val.shape[0], -1).sum(dim=1)
+        lo, hi = self.domain
+        outside = None if lo == -math.inf else y < lo
+        if hi != math.inf:
+            outside = y > hi if outside is None else outside.logical_or_(y > hi)
+        if outside is None:
+            return total
+        return total.masked_fill_(outside.reshape(outside.shape[0], -1).any(dim=1), math.inf)
 
     def _psi_elem(self, u: Tensor) -> Tensor:
         raise NotImplementedError
@@ -249,3 +263,7 @@ class ProxActivation:
 
     def _bregman_elem(self, y: Tensor, z: Tensor) -> Tensor:
         return 0.5 * y * y + self._psi_elem(y) + self._phi_elem(z) - y * z
+
+    def _bregman_given_sigma(self, y: Tensor, z: Tensor, s: Tensor) -> Tensor:
+        """``_bregman_elem`` given also s = σ(z), which a subclass may use instead of evaluating σ."""
+        return self._bregman_elem(y, z)

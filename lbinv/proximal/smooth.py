@@ -41,6 +41,20 @@ def _logcosh(z: Tensor) -> Tensor:
     return a + softplus(-2.0 * a) - _LOG2
 
 
+def _xlogx(u: Tensor) -> Tensor:
+    """u·log u for u ≥ 0, 0 at u = 0 (as torch.xlogy(u, u), with a plain logarithm)."""
+    return u * torch.log(u.clamp(min=torch.finfo(u.dtype).tiny))
+
+
+def _bernoulli_cross(p: Tensor, q: Tensor, x: Tensor) -> Tensor:
+    """p·softplus(−x) + q·softplus(x) for p + q = 1, as p·max(−x, 0) + q·max(x, 0) + log1p(e^{−|x|}):
+    non-negative terms, one exponential and one logarithm. With x⁺ = relu(x) (derivative 0 at 0) and
+    x⁻ = x − x⁺ (derivative 1), |x| = x⁺ − x⁻: the derivative at x = 0 is ½ − p = sigmoid(0) − p."""
+    xp = torch.relu(x)
+    xn = x - xp
+    return torch.log1p(torch.exp(xn - xp)).add_(q * xp).sub_(p * xn)
+
+
 def _newton_bisection_step(w: Tensor, h: Tensor, dh: Tensor, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """One step of Newton's method for the root of an increasing h, safeguarded by bisection on its
     bracket [lo, hi]: (w, lo, hi) updated from h = h(w) and dh = h'(w), elementwise (no device sync)."""
@@ -237,7 +251,7 @@ class SigmoidProx(_SmoothProx):
 
     def _bregman_elem(self, y: Tensor, z: Tensor) -> Tensor:
         q = 1.0 - y
-        return torch.xlogy(y, y) + torch.xlogy(q, q) + y * softplus(-z) + q * softplus(z)
+        return _xlogx(y) + _xlogx(q) + y * softplus(-z) + q * softplus(z)
 
 
 class TanhProx(_SmoothProx):
@@ -300,7 +314,7 @@ class TanhProx(_SmoothProx):
 
     def _bregman_elem(self, y: Tensor, z: Tensor) -> Tensor:
         p, q = 0.5 * (1.0 + y), 0.5 * (1.0 - y)
-        return torch.xlogy(p, p) + torch.xlogy(q, q) + p * softplus(-2.0 * z) + q * softplus(2.0 * z)
+        return _xlogx(p) + _xlogx(q) + _bernoulli_cross(p, q, 2.0 * z)
 
 
 class SoftsignProx(ProxActivation):

@@ -137,10 +137,12 @@ class SoftplusProx(_SmoothProx):
     def _bregman_elem(self, y: Tensor, z: Tensor) -> Tensor:
         b = self.beta
         yb, x = b * y, b * z
-        xp, xn = split(x)
+        xp = torch.relu(x)
+        xn = x - xp  # derivative 1 at x = 0, where the second form is taken
         li2_y, psi_y = li2_exp_neg(yb)  # Li₂(e^{−ŷ}) and β²Ψ(y)
-        pos = 0.5 * (yb - xp) ** 2 + li2_y + li2_series(-softplus(-xp))  # Li₂(−e^{−x})
-        neg = yb * (0.5 * yb - xn) + psi_y - li2_series(-softplus(xn))  # − Li₂(−eˣ)
+        tail = li2_series(-softplus(xn - xp))  # Li₂(−e^{−|x|}): Li₂(−e^{−x}) for x > 0, Li₂(−eˣ) else
+        pos = 0.5 * (yb - xp) ** 2 + li2_y + tail
+        neg = yb * (0.5 * yb - xn) + psi_y - tail
         return torch.where(x > 0, pos, neg) / b**2
 
 
@@ -306,13 +308,30 @@ class _ExpLinearProx(_SmoothProx):
         return 0.5 * zp * zp + a * c * torch.expm1(zn / c) - a * zn
 
     def _bregman_elem(self, y: Tensor, z: Tensor) -> Tensor:
+        return self._bregman(y, z, None)
+
+    def _bregman_given_sigma(self, y: Tensor, z: Tensor, s: Tensor) -> Tensor:
+        return self._bregman(y, z, s)
+
+    def _bregman(self, y: Tensor, z: Tensor, s: Tensor | None) -> Tensor:
+        """B of the class docstring in one formula for both signs of z, a sum of non-negative terms:
+
+            ½(y⁺ − z⁺)² − y⁻z⁺ − (y + α)z⁻ + c·[p·log1p(y⁻/α) + (min(σ(z), 0) − y⁻)],
+
+        y⁺ = max(y, 0), y⁻ = min(y, 0), likewise z; min(σ(z), 0) = α·expm1(z⁻/c) (from ``s`` = σ(z)
+        when given). z⁻ = z − z⁺ has derivative 1 at z = 0 (z⁺ = relu(z) has 0), which keeps
+        ∂_z B = σ(z) − y there. log1p's argument is kept above −1, so that p = 0 gives 0."""
         a, c = self.alpha, self._c
-        zp, zn = split(z)
-        yp = split(y)[0]
-        yn, p, plogp = self._psi_neg(y)
-        pos = 0.5 * (y - zp) ** 2 + (plogp - c * yn - 0.5 * yn * yn)
-        neg = yp * (0.5 * yp - zn) + plogp - p * zn + c * (a * torch.expm1(zn / c) - yn)
-        return torch.where(z > 0, pos, neg)
+        zp = torch.relu(z)
+        zn = z - zp
+        yp = torch.relu(y)
+        yn = y - yp
+        tiny = torch.finfo(y.dtype).eps / 2  # −1 + tiny is the number next to −1: only y = −α moves
+        kl = torch.log1p((yn / a).clamp(min=tiny - 1.0)).mul_(yn + a)  # p·log(p/α)
+        kl = kl.add_(s.clamp(max=0.0) if s is not None else torch.expm1(zn / c) * a).sub_(yn)
+        d = yp - zp
+        out = torch.mul(d, d).mul_(0.5).sub_(yn * zp).sub_((y + a) * zn)
+        return out.add_(kl, alpha=c) if c != 1.0 else out.add_(kl)
 
 
 class ELUProx(_ExpLinearProx):

@@ -111,8 +111,8 @@ class AcceleratedCoordinateDescent(LiftedBlocks):
 
     def _follow_shift(self, j: int, start_pre: Tensor) -> Tensor:
         """``ρ_j (σ_j(a_j) − σ_j(a_j°))``: how far hidden block ``j`` follows its node's change in this sweep."""
-        node = self.net.nodes[j - 1]
-        change = node.activation(self._pre(j - 1)) - node.activation(start_pre)
+        start = self._activation_at(j - 1, start_pre)  # known from the last sweep, unless a_j moved since
+        change = self._activation_at(j - 1, self._pre(j - 1)) - start
         rho = self.follow.clamp_min(self.follow_floor[j - 1])
         return change.mul_(per_sample(rho, change))
 

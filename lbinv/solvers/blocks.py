@@ -156,6 +156,9 @@ class LiftedBlocks:
         # until needed (for a chain: one forward and one adjoint per layer and sweep)
         self.pre = [node.pre_activation(self._values()) for node in net.nodes]
         self.stale = [False] * len(net.nodes)
+        # sigma_at[k] = (a, σ_k(a)) for the last pre-activation at which σ_k was evaluated by
+        # _activation_at: pre-activations are never modified in place, so the tensor names its value
+        self.sigma_at: list[tuple[Tensor, Tensor] | None] = [None] * len(net.nodes)
 
     def _values(self) -> list[Tensor]:
         return [self.x, *self.hidden]
@@ -169,6 +172,17 @@ class LiftedBlocks:
             self.pre[k] = self.net.nodes[k].pre_activation(self._values())
             self.stale[k] = False
         return self.pre[k]
+
+    def _activation_at(self, k: int, a: Tensor) -> Tensor:
+        """``σ_k(a)``, evaluated once for each pre-activation tensor ``a`` in a row: node ``k``'s last
+        ``(a, σ_k(a))`` is kept, so that ``σ_k`` at the current ``a_k`` (the end of one sweep, the start
+        of the next) is not evaluated again by the objective or the next sweep."""
+        cached = self.sigma_at[k]
+        if cached is not None and cached[0] is a:
+            return cached[1]
+        value = self.net.nodes[k].activation(a)
+        self.sigma_at[k] = (a, value)
+        return value
 
     def _gradient(self, j: int) -> Tensor:
         """``Σ_k A_kjᵀ(σ_k(a_k) − target_k)``: the gradient in ``x_j`` of the terms of the nodes that read it."""
@@ -196,10 +210,15 @@ class LiftedBlocks:
 
     def objective(self) -> Tensor:
         """``Σ_k B_{Ψ_k}(x_k, a_k) + α TV(x_0)`` per sample (paper eq. 3), from the cached pre-activations."""
-        value = self.terms[0].value(self._target(0), self._pre(0))
+        value = self._node_value(0)
         for k in range(1, len(self.net.nodes)):
-            value = value + self.terms[k].value(self._target(k), self._pre(k))
+            value = value + self._node_value(k)
         return value if self.tv is None else value + self.alpha * self.tv.value(self.x)
+
+    def _node_value(self, k: int) -> Tensor:
+        """``B_{Ψ_k}(x_{k+1}, a_k)`` per sample, given ``σ_k(a_k)`` where :meth:`_activation_at` has it."""
+        a, cached = self._pre(k), self.sigma_at[k]
+        return self.terms[k].value(self._target(k), a, cached[1] if cached is not None and cached[0] is a else None)
 
 
 def _lipschitz(readers: dict[int, list[LiftedEdge]], shape: tuple[int, ...]) -> float:

@@ -35,9 +35,9 @@ class BregmanTerm:
     def __init__(self, activation: ProxActivation) -> None:
         self.activation = activation
 
-    def value(self, target: Tensor, a: Tensor) -> Tensor:
-        """``B_Ψ(target, a)`` per sample, ``(B,)``."""
-        return self.activation.bregman(target, a)
+    def value(self, target: Tensor, a: Tensor, sigma: Tensor | None = None) -> Tensor:
+        """``B_Ψ(target, a)`` per sample, ``(B,)``; ``sigma`` = σ(a), if known (see :meth:`ProxActivation.bregman`)."""
+        return self.activation.bregman(target, a, sigma)
 
     def residual(self, target: Tensor, a: Tensor) -> Tensor:
         """``σ(a) − target``: the gradient of ``B_Ψ(target, ·)`` at ``a``."""

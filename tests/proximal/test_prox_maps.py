@@ -625,3 +625,21 @@ def test_outside_domain_gives_inf(spec):
 def test_bregman_and_psi_need_a_batch_dim():
     with pytest.raises(ValueError, match="batched"):
         ReLUProx().bregman(torch.tensor(1.0), torch.tensor(0.0))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bregman_given_sigma_is_the_same_value(spec, dtype):
+    """bregman(y, z, σ(z)) (the solvers pass a σ(z) they already have) equals bregman(y, z), which
+    is checked against the references above; with a live z the given σ is ignored (∇_z B = σ − y)."""
+    act = _act(spec)
+    y = _y_in_domain(spec, dtype, "cpu")
+    z = _z(dtype, "cpu", scale=4.0)
+    z.view(-1)[:4] = torch.tensor([1e3, -1e3, 0.5, -30.0], dtype=dtype)
+    sigma = spec.module()(z)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(act.bregman(y, z, sigma), act.bregman(y, z), rtol=tol, atol=tol)
+    if dtype == torch.float64:
+        z.requires_grad_(True)
+        (grad,) = torch.autograd.grad(act.bregman(y, z, torch.zeros_like(z)).sum(), z)
+        exact = spec.module()(z.detach()) if spec.sigma is None else torch.as_tensor(spec.sigma(_np(z)))
+        torch.testing.assert_close(grad, exact - y, rtol=1e-12, atol=1e-12)
