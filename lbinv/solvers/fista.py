@@ -5,17 +5,34 @@ Problem (paper eq. 6, MATH.md §3–5), per sample::
     min_x  F(x) = f(x) + g(x),   f(x) = B_Ψ(y, Wx + b),   g(x) = α TV(x) + ι_box(x).
 
 ``f`` is smooth, ``∇f(x) = Wᵀ(σ(Wx + b) − y)`` (no derivative of σ, MATH.md §2), with Lipschitz
-constant ``L = ‖W‖₂²`` (:class:`~lbinv.solvers.data_term.LayerDataTerm`, shared with PDHG). One outer iteration, step ``τ = 1/L``::
+constant ``L = ‖W‖₂²`` (:class:`~lbinv.solvers.data_term.LayerDataTerm`, shared with PDHG). One outer
+iteration, from the momentum point ``u`` with the sample's step ``τ``::
 
-    x̂ = prox_{τg}( u − τ∇f(u) )                         (proximal gradient step at the momentum point u)
-    x⁺ = x̂ if F(x̂) ≤ (1 + 4ε) F_best else x              (monotone up to rounding, F_best = min F so far)
-    t⁺ = (1 + √(1 + 4t²)) / 2,  u⁺ = x⁺ + ((t − 1)/t⁺)(x⁺ − x)
+    x̂ = prox_{τg}( u − τ∇f(u) )                         (proximal gradient step)
+    if f(x̂) > f(u) + ⟨∇f(u), x̂ − u⟩ + ‖x̂ − u‖²/(2τ):    (the step failed the sufficient-decrease test)
+        x, u, t stay;  τ⁺ = max(τ/2, 1/L)
+    else:
+        x⁺ = x̂ if F(x̂) ≤ (1 + 4ε) F_best else x          (monotone up to rounding, F_best = min F so far)
+        t⁺ = (1 + √(1 + 4t²)) / 2,  u⁺ = x⁺ + ((t − 1)/t⁺)(x⁺ − x),  τ⁺ = min(1.25 τ, 3/L)
 
 with the adaptive restart of O'Donoghue & Candès (2015): a sample restarts its momentum (``t⁺ = 1``,
 ``u⁺ = x⁺``) when its objective went up (the step is then also rejected, as in Beck & Teboulle's
 monotone FISTA) or its momentum points uphill, ``⟨u − x̂, x̂ − x⟩ > 0``. ``W(u⁺) + b`` follows from
-``Wx⁺ + b`` and ``Wx + b`` by linearity, so an iteration costs one product with ``W`` (at ``x̂``) and one
+``Wx⁺ + b`` and ``Wx + b`` by linearity, and the test reads ``f(u)`` and ``⟨∇f(u), x̂ − u⟩ =
+⟨σ(Wu + b) − y, Wx̂ − Wu⟩`` from them, so an iteration costs one product with ``W`` (at ``x̂``) and one
 with ``Wᵀ`` (at ``u``), as a plain gradient step does.
+
+The step. ``τ = 1/L`` always passes the test (``L`` bounds the curvature of ``f`` in every
+direction), so ``τ`` never falls below it; the test lets it grow where the curvature along the steps
+is smaller, as it is for a ReLU (``σ' = 0`` on the inactive units) and for a smooth step direction,
+which ``W`` shortens far more than ``‖W‖`` says. It grows from the first check on and only while that
+check found the gap above ``STEP_FLOOR_MARGIN = 10`` times its rounding floor (below): near the floor, a
+longer step stirs the rounding noise of ``F``, whose chance new lows would hold off the stop there. The cap ``3/L`` (``STEP_MAX``): the TV prox's weight
+is ``τα``, and its inner steps grow with it for no fewer outer iterations. On the paper's 64×64 circle
+it halves the iterations to ``tol = 1e−6``, and with a box that does not bind the certified stop
+follows (docs/performance.md, "FISTA: a step that grows"). Backtracking that grows the step is
+Scheinberg, Goldfarb & Bai's (2014) idea; their momentum rule, which keeps the rate with growing steps,
+is not used (no rate is claimed, below).
 
 "Went up" means: above the lowest objective accepted so far, ``F_best``, by more than
 ``ROUNDING_SLACK = 4`` units ``ε`` (the dtype's machine epsilon) of it (:func:`~lbinv.solvers.loop.rose`),
@@ -23,9 +40,9 @@ so the objective never exceeds ``(1 + 4ε) F_best``: a strict ``F(x̂) ≤ F(x)`
 at the precision of the arithmetic, as rounding noise in ``x̂`` raises ``α TV`` at first order
 (docs/performance.md, "FISTA: went up means beyond rounding").
 
-Guarantee: with an exact prox and no restarts, monotone FISTA has ``F(x_k) − F* ≤ 2L‖x₀ − x*‖² / (k + 1)²``
-(Beck & Teboulle 2009); the adaptive restarts have no general bound, and the prox here is inexact
-(below), so no rate is claimed. The objective of the accepted iterates never rises beyond
+Guarantee: with an exact prox, no restarts and ``τ = 1/L``, monotone FISTA has ``F(x_k) − F* ≤
+2L‖x₀ − x*‖² / (k + 1)²`` (Beck & Teboulle 2009); the growing step, the adaptive restarts and the
+inexact prox (below) have no such bound, so no rate is claimed. The objective of the accepted iterates never rises beyond
 rounding, and a sample reported ``converged`` has met the duality-gap test below: with finite
 bounds, a certified ``F(x) − F* ≤ tol · F(x)``.
 
@@ -125,6 +142,11 @@ from lbinv.solvers.tv_prox import TVProx
 DEFAULT_INNER_STEPS = 20
 MIN_INNER_STEPS = 10
 DEFAULT_MAX_INNER_STEPS = 200
+#: The step, in units ``1/L``, grows by ``STEP_GROW`` after each step that passes the sufficient-decrease test,
+#: up to ``STEP_MAX``, and shrinks by ``STEP_SHRINK``, not below 1, after one that fails it (module docstring).
+STEP_GROW, STEP_SHRINK, STEP_MAX = 1.25, 0.5, 3.0
+#: ... and only from the first check on, while the gap is above this many times its rounding floor (module docstring).
+STEP_FLOOR_MARGIN = 10.0
 #: Without box bounds, ``‖x − x*‖`` is estimated as this factor times the distance moved since the last check.
 RADIUS_FACTOR = 10.0
 #: Inner steps double when the TV (prox) part of the gap is above this share of the gap, halve below the second.
@@ -184,7 +206,7 @@ class FISTA:
         self.max_inner_steps = int(max_inner_steps)
         self.inner_steps = min(int(inner_steps), self.max_inner_steps)
         self.lip = self.data.lipschitz
-        self.tau = 1.0 / self.lip
+        self.tau = torch.full_like(problem.alpha, 1.0 / self.lip)  # the step, per sample: ≥ 1/L (module docstring)
         x = project_box_(problem.x_init.clone(), self.bounds)
         self.x, self.ax = x, self.data.pre_activation(x)  # ax = Wx + b
         self.u, self.au = self.x, self.ax
@@ -223,30 +245,48 @@ class FISTA:
         return self.tv_prox(v, p, self.inner_steps)
 
     def step(self, active: Tensor | None, measure: bool) -> Tensor | None:
-        u, x, au, ax = self.u, self.x, self.au, self.ax
-        x_hat, z_new = self.prox(torch.add(u, self.data.gradient(au), alpha=-self.tau), self.z)
+        u, x, au, ax, tau = self.u, self.x, self.au, self.ax, self.tau
+        residual = self.data.residual(au)  # σ(Wu + b) − y
+        v = u.addcmul(per_sample(-tau, u), self.data.layer.affine.adjoint(residual))  # u − τ∇f(u)
+        if self.z is not None:
+            self.tv_prox.reweight(tau * self.alpha)
+        x_hat, z_new = self.prox(v, self.z)
         ax_hat = self.data.pre_activation(x_hat)
-        f_hat = self._value(x_hat, ax_hat)
-        worse = rose(f_hat, self.f_best)  # beyond rounding (module docstring); NaN counts as worse
-        restart = worse | (_dot(u - x_hat, x_hat - x) > 0.0)
+        f_hat = self.data.value(ax_hat)
+        # the sufficient-decrease test of the step: f(x̂) ≤ f(u) + ⟨∇f(u), x̂ − u⟩ + ‖x̂ − u‖²/(2τ), the inner
+        # product taken as ⟨σ(Wu + b) − y, Wx̂ − Wu⟩; beyond rounding, NaN failing
+        move = x_hat - u
+        failed = rose(f_hat, self.data.value(au) + _dot(residual, ax_hat - au) + _dot(move, move) / (2.0 * tau))
+        if self.tv is not None:
+            f_hat = f_hat + self.alpha * self.tv.value(x_hat)
+        worse = rose(f_hat, self.f_best) & ~failed  # beyond rounding (module docstring)
+        restart = worse | ((_dot(-move, x_hat - x) > 0.0) & ~failed)
         t_next = torch.where(restart, 1.0, next_momentum(self.t))
         beta = torch.where(restart, 0.0, (self.t - 1.0) / t_next)
-        x_new = torch.where(per_sample(worse, x), x, x_hat)
-        ax_new = torch.where(per_sample(worse, ax), ax, ax_hat)
-        u_new = torch.lerp(x_new, x, per_sample(-beta, x))  # x⁺ + β(x⁺ − x)
-        au_new = torch.lerp(ax_new, ax, per_sample(-beta, ax))  # W u⁺ + b, by linearity
+        keep = failed | worse
+        x_new = torch.where(per_sample(keep, x), x, x_hat)
+        ax_new = torch.where(per_sample(keep, ax), ax, ax_hat)
+        # a failed step leaves x, u and t as they were, and the next one tries a shorter step from u
+        u_new = torch.where(per_sample(failed, u), u, torch.lerp(x_new, x, per_sample(-beta, x)))  # x⁺ + β(x⁺ − x)
+        au_new = torch.where(per_sample(failed, au), au, torch.lerp(ax_new, ax, per_sample(-beta, ax)))  # W u⁺ + b
         self.x, self.ax, self.u, self.au = (
             masked(active, x_new, x),
             masked(active, ax_new, ax),
             masked(active, u_new, u),
             masked(active, au_new, au),
         )
-        self.fx = masked(active, torch.where(worse, self.fx, f_hat), self.fx)
+        self.fx = masked(active, torch.where(keep, self.fx, f_hat), self.fx)
         self.f_best = torch.minimum(self.f_best, self.fx)
-        self.t = masked(active, t_next, self.t)
+        self.t = masked(active, torch.where(failed, self.t, t_next), self.t)
+        grown = torch.where(failed, STEP_SHRINK * tau, STEP_GROW * tau).clamp_(1.0 / self.lip, STEP_MAX / self.lip)
+        # the step grows only while the last check found the gap well above its rounding floor: near the floor
+        # a longer step stirs the rounding noise of F, whose chance new lows would hold off :meth:`stalled`
+        clear = torch.isfinite(self.gap) & (self.gap > STEP_FLOOR_MARGIN * self.floor)
+        grown = torch.where(clear, grown, 1.0 / self.lip)
+        self.tau = masked(active, grown, tau)
         self.iterations += 1
         if z_new is not None and self.z is not None:
-            self.z = masked(active, z_new, self.z)
+            self.z = masked(active, z_new, self.z)  # feasible, a warm start even from a failed step
         if measure:
             self._measure(active)
         return active

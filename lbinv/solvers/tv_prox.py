@@ -20,16 +20,20 @@ from __future__ import annotations
 from torch import Tensor
 
 from lbinv.regularizers import TotalVariation, project_box_
-from lbinv.solvers.loop import next_momentum, per_sample
+from lbinv.solvers.loop import next_momentum
 
 
 class TVProx:
     """``v ↦ prox_{λ(TV + ι_box)}(v)`` for a batch, with per-sample ``λ`` (``(B,)``), from a given dual."""
 
     def __init__(self, tv: TotalVariation, bounds: tuple[float, float] | None, lam: Tensor, like: Tensor) -> None:
-        self.tv, self.bounds = tv, bounds
-        self.lam = per_sample(lam, like)
-        self.dual_step = per_sample(1.0 / (TotalVariation.NORM_BOUND**2 * lam), like).unsqueeze(1)  # 1/(8λ), per dual
+        self.tv, self.bounds, self.dim = tv, bounds, like.dim()
+        self.reweight(lam)
+
+    def reweight(self, lam: Tensor) -> None:
+        """Set the weight ``λ`` (``(B,)``, per sample) of the next calls; the dual step ``1/(8λ)`` follows."""
+        self.lam = lam.reshape(-1, *([1] * (self.dim - 1)))
+        self.dual_step = (1.0 / (TotalVariation.NORM_BOUND**2 * self.lam)).unsqueeze(1)  # per dual
 
     def __call__(self, v: Tensor, p: Tensor, steps: int) -> tuple[Tensor, Tensor]:
         """``(prox(v), p⁺)`` after ``steps`` FGP steps from the dual ``p`` (the last call's, warm)."""
