@@ -27,8 +27,9 @@ direction), so ``τ`` never falls below it; the test lets it grow where the curv
 is smaller, as it is for a ReLU (``σ' = 0`` on the inactive units) and for a smooth step direction,
 which ``W`` shortens far more than ``‖W‖`` says. It grows from the first check on and only while that
 check found the gap above ``STEP_FLOOR_MARGIN = 10`` times its rounding floor (below): near the floor, a
-longer step stirs the rounding noise of ``F``, whose chance new lows would hold off the stop there. The cap ``3/L`` (``STEP_MAX``): the TV prox's weight
-is ``τα``, and its inner steps grow with it for no fewer outer iterations. On the paper's 64×64 circle
+longer step stirs the rounding noise of ``F``, whose chance new lows would hold off the stop there.
+The cap ``3/L`` (``STEP_MAX``): the TV prox's weight is ``τα``, and its inner steps grow with it for no
+fewer outer iterations. On the paper's 64×64 circle
 it halves the iterations to ``tol = 1e−6``, and with a box that does not bind the certified stop
 follows (docs/performance.md, "FISTA: a step that grows"). Backtracking that grows the step is
 Scheinberg, Goldfarb & Bai's (2014) idea; their momentum rule, which keeps the rate with growing steps,

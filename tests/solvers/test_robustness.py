@@ -252,13 +252,23 @@ def test_inversion_with_data_on_the_edges_stays_finite(name, dtype):
 
 def test_one_layer_float32_at_large_scale_is_not_stopped_at_a_floor_while_it_improves():
     """Weights at 1e3 (L ≈ 2.5e6): the gap's rounding-floor estimate lies far above the gap from the
-    start, but the objective keeps falling (as in float64), so the one-layer default must not stop the
-    samples as stalled at that floor: each runs to max_iter or converges, without the floor warning."""
+    start. A sample the one-layer default stops there (unconverged, with the floor warning) must have
+    stopped improving: its objective over the last check window fell by no more than the stall test's
+    64 units ε; any other sample runs to max_iter or converges. (With the fixed step 1/L both samples
+    crept down to max_iter; the growing step reaches the float32 stagnation point within ~40 iterations,
+    where the objective stays put to the last bit, and stops there.)"""
     enc = encoder(1, 1e3)
     with torch.no_grad():
         y = enc(images())
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        res = invert(enc, y, alpha=ALPHA, input_shape=(1, SIZE, SIZE), max_iter=1000, tol=1e-5, bounds=(0.0, 1.0))
-    assert not any("rounding floor" in str(w.message) for w in caught)
-    assert bool((res.converged | (res.iterations == 1000)).all())
+        res = invert(enc, y, alpha=ALPHA, input_shape=(1, SIZE, SIZE), max_iter=1000, tol=1e-5, bounds=(0.0, 1.0),
+                     record_history=True)
+    objective = res.history["objective"]  # (checks, B), one row per check of 10 iterations
+    stopped = ~res.converged & (res.iterations < 1000)
+    window = 100 // 10  # STALL_ITERS iterations, in checks
+    last = objective[(res.iterations // 10 - 1).clamp_min(0), torch.arange(2)]
+    before = objective[(res.iterations // 10 - 1 - window).clamp_min(0), torch.arange(2)]
+    fall = (before - last) / last
+    assert bool((fall[stopped] <= 64 * torch.finfo(torch.float32).eps).all())
+    assert any("rounding floor" in str(w.message) for w in caught) == bool(stopped.any())
