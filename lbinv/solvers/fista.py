@@ -98,9 +98,10 @@ At ``w₀ = σ(Wx + b) − y`` the first term vanishes and ``r = ∇f(x) − α 
 
 How far the certificate lags: its box term is first order in ``r``, while ``F(x) − F*`` is second
 order, so with a box the test is met later than the true gap would allow. On the paper's 64×64 circle
-(float64, tol=1e−6, a box (0, 1) that does not bind) the certified stop comes at 340 iterations
-(without the Galerkin corrections 360), the estimated one without bounds at 240, where the true
-gap first falls below 1e−6 (docs/performance.md, "FISTA: the inner steps and the certificate").
+(float64, tol=1e−6, a box (0, 1) that does not bind) the certified stop comes at 140 iterations, the
+estimated one without bounds at 130 (with the fixed step ``1/L``: 340, 360 without the Galerkin
+corrections, against 240, where the true gap first fell below 1e−6; docs/performance.md, "FISTA: the
+inner steps and the certificate").
 
 A sample stops when ``gap(x) ≤ tol · F(x)``: ``tol`` bounds the relative objective gap
 ``(F(x) − F*) / F(x)`` (certified with a box, estimated without). An objective below
