@@ -51,12 +51,15 @@ class TotalVariation:
     @staticmethod
     def div(p: Tensor) -> Tensor:
         """Discrete divergence, the negative adjoint of :meth:`grad`: ``⟨∇x, p⟩ = −⟨x, div p⟩``."""
-        pv, ph = p[:, 0], p[:, 1]
+        h, w = p.shape[-2:]
+        pv, ph = p.unbind(1)
         d = torch.zeros_like(pv)
-        d[..., :-1, :] += pv[..., :-1, :]
-        d[..., 1:, :] -= pv[..., :-1, :]
-        d[..., :, :-1] += ph[..., :, :-1]
-        d[..., :, 1:] -= ph[..., :, :-1]
+        # narrow, not d[..., :-1, :]: on small images the cost is the number and kind of torch calls
+        rows, cols = pv.narrow(-2, 0, h - 1), ph.narrow(-1, 0, w - 1)
+        d.narrow(-2, 0, h - 1).add_(rows)
+        d.narrow(-2, 1, h - 1).sub_(rows)
+        d.narrow(-1, 0, w - 1).add_(cols)
+        d.narrow(-1, 1, w - 1).sub_(cols)
         return d
 
     def pointwise_norm(self, p: Tensor) -> Tensor:
@@ -80,8 +83,9 @@ class TotalVariation:
         """:meth:`project_dual` in place, for a tensor the caller owns (a solver's fresh iterate);
         returns ``p``."""
         if self.isotropic:
-            norm = (p[:, 0].square() + p[:, 1].square()).sqrt_().clamp_min_(1.0)
-            return p.div_(norm.unsqueeze(1))
+            pv, ph = p.unbind(1)
+            inverse = torch.mul(pv, pv).addcmul_(ph, ph).clamp_min_(1.0).rsqrt_()  # 1/max(1, ‖p_ij‖₂)
+            return p.mul_(inverse.unsqueeze(1))
         return p.clamp_(-1.0, 1.0)
 
 
