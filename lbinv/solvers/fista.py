@@ -115,12 +115,14 @@ weighs it with the distance to the farther bound: ``floor = Σ_i ρ_i max(x_i �
 (without a box ``‖ρ‖ · R``), plus ``ε α (TV(x) + |⟨z, ∇x⟩|)`` for the TV part; it is computed at
 every check. The true suboptimality there is far smaller (docs/performance.md, "FISTA: the rounding
 floor of the gap").
-A sample whose gap is at or below its floor and has made no new low (by ``STALL_FALL``), nor its
-objective (by ``STALL_OBJECTIVE_FALL · ε``), in the last ``max(STALL_ITERS, k/2)`` of its ``k`` iterations,
-while still above ``tol · F(x)``, stops
-there with ``converged`` False (a gap still falling slowly below the estimate goes on), and a
-solve with such stops warns once at its end (``UserWarning``), naming ``tol``, the dtype and the
-remedies: a ``tol`` at least the floor estimate (rounded up to 1, 2 or 5 × 10ᵏ), or a float64
+A sample whose gap has made no new low (by ``STALL_FALL``), nor its objective (by
+``STALL_OBJECTIVE_FALL · ε``), in the last ``max(STALL_ITERS, k/2)`` of its ``k`` iterations, while
+still above ``tol · F(x)``, stops there with ``converged`` False (a gap still falling slowly goes on):
+at its rounding floor, or above it where the iterates settled but the certificate cannot show it
+(in float32 the data term's own rounding, which the floor estimate leaves out, stops the iterates
+short of where the first-order box term would meet ``tol``). A solve with such stops warns once at its end (``UserWarning``), naming
+``tol``, the dtype, where the gap stopped and the remedies: a ``tol`` at least the larger of the gap
+reached and the floor estimate (rounded up to 1, 2 or 5 × 10ᵏ), or a float64
 copy. ``tol = 0`` never stops that way (it asks for ``max_iter`` iterations).
 """
 
@@ -234,7 +236,7 @@ class FISTA:
         self.f_ref = self.fx  # the objective at its last new low
         self.low_at = torch.zeros_like(self.alpha, dtype=torch.long)  # the iteration of the last new low of either
         self.iterations = 0
-        self.floor_stops = torch.zeros_like(self.alpha, dtype=torch.bool)  # samples :meth:`stalled` stopped
+        self.stall_stops = torch.zeros_like(self.alpha, dtype=torch.bool)  # samples :meth:`stalled` stopped
 
     def _value(self, x: Tensor, ax: Tensor) -> Tensor:
         """``F(x)`` per sample from ``ax = Wx + b``."""
@@ -441,32 +443,40 @@ class FISTA:
         return (self.gap <= self.tol * torch.maximum(self.fx, self.f_floor)) & torch.isfinite(self.gap)
 
     def stalled(self) -> Tensor:
-        """Samples that cannot meet their test: not :meth:`done`, their gap at or below its rounding
-        floor and without a new low for ``max(STALL_ITERS, k/2)`` iterations (module docstring). The
-        loop stops them unconverged, without a host synchronisation; :meth:`finish` warns. Never
-        with ``tol = 0``."""
+        """Samples that cannot meet their test: not :meth:`done`, and without a new low of the gap or
+        the objective for ``max(STALL_ITERS, k/2)`` iterations (module docstring): at the gap's rounding
+        floor, or where the iterates settled above it (float32 rounding in the data term, which the
+        floor estimate leaves out). The loop stops them unconverged, without a host synchronisation;
+        :meth:`finish` warns. Never with ``tol = 0``."""
         if self.tol <= 0.0:
             return torch.zeros_like(self.gap, dtype=torch.bool)
         window = max(STALL_ITERS, self.iterations // 2)
-        stuck = (self.gap <= self.floor) & (self.iterations - self.low_at >= window) & ~self.done()
-        self.floor_stops |= stuck
+        stuck = (self.iterations - self.low_at >= window) & ~self.done()
+        self.stall_stops |= stuck
         return stuck
 
     def finish(self) -> None:
         """After the loop: one warning if :meth:`stalled` stopped any sample. Its text depends only on
-        ``tol``, the dtype and the floor rounded up to 1, 2 or 5 × 10ᵏ, so that a training run
-        inverting at every epoch shows it once or a few times."""
-        if not bool(self.floor_stops.any()):  # one host synchronisation per solve (and one more to warn)
+        ``tol``, the dtype, where the gap stopped (at its rounding floor or above) and the larger of the
+        two rounded up to 1, 2 or 5 × 10ᵏ, so that a training run inverting at every epoch shows it once
+        or a few times."""
+        if not bool(self.stall_stops.any()):  # one host synchronisation per solve (and one more to warn)
             return
-        stops = self.floor_stops
-        floor = float((self.floor[stops] / self.fx[stops]).max())
+        stops = self.stall_stops
+        reached = float((torch.maximum(self.gap, self.floor)[stops] / self.fx[stops]).max())
+        at_floor = bool((self.gap <= self.floor)[stops].all())
         dtype = str(self.x.dtype).removeprefix("torch.")
         copy = ", or invert a float64 copy (copy.deepcopy(model).double(), y.double())" if self.x.dtype != torch.float64 else ""
         kind = "certified" if self.box is not None else "estimated"
+        where = (
+            f"tol={self.tol:g} is below the rounding floor of the {kind} duality gap in {dtype} for some samples: they "
+            "stopped at that floor"
+            if at_floor
+            else f"the {kind} duality gap stopped falling above tol={self.tol:g} in {dtype} for some samples: they stopped there"
+        )
         warnings.warn(
-            f"FISTA: tol={self.tol:g} is below the rounding floor of the {kind} duality gap in {dtype} for some "
-            f"samples: they stopped at that floor with converged=False (their objective is within the gap they "
-            f"reached of the optimum, {kind}). To meet it, pass tol >= {_round_up(floor):.0e}{copy}.",
+            f"FISTA: {where} with converged=False (their objective is within the gap they reached of the optimum, "
+            f"{kind}). To meet it, pass tol >= {_round_up(reached):.0e}{copy}.",
             stacklevel=4,  # the caller of invert (finish <- iterate <- invert)
         )
 

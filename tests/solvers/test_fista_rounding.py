@@ -121,3 +121,34 @@ def test_tol_zero_runs_every_iteration_without_the_warning(example):
             res = invert(module, y, alpha=ALPHA, input_shape=shape, bounds=BOUNDS, max_iter=400, tol=0.0)
     assert res.iterations.tolist() == [400, 400] and not bool(res.converged.any())
     assert not [w for w in caught if "rounding floor" in str(w.message)]
+
+
+def test_a_float32_gap_that_stops_falling_above_tol_stops_there_with_one_warning():
+    """A sigmoid conv layer in float32 (tol=1e−4): the iterates settle within float32 rounding of the data
+    term, where the certified gap still reads about 1e−2 of the objective, far above its rounding-floor
+    estimate. It used to run to max_iter without a word; it stops once the gap and the objective have
+    made no new low for the stall window, unconverged, with one warning whose remedies hold: at the
+    tol it suggests the same solve converges, and so does a float64 copy at tol=1e−4."""
+    torch.manual_seed(3)
+    enc = nn.Sequential(nn.Conv2d(1, 6, 5, stride=2, padding=2), nn.Sigmoid()).eval()
+    x = torch.zeros(2, 1, 32, 32)
+    x[:, :, 8:24, 10:22] = 0.8
+    x[1] *= 0.5
+    with torch.no_grad():
+        y = (enc(x) + 0.01 * torch.randn(2, 6, 16, 16)).clamp(1e-4, 1 - 1e-4)
+
+    def run(module, codes, tol):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            res = invert(module, codes, alpha=3e-3, input_shape=(1, 32, 32), bounds=BOUNDS, max_iter=2000, tol=tol)
+        return res, [str(w.message) for w in caught if str(w.message).startswith("FISTA:")]
+
+    res, stop_warnings = run(enc, y, 1e-4)
+    assert not bool(res.converged.any()) and int(res.iterations.max()) <= 600
+    assert len(stop_warnings) == 1 and "stopped falling above tol=0.0001 in float32" in stop_warnings[0]
+    suggested = float(re.search(r"pass tol >= ([0-9.e+-]+),", stop_warnings[0]).group(1))
+    assert 1e-4 < suggested <= 1e-1
+    again, again_warnings = run(enc, y, suggested)
+    assert bool(again.converged.all()) and not again_warnings
+    double, double_warnings = run(copy.deepcopy(enc).double(), y.double(), 1e-4)
+    assert bool(double.converged.all()) and not double_warnings
