@@ -75,7 +75,7 @@ At ``w₀ = σ(Wx + b) − y`` the first term vanishes and ``r = ∇f(x) − α 
 - With box bounds (both finite) this is a **certified** upper bound on ``F(x) − F*`` for every such
   ``(w, z)``, so the solver takes, per sample, the smallest over a few candidates: ``(w₀, z)`` with
   the solver's own ``z`` (the dual of its last prox) and, at checks where some active sample's gap is
-  within ``REFINE_FACTOR`` of its test, refined ones (:meth:`FISTA._refined_gap`):
+  within ``REFINE_FACTOR`` of its test, refined ones (:meth:`~lbinv.solvers.box_certificate.BoxCertificate.refined_gap`):
   ``(w₀, z₁)``, ``(w₀ + βv, z₂)`` and ``GALERKIN_ROUNDS`` corrections of the latter. ``v = W1`` on the
   units where ``y + w₀ = σ(Wx + b)`` lies inside ``dom Ψ`` (elsewhere 0), ``β`` such that ``Σ_i r_i = 0``
   over the pixels strictly inside the box (what an optimum has there: ``r = 0``); ``zₖ`` comes from
@@ -85,7 +85,8 @@ At ``w₀ = σ(Wx + b) − y`` the first term vanishes and ``r = ∇f(x) − α 
   ``‖z_ij‖ ≤ 1``. Such a ``z`` leaves ``r`` about constant on each region that saturated
   ``‖z_ij‖ = 1`` enclose (where ``z_ij`` is free, ``∇r = 0`` there), and no ``z`` changes those
   constants (``div z`` sums to 0 over a region whose boundary flux is fixed): only ``w`` does. A
-  correction (:meth:`FISTA._galerkin_round`, one product with ``W`` and one with ``Wᵀ``) moves ``w`` by
+  correction (:meth:`~lbinv.solvers.box_certificate.BoxCertificate.galerkin_round`, one product with
+  ``W`` and one with ``Wᵀ``) moves ``w`` by
   ``γ₁v + γ₂v₂``, ``v₂ = W e`` on the same units, ``e = ψ'(r)``, with ``γ`` from the Galerkin
   conditions ``⟨r⁺, 1_inside⟩ = ⟨r⁺, e⟩ = 0`` on the new residual (a 2×2 system per sample), then
   refines ``z``. A candidate with ``y + w ∉ dom Ψ`` has an infinite gap and never wins; the exact gap
@@ -137,9 +138,10 @@ from torch import Tensor
 
 from lbinv._checks import check_int
 from lbinv.lifted import LiftedLayer
-from lbinv.regularizers import TotalVariation, project_box_
+from lbinv.regularizers import project_box_
+from lbinv.solvers.box_certificate import BoxCertificate, box_term
 from lbinv.solvers.data_term import LayerDataTerm
-from lbinv.solvers.loop import Problem, masked, next_momentum, per_sample, rose, sample_norm
+from lbinv.solvers.loop import Problem, masked, next_momentum, per_sample, rose, sample_dot, sample_norm
 from lbinv.solvers.tv_prox import TVProx
 
 #: Inner (FGP) steps per outer iteration at the start; they adapt between this floor and ``max_inner_steps``.
@@ -155,26 +157,13 @@ STEP_FLOOR_MARGIN = 10.0
 RADIUS_FACTOR = 10.0
 #: Inner steps double when the TV (prox) part of the gap is above this share of the gap, halve below the second.
 INNER_MORE, INNER_LESS = 0.5, 0.1
-#: At each check with a box, the certificate also tries duals refined by this many FGP steps (module docstring).
-DUAL_REFINE_STEPS = 40
-#: ... and only at checks where some active sample's gap is within this factor of its test.
+#: At each check with a box where some active sample's gap is within this factor of its test, the gap is also
+#: taken at refined dual points (:class:`~lbinv.solvers.box_certificate.BoxCertificate`, module docstring).
 REFINE_FACTOR = 30.0
-#: ... and after the first two, this many Galerkin corrections of ``w`` (:meth:`FISTA._galerkin_round`).
-GALERKIN_ROUNDS = 3
 #: A sample at its gap's rounding floor stops (unconverged) once its gap has gone ``max(STALL_ITERS, k/2)``
 #: of its ``k`` iterations without falling to ``STALL_FALL`` times its value at the last such fall, nor the
 #: objective by more than ``STALL_OBJECTIVE_FALL`` units ε (relative) below its own last low.
 STALL_FALL, STALL_ITERS, STALL_OBJECTIVE_FALL = 0.9, 100, 64.0
-
-
-def _dot(a: Tensor, b: Tensor) -> Tensor:
-    """Per-sample inner product, ``(B,)``."""
-    return (a * b).flatten(1).sum(1)
-
-
-def _box_term(r: Tensor, x: Tensor, lo: float, hi: float) -> Tensor:
-    """``Σ_i max_{lo ≤ x'_i ≤ hi} r_i (x_i − x'_i)`` per sample, ``(B,)``: the box part of the gap."""
-    return torch.where(r > 0, r * (x - lo), r * (x - hi)).flatten(1).sum(1)
 
 
 def _round_up(v: float) -> float:
@@ -226,9 +215,8 @@ class FISTA:
             self.tv_prox = TVProx(self.tv, self.bounds, self.tau * self.alpha, x)  # weight λ = τα, per sample
         #: finite bounds: the box of the certified gap (module docstring), else None
         self.box = self.bounds if self.bounds is not None and all(math.isfinite(v) for v in self.bounds) else None
-        if self.box is not None and self.z is not None:  # what the refined certificate needs (module docstring)
-            self.refine_step = per_sample(1.0 / (TotalVariation.NORM_BOUND**2 * self.alpha), self.z)  # 1/(8α)
-            self.row_sums = layer.affine.linear(torch.ones_like(x[:1]))  # W1, the shift of Wᵀw's sum
+        if self.box is not None and self.tv is not None and self.z is not None:  # the refined certificate
+            self.certificate = BoxCertificate(self.data, self.alpha, self.tv, self.box, self.z)
         self.x_checked = self.x  # the iterate at the last check
         self.gap = torch.full_like(self.alpha, float("inf"))
         self.floor = torch.zeros_like(self.alpha)  # the gap's rounding floor at the last check (module docstring)
@@ -260,11 +248,11 @@ class FISTA:
         # the sufficient-decrease test of the step: f(x̂) ≤ f(u) + ⟨∇f(u), x̂ − u⟩ + ‖x̂ − u‖²/(2τ), the inner
         # product taken as ⟨σ(Wu + b) − y, Wx̂ − Wu⟩; beyond rounding, NaN failing
         move = x_hat - u
-        failed = rose(f_hat, self.data.value(au) + _dot(residual, ax_hat - au) + _dot(move, move) / (2.0 * tau))
+        failed = rose(f_hat, self.data.value(au) + sample_dot(residual, ax_hat - au) + sample_dot(move, move) / (2.0 * tau))
         if self.tv is not None:
             f_hat = f_hat + self.alpha * self.tv.value(x_hat)
         worse = rose(f_hat, self.f_best) & ~failed  # beyond rounding (module docstring)
-        restart = worse | ((_dot(-move, x_hat - x) > 0.0) & ~failed)
+        restart = worse | ((sample_dot(-move, x_hat - x) > 0.0) & ~failed)
         t_next = torch.where(restart, 1.0, next_momentum(self.t))
         beta = torch.where(restart, 0.0, (self.t - 1.0) / t_next)
         keep = failed | worse
@@ -305,7 +293,7 @@ class FISTA:
         gap = floor = x.new_zeros(x.shape[0])
         if tv is not None and z is not None:
             grad_x = tv.grad(x)
-            tv_x, tv_z = tv.pointwise_norm(grad_x).flatten(1).sum(1), _dot(z, grad_x)
+            tv_x, tv_z = tv.pointwise_norm(grad_x).flatten(1).sum(1), sample_dot(z, grad_x)
             gap = self.alpha * (tv_x - tv_z)
             floor = self.alpha * (tv_x + tv_z.abs())
             alpha_div_z = self.alpha_x * tv.div(z)
@@ -315,8 +303,8 @@ class FISTA:
         radius = RADIUS_FACTOR * sample_norm(x - self.x_checked)
         if box is not None:
             lo, hi = box
-            gap = gap + _box_term(r, x, lo, hi)
-            floor = floor + _dot(scale, torch.maximum(x - lo, hi - x))
+            gap = gap + box_term(r, x, lo, hi)
+            floor = floor + sample_dot(scale, torch.maximum(x - lo, hi - x))
             # the schedule of the inner steps compares the TV part with the estimate of the unboxed case
             # (module docstring); r on a pixel at a bound, pointing out of the box, is no residual there
             free = torch.where(((x <= lo) & (r > 0)) | ((x >= hi) & (r < 0)), 0.0, r)
@@ -340,7 +328,7 @@ class FISTA:
             elif share < INNER_LESS:
                 self.inner_steps = max(min(MIN_INNER_STEPS, self.max_inner_steps), self.inner_steps // 2)
             if near and box is not None:
-                gap = torch.fmin(gap, self._refined_gap(grad_f, grad_x, tv_x, tv, z, box))
+                gap = torch.fmin(gap, self.certificate.refined_gap(x, self.ax, grad_f, grad_x, tv_x, z))
         self.gap = masked(active, gap, self.gap)
         self.floor = masked(active, self.eps * floor, self.floor)
         fell = gap <= STALL_FALL * self.gap_ref  # NaN: not
@@ -348,95 +336,6 @@ class FISTA:
         self.gap_ref = masked(active, torch.where(fell, gap, self.gap_ref), self.gap_ref)
         self.f_ref = masked(active, torch.where(descending, self.f_best, self.f_ref), self.f_ref)
         self.low_at = masked(active, torch.where(fell | descending, self.iterations, self.low_at), self.low_at)
-
-    def _refined_gap(self, grad_f: Tensor, grad_x: Tensor, tv_x: Tensor, tv: TotalVariation, z: Tensor, box: tuple[float, float]) -> Tensor:
-        """The smallest certified gap at ``x`` over the refined dual points (module docstring, "Stopping
-        test"): ``(w₀, z₁)``, ``(w₀ + βv, z₂)`` and ``GALERKIN_ROUNDS`` Galerkin corrections of the latter
-        (:meth:`_galerkin_round`), each ``zₖ`` from :meth:`_refine_dual` from the previous one."""
-        x, (lo, hi) = self.x, box
-        layer = self.data.layer
-        sigma = layer.activation(self.ax)  # y + w₀
-        dlo, dhi = layer.activation.domain
-        movable = (sigma > dlo) & (sigma < dhi)  # the units where y + w can move both ways
-        v = torch.where(movable, self.row_sums, 0.0)  # W1 there
-        grad_v = layer.affine.adjoint(v)
-        inside = ((x > lo) & (x < hi)).to(x.dtype)  # where an optimum has r = 0
-        total = _dot(grad_v, inside)
-        beta = torch.where(total != 0.0, -_dot(grad_f, inside) / torch.where(total != 0.0, total, 1.0), 0.0)
-        z1 = self._refine_dual(grad_f, x, lo, hi, tv, z)
-        gaps = [self._gap_at(None, grad_f, z1, grad_x, tv_x, tv, box)]
-        shift = per_sample(beta, v) * v  # w − w₀
-        q = grad_f + per_sample(beta, grad_f) * grad_v  # Wᵀw
-        z2 = self._refine_dual(q, x, lo, hi, tv, z)
-        gaps.append(self._gap_at(sigma + shift, q, z2, grad_x, tv_x, tv, box))
-        for _ in range(GALERKIN_ROUNDS):
-            shift, q, z2 = self._galerkin_round(shift, q, z2, movable, v, grad_v, inside, box, tv)
-            gaps.append(self._gap_at(sigma + shift, q, z2, grad_x, tv_x, tv, box))
-        return torch.stack(gaps).nan_to_num(nan=math.inf).min(0).values
-
-    def _gap_at(
-        self, shifted: Tensor | None, q: Tensor, z: Tensor, grad_x: Tensor, tv_x: Tensor, tv: TotalVariation, box: tuple[float, float]
-    ) -> Tensor:
-        """The certified gap at ``x`` for the dual point ``(w, z)`` with ``shifted = y + w`` (None: ``w₀``,
-        whose Bregman term is 0) and ``q = Wᵀw``: ``B_Ψ(y + w, Wx + b) + α(TV(x) − ⟨z, ∇x⟩) +
-        Σ_i max_{lo ≤ x'_i ≤ hi} r_i (x_i − x'_i)``, ``r = q − α div z``; ``+∞`` where ``y + w ∉ dom Ψ``."""
-        lo, hi = box
-        gap = self.alpha * (tv_x - _dot(z, grad_x)) + _box_term(q - self.alpha_x * tv.div(z), self.x, lo, hi)
-        return gap if shifted is None else gap + self.data.dual_gap(shifted, self.ax)
-
-    def _galerkin_round(
-        self,
-        shift: Tensor,
-        q: Tensor,
-        z: Tensor,
-        movable: Tensor,
-        v: Tensor,
-        grad_v: Tensor,
-        inside: Tensor,
-        box: tuple[float, float],
-        tv: TotalVariation,
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """One correction of ``w`` (then ``z``) against the part of ``r = Wᵀw − α div z`` that ``z`` cannot
-        remove: once ``z`` is refined, ``r`` is about constant on each region that saturated ``‖z_ij‖ = 1``
-        enclose (there ``∇r = 0`` where ``z`` is free), and only ``w`` changes those constants. With
-        ``v₁ = v`` (``W1`` on the movable units) and ``v₂ = W e`` there, ``e = ψ'(r)`` (``r`` less its
-        entries at a bound pointing out of the box), ``w += γ₁v₁ + γ₂v₂`` with ``γ`` from the Galerkin
-        conditions ``⟨r⁺, 1_inside⟩ = 0``, ``⟨r⁺, e⟩ = 0`` on ``r⁺ = r + γ₁Wᵀv₁ + γ₂Wᵀv₂`` (a 2×2 system
-        per sample; ``γ = 0`` where it is singular), then ``z`` by :meth:`_refine_dual`. One product with
-        ``W`` and one with ``Wᵀ``. Returns ``(w − w₀, Wᵀw, z)``."""
-        x, (lo, hi) = self.x, box
-        affine = self.data.layer.affine
-        r = q - self.alpha_x * tv.div(z)
-        e = torch.where(((x <= lo) & (r > 0)) | ((x >= hi) & (r < 0)), 0.0, r)
-        v2 = torch.where(movable, affine.linear(e), 0.0)
-        grad_v2 = affine.adjoint(v2)
-        a11, a12, a21, a22 = _dot(grad_v, inside), _dot(grad_v2, inside), _dot(grad_v, e), _dot(grad_v2, e)
-        c1, c2 = -_dot(r, inside), -_dot(r, e)
-        det = a11 * a22 - a12 * a21
-        ok = (det != 0.0) & torch.isfinite(det)
-        safe = torch.where(ok, det, 1.0)
-        g1 = torch.where(ok, (c1 * a22 - a12 * c2) / safe, 0.0)
-        g2 = torch.where(ok, (a11 * c2 - a21 * c1) / safe, 0.0)
-        shift = shift + per_sample(g1, v) * v + per_sample(g2, v2) * v2
-        q = q + per_sample(g1, q) * grad_v + per_sample(g2, q) * grad_v2
-        return shift, q, self._refine_dual(q, x, lo, hi, tv, z)
-
-    def _refine_dual(self, q: Tensor, x: Tensor, lo: float, hi: float, tv: TotalVariation, z: Tensor) -> Tensor:
-        """``DUAL_REFINE_STEPS`` FGP steps from ``z`` on ``min_{‖z_ij‖ ≤ 1} ½ Σ_i ψ_i(r_i)``,
-        ``r = q − α div z``, ``ψ_i(r) = r²`` inside the box, ``min(r, 0)²`` at ``lo`` and ``max(r, 0)²``
-        at ``hi`` (a smooth stand-in for the box term of the gap); returns a feasible dual."""
-        step = self.refine_step
-        at_lo, at_hi = x <= lo, x >= hi
-        p = m = z
-        t = 1.0
-        for _ in range(DUAL_REFINE_STEPS):
-            r = q - self.alpha_x * tv.div(m)
-            r = torch.where(at_lo, r.clamp(max=0.0), torch.where(at_hi, r.clamp(min=0.0), r))  # ψ'(r)
-            p_new = tv.project_dual_(m - step * tv.grad(r))  # gradient of ½Σψ(r) in z: α∇ψ'(r); step 1/(8α²)
-            t_new = next_momentum(t)
-            m = p_new.lerp(p, (1.0 - t) / t_new)
-            p, t = p_new, t_new
-        return p
 
     def done(self) -> Tensor:
         """Samples whose duality gap is at most ``tol`` times their objective (see the module docstring)."""

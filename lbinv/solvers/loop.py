@@ -50,6 +50,11 @@ def per_sample(t: Tensor, like: Tensor) -> Tensor:
     return t.reshape(-1, *([1] * (like.dim() - 1)))
 
 
+def sample_dot(a: Tensor, b: Tensor) -> Tensor:
+    """Inner product of each pair of samples, shape ``(B,)``."""
+    return (a * b).flatten(1).sum(1)
+
+
 def sample_norm(x: Tensor) -> Tensor:
     """Euclidean norm of each sample, shape ``(B,)``."""
     return x.flatten(1).norm(dim=1)

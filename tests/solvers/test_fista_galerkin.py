@@ -1,5 +1,5 @@
 """The Galerkin corrections of the certified gap of one-layer FISTA with a box (lbinv.solvers.fista,
-"Stopping test"; :meth:`FISTA._galerkin_round`).
+"Stopping test"; :meth:`BoxCertificate.galerkin_round` in lbinv.solvers.box_certificate).
 
 The certified gap must never claim less than the true gap ``F(x) − F*`` (``F*`` from Clarabel through
 CVXPY, an independent solver): checked at every iteration, with the refined duals tried at every check,
@@ -16,6 +16,7 @@ import pytest
 import torch
 from torch import nn
 
+import lbinv.solvers.box_certificate as box_certificate
 import lbinv.solvers.fista as fista_module
 from lbinv import LiftedNetwork, invert
 from lbinv.regularizers import TotalVariation
@@ -100,7 +101,7 @@ def gaps_along_a_solve(case, rounds, monkeypatch, iterations=200):
         assert at_bound.any() == binds, (case, x_star.min(), x_star.max())
         optimum.append(value)
     monkeypatch.setattr(fista_module, "REFINE_FACTOR", math.inf)
-    monkeypatch.setattr(fista_module, "GALERKIN_ROUNDS", rounds)
+    monkeypatch.setattr(box_certificate, "GALERKIN_ROUNDS", rounds)
     net = LiftedNetwork.from_module(module, (1, H, W))
     problem = Problem(ys, alphas, TotalVariation(True), bounds, 1e-12, torch.zeros(2, 1, H, W))
     solver = FISTA(net.layers[0], problem, **FISTA.options)
@@ -137,7 +138,7 @@ def test_a_box_that_does_not_bind_costs_few_iterations(monkeypatch):
     opts = {"alpha": 1.5e-2, "input_shape": shape, "max_iter": 5000, "tol": 1e-6}
     free = invert(module, y, **opts)
     boxed = invert(module, y, bounds=(0.0, 1.0), **opts)
-    monkeypatch.setattr(fista_module, "GALERKIN_ROUNDS", 0)
+    monkeypatch.setattr(box_certificate, "GALERKIN_ROUNDS", 0)
     before = invert(module, y, bounds=(0.0, 1.0), **opts)
     assert bool(free.converged.all()) and bool(boxed.converged.all())
     assert free.x.min().item() > 0.01 and free.x.max().item() < 0.99, "the box should not bind"
