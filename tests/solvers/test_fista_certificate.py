@@ -27,13 +27,18 @@ pytestmark = pytest.mark.usefixtures("float64_default")  # double-precision refe
 REFERENCE_SLACK = 1e-9
 
 
-def clarabel_optimum(W, b, y, alpha, h, w, bounds, activation="relu", isotropic=True):
-    """``min_x B_Ψ(y, Wx + b) + α TV(x)`` subject to ``lo ≤ x ≤ hi`` by Clarabel: the optimal value."""
+def clarabel_solution(W, b, y, alpha, h, w, bounds, activation="relu", isotropic=True, accuracy=1e-10):
+    """``min_x B_Ψ(y, Wx + b) + α TV(x)`` subject to ``lo ≤ x ≤ hi`` by Clarabel: ``(F*, x*)``. ReLU:
+    ``B = ½‖y‖² + ½‖(z)₊‖² − ⟨y, z⟩``; sigmoid: the Bernoulli KL divergence ``Σ y log y + (1 − y) log(1 − y)
+    + y softplus(−z) + (1 − y) softplus(z)``; identity: ``½‖y − z‖²``."""
     dv, dh = difference_matrices(h, w)
     x = cp.Variable(h * w)
     z = W @ x + b
     if activation == "relu":
         fit = 0.5 * np.sum(y**2) + 0.5 * cp.sum_squares(cp.pos(z)) - y @ z
+    elif activation == "sigmoid":
+        entropy = float(np.sum(y * np.log(y) + (1 - y) * np.log(1 - y)))
+        fit = entropy + y @ cp.logistic(-z) + (1 - y) @ cp.logistic(z)
     else:
         fit = 0.5 * cp.sum_squares(y - z)
     if isotropic:
@@ -41,8 +46,8 @@ def clarabel_optimum(W, b, y, alpha, h, w, bounds, activation="relu", isotropic=
     else:
         tv = cp.norm1(dv @ x) + cp.norm1(dh @ x)
     problem = cp.Problem(cp.Minimize(fit + alpha * tv), [x >= bounds[0], x <= bounds[1]])
-    problem.solve(solver=cp.CLARABEL, tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
-    return problem.value
+    problem.solve(solver=cp.CLARABEL, tol_gap_abs=accuracy, tol_gap_rel=accuracy, tol_feas=accuracy)
+    return problem.value, x.value
 
 
 def objective(W, b, y, alpha, x, h, w, activation="relu", isotropic=True):
@@ -51,6 +56,8 @@ def objective(W, b, y, alpha, x, h, w, activation="relu", isotropic=True):
     a = W @ x + b
     if activation == "relu":
         fit = 0.5 * np.sum((y - np.maximum(a, 0.0)) ** 2) + y @ np.maximum(-a, 0.0)
+    elif activation == "sigmoid":
+        fit = np.sum(y * np.log(y) + (1 - y) * np.log(1 - y) + y * np.logaddexp(0, -a) + (1 - y) * np.logaddexp(0, a))
     else:
         fit = 0.5 * np.sum((y - a) ** 2)
     gv, gh = dv @ x, dh @ x
@@ -67,30 +74,34 @@ CASES = {
 }
 
 
-def gaps_along_a_solve(case, refine_factor, monkeypatch, iterations=400):
-    """Per iteration: the solver's certified gap and the true gap of its iterate, for two samples with
-    their own α (each measured at every iteration, so every iteration is a check)."""
-    activation, bounds, isotropic = CASES[case]
-    module, layer, y, (h, w) = small_problem(activation)
-    ys = torch.cat([y, 0.8 * y])
-    alphas = torch.tensor([0.05, 0.02])
+def certified_and_true_gaps(module, layer, ys, alphas, bounds, activation, isotropic, shape, iterations, accuracy=1e-10):
+    """Per iteration (each a check): the solver's certified gap and the true gap ``F(x) − F*`` of its
+    iterate (``F*`` from Clarabel at ``accuracy``), for a batch with per-sample α; returns ``(certified, true, F*)``."""
+    h, w = shape
     W, b = layer.weight.detach().numpy(), layer.bias.detach().numpy()
-    optimum = [clarabel_optimum(W, b, ys[i].numpy(), alphas[i].item(), h, w, bounds, activation, isotropic)
-               for i in range(2)]
-    monkeypatch.setattr(fista_module, "REFINE_FACTOR", refine_factor)
+    optimum = np.array([clarabel_solution(W, b, ys[i].numpy(), alphas[i].item(), h, w, bounds, activation, isotropic, accuracy)[0]
+                        for i in range(len(ys))])
     net = LiftedNetwork.from_module(module, (1, h, w))
-    problem = Problem(ys, alphas, TotalVariation(isotropic), bounds, 1e-12, torch.zeros(2, 1, h, w))
+    problem = Problem(ys, alphas, TotalVariation(isotropic), bounds, 1e-12, torch.zeros(len(ys), 1, h, w))
     solver = FISTA(net.layers[0], problem, **FISTA.options)
     certified, true = [], []
     with torch.no_grad():
         for _ in range(iterations):
             solver.step(None, measure=True)
             x = solver.x.flatten(1).numpy()
-            values = [objective(W, b, ys[i].numpy(), alphas[i].item(), x[i], h, w, activation, isotropic)
-                      for i in range(2)]
+            values = [objective(W, b, ys[i].numpy(), alphas[i].item(), x[i], h, w, activation, isotropic) for i in range(len(ys))]
             certified.append(solver.gap.numpy().copy())
-            true.append(np.array(values) - np.array(optimum))
-    return np.array(certified), np.array(true), np.array(optimum)
+            true.append(np.array(values) - optimum)
+    return np.array(certified), np.array(true), optimum
+
+
+def gaps_along_a_solve(case, refine_factor, monkeypatch, iterations=400):
+    """:func:`certified_and_true_gaps` for a case of CASES, two samples with their own α."""
+    activation, bounds, isotropic = CASES[case]
+    module, layer, y, shape = small_problem(activation)
+    monkeypatch.setattr(fista_module, "REFINE_FACTOR", refine_factor)
+    ys, alphas = torch.cat([y, 0.8 * y]), torch.tensor([0.05, 0.02])
+    return certified_and_true_gaps(module, layer, ys, alphas, bounds, activation, isotropic, shape, iterations)
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -116,7 +127,7 @@ def test_weak_duality_with_random_dual_points():
     _, layer, y, (h, w) = small_problem("relu")
     W, b, yv = layer.weight.detach().numpy(), layer.bias.detach().numpy(), y[0].numpy()
     alpha, (lo, hi) = 0.05, (0.0, 0.3)
-    optimum = clarabel_optimum(W, b, yv, alpha, h, w, (lo, hi))
+    optimum = clarabel_solution(W, b, yv, alpha, h, w, (lo, hi))[0]
     dv, dh = difference_matrices(h, w)
     rng = np.random.default_rng(0)
     for _ in range(200):

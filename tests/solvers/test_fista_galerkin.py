@@ -10,7 +10,6 @@ without the corrections 410)."""
 
 import math
 
-import cvxpy as cp
 import numpy as np
 import pytest
 import torch
@@ -18,12 +17,8 @@ from torch import nn
 
 import lbinv.solvers.box_certificate as box_certificate
 import lbinv.solvers.fista as fista_module
-from lbinv import LiftedNetwork, invert
-from lbinv.regularizers import TotalVariation
-from lbinv.solvers.fista import FISTA
-from lbinv.solvers.loop import Problem
-from tests.solvers.test_fista_certificate import disc_problem
-from tests.solvers.test_inversion import difference_matrices
+from lbinv import invert
+from tests.solvers.test_fista_certificate import certified_and_true_gaps, clarabel_solution, disc_problem
 
 pytestmark = pytest.mark.usefixtures("float64_default")  # double-precision references
 
@@ -48,35 +43,6 @@ def instance(activation: str, seed: int = 0, m: int = 24):
     return module, layer, y
 
 
-def clarabel(W_, b, y, alpha, bounds, activation):
-    """``min_x B_Ψ(y, Wx + b) + α TV_iso(x)`` subject to ``lo ≤ x ≤ hi`` by Clarabel: ``(F*, x*)``.
-    ReLU: ``B = ½‖y‖² + ½‖(z)₊‖² − ⟨y, z⟩``; sigmoid: the Bernoulli KL divergence
-    ``Σ y log y + (1 − y) log(1 − y) + y softplus(−z) + (1 − y) softplus(z)``."""
-    dv, dh = difference_matrices(H, W)
-    x = cp.Variable(H * W)
-    z = W_ @ x + b
-    if activation == "relu":
-        fit = 0.5 * np.sum(y**2) + 0.5 * cp.sum_squares(cp.pos(z)) - y @ z
-    else:
-        entropy = float(np.sum(y * np.log(y) + (1 - y) * np.log(1 - y)))
-        fit = entropy + y @ cp.logistic(-z) + (1 - y) @ cp.logistic(z)
-    tv = cp.sum(cp.norm(cp.vstack([dv @ x, dh @ x]), 2, axis=0))
-    problem = cp.Problem(cp.Minimize(fit + alpha * tv), [x >= bounds[0], x <= bounds[1]])
-    problem.solve(solver=cp.CLARABEL, tol_gap_abs=1e-9, tol_gap_rel=1e-9, tol_feas=1e-9)
-    return problem.value, x.value
-
-
-def objective(W_, b, y, alpha, x, activation):
-    """``F(x)`` in float64 with numpy, written out (independent of the solver's)."""
-    dv, dh = difference_matrices(H, W)
-    a = W_ @ x + b
-    if activation == "relu":
-        fit = 0.5 * np.sum((y - np.maximum(a, 0.0)) ** 2) + y @ np.maximum(-a, 0.0)
-    else:
-        fit = np.sum(y * np.log(y) + (1 - y) * np.log(1 - y) + y * np.logaddexp(0, -a) + (1 - y) * np.logaddexp(0, a))
-    return fit + alpha * np.sum(np.hypot(dv @ x, dh @ x))
-
-
 CASES = {
     # (activation, bounds, whether Clarabel's solution touches a bound)
     "relu-binding": ("relu", (0.0, 0.3), True),
@@ -94,26 +60,13 @@ def gaps_along_a_solve(case, rounds, monkeypatch, iterations=200):
     ys = torch.cat([y, (0.8 * y) if activation == "relu" else y.flip(1)])
     alphas = torch.tensor([0.05, 0.02])
     W_, b = layer.weight.detach().numpy(), layer.bias.detach().numpy()
-    optimum = []
     for i in range(2):
-        value, x_star = clarabel(W_, b, ys[i].numpy(), alphas[i].item(), bounds, activation)
+        _, x_star = clarabel_solution(W_, b, ys[i].numpy(), alphas[i].item(), H, W, bounds, activation, accuracy=1e-9)
         at_bound = (x_star <= bounds[0] + 1e-6) | (x_star >= bounds[1] - 1e-6)
         assert at_bound.any() == binds, (case, x_star.min(), x_star.max())
-        optimum.append(value)
     monkeypatch.setattr(fista_module, "REFINE_FACTOR", math.inf)
     monkeypatch.setattr(box_certificate, "GALERKIN_ROUNDS", rounds)
-    net = LiftedNetwork.from_module(module, (1, H, W))
-    problem = Problem(ys, alphas, TotalVariation(True), bounds, 1e-12, torch.zeros(2, 1, H, W))
-    solver = FISTA(net.layers[0], problem, **FISTA.options)
-    certified, true = [], []
-    with torch.no_grad():
-        for _ in range(iterations):
-            solver.step(None, measure=True)
-            x = solver.x.flatten(1).numpy()
-            values = [objective(W_, b, ys[i].numpy(), alphas[i].item(), x[i], activation) for i in range(2)]
-            certified.append(solver.gap.numpy().copy())
-            true.append(np.array(values) - np.array(optimum))
-    return np.array(certified), np.array(true), np.array(optimum)
+    return certified_and_true_gaps(module, layer, ys, alphas, bounds, activation, True, (H, W), iterations, accuracy=1e-9)
 
 
 @pytest.mark.parametrize("case", list(CASES))
