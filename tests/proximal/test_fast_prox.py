@@ -33,6 +33,7 @@ from lbinv.proximal import (
 )
 from lbinv.proximal import smooth
 from lbinv.proximal._roots import omega_
+from lbinv.proximal.base import CPU_BLOCK, blockwise
 from tests.helpers import generator
 
 mpmath = pytest.importorskip("mpmath")
@@ -207,6 +208,17 @@ def test_cpu_blocks_give_the_same_result():
         whole = act.prox(v, 0.4)
         parts = torch.cat([act.prox(p, 0.4) for p in v.split(smooth.CPU_BLOCK, dim=1)], dim=1)
         assert torch.equal(whole, parts)
+
+
+def test_cpu_blocks_give_the_same_bregman():
+    """B_Ψ given σ(z) is evaluated block by block on the CPU: the same numbers as one block."""
+    n = 2 * CPU_BLOCK + 123
+    z = 3.0 * torch.randn(2, n, generator=generator(5))
+    for act in (SigmoidProx(), TanhProx(), CELUProx(0.5), SoftplusProx(), LogSigmoidProx()):
+        y, s = act(z + torch.randn(z.shape, generator=generator(6))), act(z)
+        whole = act._bregman_given_sigma(y, z, s)
+        assert torch.equal(blockwise(act._bregman_given_sigma, y, z, s), whole)
+        assert torch.equal(act.bregman(y, z, s), whole.sum(dim=1))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
