@@ -274,12 +274,11 @@ class ProxActivation:
             raise ValueError("expected a batched tensor of shape (B, ...), got a 0-dimensional tensor")
         total = val.reshape(val.shape[0], -1).sum(dim=1)
         lo, hi = self.domain
-        outside = None if lo == -math.inf else y < lo
-        if hi != math.inf:
-            outside = y > hi if outside is None else outside.logical_or_(y > hi)
-        if outside is None:
+        if lo == -math.inf and hi == math.inf:
             return total
-        return total.masked_fill_(outside.reshape(outside.shape[0], -1).any(dim=1), math.inf)
+        flat = y.reshape(y.shape[0], -1)  # amin, amax: reductions, NaN propagates (and compares False)
+        outside = (flat.amin(dim=1) < lo).logical_or_(flat.amax(dim=1) > hi)
+        return total.masked_fill_(outside, math.inf)
 
     def _psi_elem(self, u: Tensor) -> Tensor:
         raise NotImplementedError
