@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from lbinv.proximal import LogSigmoidProx, SoftplusProx, proximal_activation
-from lbinv.proximal._dilog import li2_exp_neg, li2_neg_exp, li2_series
+from lbinv.proximal._dilog import li2_exp_neg, li2_exp_neg_folded, li2_neg_exp, li2_series
 from tests.helpers import generator
 from tests.proximal import references as ref
 
@@ -91,6 +91,19 @@ def test_dilogarithm_against_mpmath():
     for ui, val in zip(u, li2_series(_t(u)).ravel().tolist()):
         exact = mpmath.polylog(2, 1 - mpmath.exp(-mpmath.mpf(ui)))
         assert abs(val - exact) <= ulps * abs(exact) + 1e-300, ui
+
+
+def test_folded_dilogarithm_is_the_two_forms():
+    """li2_exp_neg_folded (one series) gives li2_exp_neg's shifted value below log 2 and its plain
+    value above (both checked against mpmath above), to a few ulps or ε/2 absolutely (the rounding
+    of e^{−x} near 1, for x ≪ 1)."""
+    x = _t([0.0, 1e-300, 1e-12, 1e-4, 0.1, 0.5, 0.6931, 0.6932, 0.7, 1.0, 2.5, 10.0, 36.0, 100.0, 700.0])
+    plain, shifted = li2_exp_neg(x)
+    folded, near = li2_exp_neg_folded(x)
+    assert torch.equal(near, (x < math.log(2.0)).double())
+    expected = torch.where(near > 0, shifted, plain)
+    eps = np.finfo(np.float64).eps
+    assert bool(((folded - expected).abs() <= 4 * eps * expected.abs() + eps / 2).all())
 
 
 def test_dilogarithm_series_in_float32():
