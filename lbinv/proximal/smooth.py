@@ -22,6 +22,7 @@ __all__ = ["SigmoidProx", "SoftsignProx", "TanhProx"]
 
 _LOG2 = math.log(2.0)
 
+
 def _saturate(v: Tensor, t: float) -> Tensor:
     """``v`` clipped to ±t·(max/16) of its dtype, for sigmoid and tanh (t < 1): beyond, the preimage
     w ≈ v/t would overflow, and u is the edge of the range to round-off on either side of the clip."""
