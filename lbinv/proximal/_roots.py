@@ -85,9 +85,10 @@ def tanh_root_bound(C: Tensor, C_minus_a: Tensor, a: float, b: float) -> Tensor:
       y ≤ C/(a + b); close where the root is not in tanh's tail, and (in effect) +inf for
       C ≥ a + b;
     - the root of a(1 − 2e^{−2W}) + bW = C (1 − tanh W ≤ 2e^{−2W}), in closed form
-      W = ½(log(4a/b) − log ω(L)), L = log(4a/b) − 2(C − a)/b, ω the Wright omega function:
-      close in tanh's tail. L is clipped from below where ω would underflow (there the bound is
-      too small, but tanh W = 1 to round-off and one Newton step is exact).
+      W = ½(log(4a/b) − log ω(L)), L = log(4a/b) − 2(C − a)/b, ω the Wright omega function,
+      i.e. (log ω = L − ω) W = ½(2(C − a)/b + ω(L)), without a logarithm: close in tanh's tail,
+      where ω is small. L is clipped from below where ω would underflow (there ω is 0 to
+      round-off and W = (C − a)/b).
     """
     ab = a + b
     log_k = math.log(4.0 * a / b)
@@ -99,5 +100,5 @@ def tanh_root_bound(C: Tensor, C_minus_a: Tensor, a: float, b: float) -> Tensor:
     den = torch.sub(C, ab).clamp_(max=-tiny * ab)  # −(a + b − C)
     w_art.div_(den).neg_().log_()
     L = torch.mul(C_minus_a, -2.0 / b, out=den).add_(log_k)
-    w_tail = omega_(L.clamp_(min=lowest_log(C.dtype) + 10.0)).log_().sub_(log_k).neg_()
+    w_tail = omega_(L.clamp_(min=lowest_log(C.dtype) + 10.0)).add_(C_minus_a, alpha=2.0 / b)
     return torch.minimum(w_art, w_tail, out=w_art)  # 2W

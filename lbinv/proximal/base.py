@@ -6,13 +6,39 @@ Import from :mod:`lbinv.proximal`, whose docstring explains the mathematics (MAT
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 from torch import Tensor
 
-__all__ = ["ProxActivation", "StepSize", "clamp", "horner", "is_unit_step", "softplus", "split"]
+__all__ = ["CPU_BLOCK", "ProxActivation", "StepSize", "blockwise", "clamp", "horner", "is_unit_step", "softplus", "split"]
 
 StepSize = float | Tensor
+
+#: On the CPU, long elementwise computations (the fast prox solvers, Bregman values) run block by
+#: block of this many entries, so that their temporaries stay in the cache (elementwise work on
+#: tensors larger than the cache is bound by memory traffic); on other devices the whole tensor is
+#: one block.
+CPU_BLOCK = 1 << 17
+
+
+def blockwise(fn: Callable[..., Tensor], *args: Tensor) -> Tensor:
+    """``fn(*args)`` for an elementwise ``fn`` of tensors of one shape, block by block of
+    :data:`CPU_BLOCK` entries where that helps and is safe: on the CPU, for contiguous tensors of
+    more than two blocks, none needing a gradient; else ``fn(*args)`` at once."""
+    first = args[0]
+    if (
+        first.device.type != "cpu"
+        or first.numel() <= 2 * CPU_BLOCK
+        or (torch.is_grad_enabled() and any(a.requires_grad for a in args))
+        or any(a.shape != first.shape or not a.is_contiguous() for a in args)
+    ):
+        return fn(*args)
+    flats = [a.view(-1) for a in args]
+    out = torch.empty_like(flats[0])
+    for start in range(0, out.numel(), CPU_BLOCK):
+        out[start : start + CPU_BLOCK] = fn(*(f[start : start + CPU_BLOCK] for f in flats))
+    return out.view(first.shape)
 
 
 def clamp(x: Tensor, lo: float, hi: float) -> Tensor:
@@ -195,8 +221,8 @@ class ProxActivation:
             Shaped like ``y``: pre-activations.
         sigma : Tensor, optional
             σ(z) (``self(z)``), when the caller has it: some activations then evaluate B_Ψ
-            without σ's transcendental functions. It is not differentiated through: where ``z``
-            needs a gradient, it is ignored.
+            with fewer transcendental functions. It is not differentiated through: where ``y``
+            or ``z`` needs a gradient, it is ignored.
 
         Returns
         -------
@@ -204,9 +230,9 @@ class ProxActivation:
             ``(B,)``.
         """
         y_in = self.project_data(y)
-        if sigma is None or (torch.is_grad_enabled() and z.requires_grad):
-            return self._sum_in_domain(y, self._bregman_elem(y_in, z))
-        return self._sum_in_domain(y, self._bregman_given_sigma(y_in, z, sigma))
+        if sigma is None or (torch.is_grad_enabled() and (z.requires_grad or y.requires_grad)):
+            return self._sum_in_domain(y, blockwise(self._bregman_elem, y_in, z))
+        return self._sum_in_domain(y, blockwise(self._bregman_given_sigma, y_in, z, sigma))
 
     def check_shape(self, shape: tuple[int, ...]) -> None:
         """Raise ValueError when this map cannot act on samples of ``shape``.
@@ -248,12 +274,11 @@ class ProxActivation:
             raise ValueError("expected a batched tensor of shape (B, ...), got a 0-dimensional tensor")
         total = val.reshape(val.shape[0], -1).sum(dim=1)
         lo, hi = self.domain
-        outside = None if lo == -math.inf else y < lo
-        if hi != math.inf:
-            outside = y > hi if outside is None else outside.logical_or_(y > hi)
-        if outside is None:
+        if lo == -math.inf and hi == math.inf:
             return total
-        return total.masked_fill_(outside.reshape(outside.shape[0], -1).any(dim=1), math.inf)
+        flat = y.reshape(y.shape[0], -1)  # amin, amax: reductions, NaN propagates (and compares False)
+        outside = (flat.amin(dim=1) < lo).logical_or_(flat.amax(dim=1) > hi)
+        return total.masked_fill_(outside, math.inf)
 
     def _psi_elem(self, u: Tensor) -> Tensor:
         raise NotImplementedError
@@ -265,5 +290,6 @@ class ProxActivation:
         return 0.5 * y * y + self._psi_elem(y) + self._phi_elem(z) - y * z
 
     def _bregman_given_sigma(self, y: Tensor, z: Tensor, s: Tensor) -> Tensor:
-        """``_bregman_elem`` given also s = σ(z), which a subclass may use instead of evaluating σ."""
+        """``_bregman_elem`` given also s = σ(z), which a subclass may use instead of evaluating σ
+        (called without gradients: it may work in place on its temporaries)."""
         return self._bregman_elem(y, z)

@@ -16,16 +16,11 @@ from torch import Tensor
 
 from lbinv._checks import check_step
 from lbinv.proximal._roots import halley_denominator_, newton_steps, tanh_root_bound
-from lbinv.proximal.base import ProxActivation, StepSize, is_unit_step, softplus
+from lbinv.proximal.base import CPU_BLOCK, ProxActivation, StepSize, is_unit_step, softplus
 
 __all__ = ["SigmoidProx", "SoftsignProx", "TanhProx"]
 
 _LOG2 = math.log(2.0)
-
-#: On the CPU, the fast solvers of prox_{tΨ} run block by block of this many entries, so that their
-#: dozen temporaries stay in the cache (elementwise work on tensors larger than the cache is bound by
-#: memory traffic); on other devices the whole tensor is one block.
-CPU_BLOCK = 1 << 17
 
 
 def _saturate(v: Tensor, t: float) -> Tensor:
@@ -44,6 +39,11 @@ def _logcosh(z: Tensor) -> Tensor:
 def _xlogx(u: Tensor) -> Tensor:
     """u·log u for u ≥ 0, 0 at u = 0 (as torch.xlogy(u, u), with a plain logarithm)."""
     return u * torch.log(u.clamp(min=torch.finfo(u.dtype).tiny))
+
+
+def _xlogx_(u: Tensor) -> Tensor:
+    """:func:`_xlogx` in a new tensor, without gradients (fewer temporaries)."""
+    return torch.clamp(u, min=torch.finfo(u.dtype).tiny).log_().mul_(u)
 
 
 def _bernoulli_cross(p: Tensor, q: Tensor, x: Tensor) -> Tensor:
@@ -253,6 +253,13 @@ class SigmoidProx(_SmoothProx):
         q = 1.0 - y
         return _xlogx(y) + _xlogx(q) + y * softplus(-z) + q * softplus(z)
 
+    def _bregman_given_sigma(self, y: Tensor, z: Tensor, s: Tensor) -> Tensor:
+        # y·softplus(−z) + q·softplus(z) = q·z⁺ − y·z⁻ + log1p(e^{−|z|}), and
+        # log1p(e^{−|z|}) = −log max(s, 1 − s) (1 − s exact for s ≥ ½): one logarithm
+        q = 1.0 - y
+        out = _xlogx_(y).add_(_xlogx_(q)).addcmul_(q, z.clamp(min=0.0)).addcmul_(y, z.clamp(max=0.0), value=-1.0)
+        return out.sub_(torch.maximum(s, torch.sub(1.0, s)).log_())
+
 
 class TanhProx(_SmoothProx):
     r"""tanh = prox of Ψ(u) = ½(1+u)log(1+u) + ½(1−u)log(1−u) − ½u² on [−1, 1] (MATH.md §2).
@@ -315,6 +322,14 @@ class TanhProx(_SmoothProx):
     def _bregman_elem(self, y: Tensor, z: Tensor) -> Tensor:
         p, q = 0.5 * (1.0 + y), 0.5 * (1.0 - y)
         return _xlogx(p) + _xlogx(q) + _bernoulli_cross(p, q, 2.0 * z)
+
+    def _bregman_given_sigma(self, y: Tensor, z: Tensor, s: Tensor) -> Tensor:
+        # _bernoulli_cross(p, q, 2z) = 2(q·z⁺ − p·z⁻) + log1p(e^{−2|z|}), and
+        # log1p(e^{−2|z|}) = −log((1 + |tanh z|)/2): one logarithm
+        p, q = torch.add(y, 1.0).mul_(0.5), torch.sub(1.0, y).mul_(0.5)
+        cross = torch.mul(q, z.clamp(min=0.0)).addcmul_(p, z.clamp(max=0.0), value=-1.0)
+        out = _xlogx_(p).add_(_xlogx_(q)).add_(cross, alpha=2.0)
+        return out.sub_(s.abs().mul_(0.5).add_(0.5).log_())
 
 
 class SoftsignProx(ProxActivation):

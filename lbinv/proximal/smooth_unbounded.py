@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lbinv._checks import check_step
-from lbinv.proximal._dilog import li2_exp_neg, li2_neg_exp, li2_series
+from lbinv.proximal._dilog import ZETA2, li2_exp_neg, li2_exp_neg_folded, li2_neg_exp, li2_series
 from lbinv.proximal._roots import halley_denominator_, lowest_log, newton_steps, omega_
 from lbinv.proximal.base import ProxActivation, StepSize, horner, is_unit_step, softplus, split
 from lbinv.proximal.smooth import _SmoothProx
@@ -145,6 +145,20 @@ class SoftplusProx(_SmoothProx):
         neg = yb * (0.5 * yb - xn) + psi_y - tail
         return torch.where(x > 0, pos, neg) / b**2
 
+    def _bregman_given_sigma(self, y: Tensor, z: Tensor, s: Tensor) -> Tensor:
+        # _bregman_elem's two forms in one, σ unused: with ŷ = βy, x = βz, x± its parts, β²B =
+        # ½(ŷ − x⁺)² − ŷx⁻ + Li₂(e^{−ŷ}) − [x ≤ 0]·π²/6 ± Li₂(−e^{−|x|}) (+ for x > 0), where π²/6
+        # cancels exactly in the shifted form li2_exp_neg_folded gives (ŷ < log 2, x ≤ 0)
+        b = self.beta
+        yb, x = (y, z) if b == 1.0 else (y * b, z * b)
+        li2_y, near = li2_exp_neg_folded(yb)
+        xp = torch.relu(x)
+        pos = xp.sign()  # 1 where x > 0, else 0
+        tail = li2_series(torch.abs(x).neg_().exp_().log1p_().neg_())  # Li₂(−e^{−|x|})
+        out = torch.sub(yb, xp).square_().mul_(0.5).addcmul_(yb, x.sub(xp), value=-1.0).add_(li2_y)
+        out.add_(near.add_(pos).sub_(1.0), alpha=ZETA2).addcmul_(pos.mul_(2.0).sub_(1.0), tail)
+        return out if b == 1.0 else out.mul_(1.0 / b**2)
+
 
 class LogSigmoidProx(ProxActivation):
     r"""Log-sigmoid σ(x) = log(1/(1 + e^{−x})) = −softplus(−x), on dom Ψ = (−∞, 0].
@@ -174,6 +188,9 @@ class LogSigmoidProx(ProxActivation):
 
     def _bregman_elem(self, y: Tensor, z: Tensor) -> Tensor:
         return self._sp._bregman_elem(-y, -z)
+
+    def _bregman_given_sigma(self, y: Tensor, z: Tensor, s: Tensor) -> Tensor:
+        return self._sp._bregman_given_sigma(-y, -z, -s)
 
 
 #: 1/n! for n = 2..17: expm1(q) − q = Σ_{n≥2} qⁿ/n!, to round-off in float64 for |q| < ½

@@ -32,7 +32,8 @@ from lbinv.proximal import (
     proximal_activation,
 )
 from lbinv.proximal import smooth
-from lbinv.proximal._roots import omega_
+from lbinv.proximal._roots import omega_, tanh_root_bound
+from lbinv.proximal.base import CPU_BLOCK, blockwise
 from tests.helpers import generator
 
 mpmath = pytest.importorskip("mpmath")
@@ -209,6 +210,17 @@ def test_cpu_blocks_give_the_same_result():
         assert torch.equal(whole, parts)
 
 
+def test_cpu_blocks_give_the_same_bregman():
+    """B_Ψ given σ(z) is evaluated block by block on the CPU: the same numbers as one block."""
+    n = 2 * CPU_BLOCK + 123
+    z = 3.0 * torch.randn(2, n, generator=generator(5))
+    for act in (SigmoidProx(), TanhProx(), CELUProx(0.5), SoftplusProx(), LogSigmoidProx()):
+        y, s = act(z + torch.randn(z.shape, generator=generator(6))), act(z)
+        whole = act._bregman_given_sigma(y, z, s)
+        assert torch.equal(blockwise(act._bregman_given_sigma, y, z, s), whole)
+        assert torch.equal(act.bregman(y, z, s), whole.sum(dim=1))
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
 def test_fast_prox_extreme_magnitudes_stay_finite(dtype):
     big = 1e30 if dtype == torch.float32 else 1e300
@@ -236,6 +248,23 @@ def test_omega_guess_against_scipy():
         guess = omega_(torch.tensor(L, dtype=dtype)).double().numpy()
         ok = exact > torch.finfo(dtype).tiny * 1e3
         assert np.max(np.abs(guess[ok] / exact[ok] - 1)) <= 0.043
+
+
+@pytest.mark.parametrize("t", [1e-6, 0.01, 0.3, 0.7, 0.999])
+def test_tanh_root_bound_is_close(t):
+    """The guess of sigmoid's and tanh's solvers is within 10% of the root W of a·tanh W + bW = C
+    (bisection in float64), wherever tanh W is not 1 to round-off (there one Newton step is exact)."""
+    C = torch.cat([torch.linspace(0.0, 50.0, 5001, dtype=F64)[1:], torch.logspace(-8, 8, 400, dtype=F64)])
+    for a, b in ((1.0 - t, 4.0 * t), (1.0 - t, t)):  # sigmoid, tanh
+        guess = 0.5 * tanh_root_bound(C, C - a, a, b)
+        lo, hi = torch.zeros_like(C), C / b
+        for _ in range(200):
+            mid = 0.5 * (lo + hi)
+            below = a * torch.tanh(mid) + b * mid < C
+            lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
+        root = 0.5 * (lo + hi)
+        inside = torch.tanh(root) < 1.0 - 1e-12
+        assert float(((guess - root).abs() / root)[inside].max()) <= 0.1
 
 
 def test_piecewise_and_softsign_forms():

@@ -15,8 +15,8 @@ import pytest
 import torch
 from torch import nn
 
-from lbinv.proximal import proximal_activation
-from lbinv.proximal._dilog import li2_exp_neg, li2_neg_exp, li2_series
+from lbinv.proximal import LogSigmoidProx, SoftplusProx, proximal_activation
+from lbinv.proximal._dilog import li2_exp_neg, li2_exp_neg_folded, li2_neg_exp, li2_series
 from tests.helpers import generator
 from tests.proximal import references as ref
 
@@ -91,6 +91,43 @@ def test_dilogarithm_against_mpmath():
     for ui, val in zip(u, li2_series(_t(u)).ravel().tolist()):
         exact = mpmath.polylog(2, 1 - mpmath.exp(-mpmath.mpf(ui)))
         assert abs(val - exact) <= ulps * abs(exact) + 1e-300, ui
+
+
+def test_folded_dilogarithm_is_the_two_forms():
+    """li2_exp_neg_folded (one series) gives li2_exp_neg's shifted value below log 2 and its plain
+    value above (both checked against mpmath above), to a few ulps or ε/2 absolutely (the rounding
+    of e^{−x} near 1, for x ≪ 1)."""
+    x = _t([0.0, 1e-300, 1e-12, 1e-4, 0.1, 0.5, 0.6931, 0.6932, 0.7, 1.0, 2.5, 10.0, 36.0, 100.0, 700.0])
+    plain, shifted = li2_exp_neg(x)
+    folded, near = li2_exp_neg_folded(x)
+    assert torch.equal(near, (x < math.log(2.0)).double())
+    expected = torch.where(near > 0, shifted, plain)
+    eps = np.finfo(np.float64).eps
+    assert bool(((folded - expected).abs() <= 4 * eps * expected.abs() + eps / 2).all())
+
+
+def test_dilogarithm_series_in_float32():
+    """The shorter series below float64 is accurate to a few float32 ulps on |u| ≤ log 2."""
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 30
+    u = np.linspace(-math.log(2.0), math.log(2.0), 41).astype(np.float32)
+    for ui, val in zip(u, li2_series(_t(u, torch.float32)).ravel().tolist()):
+        exact = mpmath.polylog(2, 1 - mpmath.exp(-mpmath.mpf(float(ui))))
+        assert abs(val - exact) <= 4 * np.finfo(np.float32).eps * abs(exact), ui
+
+
+@pytest.mark.parametrize("act", [SoftplusProx(), SoftplusProx(2.5), LogSigmoidProx()], ids=repr)
+def test_softplus_bregman_given_sigma_on_wide_arguments(act):
+    """The one-series B_Ψ the solvers evaluate (σ given) against the two-form one, in float64, for y
+    from the edge of dom Ψ (0, subnormal, tiny, near log 2) to large and z up to ±1e6."""
+    sign = -1.0 if isinstance(act, LogSigmoidProx) else 1.0
+    ys = sign * np.array([0.0, 1e-310, 1e-300, 1e-17, 1e-9, 1e-3, 0.3, 0.69, 0.7, 1.0, 5.0, 40.0, 1e3])
+    zs = _wide_z()
+    y = torch.tensor(np.repeat(ys[:, None], zs.size, axis=1), dtype=F64)
+    z = torch.tensor(np.repeat(zs[None, :], ys.size, axis=0), dtype=F64)
+    reference = act._bregman_elem(y, z)
+    given = act._bregman_given_sigma(y, z, act(z))
+    assert bool(((given - reference).abs() <= 1e-14 * (1.0 + reference.abs())).all())
 
 
 def test_dilogarithm_derivatives_are_exact():
