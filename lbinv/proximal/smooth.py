@@ -16,7 +16,7 @@ from torch import Tensor
 
 from lbinv._checks import check_step
 from lbinv.proximal._roots import halley_denominator_, newton_steps, tanh_root_bound
-from lbinv.proximal.base import CPU_BLOCK, ProxActivation, StepSize, is_unit_step, softplus
+from lbinv.proximal.base import ProxActivation, StepSize, blockwise, is_unit_step, softplus
 
 __all__ = ["SigmoidProx", "SoftsignProx", "TanhProx"]
 
@@ -96,11 +96,12 @@ class _SmoothProx(ProxActivation):
     omega function at exponential edges (:mod:`~lbinv.proximal._roots`) — then one Halley step (and
     one step more in float64) and a final Newton step, without masks: as many elementwise
     passes as a few forwards of σ. Sigmoid, tanh and softplus (so log-sigmoid) have one for t < 1,
-    ELU and CELU for every t ≠ 1; on the CPU a large tensor is solved in blocks of
-    :data:`CPU_BLOCK` entries. A tensor t (per sample) uses the safeguarded solver.
+    ELU and CELU for every t ≠ 1 (``_has_fast_solver``); on the CPU a large tensor is solved in blocks
+    of :data:`~lbinv.proximal.base.CPU_BLOCK` entries (:func:`~lbinv.proximal.base.blockwise`). A
+    tensor t (per sample) uses the safeguarded solver.
 
     Subclasses give ``_sigma`` (σ, exact, used by the solver), ``_dsigma`` (σ'), optionally
-    ``_shift``, ``_solve`` and, when the torch module rounds or switches differently,
+    ``_shift``, ``_has_fast_solver`` with ``_solve`` and, when the torch module rounds or switches differently,
     ``_forward`` (σ as the module computes it, returned for t = 1).
     """
 
@@ -141,23 +142,14 @@ class _SmoothProx(ProxActivation):
             q1, q2 = h0 / min(td, 1.0), h0 / max(td, 1.0)
         return vd - torch.maximum(q1, q2), vd - torch.minimum(q1, q2), vd
 
-    def _solve(self, v: Tensor, t: float, want_w: bool) -> tuple[Tensor | None, Tensor | None]:
-        """The fast solver for a Python float t ≠ 1, if the subclass has one: ``(u, w)`` with
-        u = prox_{tΨ}(v) and, when ``want_w``, its preimage w (σ(w) = u); ``(None, None)`` to use
-        the safeguarded Newton solve of the class docstring instead (``v`` is detached)."""
-        return None, None
+    def _has_fast_solver(self, t: float) -> bool:
+        """Whether :meth:`_solve` solves for this Python float t ≠ 1 (else the safeguarded Newton solve)."""
+        return False
 
-    def _solve_blocked(self, v: Tensor, t: float) -> Tensor | None:
-        """``_solve`` block by block of :data:`CPU_BLOCK` entries (``v`` contiguous, on the CPU), whose
-        temporaries stay in the cache; None where ``_solve`` has no fast solver for this t."""
-        flat = v.view(-1)
-        out = torch.empty_like(flat)
-        for start in range(0, flat.numel(), CPU_BLOCK):
-            u, _ = self._solve(flat[start : start + CPU_BLOCK], t, False)
-            if u is None:
-                return None
-            out[start : start + CPU_BLOCK] = u
-        return out.view(v.shape)
+    def _solve(self, v: Tensor, t: float, want_w: bool) -> tuple[Tensor, Tensor | None]:
+        """The fast solver, where :meth:`_has_fast_solver`: ``(u, w)`` with u = prox_{tΨ}(v) and, when
+        ``want_w``, its preimage w (σ(w) = u) (``v`` is detached)."""
+        raise NotImplementedError
 
     def _newton_bisection(self, vd: Tensor, td: StepSize) -> Tensor:
         """The preimage w of prox_{tΨ}(v) by Newton's method safeguarded by bisection (class docstring)."""
@@ -176,16 +168,13 @@ class _SmoothProx(ProxActivation):
         live = torch.is_grad_enabled() and (v.requires_grad or (isinstance(t, Tensor) and t.requires_grad))
         with torch.no_grad():
             vd = v.detach()
-            u: Tensor | None = None
             w: Tensor | None = None
-            if not isinstance(t, Tensor):  # the fast solvers take a Python float t
-                if not live and vd.device.type == "cpu" and vd.numel() > 2 * CPU_BLOCK and vd.is_contiguous():
-                    u = self._solve_blocked(vd, float(t))
-                else:
-                    u, w = self._solve(vd, float(t), live)
-            if u is not None and not live:
-                return u
-            if w is None:  # no fast solver for this t (with ``live``, ``_solve`` gives w with u)
+            if not isinstance(t, Tensor) and self._has_fast_solver(float(t)):  # a Python float t
+                step = float(t)
+                if not live:  # on the CPU block by block, whose temporaries stay in the cache
+                    return blockwise(lambda block: self._solve(block, step, False)[0], vd)
+                _, w = self._solve(vd, step, True)
+            if w is None:  # no fast solver for this t
                 td = t.detach() if isinstance(t, Tensor) else float(t)
                 w = self._newton_bisection(vd, td)
         if live:
@@ -209,12 +198,13 @@ class SigmoidProx(_SmoothProx):
 
     domain = (0.0, 1.0)
 
-    def _solve(self, v: Tensor, t: float, want_w: bool) -> tuple[Tensor | None, Tensor | None]:
+    def _has_fast_solver(self, t: float) -> bool:
+        return t < 1.0
+
+    def _solve(self, v: Tensor, t: float, want_w: bool) -> tuple[Tensor, Tensor | None]:
         # In ŵ = w/2, with a = 1 − t, (1 − t)σ(w) + tw = v reads a·tanh ŵ + 4t·ŵ = 2v − a (σ(w) =
         # (1 + tanh ŵ)/2): |ŵ| is started from the bound of tanh_root_bound, ŵ with the sign of
         # 2v − a; |2v − a| − a = max(−2v, 2(v − a)) keeps small |v| exact. Then Newton steps in w.
-        if t > 1.0:
-            return None, None
         v = _saturate(v, t)
         a = 1.0 - t
         c = v.mul(2.0).sub_(a)
@@ -277,13 +267,14 @@ class TanhProx(_SmoothProx):
 
     domain = (-1.0, 1.0)
 
-    def _solve(self, v: Tensor, t: float, want_w: bool) -> tuple[Tensor | None, Tensor | None]:
+    def _has_fast_solver(self, t: float) -> bool:
+        return t < 1.0
+
+    def _solve(self, v: Tensor, t: float, want_w: bool) -> tuple[Tensor, Tensor | None]:
         # (1 − t)·tanh w + tw = v is odd: W = |w| is the root of a·tanh W + tW = |v|, a = 1 − t,
         # started from the bound of tanh_root_bound. Its steps use E = 1 − tanh W = 2σ(−2W), which
         # keeps tanh's tail (where tanh W rounds to 1); the last one is in w with tanh itself, for
         # the relative accuracy of small u.
-        if t > 1.0:
-            return None, None
         v = _saturate(v, t)
         a = 1.0 - t
         C = v.abs()

@@ -84,7 +84,10 @@ class SoftplusProx(_SmoothProx):
     def _forward(self, v: Tensor) -> Tensor:
         return F.softplus(v, self.beta, self.threshold)
 
-    def _solve(self, v: Tensor, t: float, want_w: bool) -> tuple[Tensor | None, Tensor | None]:
+    def _has_fast_solver(self, t: float) -> bool:
+        return t < 1.0
+
+    def _solve(self, v: Tensor, t: float, want_w: bool) -> tuple[Tensor, Tensor | None]:
         # In x = βv and βw: h(w) = a·softplus(w) + tw − x, a = 1 − t, is increasing and convex. Its
         # root is started from the larger of two lower bounds, from softplus(w) ≤ e^w (the root
         # of a·e^w + tw = x, log ω(x/t + log(a/t)) − log(a/t) with ω the Wright omega function)
@@ -92,8 +95,6 @@ class SoftplusProx(_SmoothProx):
         # steps (two in float64) and a final Newton step, with softplus(w) = max(w, 0) −
         # log1p(−σ(−|w|)) and σ(−|w|) = min(σ(w), 1 − σ(w)) (relatively accurate: for a small t the
         # terms of h are of the order of t).
-        if t > 1.0:
-            return None, None
         beta = self.beta
         x = v if beta == 1.0 else v * beta
         a = 1.0 - t
@@ -247,6 +248,9 @@ class _ExpLinearProx(_SmoothProx):
 
     def _dsigma(self, s: Tensor, w: Tensor) -> Tensor:
         return torch.where(w > 0, torch.ones_like(w), torch.exp(w.clamp(max=0.0) / self._c) * (self.alpha / self._c))
+
+    def _has_fast_solver(self, t: float) -> bool:
+        return True
 
     def _solve(self, v: Tensor, t: float, want_w: bool) -> tuple[Tensor, Tensor | None]:
         alpha, c = self.alpha, self._c

@@ -12,7 +12,6 @@ the residual, of order t·eps, is allowed for).
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest
@@ -31,7 +30,6 @@ from lbinv.proximal import (
     TanhProx,
     proximal_activation,
 )
-from lbinv.proximal import smooth
 from lbinv.proximal._roots import omega_, tanh_root_bound
 from lbinv.proximal.base import CPU_BLOCK, blockwise
 from tests.helpers import generator
@@ -202,11 +200,11 @@ def test_fast_prox_agrees_with_the_safeguarded_solver(name, t):
 
 def test_cpu_blocks_give_the_same_result():
     """On the CPU a large tensor is solved block by block: the same numbers as one block."""
-    n = 2 * smooth.CPU_BLOCK + 123
+    n = 2 * CPU_BLOCK + 123
     v = 3.0 * torch.randn(1, n, generator=generator(4))
     for act in (SigmoidProx(), TanhProx(), ELUProx(), SoftplusProx(2.0), LogSigmoidProx()):
         whole = act.prox(v, 0.4)
-        parts = torch.cat([act.prox(p, 0.4) for p in v.split(smooth.CPU_BLOCK, dim=1)], dim=1)
+        parts = torch.cat([act.prox(p, 0.4) for p in v.split(CPU_BLOCK, dim=1)], dim=1)
         assert torch.equal(whole, parts)
 
 
