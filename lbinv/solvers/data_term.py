@@ -81,6 +81,11 @@ class LayerDataTerm:
         """``w₀ = σ(a) − y``: the gradient of ``B_Ψ(y, ·)`` at ``a``."""
         return self.term.residual(self.y, a)
 
+    def value_and_residual(self, a: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`value` and :meth:`residual` at ``a`` from one evaluation of ``σ(a)``."""
+        sigma = self.layer.activation(a)
+        return self.term.value(self.y, a, sigma), sigma - self.y
+
     def gradient(self, a: Tensor) -> Tensor:
         """``∇f(x) = Wᵀ(σ(a) − y)`` at the ``x`` with ``Wx + b = a``."""
         return self.layer.affine.adjoint(self.residual(a))

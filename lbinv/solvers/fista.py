@@ -238,7 +238,7 @@ class FISTA:
 
     def step(self, active: Tensor | None, measure: bool) -> Tensor | None:
         u, x, au, ax, tau = self.u, self.x, self.au, self.ax, self.tau
-        residual = self.data.residual(au)  # σ(Wu + b) − y
+        f_u, residual = self.data.value_and_residual(au)  # f(u), σ(Wu + b) − y
         v = u.addcmul(per_sample(-tau, u), self.data.layer.affine.adjoint(residual))  # u − τ∇f(u)
         if self.z is not None:
             self.tv_prox.reweight(tau * self.alpha)
@@ -248,7 +248,7 @@ class FISTA:
         # the sufficient-decrease test of the step: f(x̂) ≤ f(u) + ⟨∇f(u), x̂ − u⟩ + ‖x̂ − u‖²/(2τ), the inner
         # product taken as ⟨σ(Wu + b) − y, Wx̂ − Wu⟩; beyond rounding, NaN failing
         move = x_hat - u
-        failed = rose(f_hat, self.data.value(au) + sample_dot(residual, ax_hat - au) + sample_dot(move, move) / (2.0 * tau))
+        failed = rose(f_hat, f_u + sample_dot(residual, ax_hat - au) + sample_dot(move, move) / (2.0 * tau))
         if self.tv is not None:
             f_hat = f_hat + self.alpha * self.tv.value(x_hat)
         worse = rose(f_hat, self.f_best) & ~failed  # beyond rounding (module docstring)
