@@ -5,6 +5,7 @@ skipped epochs), the converged final inversion and its table, and the state kept
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 import torch
@@ -269,3 +270,42 @@ def test_final_rounds_do_not_solve_a_column_twice(tmp_path, invert_calls, monkey
     grid, i = cb._monitor.search.grid, cb._monitor.search.grid.index(SEARCH_START)
     assert [level["alpha"] for level in cb.final_summary] == pytest.approx([grid[i + 1]] * 2)
     assert cb.alphas == pytest.approx([grid[i + 1]] * 2)
+
+
+@pytest.mark.parametrize(
+    "alpha, moves, shares",
+    [
+        # moves up, stays (cut short of tol): a last round finishes with all the time left
+        ("auto", [2, 0, 0], [1 / 3, 1 / 3, 1.0]),
+        # keeps moving: a third of the time left each, until the last third of the cap is reached
+        ("auto", [2] * 6, [1 / 3, 1 / 3, 1 / 4, 1.0]),
+        (1e-2, [], [1.0]),  # a fixed α: one round, all the time
+    ],
+)
+def test_final_search_rounds_share_the_time_cap_and_a_last_round_finishes(tmp_path, monkeypatch, alpha, moves, shares):
+    """Under ``final_seconds``, a round of "auto"'s search takes a third of the time left (so a search
+    whose rounds to tol are slow still moves α), but not the last third of the cap: once α stays or
+    that is reached, a round that did not reach tol is finished with all the time left. Each round
+    here is charged all its time (a clock that jumps to its deadline)."""
+    move = iter(moves)
+    real_best = AlphaSearch.best
+    monkeypatch.setattr(AlphaSearch, "best", lambda self, psnr, solved: torch.full_like(real_best(self, psnr, solved), next(move)))
+    skipped = [0.0]
+    clock = type("Clock", (), {"perf_counter": staticmethod(lambda: time.perf_counter() + skipped[0])})
+    monkeypatch.setattr(inverter_module, "time", clock)
+    calls = []  # (when the round began, its deadline)
+    real_round = inverter_module.ProbeInverter.round
+
+    def round_to_its_deadline(self, *args, **kwargs):
+        began, deadline = inverter_module.time.perf_counter(), args[8]  # round(..., data_range, deadline, ...)
+        calls.append((began, deadline))
+        out = real_round(self, *args, **kwargs)
+        skipped[0] += deadline - inverter_module.time.perf_counter()
+        return out
+
+    monkeypatch.setattr(inverter_module.ProbeInverter, "round", round_to_its_deadline)
+    cb = monitor(alpha=alpha, tol=0.0, final_seconds=30.0)  # tol=0: no round converges
+    make_trainer(tmp_path, [cb]).validate(Foreign(), val_loader())
+    cap = calls[-1][1]  # the last round's deadline is the final inversion's
+    assert cap - calls[0][0] == pytest.approx(30.0, abs=1.0)
+    assert [(deadline - began) / (cap - began) for began, deadline in calls] == pytest.approx(shares, abs=2e-3)

@@ -127,7 +127,8 @@ class InversionCallback(*CALLBACK_BASES):  # type: ignore[misc]
     final_seconds
         The final inversion (after the last epoch, at the end of a fit that stopped otherwise, and in
         ``trainer.validate``) runs to ``tol`` with the α search (at most ``max_iter`` sweeps per
-        round), outside ``time_share``, for at most this many seconds; its numbers are logged like
+        round, a third of the time left, the last third kept to finish the columns at the α found),
+        outside ``time_share``, for at most this many seconds; its numbers are logged like
         every inversion's, printed as a table (σ, δ², α, PSNR inverted and decoded, converged
         fraction) and logged as text (``inversion/final``). 0: no final inversion (the last epoch
         gets a budgeted one). None: no time cap.

@@ -32,7 +32,13 @@ from lbinv.tracing import eval_mode
 if TYPE_CHECKING:  # either namespace's classes
     from lightning.pytorch import LightningModule, Trainer
 
-__all__ = ["Inversion", "Plan", "ProbeInverter"]
+__all__ = ["FINISH_SHARE", "SEARCH_ROUND_SHARE", "Inversion", "Plan", "ProbeInverter"]
+
+#: The share of the time left that a round of a final inversion's α search may take (``"auto"``,
+#: under ``final_seconds``): rounds to ``tol`` that would take it all leave α where the fit left it.
+SEARCH_ROUND_SHARE = 1.0 / 3.0
+#: The share of ``final_seconds`` kept for the last round, which finishes the columns at the α found.
+FINISH_SHARE = 1.0 / 3.0
 
 
 @dataclass
@@ -108,18 +114,29 @@ class ProbeInverter:
         """The rounds of an inversion that began at ``begin`` and their summary: one round, or for a
         final inversion rounds to ``tol`` while ``"auto"``'s search moves (at most
         :data:`~lbinv.lightning.callback.monitor.FINAL_ROUNDS`, a column solved in an earlier round not
-        solved again, ``seconds`` summed). The monitor learns from each. None when a round failed (warned)."""
+        solved again, ``seconds`` summed). The monitor learns from each. None when a round failed (warned).
+
+        Under a deadline, a round of the search may take :data:`SEARCH_ROUND_SHARE` of the time left,
+        so that α moves more than once when rounds to ``tol`` are slow, but not the last
+        :data:`FINISH_SHARE` of the cap: once α stays, or that reserve is reached, a round takes all
+        the time left to finish the columns cut short (from where they stopped)."""
         assert probe_images.images is not None
         n, per_rank = probe_images.images.shape[0], probe_images.share(trainer.world_size, 0)[1]
         rounds, window = Rounds(len(self.noise_levels)), [begin, begin]
         inverted: Optional[Inversion] = None
+        finishing = monitor.search is None  # a round that may take all the time left
+        reserve = 0.0 if plan.deadline is None else FINISH_SHARE * (plan.deadline - begin)
         for _ in range(FINAL_ROUNDS if plan.final else 1):
             alphas, counts = monitor.columns(per_rank, plan.levels)
             if plan.final:  # a column solved to tol in an earlier round is not solved again
                 counts[rounds.known(alphas, counts, per_rank, n)] = 0
-            out = self.round(
-                trainer, pl_module, probe_images, monitor, epoch, alphas, counts, data_range, plan.deadline, window, plan.final
-            )
+            deadline = plan.deadline
+            if plan.final and not finishing and deadline is not None:
+                now = time.perf_counter()
+                search_seconds = min(SEARCH_ROUND_SHARE * (deadline - now), deadline - now - reserve)
+                finishing = search_seconds <= 0.0
+                deadline = deadline if finishing else now + search_seconds
+            out = self.round(trainer, pl_module, probe_images, monitor, epoch, alphas, counts, data_range, deadline, window, plan.final)
             if out is None:
                 return None
             rounds.add(alphas, out)
@@ -127,9 +144,13 @@ class ProbeInverter:
             out = replace(rounds.assemble(alphas, out), seconds=seconds)
             summary = summarize(out, alphas, self.noise_levels, monitor.rule(), self.eta)
             inverted = Inversion(summary, out, int(counts.sum()), window)
-            moved = monitor.learn(alphas, out)
-            if not bool(moved.any()) or (plan.deadline is not None and time.perf_counter() >= plan.deadline):
+            moved = bool(monitor.learn(alphas, out).any())
+            if plan.deadline is not None and time.perf_counter() >= plan.deadline:
                 break
+            if not moved:  # α stays: done, unless this round was cut short of tol
+                if finishing or _all_converged(out):
+                    break
+                finishing = True
         monitor.inverted(plan.levels)
         return inverted
 
@@ -242,6 +263,11 @@ class ProbeInverter:
         if self.method not in ("lifted", "sequential") or options.get("regularizer", "tv") is None:
             return None
         return "dual" if options["bounds"] is not None else "optimality"
+
+
+def _all_converged(out: ProbeResult) -> bool:
+    """Whether every sample ``out`` solved (or holds from an earlier round) converged."""
+    return bool(((out.converged.nan_to_num(0.0) > 0) | (out.solved <= 0)).all())
 
 
 def _forward_seconds(encoder: Callable[[Tensor], Any], x: Tensor) -> float:
