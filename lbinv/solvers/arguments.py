@@ -71,11 +71,9 @@ def check_data(y: Any, net: LiftedNetwork) -> Tensor:
     return clipped
 
 
-def check_per_sample(name: str, value: Any, batch: int, like: Tensor, positive: bool, required: bool) -> Tensor | None:
-    """A float or (B,) tensor as a (B,) tensor on ``like``'s device and dtype, validated."""
+def check_per_sample(name: str, value: Any, batch: int, like: Tensor, positive: bool) -> Tensor | None:
+    """A float or (B,) tensor as a (B,) tensor on ``like``'s device and dtype, validated (None: None)."""
     if value is None:
-        if required:
-            raise ValueError(f"{name}: required by this method and regularizer, got None")
         return None
     try:
         t = torch.as_tensor(value, dtype=like.dtype, device=like.device)

@@ -190,10 +190,17 @@ def invert(
     y = check_data(y, net)
     batch = y.shape[0]
     needs_alpha = method != "landweber" and (tv is not None or method == "sequential")
-    alpha_t = check_per_sample("alpha", alpha, batch, y, positive=True, required=needs_alpha)
+    if alpha is None and needs_alpha:
+        raise ValueError(
+            f"alpha: the regularisation weight is required by method={method!r} with regularizer={regularizer!r}, got "
+            "None: pass a float > 0 (or one per sample), e.g. alpha=1e-3 (on MNIST autoencoders the best alpha ran from "
+            "about 1e-5 for clean codes to about 0.1 for noisy ones); InversionCallback(alpha='auto') searches it per noise "
+            "level (docs/monitor.md)"
+        )
+    alpha_t = check_per_sample("alpha", alpha, batch, y, positive=True)
     if alpha_t is None:  # not used by this method and regularizer
         alpha_t = y.new_zeros(batch)
-    delta = check_per_sample("noise_level", noise_level, batch, y, positive=False, required=False)
+    delta = check_per_sample("noise_level", noise_level, batch, y, positive=False)
     x_init = check_init(opts.get("x_init"), batch, net, y)
     dual_init = check_dual_init(opts.get("dual_init"), tv, x_init)
     loop = dict(

@@ -220,7 +220,7 @@ def test_clips_data_into_the_domain_with_a_warning():
         (dict(alpha=0.0), ValueError, "alpha: expected finite values > 0"),
         (dict(alpha=-1.0), ValueError, "alpha"),
         (dict(alpha=torch.ones(3)), ValueError, r"alpha: expected a float or a tensor of shape \(1,\)"),
-        (dict(alpha=None), ValueError, "alpha: required"),
+        (dict(alpha=None), ValueError, "alpha: the regularisation weight is required .* e.g. alpha=1e-3"),
         (dict(y=torch.zeros(1, 21, dtype=torch.float64)), ValueError, r"y: expected shape \(B, 20\)"),
         (dict(y=torch.zeros(1, 20, dtype=torch.float32)), ValueError, "y: expected dtype"),
         (dict(method="newton"), ValueError, "method: expected one of"),
