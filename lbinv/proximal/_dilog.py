@@ -53,7 +53,10 @@ def li2_series(u: Tensor) -> Tensor:
 
     Below float64, three of the ten orders: the first left out is below 5e−9 of the sum."""
     x = u * u
-    return u + x * (u * horner(_COEFFS if u.dtype == torch.float64 else _COEFFS[:3], x) - 0.25)
+    p = horner(_COEFFS if u.dtype == torch.float64 else _COEFFS[:3], x)
+    if torch.is_grad_enabled() and u.requires_grad:
+        return u + x * (u * p - 0.25)
+    return p.mul_(u).sub_(0.25).mul_(x).add_(u)  # the same operations in place
 
 
 def li2_exp_neg(x: Tensor) -> tuple[Tensor, Tensor]:

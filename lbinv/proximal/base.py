@@ -6,7 +6,7 @@ Import from :mod:`lbinv.proximal`, whose docstring explains the mathematics (MAT
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
@@ -22,10 +22,11 @@ StepSize = float | Tensor
 CPU_BLOCK = 1 << 17
 
 
-def blockwise(fn: Callable[..., Tensor], *args: Tensor) -> Tensor:
-    """``fn(*args)`` for an elementwise ``fn`` of tensors of one shape, block by block of
-    :data:`CPU_BLOCK` entries where that helps and is safe: on the CPU, for contiguous tensors of
-    more than two blocks, none needing a gradient; else ``fn(*args)`` at once."""
+def blockwise(fn: Callable[..., Any], *args: Tensor) -> Any:
+    """``fn(*args)`` for an elementwise ``fn`` of tensors of one shape (returning a tensor or a tuple
+    of tensors of that shape), block by block of :data:`CPU_BLOCK` entries where that helps and is
+    safe: on the CPU, for contiguous tensors of more than two blocks, none needing a gradient; else
+    ``fn(*args)`` at once."""
     first = args[0]
     if (
         first.device.type != "cpu"
@@ -35,10 +36,16 @@ def blockwise(fn: Callable[..., Tensor], *args: Tensor) -> Tensor:
     ):
         return fn(*args)
     flats = [a.view(-1) for a in args]
-    out = torch.empty_like(flats[0])
-    for start in range(0, out.numel(), CPU_BLOCK):
-        out[start : start + CPU_BLOCK] = fn(*(f[start : start + CPU_BLOCK] for f in flats))
-    return out.view(first.shape)
+    outs: list[Tensor] = []
+    for start in range(0, first.numel(), CPU_BLOCK):
+        parts = fn(*(f[start : start + CPU_BLOCK] for f in flats))
+        parts = parts if isinstance(parts, tuple) else (parts,)
+        if not outs:
+            outs = [torch.empty_like(flats[0], dtype=part.dtype) for part in parts]
+        for out, part in zip(outs, parts):
+            out[start : start + CPU_BLOCK] = part
+    shaped = tuple(out.view(first.shape) for out in outs)
+    return shaped if len(shaped) > 1 else shaped[0]
 
 
 def clamp(x: Tensor, lo: float, hi: float) -> Tensor:
@@ -116,9 +123,14 @@ def horner(coeffs: tuple[float, ...], x: Tensor) -> Tensor:
     Tensor
         The polynomial at ``x``, shaped like ``x``.
     """
-    p = coeffs[-1] * x + coeffs[-2]
+    if torch.is_grad_enabled() and x.requires_grad:
+        p = coeffs[-1] * x + coeffs[-2]
+        for c in reversed(coeffs[:-2]):
+            p = p * x + c
+        return p
+    p = torch.mul(x, coeffs[-1]).add_(coeffs[-2])  # the same operations in place: one new tensor
     for c in reversed(coeffs[:-2]):
-        p = p * x + c
+        p.mul_(x).add_(c)
     return p
 
 
@@ -190,6 +202,30 @@ class ProxActivation:
             prox_{tΨ}(v), shaped like ``v``.
         """
         raise NotImplementedError
+
+    def prox_and_preimage(self, v: Tensor, t: StepSize, start: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        r"""prox_{tΨ}(v) and, where the activation keeps one, its preimage ``w`` (σ(w) = u), which a
+        caller that solves nearby prox problems again passes back as ``start`` (a smooth σ then
+        needs one Newton step where ``start`` is close; :class:`~lbinv.proximal.smooth._SmoothProx`).
+
+        Parameters
+        ----------
+        v : Tensor
+            Any shape.
+        t : float or Tensor
+            Step size > 0, as in :meth:`prox`.
+        start : Tensor, optional
+            A preimage this method returned for a nearby ``v`` and the same ``t`` (only a starting
+            point: the result does not depend on it beyond round-off).
+
+        Returns
+        -------
+        u : Tensor
+            prox_{tΨ}(v), shaped like ``v``.
+        w : Tensor or None
+            Its preimage, or None (here: always; the smooth activations return it).
+        """
+        return self.prox(v, t), None
 
     def psi(self, u: Tensor) -> Tensor:
         r"""Ψ(u) summed per sample.

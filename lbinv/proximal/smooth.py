@@ -100,12 +100,20 @@ class _SmoothProx(ProxActivation):
     of :data:`~lbinv.proximal.base.CPU_BLOCK` entries (:func:`~lbinv.proximal.base.blockwise`). A
     tensor t (per sample) uses the safeguarded solver.
 
+    A caller that solves the same prox again for a nearby v (a hidden block, sweep after sweep) passes
+    the preimage it got back (:meth:`prox_and_preimage`): where one Newton step from it is below a
+    threshold, that step is the answer to round-off, with one evaluation of σ.
+
     Subclasses give ``_sigma`` (σ, exact, used by the solver), ``_dsigma`` (σ'), optionally
-    ``_shift``, ``_has_fast_solver`` with ``_solve`` and, when the torch module rounds or switches differently,
-    ``_forward`` (σ as the module computes it, returned for t = 1).
+    ``_shift``, ``_has_fast_solver`` with ``_solve``, ``_curvature`` (for the warm start) and, when
+    the torch module rounds or switches differently, ``_forward`` (σ as the module computes it,
+    returned for t = 1).
     """
 
     newton_steps: int = 20
+    #: K with ``|σ''| ≤ K·σ'`` everywhere, so that ``|h''| ≤ K·h'`` for t < 1: the warm start's bound
+    #: (:meth:`prox_and_preimage`); None: no warm start (a σ without such a bound).
+    _curvature: float | None = None
 
     def _sigma(self, w: Tensor) -> Tensor:
         raise NotImplementedError
@@ -150,6 +158,62 @@ class _SmoothProx(ProxActivation):
         """The fast solver, where :meth:`_has_fast_solver`: ``(u, w)`` with u = prox_{tΨ}(v) and, when
         ``want_w``, its preimage w (σ(w) = u) (``v`` is detached)."""
         raise NotImplementedError
+
+    def _newton_parts(self, w: Tensor, v: Tensor, t: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(σ(w), h(w), h'(w), σ'(w)) of the class docstring's h, in new tensors."""
+        s = self._sigma(w)
+        ds = self._dsigma(s, w)
+        h = (s - v).sub_(self._shift(s, w), alpha=t)
+        return s, h, ds.mul(1.0 - t).add_(t), ds
+
+    def _solve_with_preimage(self, v: Tensor, t: float) -> tuple[Tensor, Tensor]:
+        """(prox_{tΨ}(v), its preimage) without a start: the fast solver, else the safeguarded one."""
+        if self._has_fast_solver(t):
+            return blockwise(lambda block: self._solve(block, t, True), v)
+        w = self._newton_bisection(v, t)
+        return self._sigma(w), w
+
+    def _close(self, delta: Tensor, start: Tensor, threshold: float) -> Tensor:
+        """Where the Newton step ``start − delta`` is exact to round-off: ``|δ| ≤ θ`` (:meth:`_from_start`).
+        σ(0) = 0 asks more near 0, where u ≈ σ'(0)·w keeps its relative accuracy."""
+        return delta.abs() <= threshold
+
+    def _from_start(self, v: Tensor, t: float, start: Tensor) -> tuple[Tensor, Tensor]:
+        """One Newton step δ from ``start``, kept where :meth:`_close`: ``|δ| ≤ θ = √(ε/(2K))``, so
+        that its error, ≤ (K/2)δ² ≤ ε/4 (|h''| ≤ K·h'), and that of u = σ(w) − σ'(w)δ are round-off.
+        Elsewhere (NaN included) the entries are solved afresh."""
+        s, h, dh, ds = self._newton_parts(start, v, t)
+        delta = h.div_(dh)
+        assert self._curvature is not None
+        threshold = math.sqrt(torch.finfo(v.dtype).eps / (2.0 * self._curvature))
+        far = self._close(delta, start, threshold).logical_not_()
+        u, w = s.addcmul_(ds, delta, value=-1.0), start.sub(delta)
+        if bool(far.any()):
+            index = far.view(-1).nonzero().squeeze(1)
+            u_far, w_far = self._solve_with_preimage(v.reshape(-1)[index], t)
+            u.view(-1)[index], w.view(-1)[index] = u_far, w_far
+        return u, w
+
+    def prox_and_preimage(self, v: Tensor, t: StepSize, start: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """:meth:`~lbinv.proximal.ProxActivation.prox_and_preimage`: for a Python float t in (0, 1),
+        without gradients, u and its preimage w; from ``start`` on the CPU where one Newton step
+        suffices (:meth:`_from_start`; on other devices that test would synchronise)."""
+        live = torch.is_grad_enabled() and (v.requires_grad or (isinstance(t, Tensor) and t.requires_grad))
+        if live or isinstance(t, Tensor) or not 0.0 < t < 1.0:
+            return self.prox(v, t), None
+        step = float(t)
+        with torch.no_grad():
+            vd = v.detach()
+            warm = (
+                start is not None
+                and self._curvature is not None
+                and vd.device.type == "cpu"
+                and (start.shape, start.dtype, start.device) == (vd.shape, vd.dtype, vd.device)
+            )
+            if not warm:
+                return self._solve_with_preimage(vd, step)
+            assert start is not None
+            return blockwise(lambda block, begin: self._from_start(block, step, begin), vd, start.contiguous())
 
     def _newton_bisection(self, vd: Tensor, td: StepSize) -> Tensor:
         """The preimage w of prox_{tΨ}(v) by Newton's method safeguarded by bisection (class docstring)."""
@@ -197,6 +261,7 @@ class SigmoidProx(_SmoothProx):
     """
 
     domain = (0.0, 1.0)
+    _curvature = 1.0  # σ'' = σ'(1 − 2σ)
 
     def _has_fast_solver(self, t: float) -> bool:
         return t < 1.0
@@ -266,6 +331,13 @@ class TanhProx(_SmoothProx):
     """
 
     domain = (-1.0, 1.0)
+    _curvature = 2.0  # σ'' = −2σσ'
+
+    def _close(self, delta: Tensor, start: Tensor, threshold: float) -> Tensor:
+        # near 0, |h''| ≤ 2|tanh| h' ≈ 2(|w| + |δ|)h': the step's error (|w| + |δ|)δ² is relatively
+        # below ε/4 where |δ| ≤ θ (θ² = ε/4) and |δ|³ ≤ (ε/8)|w|
+        step = delta.abs()
+        return (step <= threshold) & (step * step * step <= start.abs().mul_(torch.finfo(step.dtype).eps / 8.0))
 
     def _has_fast_solver(self, t: float) -> bool:
         return t < 1.0

@@ -120,6 +120,24 @@ class SoftplusProx(_SmoothProx):
             u.mul_(1.0 / beta)
         return u, (w.sub_(h).mul_(1.0 / beta) if want_w else None)
 
+    @property
+    def _curvature(self) -> float:  # type: ignore[override]
+        return self.beta  # σ'' = β·σ'(1 − σ')
+
+    def _newton_parts(self, w: Tensor, v: Tensor, t: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        # softplus(±x) = max(±x, 0) + log1p(e^{−|x|}), the last −log1p(−σ(−|x|)): one exponential, one logarithm
+        b = self.beta
+        x = w if b == 1.0 else w * b
+        ds = torch.sigmoid(x)
+        tail = torch.minimum(ds, torch.sub(1.0, ds)).neg_().log1p_().neg_()
+        s = torch.clamp(x, min=0.0).add_(tail)
+        shift = x.neg().clamp_(min=0.0).add_(tail)  # softplus(−x) = softplus(x) − x
+        if b != 1.0:
+            s.mul_(1.0 / b)
+            shift.mul_(1.0 / b)
+        h = (s - v).sub_(shift, alpha=t)
+        return s, h, ds.mul(1.0 - t).add_(t), ds
+
     def _sigma(self, w: Tensor) -> Tensor:
         return softplus(self.beta * w) / self.beta
 
@@ -180,6 +198,10 @@ class LogSigmoidProx(ProxActivation):
         if is_unit_step(t):
             return F.logsigmoid(v)
         return -self._sp.prox(-v, t)
+
+    def prox_and_preimage(self, v: Tensor, t: StepSize, start: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        u, w = self._sp.prox_and_preimage(-v, t, None if start is None else -start)
+        return -u, None if w is None else -w
 
     def _psi_elem(self, u: Tensor) -> Tensor:
         return self._sp._psi_elem(-u)
@@ -243,6 +265,30 @@ class _ExpLinearProx(_SmoothProx):
         self.alpha = float(alpha)
 
     @property
+    def _curvature(self) -> float:  # type: ignore[override]
+        return 1.0 / self._c  # σ'' = σ'/c below 0, 0 above
+
+    def _newton_parts(self, w: Tensor, v: Tensor, t: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        # from one exponential: with m = expm1(min(w, 0)/c), σ = max(w, 0) + αm, σ' = (α/c)(1 + m) below
+        # 0 and 1 above, σ(w) − w = αm − min(w, 0) (0 above 0)
+        alpha, c = self.alpha, self._c
+        wn = w.clamp(max=0.0)
+        m = torch.mul(wn, 1.0 / c).expm1_()
+        above = w > 0
+        s = w.clamp(min=0.0).add_(m, alpha=alpha)
+        ds = torch.where(above, 1.0, m.add(1.0).mul_(alpha / c))
+        h = (s - v).sub_(m.mul_(alpha).sub_(wn), alpha=t)
+        return s, h, ds.mul(1.0 - t).add_(t), ds
+
+    def _close(self, delta: Tensor, start: Tensor, threshold: float) -> Tensor:
+        # above 0, h is linear: exact while the step stays above 0. Below, not across the kink at 0
+        # (σ'' jumps there: 2|δ| ≤ |w|), and the error (K/2)δ² below ε/4 relatively to u ≈ σ'(0)·w: δ² ≤ θ²|w|
+        linear = (start > 0) & (start > delta)
+        step, w = delta.abs(), start.abs()
+        curved = (step <= threshold) & (step.mul(2.0) <= w) & (step * step <= w.mul_(threshold * threshold))
+        return linear | curved
+
+    @property
     def domain(self) -> tuple[float, float]:
         return (-self.alpha, math.inf)
 
@@ -273,8 +319,9 @@ class _ExpLinearProx(_SmoothProx):
         # u = α·expm1(q − δ) to first order in δ, α(expm1(q) − e^q·δ) (the error, of order δ², is
         # below round-off)
         un = em1.addcmul_(e, delta, value=-1.0)
-        w = q.sub_(delta).mul_(c) if want_w else None
-        return v.clamp(min=0.0).add_(un, alpha=alpha), w
+        vp = v.clamp(min=0.0)  # u = v = w above 0, where q = 0
+        w = q.sub_(delta).mul_(c).add_(vp) if want_w else None
+        return vp.add_(un, alpha=alpha), w
 
     def _q_below_one(self, vn: Tensor, A: float, B: float, AB: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """q for t < 1 to the accuracy of the Halley steps (class docstring), and three work tensors."""

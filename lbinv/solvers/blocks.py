@@ -152,6 +152,9 @@ class LiftedBlocks:
         else:
             self.hidden = [x_init.new_zeros((x_init.shape[0], *node.shape)) for node in net.nodes[:-1]]
         self.hidden_steps = [1.0 / lip for lip in self.lips[1:]]
+        # the preimages of the hidden blocks' last prox (smooth activations): where the next sweep's
+        # prox is close, one Newton step from them solves it (ProxActivation.prox_and_preimage)
+        self.preimages: list[Tensor | None] = [None] * len(self.hidden)
         # pre[k] = a_k at the current variables; after x_j moves, the a_k of its readers are stale
         # until needed (for a chain: one forward and one adjoint per layer and sweep)
         self.pre = [node.pre_activation(self._values()) for node in net.nodes]
@@ -206,7 +209,9 @@ class LiftedBlocks:
         """The proximal-gradient step of hidden block ``x_j`` from ``start`` with the readers' gradient
         ``grad``, step ``τ = 1/L_j``: ``prox_{τ B_j(·, a_j)}(start − τ grad)``
         (:meth:`~lbinv.solvers.data_term.BregmanTerm.prox` at ``a_j − grad``, since ``B_j(·, a)`` is linear in ``a``)."""
-        return self.terms[j - 1].prox(start, torch.sub(self._pre(j - 1), grad), self.hidden_steps[j - 1])
+        term, preimage = self.terms[j - 1], self.preimages[j - 1]
+        new, self.preimages[j - 1] = term.prox_and_preimage(start, torch.sub(self._pre(j - 1), grad), self.hidden_steps[j - 1], preimage)
+        return new
 
     def objective(self) -> Tensor:
         """``Σ_k B_{Ψ_k}(x_k, a_k) + α TV(x_0)`` per sample (paper eq. 3), from the cached pre-activations."""

@@ -49,6 +49,12 @@ class BregmanTerm:
         shrink = tau / (1.0 + tau)
         return self.activation.prox(a.mul(shrink).add_(v, alpha=1.0 / (1.0 + tau)), shrink)
 
+    def prox_and_preimage(self, v: Tensor, a: Tensor, tau: float, start: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """:meth:`prox` and the preimage of its value under σ, from ``start``, the preimage of an earlier
+        call (:meth:`~lbinv.proximal.ProxActivation.prox_and_preimage`)."""
+        shrink = tau / (1.0 + tau)
+        return self.activation.prox_and_preimage(a.mul(shrink).add_(v, alpha=1.0 / (1.0 + tau)), shrink, start)
+
 
 class LayerDataTerm:
     """``f(x) = B_Ψ(y, Wx + b)`` of one layer (paper eq. 6 without its regulariser), per sample.

@@ -12,7 +12,6 @@ the residual, of order t·eps, is allowed for).
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
@@ -236,6 +235,17 @@ def test_fast_prox_gradients_are_the_implicit_ones():
     v = (2.0 * torch.randn(2, 7, generator=generator(6), dtype=F64)).requires_grad_(True)
     for act in (SigmoidProx(), TanhProx(), ELUProx(0.5), SoftplusProx(1.5)):
         assert torch.autograd.gradcheck(lambda v: act.prox(v, 0.35), (v,))
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_a_prox_with_a_live_input_has_the_same_value(name):
+    """With v needing a gradient the solvers return the same u (ELU with α < 1 returned v/(1 − t + tα)
+    above 0: the preimage given for v > 0 was 0)."""
+    act = CASES[name][0]()
+    v = 3.0 * torch.randn(50, generator=generator(11), dtype=F64)
+    for t in (0.05, 0.6):
+        live = act.prox(v.clone().requires_grad_(True), t).detach()
+        torch.testing.assert_close(live, act.prox(v, t), rtol=1e-12, atol=1e-300)  # (the live step's rounding)
 
 
 def test_omega_guess_against_scipy():
