@@ -189,24 +189,23 @@ class _SmoothProx(ProxActivation):
         solved afresh; each step works on the entries left."""
         assert self._curvature is not None
         threshold = math.sqrt(torch.finfo(v.dtype).eps / (2.0 * self._curvature))
-        u, w = torch.empty_like(v), start.clone()
-        left: Tensor | None = None  # flat indices of the entries not yet solved (None: all)
-        v_left, w_left = v, w
-        for _ in range(START_STEPS):
+        s, h, dh, ds = self._newton_parts(start, v, t)
+        delta = h.div_(dh)
+        close = self._close(delta, start, threshold)
+        u, w = s.addcmul_(ds, delta, value=-1.0), start - delta
+        if bool(close.all()):
+            return u, w
+        left = close.logical_not_().view(-1).nonzero().squeeze(1)  # flat indices of the entries left
+        for _ in range(START_STEPS - 1):
+            v_left, w_left = v.reshape(-1)[left], w.view(-1)[left]
             s, h, dh, ds = self._newton_parts(w_left, v_left, t)
             delta = h.div_(dh)
             close = self._close(delta, w_left, threshold)
-            u_left, w_left = s.addcmul_(ds, delta, value=-1.0), w_left - delta
-            if left is None:
-                u, w = u_left, w_left
-                left = close.logical_not_().view(-1).nonzero().squeeze(1)
-            else:
-                u.view(-1)[left], w.view(-1)[left] = u_left, w_left
-                left = left[~close]
+            u.view(-1)[left], w.view(-1)[left] = s.addcmul_(ds, delta, value=-1.0), w_left - delta
+            left = left[~close]
             if left.numel() == 0:
                 return u, w
-            v_left, w_left = v.reshape(-1)[left], w.view(-1)[left]
-        u.view(-1)[left], w.view(-1)[left] = self._solve_with_preimage(v_left, t)
+        u.view(-1)[left], w.view(-1)[left] = self._solve_with_preimage(v.reshape(-1)[left], t)
         return u, w
 
     def prox_and_preimage(self, v: Tensor, t: StepSize, start: Tensor | None = None) -> tuple[Tensor, Tensor | None]:

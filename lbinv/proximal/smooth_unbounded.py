@@ -283,10 +283,10 @@ class _ExpLinearProx(_SmoothProx):
     def _close(self, delta: Tensor, start: Tensor, threshold: float) -> Tensor:
         # above 0, h is linear: exact while the step stays above 0. Below, not across the kink at 0
         # (σ'' jumps there: 2|δ| ≤ |w|), and the error (K/2)δ² below ε/4 relatively to u ≈ σ'(0)·w: δ² ≤ θ²|w|
-        linear = (start > 0) & (start > delta)
         step, w = delta.abs(), start.abs()
-        curved = (step <= threshold) & (step.mul(2.0) <= w) & (step * step <= w.mul_(threshold * threshold))
-        return linear | curved
+        curved = torch.le(torch.mul(step, step), w.clamp(max=1.0).mul_(threshold * threshold))  # δ² ≤ θ²·min(1, |w|)
+        curved.logical_and_(torch.le(step.mul_(2.0), w))
+        return curved.logical_or_(torch.gt(start, delta).logical_and_(start > 0))
 
     @property
     def domain(self) -> tuple[float, float]:
