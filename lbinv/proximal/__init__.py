@@ -30,7 +30,7 @@ The package: :mod:`~lbinv.proximal.base` (the base class), :mod:`~lbinv.proximal
 LeakyReLU, PReLU, clamp, hard sigmoid, soft-thresholding, identity: closed forms),
 :mod:`~lbinv.proximal.smooth` (bounded range: sigmoid, tanh, prox by a few Halley/Newton steps
 from a close guess, or safeguarded Newton; softsign, in closed form),
-:mod:`~lbinv.proximal.smooth_unbounded` (softplus, log-sigmoid, ELU, CELU: the same),
+:mod:`~lbinv.proximal.smooth_unbounded` (softplus, log-sigmoid) and :mod:`~lbinv.proximal.explinear` (ELU, CELU: the same),
 :mod:`~lbinv.proximal._roots` (what their fast solvers share: a Wright omega guess, step counts),
 :mod:`~lbinv.proximal.tanhshrink` (σ⁻¹ by Newton too) and
 :mod:`~lbinv.proximal.torch_modules` (torch module → :class:`ProxActivation`). Import all of
@@ -49,6 +49,7 @@ slope depends on the channel, dimension 1); :meth:`ProxActivation.psi` and
 """
 
 from lbinv.proximal.base import ProxActivation, StepSize
+from lbinv.proximal.explinear import CELUProx, ELUProx
 from lbinv.proximal.piecewise import (
     IDENTITY,
     ClampProx,
@@ -61,8 +62,6 @@ from lbinv.proximal.piecewise import (
 )
 from lbinv.proximal.smooth import SigmoidProx, SoftsignProx, TanhProx
 from lbinv.proximal.smooth_unbounded import (
-    CELUProx,
-    ELUProx,
     LogSigmoidProx,
     SoftplusProx,
 )

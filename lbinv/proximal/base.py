@@ -206,7 +206,7 @@ class ProxActivation:
     def prox_and_preimage(self, v: Tensor, t: StepSize, start: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         r"""prox_{tΨ}(v) and, where the activation keeps one, its preimage ``w`` (σ(w) = u), which a
         caller that solves nearby prox problems again passes back as ``start`` (a smooth σ then
-        needs one Newton step where ``start`` is close; :class:`~lbinv.proximal.smooth._SmoothProx`).
+        needs one Newton step where ``start`` is close; :class:`~lbinv.proximal.smooth_solver._SmoothProx`).
 
         Parameters
         ----------

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lbinv.proximal.base import StepSize, horner
-from lbinv.proximal.smooth import _logcosh, _newton_bisection_step, _SmoothProx
+from lbinv.proximal.smooth import _logcosh
+from lbinv.proximal.smooth_solver import _newton_bisection_step, _SmoothProx
 
 __all__ = ["TanhshrinkProx"]
 

@@ -8,6 +8,7 @@ from torch import nn
 
 from lbinv._checks import is_plain
 from lbinv.proximal.base import ProxActivation
+from lbinv.proximal.explinear import CELUProx, ELUProx
 from lbinv.proximal.piecewise import (
     IDENTITY,
     ClampProx,
@@ -22,8 +23,6 @@ from lbinv.proximal.piecewise import (
 from lbinv.proximal.smooth import SigmoidProx, SoftsignProx, TanhProx
 from lbinv.proximal.smooth_unbounded import (
     SOFTPLUS_MIN_THRESHOLD,
-    CELUProx,
-    ELUProx,
     LogSigmoidProx,
     SoftplusProx,
 )

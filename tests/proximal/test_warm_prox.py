@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-import lbinv.proximal.smooth as smooth
+import lbinv.proximal.smooth_solver as smooth_solver
 from lbinv import LiftedNetwork, invert
 from lbinv.proximal import ELUProx, ReLUProx, SigmoidProx, TanhProx, TanhshrinkProx
 from lbinv.solvers.data_term import BregmanTerm
@@ -22,13 +22,13 @@ F64 = torch.float64
 def fresh_entries(monkeypatch):
     """How many entries each call solved afresh (without the start)."""
     counts = []
-    real = smooth._SmoothProx._solve_with_preimage
+    real = smooth_solver._SmoothProx._solve_with_preimage
 
     def counted(self, v, t):
         counts.append(v.numel())
         return real(self, v, t)
 
-    monkeypatch.setattr(smooth._SmoothProx, "_solve_with_preimage", counted)
+    monkeypatch.setattr(smooth_solver._SmoothProx, "_solve_with_preimage", counted)
     return counts
 
 
