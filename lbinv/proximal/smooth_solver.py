@@ -171,22 +171,17 @@ class _SmoothProx(ProxActivation):
         return u, w
 
     def prox_and_preimage(self, v: Tensor, t: StepSize, start: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-        """:meth:`~lbinv.proximal.ProxActivation.prox_and_preimage`: for a Python float t in (0, 1),
-        without gradients, u and its preimage w; from ``start`` on the CPU where one Newton step
-        suffices (:meth:`_from_start`; on other devices that test would synchronise)."""
+        """:meth:`~lbinv.proximal.ProxActivation.prox_and_preimage`: on the CPU, for a Python float t
+        in (0, 1) and without gradients, u and its preimage w, from ``start`` where Newton steps
+        suffice (:meth:`_from_start`). Elsewhere w is None: on other devices the test of a start would
+        synchronise (and keeping w would only cost memory)."""
         live = torch.is_grad_enabled() and (v.requires_grad or (isinstance(t, Tensor) and t.requires_grad))
-        if live or isinstance(t, Tensor) or not 0.0 < t < 1.0:
+        if live or isinstance(t, Tensor) or not 0.0 < t < 1.0 or self._curvature is None or v.device.type != "cpu":
             return self.prox(v, t), None
         step = float(t)
         with torch.no_grad():
             vd = v.detach()
-            warm = (
-                start is not None
-                and self._curvature is not None
-                and vd.device.type == "cpu"
-                and (start.shape, start.dtype, start.device) == (vd.shape, vd.dtype, vd.device)
-            )
-            if not warm:
+            if start is None or (start.shape, start.dtype, start.device) != (vd.shape, vd.dtype, vd.device):
                 return self._solve_with_preimage(vd, step)
             assert start is not None
             return blockwise(lambda block, begin: self._from_start(block, step, begin), vd, start.contiguous())
