@@ -210,7 +210,7 @@ class LiftedBlocks:
         ``grad``, step ``τ = 1/L_j``: ``prox_{τ B_j(·, a_j)}(start − τ grad)``
         (:meth:`~lbinv.solvers.data_term.BregmanTerm.prox` at ``a_j − grad``, since ``B_j(·, a)`` is linear in ``a``)."""
         term, preimage = self.terms[j - 1], self.preimages[j - 1]
-        new, self.preimages[j - 1] = term.prox_and_preimage(start, torch.sub(self._pre(j - 1), grad), self.hidden_steps[j - 1], preimage)
+        new, self.preimages[j - 1] = term.prox(start, torch.sub(self._pre(j - 1), grad), self.hidden_steps[j - 1], preimage)
         return new
 
     def objective(self) -> Tensor:

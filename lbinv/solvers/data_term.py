@@ -43,15 +43,10 @@ class BregmanTerm:
         """``σ(a) − target``: the gradient of ``B_Ψ(target, ·)`` at ``a``."""
         return self.activation(a) - target
 
-    def prox(self, v: Tensor, a: Tensor, tau: float) -> Tensor:
-        """``argmin_t τ B_Ψ(t, a) + ½‖t − v‖² = prox_{(τ/(1+τ)) Ψ}((v + τa)/(1 + τ))``: ``B_Ψ(·, a)`` is
-        ``Ψ + ½‖·‖² − ⟨·, a⟩`` up to a constant."""
-        shrink = tau / (1.0 + tau)
-        return self.activation.prox(a.mul(shrink).add_(v, alpha=1.0 / (1.0 + tau)), shrink)
-
-    def prox_and_preimage(self, v: Tensor, a: Tensor, tau: float, start: Tensor | None) -> tuple[Tensor, Tensor | None]:
-        """:meth:`prox` and the preimage of its value under σ, from ``start``, the preimage of an earlier
-        call (:meth:`~lbinv.proximal.ProxActivation.prox_and_preimage`)."""
+    def prox(self, v: Tensor, a: Tensor, tau: float, start: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """``argmin_t τ B_Ψ(t, a) + ½‖t − v‖² = prox_{(τ/(1+τ)) Ψ}((v + τa)/(1 + τ))`` (``B_Ψ(·, a)`` is
+        ``Ψ + ½‖·‖² − ⟨·, a⟩`` up to a constant) and its preimage under σ, from ``start``, the preimage
+        of an earlier call (:meth:`~lbinv.proximal.ProxActivation.prox_and_preimage`)."""
         shrink = tau / (1.0 + tau)
         return self.activation.prox_and_preimage(a.mul(shrink).add_(v, alpha=1.0 / (1.0 + tau)), shrink, start)
 
