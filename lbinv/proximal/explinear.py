@@ -68,30 +68,6 @@ class _ExpLinearProx(_SmoothProx):
         self.alpha = float(alpha)
 
     @property
-    def _curvature(self) -> float:  # type: ignore[override]
-        return 1.0 / self._c  # σ'' = σ'/c below 0, 0 above
-
-    def _newton_parts(self, w: Tensor, v: Tensor, t: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        # from one exponential: with m = expm1(min(w, 0)/c), σ = max(w, 0) + αm, σ' = (α/c)(1 + m) below
-        # 0 and 1 above, σ(w) − w = αm − min(w, 0) (0 above 0)
-        alpha, c = self.alpha, self._c
-        wn = w.clamp(max=0.0)
-        m = torch.mul(wn, 1.0 / c).expm1_()
-        above = w > 0
-        s = w.clamp(min=0.0).add_(m, alpha=alpha)
-        ds = torch.where(above, 1.0, m.add(1.0).mul_(alpha / c))
-        h = (s - v).sub_(m.mul_(alpha).sub_(wn), alpha=t)
-        return s, h, ds.mul(1.0 - t).add_(t), ds
-
-    def _close(self, delta: Tensor, start: Tensor, threshold: float) -> Tensor:
-        # above 0, h is linear: exact while the step stays above 0. Below, not across the kink at 0
-        # (σ'' jumps there: 2|δ| ≤ |w|), and the error (K/2)δ² below ε/4 relatively to u ≈ σ'(0)·w: δ² ≤ θ²|w|
-        step, w = delta.abs(), start.abs()
-        curved = torch.le(torch.mul(step, step), w.clamp(max=1.0).mul_(threshold * threshold))  # δ² ≤ θ²·min(1, |w|)
-        curved.logical_and_(torch.le(step.mul_(2.0), w))
-        return curved.logical_or_(torch.gt(start, delta).logical_and_(start > 0))
-
-    @property
     def domain(self) -> tuple[float, float]:
         return (-self.alpha, math.inf)
 
